@@ -1,0 +1,108 @@
+"""What every connector returns: source records plus warnings and errors, never an exception.
+
+A connector turns the bytes of one source into :class:`ParsedRecord` objects (one per VEVENT or
+feed item). It never raises on bad input: problems are collected as :class:`Problem` with the line
+number when known, so that one broken record costs only that record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A warning or error found while parsing, in plain French.
+
+    ``line`` is 1-based in the source file when known.
+    """
+
+    message: str
+    line: int | None = None
+    code: str = ""
+
+    def __str__(self) -> str:
+        return f"ligne {self.line} : {self.message}" if self.line else self.message
+
+
+@dataclass
+class ParsedRecord:
+    """One record read from a source, before normalisation.
+
+    Attributes:
+        uid: the source's own identifier (RFC 5545 UID, feed GUID/link), or a deterministic
+            repaired one when ``uid_repaired``.
+        recurrence_id: RECURRENCE-ID as ISO text for an override, '' otherwise.
+        kind: 'event' (has event dates) or 'news' (a feed item without event dates).
+        payload_format: 'ical' (self-contained VCALENDAR text) or 'json'.
+        payload: the text stored in ``SourceRecord.payload``.
+        hash_basis: the text hashed for change detection (payload without volatile parts).
+        line: first line of the record in the source, when known.
+    """
+
+    uid: str
+    kind: str
+    payload_format: str
+    payload: str
+    hash_basis: str
+    recurrence_id: str = ""
+    uid_repaired: bool = False
+    line: int | None = None
+
+    @property
+    def content_hash(self) -> str:
+        """SHA-256 hex digest of ``hash_basis``."""
+        return hashlib.sha256(self.hash_basis.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class ParseResult:
+    """Everything a connector found in one payload."""
+
+    records: list[ParsedRecord] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+    errors: list[Problem] = field(default_factory=list)
+    detected_format: str = ""
+
+    @property
+    def events(self) -> int:
+        """Number of event records."""
+        return sum(1 for r in self.records if r.kind == "event")
+
+    @property
+    def news(self) -> int:
+        """Number of feed items kept as news (no event dates)."""
+        return sum(1 for r in self.records if r.kind == "news")
+
+
+def stable_hash(*parts: str, length: int = 16) -> str:
+    """A short deterministic hex digest of ``parts`` (used for repaired identifiers)."""
+    digest = hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
+    return digest[:length]
+
+
+def decode_text(data: bytes, declared: str | None = None) -> tuple[str, list[Problem]]:
+    """Decode bytes to text: BOM first, then UTF-8, then the declared charset, then Windows-1252.
+
+    Returns the text and a warning when the bytes were not valid UTF-8.
+    """
+    problems: list[Problem] = []
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        return data.decode("utf-8"), problems
+    except UnicodeDecodeError:
+        pass
+    for charset in (declared, "cp1252", "latin-1"):
+        if not charset:
+            continue
+        try:
+            text = data.decode(charset)
+        except (UnicodeDecodeError, LookupError):
+            continue
+        problems.append(
+            Problem(f"le fichier n'est pas en UTF-8 ; lu comme {charset}", code="encoding")
+        )
+        return text, problems
+    return data.decode("utf-8", errors="replace"), problems

@@ -1,0 +1,1 @@
+"""Normalisation: source records → events and occurrences of the unified schema."""

@@ -1,0 +1,352 @@
+"""Source records → Event (the series) and Occurrence rows.
+
+iCalendar records of one UID (master plus RECURRENCE-ID overrides) are put back into one
+calendar and expanded over the horizon with recurring-ical-events, which honours RRULE, RDATE,
+EXDATE and RECURRENCE-ID (RFC 5545 §3.8.5). Feed records (JSON) are single events.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import icalendar
+import recurring_ical_events
+
+from normalize.text import html_to_text, one_line
+from normalize.times import PARIS, UTC, local_iso, make_aware, paris_midnight_utc
+
+_STATUS = {"CANCELLED": "cancelled", "TENTATIVE": "tentative", "CONFIRMED": "confirmed"}
+
+
+@dataclass(frozen=True)
+class Horizon:
+    """The expansion window, aware UTC datetimes (start inclusive, end exclusive)."""
+
+    start: dt.datetime
+    end: dt.datetime
+
+    @classmethod
+    def around(cls, now: dt.datetime, past_days: int, future_days: int) -> Horizon:
+        """``past_days`` before ``now`` to ``future_days`` after it."""
+        return cls(now - dt.timedelta(days=past_days), now + dt.timedelta(days=future_days))
+
+
+@dataclass
+class NormalizedEvent:
+    """The columns of one Event and of its occurrences, plus warnings (French)."""
+
+    event: dict[str, Any]
+    occurrences: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RecordView:
+    """What normalisation needs of a SourceRecord."""
+
+    uid: str
+    recurrence_id: str
+    payload_format: str
+    payload: str
+    content_hash: str
+    uid_repaired: bool = False
+
+
+def _text(component: icalendar.Component, name: str) -> str | None:
+    value = component.get(name)
+    if value is None:
+        return None
+    if isinstance(value, list):
+        value = value[0]
+    return str(value)
+
+
+def _categories(component: icalendar.Component) -> list[str]:
+    values = component.get("CATEGORIES")
+    if values is None:
+        return []
+    values = values if isinstance(values, list) else [values]
+    found: list[str] = []
+    for value in values:
+        cats = getattr(value, "cats", None)
+        for cat in cats if cats is not None else [value]:
+            label = one_line(str(cat))
+            if label and label not in found:
+                found.append(label)
+    return found
+
+
+def _organizer(component: icalendar.Component) -> str | None:
+    """The organiser's name (CN); an e-mail address alone is never published."""
+    value = component.get("ORGANIZER")
+    if value is None:
+        return None
+    name = getattr(value, "params", {}).get("CN")
+    return one_line(str(name)) if name else None
+
+
+def _status(component: icalendar.Component) -> str:
+    return _STATUS.get(str(component.get("STATUS", "")).strip().upper(), "confirmed")
+
+
+def _bounds(
+    component: icalendar.Component,
+) -> tuple[dt.date | dt.datetime, dt.date | dt.datetime | None, str | None]:
+    start_prop = component["DTSTART"]
+    start = start_prop.dt
+    tzid = start_prop.params.get("TZID") if hasattr(start_prop, "params") else None
+    end: dt.date | dt.datetime | None = None
+    if component.get("DTEND") is not None:
+        end = component["DTEND"].dt
+    elif component.get("DURATION") is not None:
+        end = start + component["DURATION"].dt
+    return start, end, tzid
+
+
+def _time_columns(
+    start: dt.date | dt.datetime, end: dt.date | dt.datetime | None, tzid: str | None
+) -> dict[str, Any]:
+    """Columns for a start/end pair (RFC 5545 §3.6.1 defaults when end is missing)."""
+    if not isinstance(start, dt.datetime):
+        end_date = end if isinstance(end, dt.date) and not isinstance(end, dt.datetime) else None
+        if end_date is None or end_date <= start:
+            end_date = start + dt.timedelta(days=1)
+        return {
+            "all_day": True,
+            "start_date": start,
+            "end_date": end_date,
+            "start_utc": paris_midnight_utc(start),
+            "end_utc": paris_midnight_utc(end_date),
+            "tzid": None,
+            "floating": False,
+        }
+    aware_start, zone, floating = make_aware(start, tzid)
+    if isinstance(end, dt.datetime):
+        aware_end, _zone, _floating = make_aware(end, tzid)
+    elif isinstance(end, dt.date):  # DATE end with DATE-TIME start: end of that day
+        aware_end = dt.datetime.combine(end, dt.time(0), tzinfo=aware_start.tzinfo)
+    else:
+        aware_end = aware_start
+    if aware_end < aware_start:
+        aware_end = aware_start
+    return {
+        "all_day": False,
+        "start_date": None,
+        "end_date": None,
+        "start_utc": aware_start.astimezone(UTC),
+        "end_utc": aware_end.astimezone(UTC),
+        "tzid": zone,
+        "floating": floating,
+    }
+
+
+def _occurrence_key(columns: dict[str, Any]) -> str:
+    if columns["all_day"]:
+        return columns["start_date"].strftime("%Y%m%d")
+    return columns["start_utc"].strftime("%Y%m%dT%H%M%SZ")
+
+
+def _occurrence_row(event_id: str, columns: dict[str, Any], recurrence_key: str,
+                    status: str, title: str | None, location: str | None) -> dict[str, Any]:
+    return {
+        "id": f"{event_id}--{recurrence_key}",
+        "event_id": event_id,
+        "recurrence_id": recurrence_key,
+        "all_day": columns["all_day"],
+        "start_utc": columns["start_utc"],
+        "end_utc": columns["end_utc"],
+        "start_local": columns["start_date"].isoformat() if columns["all_day"]
+        else local_iso(columns["start_utc"]),
+        "end_local": columns["end_date"].isoformat() if columns["all_day"]
+        else local_iso(columns["end_utc"]),
+        "start_date": columns["start_date"],
+        "end_date": columns["end_date"],
+        "status": status,
+        "title": title,
+        "location": location,
+    }
+
+
+def group_hash(records: list[RecordView]) -> str:
+    """SHA-256 over the sorted content hashes of a group of records."""
+    joined = "\n".join(sorted(r.content_hash for r in records))
+    return hashlib.sha256(joined.encode()).hexdigest()
+
+
+def normalize_ical_group(
+    source_id: str, uid: str, records: list[RecordView], horizon: Horizon
+) -> NormalizedEvent:
+    """Normalise the VEVENTs sharing one UID (master and overrides).
+
+    Returns the event's columns and its occurrences within ``horizon``.
+
+    Raises:
+        ValueError: when no record holds a usable VEVENT.
+    """
+    calendar = icalendar.Calendar()
+    calendar.add("PRODID", "-//Tissu//normalize//FR")
+    calendar.add("VERSION", "2.0")
+    timezones: set[str] = set()
+    master: icalendar.Component | None = None
+    overrides: list[icalendar.Component] = []
+    for record in sorted(records, key=lambda r: r.recurrence_id):
+        part = icalendar.Calendar.from_ical(record.payload)
+        for timezone in part.walk("VTIMEZONE"):
+            tzid = str(timezone.get("TZID"))
+            if tzid not in timezones:
+                timezones.add(tzid)
+                calendar.add_component(timezone)
+        for vevent in part.walk("VEVENT"):
+            calendar.add_component(vevent)
+            if vevent.get("RECURRENCE-ID") is None:
+                master = vevent
+            else:
+                overrides.append(vevent)
+    base = master if master is not None else (overrides[0] if overrides else None)
+    if base is None:
+        raise ValueError(f"{source_id}: UID {uid} sans VEVENT")
+    warnings: list[str] = []
+    event_id = f"{source_id}--{uid}"
+    start, end, tzid = _bounds(base)
+    columns = _time_columns(start, end, tzid)
+    if columns["floating"]:
+        warnings.append(f"{uid} : heure sans fuseau, lue à l'heure de Paris")
+    title = one_line(_text(base, "SUMMARY")) or "(sans titre)"
+    location = one_line(_text(base, "LOCATION"))
+    rrule = base.get("RRULE")
+    event = {
+        "id": event_id,
+        "source_id": source_id,
+        "source_uid": uid,
+        "uid_repaired": any(r.uid_repaired for r in records),
+        "title": title,
+        "description": html_to_text(_text(base, "DESCRIPTION")),
+        "all_day": columns["all_day"],
+        "dtstart_utc": None if columns["all_day"] else columns["start_utc"],
+        "dtend_utc": None if columns["all_day"] else columns["end_utc"],
+        "start_date": columns["start_date"],
+        "end_date": columns["end_date"],
+        "tzid": columns["tzid"],
+        "floating": columns["floating"],
+        "rrule": rrule.to_ical().decode() if rrule is not None and master is not None else None,
+        "status": _status(base),
+        "sequence": _int(base.get("SEQUENCE")),
+        "location": location,
+        "url": _text(base, "URL"),
+        "organizer": _organizer(base),
+        "categories": json.dumps(_categories(base), ensure_ascii=False),
+        "content_hash": group_hash(records),
+    }
+    result = NormalizedEvent(event=event, warnings=warnings)
+    try:
+        instances = recurring_ical_events.of(calendar, skip_bad_series=True).between(
+            horizon.start, horizon.end
+        )
+    except Exception as exc:  # noqa: BLE001 - a broken series costs its occurrences only
+        result.warnings.append(f"{uid} : récurrence impossible à calculer ({exc})")
+        instances = []
+    seen: set[str] = set()
+    for instance in instances:
+        i_start, i_end, i_tzid = _bounds(instance)
+        if i_end is None and end is None and not isinstance(i_start, dt.datetime):
+            i_end = None
+        i_columns = _time_columns(i_start, i_end, i_tzid or tzid)
+        recurrence = instance.get("RECURRENCE-ID")
+        if recurrence is not None:
+            r_value = recurrence.dt
+            r_columns = _time_columns(r_value, None, recurrence.params.get("TZID") or tzid)
+            key = _occurrence_key(r_columns)
+        else:
+            key = _occurrence_key(i_columns)
+        if key in seen:
+            continue
+        seen.add(key)
+        i_title = one_line(_text(instance, "SUMMARY"))
+        i_location = one_line(_text(instance, "LOCATION"))
+        result.occurrences.append(
+            _occurrence_row(
+                event_id, i_columns, key,
+                "cancelled" if event["status"] == "cancelled" else _status(instance),
+                i_title if i_title != title else None,
+                i_location if i_location != location else None,
+            )
+        )
+    result.occurrences.sort(key=lambda row: row["start_utc"])
+    return result
+
+
+def _int(value: object) -> int:
+    try:
+        return int(str(value))
+    except (TypeError, ValueError):
+        return 0
+
+
+def _parse_iso(value: str | None) -> dt.date | dt.datetime | None:
+    if not value:
+        return None
+    text = value.strip().replace("Z", "+00:00")
+    try:
+        if len(text) == 10:
+            return dt.date.fromisoformat(text)
+        return dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def normalize_json_record(source_id: str, record: RecordView, horizon: Horizon) -> NormalizedEvent:
+    """Normalise a feed item carrying event dates (JSON payload from connectors.feeds).
+
+    Raises:
+        ValueError: when ``dtstart`` is missing or not ISO 8601.
+    """
+    data = json.loads(record.payload)
+    start = _parse_iso(data.get("dtstart"))
+    if start is None:
+        raise ValueError(f"{record.uid} : date de début illisible {data.get('dtstart')!r}")
+    end = _parse_iso(data.get("dtend"))
+    if isinstance(start, dt.datetime) != isinstance(end, dt.datetime):
+        end = None
+    columns = _time_columns(start, end, data.get("tzid"))
+    event_id = f"{source_id}--{record.uid}"
+    title = one_line(data.get("title")) or "(sans titre)"
+    event = {
+        "id": event_id,
+        "source_id": source_id,
+        "source_uid": record.uid,
+        "uid_repaired": record.uid_repaired,
+        "title": title,
+        "description": html_to_text(data.get("description")),
+        "all_day": columns["all_day"],
+        "dtstart_utc": None if columns["all_day"] else columns["start_utc"],
+        "dtend_utc": None if columns["all_day"] else columns["end_utc"],
+        "start_date": columns["start_date"],
+        "end_date": columns["end_date"],
+        "tzid": columns["tzid"],
+        "floating": columns["floating"],
+        "rrule": None,
+        "status": data.get("status") or "confirmed",
+        "sequence": 0,
+        "location": one_line(data.get("location")),
+        "url": data.get("url"),
+        "organizer": one_line(data.get("organizer")),
+        "categories": json.dumps(data.get("categories") or [], ensure_ascii=False),
+        "content_hash": record.content_hash,
+    }
+    result = NormalizedEvent(event=event)
+    if columns["floating"]:
+        result.warnings.append(f"{record.uid} : heure sans fuseau, lue à l'heure de Paris")
+    if columns["end_utc"] > horizon.start and columns["start_utc"] < horizon.end:
+        result.occurrences.append(
+            _occurrence_row(event_id, columns, _occurrence_key(columns), event["status"], None, None)
+        )
+    return result
+
+
+def paris_now() -> dt.datetime:
+    """Now in Europe/Paris (aware)."""
+    return dt.datetime.now(PARIS)

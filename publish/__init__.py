@@ -1,0 +1,1 @@
+"""Publishing: the open SQLite database, its Datasette metadata, and the exports."""

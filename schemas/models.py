@@ -1,0 +1,210 @@
+"""Schema v1 of the working store (SQLModel tables).
+
+Conventions:
+- Every ``*_utc`` or ``*_at`` column holds a timezone-aware datetime in UTC; :class:`UTCDateTime`
+  refuses naive values so that no wall-clock time is ever stored without its zone.
+- All-day events stay dates (``start_date`` / ``end_date``; ``end_date`` is exclusive as in
+  RFC 5545 §3.6.1).
+- Identifiers are stable and come from source identity: ``<source>--<uid>`` (STYLE.md §4).
+- JSON lists (themes, categories, warnings) are stored as JSON text.
+
+Vocabulary follows RFC 5545 (VEVENT, DTSTART, UID, RECURRENCE-ID, STATUS) and schema.org Event
+(https://schema.org/Event).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import Column, DateTime, Text
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A DateTime column that stores UTC and always returns aware UTC datetimes.
+
+    Raises:
+        ValueError: when given a naive datetime.
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime refused: {value!r}")
+        return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = dt.datetime.fromisoformat(value)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.timezone.utc)
+        return value.astimezone(dt.timezone.utc)
+
+
+def utc_field(nullable: bool = True, index: bool = False) -> Any:
+    """A SQLModel field for an aware UTC datetime."""
+    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
+
+
+def text_field(default: str | None = None) -> Any:
+    """A SQLModel field for long text (descriptions, payloads)."""
+    return Field(default=default, sa_column=Column(Text, nullable=True))
+
+
+def utcnow() -> dt.datetime:
+    """Now, aware, in UTC."""
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class Source(SQLModel, table=True):
+    """A registered source: one feed, calendar or site of one publisher.
+
+    ``contact_email`` is private: it never reaches the published database.
+    """
+
+    id: str = Field(primary_key=True, description="Slug of the source, e.g. 'mairie-pantin-agenda'")
+    name: str
+    publisher_name: str
+    publisher_type: str
+    publisher_website: str | None = None
+    format: str
+    url: str
+    licence: str
+    themes: str = Field(default="[]", description="JSON list of default theme codes")
+    quartier: str | None = None
+    refresh: str = "6h"
+    status: str = "active"
+    origin: str = Field(default="registry", description="'registry' or 'registration'")
+    contact_email: str | None = Field(default=None, description="PRIVATE")
+    etag: str | None = None
+    last_modified: str | None = None
+    content_hash: str | None = None
+    last_attempt_at: dt.datetime | None = utc_field()
+    last_success_at: dt.datetime | None = utc_field()
+    consecutive_failures: int = 0
+    last_error: str | None = text_field()
+
+
+class HarvestRun(SQLModel, table=True):
+    """One harvest attempt of one source.
+
+    ``status``: ``ok`` | ``partial`` (some records unreadable) | ``failed`` | ``unchanged``
+    (HTTP 304 or identical bytes). ``warnings`` and ``errors`` are JSON lists of French messages.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    source_id: str = Field(index=True)
+    started_at: dt.datetime | None = utc_field(nullable=False)
+    finished_at: dt.datetime | None = utc_field()
+    status: str = "running"
+    http_status: int | None = None
+    bytes: int | None = None
+    content_hash: str | None = None
+    records: int = 0
+    events: int = 0
+    news: int = 0
+    occurrences: int = 0
+    warnings: str = Field(default="[]", sa_column=Column(Text, nullable=False, default="[]"))
+    errors: str = Field(default="[]", sa_column=Column(Text, nullable=False, default="[]"))
+
+
+class SourceRecord(SQLModel, table=True):
+    """One record as read from a source: a VEVENT (master or RECURRENCE-ID override) or an item.
+
+    ``payload`` is a self-contained excerpt of the source: for iCalendar a VCALENDAR holding the
+    VEVENT and the VTIMEZONEs it uses; for feeds a JSON object of the item's event fields.
+    ``content_hash`` is the SHA-256 of the payload without volatile properties (DTSTAMP).
+    """
+
+    id: str = Field(primary_key=True, description="<source>--<uid>[--<recurrence-id>]")
+    source_id: str = Field(index=True)
+    uid: str = Field(index=True)
+    recurrence_id: str = Field(default="", description="RECURRENCE-ID as ISO text, '' for masters")
+    kind: str = Field(default="event", description="'event' or 'news'")
+    payload_format: str = Field(description="'ical' or 'json'")
+    payload: str = Field(sa_column=Column(Text, nullable=False))
+    content_hash: str
+    uid_repaired: bool = False
+    line: int | None = Field(default=None, description="First line of the record in the source")
+    first_seen_at: dt.datetime | None = utc_field()
+    last_seen_at: dt.datetime | None = utc_field()
+    last_changed_at: dt.datetime | None = utc_field()
+    removed_at_source: dt.datetime | None = utc_field()
+
+
+class Organisation(SQLModel, table=True):
+    """An organisation publishing or organising events (minimal in v1)."""
+
+    id: str = Field(primary_key=True)
+    name: str
+    type: str | None = None
+    website: str | None = None
+
+
+class Event(SQLModel, table=True):
+    """An event as a series (schema.org Event; one RFC 5545 VEVENT with its recurrence).
+
+    Timed events have ``dtstart_utc``/``dtend_utc`` (aware UTC) and ``tzid`` (IANA name the
+    source meant; ``floating`` is true when the source gave no zone and Europe/Paris was assumed).
+    All-day events have ``start_date``/``end_date`` (``end_date`` exclusive) and ``all_day``.
+    """
+
+    id: str = Field(primary_key=True, description="<source>--<uid>")
+    source_id: str = Field(index=True)
+    source_uid: str
+    uid_repaired: bool = False
+    title: str
+    description: str | None = text_field()
+    all_day: bool = False
+    dtstart_utc: dt.datetime | None = utc_field(index=True)
+    dtend_utc: dt.datetime | None = utc_field()
+    start_date: dt.date | None = None
+    end_date: dt.date | None = None
+    tzid: str | None = None
+    floating: bool = False
+    rrule: str | None = None
+    status: str = Field(default="confirmed", description="confirmed | tentative | cancelled")
+    sequence: int = 0
+    location: str | None = None
+    url: str | None = None
+    organizer: str | None = None
+    organisation_id: str | None = None
+    categories: str = "[]"
+    themes: str = "[]"
+    quartier: str | None = None
+    source_url: str | None = None
+    content_hash: str = ""
+    first_seen_at: dt.datetime | None = utc_field()
+    updated_at: dt.datetime | None = utc_field()
+    removed_at_source: dt.datetime | None = utc_field()
+
+
+class Occurrence(SQLModel, table=True):
+    """One instance of an event within the expansion horizon.
+
+    ``start_utc``/``end_utc`` are aware UTC; ``start_local``/``end_local`` are ISO 8601 text in
+    Europe/Paris with offset. For all-day occurrences ``start_utc`` is local midnight (sorting
+    only) and ``start_date``/``end_date`` carry the meaning.
+    """
+
+    id: str = Field(primary_key=True, description="<event id>--<YYYYMMDDTHHMMSSZ or YYYYMMDD>")
+    event_id: str = Field(index=True)
+    recurrence_id: str = ""
+    all_day: bool = False
+    start_utc: dt.datetime | None = utc_field(nullable=False, index=True)
+    end_utc: dt.datetime | None = utc_field()
+    start_local: str
+    end_local: str | None = None
+    start_date: dt.date | None = None
+    end_date: dt.date | None = None
+    status: str = "confirmed"
+    title: str | None = None
+    location: str | None = None

@@ -1,0 +1,132 @@
+"""The source registry ``data/sources.yaml``: who publishes what, where, under which licence.
+
+The file holds a top-level ``sources:`` list. Each entry is validated by :class:`SourceSpec`; a
+malformed registry raises :class:`RegistryError` naming the entry (its position and ``id``) and the
+field at fault.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+REFRESH_RE = re.compile(r"^(\d+)\s*([mhd])$")
+PublisherType = Literal["association", "service-municipal", "etablissement-public", "autre"]
+SourceFormat = Literal["ical", "rss", "atom"]
+
+
+class RegistryError(ValueError):
+    """The registry file cannot be used; the message names the entry and the field."""
+
+
+class Publisher(BaseModel):
+    """The organisation that publishes a source (schema.org ``organizer`` of its events)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1)
+    type: PublisherType
+    website: str | None = None
+
+
+class SourceSpec(BaseModel):
+    """One registry entry.
+
+    ``url`` is an http(s) URL, or a path relative to the registry file for bundled samples.
+    ``refresh`` is a duration such as ``30m``, ``6h`` or ``1d``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    name: str = Field(min_length=1)
+    publisher: Publisher
+    format: SourceFormat
+    url: str = Field(min_length=1)
+    licence: str = Field(min_length=1)
+    themes: list[str] = Field(default_factory=list)
+    quartier: str | None = None
+    refresh: str = "6h"
+    status: Literal["active", "paused"] = "active"
+
+    @field_validator("id")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if not SLUG_RE.match(value):
+            raise ValueError("doit être un identifiant en minuscules, chiffres et tirets (slug)")
+        return value
+
+    @field_validator("refresh")
+    @classmethod
+    def _refresh(cls, value: str) -> str:
+        if not REFRESH_RE.match(value.strip()):
+            raise ValueError("doit être une durée comme 30m, 6h ou 1d")
+        return value.strip()
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if "://" in value and not value.startswith(("http://", "https://")):
+            raise ValueError("seules les adresses http(s) ou les chemins de fichiers sont acceptés")
+        return value
+
+    @property
+    def refresh_seconds(self) -> int:
+        """``refresh`` in seconds."""
+        match = REFRESH_RE.match(self.refresh)
+        assert match is not None
+        return int(match.group(1)) * {"m": 60, "h": 3600, "d": 86400}[match.group(2)]
+
+    @property
+    def is_remote(self) -> bool:
+        """True when ``url`` is an http(s) URL rather than a bundled file."""
+        return self.url.startswith(("http://", "https://"))
+
+
+def load_registry(path: Path | str) -> list[SourceSpec]:
+    """Read and validate a registry file.
+
+    Args:
+        path: the YAML file.
+
+    Returns:
+        The entries in file order; a relative ``url`` is resolved against the file's folder.
+
+    Raises:
+        RegistryError: unreadable YAML, no ``sources`` list, an invalid entry (message:
+            ``entrée n°K (id=…) : champ 'publisher.type' : …``) or a duplicate ``id``.
+    """
+    path = Path(path)
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise RegistryError(f"{path} : fichier introuvable") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" ligne {mark.line + 1}" if mark is not None else ""
+        raise RegistryError(f"{path}{where} : YAML invalide ({exc})") from exc
+    if not isinstance(document, dict) or not isinstance(document.get("sources"), list):
+        raise RegistryError(f"{path} : une liste 'sources:' est attendue au premier niveau")
+    specs: list[SourceSpec] = []
+    seen: set[str] = set()
+    for position, entry in enumerate(document["sources"], start=1):
+        ident = entry.get("id") if isinstance(entry, dict) else None
+        label = f"{path} : entrée n°{position} (id={ident!r})"
+        if not isinstance(entry, dict):
+            raise RegistryError(f"{label} : un objet avec des champs est attendu")
+        try:
+            spec = SourceSpec.model_validate(entry)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field_name = ".".join(str(p) for p in first["loc"]) or "?"
+            raise RegistryError(f"{label} : champ '{field_name}' : {first['msg']}") from exc
+        if spec.id in seen:
+            raise RegistryError(f"{label} : champ 'id' : identifiant déjà utilisé")
+        seen.add(spec.id)
+        if not spec.is_remote:
+            spec = spec.model_copy(update={"url": str((path.parent / spec.url).resolve())})
+        specs.append(spec)
+    return specs
