@@ -151,6 +151,10 @@ def parse_ical(data: bytes, source_id: str = "") -> ParseResult:
     vevent_lines = [
         i + 1 for i, line in enumerate(lines) if line.strip().upper() == "BEGIN:VEVENT"
     ]
+    unterminated = {first + 1 for name, first, last in _blocks(lines) if last < 0}
+    if not re.search(r"^END:VCALENDAR\s*$", text, re.IGNORECASE | re.MULTILINE):
+        result.warnings.append(Problem("END:VCALENDAR manquant : fichier tronqué ?",
+                                       len(lines), "truncated"))
     pairs: list[tuple[icalendar.Component, int | None, icalendar.Calendar | None]] = []
     try:
         calendars = _parse_whole(text)
@@ -160,6 +164,8 @@ def parse_ical(data: bytes, source_id: str = "") -> ParseResult:
                 line = vevent_lines[position] if position < len(vevent_lines) else None
                 pairs.append((vevent, line, cal))
                 position += 1
+        if position != len(vevent_lines):
+            raise ValueError(f"{position} VEVENT lus sur {len(vevent_lines)}")
     except Exception as exc:  # noqa: BLE001 - fall back to block-wise recovery
         result.warnings.append(
             Problem(f"fichier mal formé ({exc}) ; lecture événement par événement", code="fallback")
@@ -172,6 +178,11 @@ def parse_ical(data: bytes, source_id: str = "") -> ParseResult:
 
     chosen: dict[tuple[str, str], tuple[int, ParsedRecord]] = {}
     for vevent, line, cal in pairs:
+        if line in unterminated:
+            if not any(p.line == line and p.code == "truncated" for p in result.errors):
+                result.errors.append(Problem("VEVENT non terminé (END:VEVENT manquant) : ignoré",
+                                             line, "truncated"))
+            continue
         record = _record(vevent, line, cal, result)
         if record is None:
             continue

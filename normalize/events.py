@@ -131,8 +131,7 @@ def _time_columns(
         aware_end = dt.datetime.combine(end, dt.time(0), tzinfo=aware_start.tzinfo)
     else:
         aware_end = aware_start
-    if aware_end < aware_start:
-        aware_end = aware_start
+    aware_end = max(aware_end, aware_start)
     return {
         "all_day": False,
         "start_date": None,

@@ -56,7 +56,7 @@ def iso_utc(value: object) -> str | None:
         value = dt.datetime.fromisoformat(value)
     assert isinstance(value, dt.datetime)
     if value.tzinfo is not None:
-        value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        value = value.astimezone(dt.UTC).replace(tzinfo=None)
     return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -93,12 +93,12 @@ def public_frames(engine: Engine) -> dict[str, pd.DataFrame]:
 def _local(row: object) -> str | None:
     from normalize.times import local_iso
 
-    if getattr(row, "all_day"):
-        return getattr(row, "start_date")
-    value = getattr(row, "dtstart_utc")
+    if row.all_day:
+        return row.start_date
+    value = row.dtstart_utc
     if not value:
         return None
-    return local_iso(dt.datetime.fromisoformat(value.replace("Z", "+00:00")))
+    return local_iso(dt.datetime.fromisoformat(value))
 
 
 def _public_url(url: str) -> str:

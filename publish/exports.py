@@ -36,7 +36,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def _utc(text: str | None) -> dt.datetime | None:
-    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+    return dt.datetime.fromisoformat(text) if text else None
 
 
 def upcoming_rows(connection: sqlite3.Connection, now: dt.datetime) -> list[sqlite3.Row]:
@@ -51,7 +51,7 @@ def upcoming_rows(connection: sqlite3.Connection, now: dt.datetime) -> list[sqli
         WHERE o.end_utc >= ? AND e.removed_at_source IS NULL
         ORDER BY o.start_utc, o.id
         """,
-        (now.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),),
+        (now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),),
     ).fetchall()
 
 

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -22,9 +22,9 @@ app = typer.Typer(help="Tissu : agenda solidaire ouvert (collecte, publication, 
                   no_args_is_help=True)
 console = Console()
 
-RegistryOpt = Annotated[Optional[Path], typer.Option("--registry", help="Registre des sources (YAML)")]
-DbOpt = Annotated[Optional[str], typer.Option("--db", help="URL de la base de travail")]
-OutOpt = Annotated[Optional[Path], typer.Option("--out", help="Dossier de publication")]
+RegistryOpt = Annotated[Path | None, typer.Option("--registry", help="Registre des sources (YAML)")]
+DbOpt = Annotated[str | None, typer.Option("--db", help="URL de la base de travail")]
+OutOpt = Annotated[Path | None, typer.Option("--out", help="Dossier de publication")]
 
 
 def _settings(registry: Path | None, db: str | None, out: Path | None) -> Settings:

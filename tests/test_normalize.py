@@ -1,0 +1,113 @@
+"""Normalisation v1 on real corpus files: EXDATE, RECURRENCE-ID, cancelled, floating, X-WR-TIMEZONE."""
+
+import datetime as dt
+from collections import defaultdict
+
+from connectors.ical import parse_ical
+from normalize.events import Horizon, RecordView, normalize_ical_group
+from normalize.text import html_to_text
+from normalize.times import resolve_tzid
+from tests.conftest import FIXTURES
+
+UTC = dt.UTC
+
+
+def normalize_file(name: str, horizon: Horizon):
+    result = parse_ical((FIXTURES / "ical" / name).read_bytes(), "t")
+    groups = defaultdict(list)
+    for r in result.records:
+        groups[r.uid].append(RecordView(r.uid, r.recurrence_id, r.payload_format, r.payload,
+                                        r.content_hash, r.uid_repaired))
+    return {uid: normalize_ical_group("t", uid, g, horizon) for uid, g in groups.items()}
+
+
+def test_exdate_removes_instances_including_dtstart():
+    horizon = Horizon(dt.datetime(2019, 10, 1, tzinfo=UTC), dt.datetime(2020, 3, 1, tzinfo=UTC))
+    event = normalize_file("issue_20_exdate_ignored.ics", horizon)[
+        "f0f31ddb-6918-46af-a5a1-0a7254fbce71"]
+    # Tuesdays 16:15 Europe/Berlin, 15 Oct 2019 → UNTIL 4 Feb 2020 15:14:59Z (excluded);
+    # nine EXDATEs, the first equal to DTSTART, leave seven.
+    assert [o["start_local"] for o in event.occurrences] == [
+        "2019-10-29T16:15:00+01:00",
+        "2019-11-12T16:15:00+01:00",
+        "2019-12-10T16:15:00+01:00",
+        "2020-01-07T16:15:00+01:00",
+        "2020-01-14T16:15:00+01:00",
+        "2020-01-21T16:15:00+01:00",
+        "2020-01-28T16:15:00+01:00",
+    ]
+    # DURATION:PT1H30M
+    first = event.occurrences[0]
+    assert first["end_utc"] - first["start_utc"] == dt.timedelta(hours=1, minutes=30)
+    assert event.event["rrule"].startswith("FREQ=WEEKLY")
+
+
+def test_recurrence_id_moves_one_instance():
+    horizon = Horizon(dt.datetime(2021, 11, 1, tzinfo=UTC), dt.datetime(2022, 3, 1, tzinfo=UTC))
+    events = normalize_file("issue_62_moved_event.ics", horizon)
+    assert list(events) == ["38m812jicsrer5gorh3mlp7qhc@google.com"]
+    occurrences = events["38m812jicsrer5gorh3mlp7qhc@google.com"].occurrences
+    # last Friday 21:30 Berlin; the 31 Dec instance moved to 17 Dec.
+    assert [(o["start_utc"], o["recurrence_id"]) for o in occurrences] == [
+        (dt.datetime(2021, 11, 26, 20, 30, tzinfo=UTC), "20211126T203000Z"),
+        (dt.datetime(2021, 12, 17, 20, 30, tzinfo=UTC), "20211231T203000Z"),
+        (dt.datetime(2022, 1, 28, 20, 30, tzinfo=UTC), "20220128T203000Z"),
+        (dt.datetime(2022, 2, 25, 20, 30, tzinfo=UTC), "20220225T203000Z"),
+    ]
+    ids = [o["id"] for o in occurrences]
+    assert len(set(ids)) == 4
+    assert ids[1] == "t--38m812jicsrer5gorh3mlp7qhc@google.com--20211231T203000Z"
+
+
+def test_cancelled_instance_is_kept_as_cancelled():
+    horizon = Horizon(dt.datetime(2020, 1, 1, tzinfo=UTC), dt.datetime(2020, 2, 28, tzinfo=UTC))
+    event = normalize_file("issue_18_cancel_status.ics", horizon)[
+        "b65c2b5b-b785-4edc-9560-e0379036d1f2"]
+    assert [(o["start_utc"].day, o["status"]) for o in event.occurrences] == [
+        (28, "confirmed"), (29, "cancelled"), (30, "confirmed")]
+    assert event.event["status"] == "confirmed"
+
+
+def test_floating_times_are_read_as_paris_and_flagged():
+    horizon = Horizon(dt.datetime(2008, 1, 1, tzinfo=UTC), dt.datetime(2009, 12, 31, tzinfo=UTC))
+    events = normalize_file("ical_upcoming_many.ics", horizon)
+    summit = events["http://upcoming.yahoo.com/event/834270/"]
+    assert summit.event["title"] == "Substance Summit"
+    assert summit.event["floating"] is True and summit.event["tzid"] == "Europe/Paris"
+    assert summit.event["dtstart_utc"] == dt.datetime(2008, 7, 9, 13, 30, tzinfo=UTC)
+    assert summit.event["organizer"] == "stlandau"
+    assert summit.warnings
+
+
+def test_x_wr_timezone_reinterprets_utc_times():
+    horizon = Horizon(dt.datetime(2021, 1, 1, tzinfo=UTC), dt.datetime(2022, 12, 31, tzinfo=UTC))
+    events = normalize_file("x_wr_timezone_simple_events_issue_59.ics", horizon)
+    tzids = {e.event["tzid"] for e in events.values()}
+    assert tzids == {"America/New_York"}
+
+
+def test_latin1_calendar_is_decoded():
+    result = parse_ical((FIXTURES / "ical" / "basic_latin1.ics").read_bytes(), "t")
+    assert len(result.records) == 95
+    assert any("UTF-8" in str(w) for w in result.warnings)
+    assert any("graue Restmülltonne" in r.payload for r in result.records)
+
+
+def test_stable_ids_and_hashes_across_parses():
+    data = (FIXTURES / "ical" / "issue_62_moved_event.ics").read_bytes()
+    first = parse_ical(data, "t")
+    second = parse_ical(data, "t")
+    assert [(r.uid, r.recurrence_id, r.content_hash) for r in first.records] == [
+        (r.uid, r.recurrence_id, r.content_hash) for r in second.records]
+
+
+def test_html_to_text_removes_markup_and_decodes_entities():
+    assert html_to_text('<p>Distribution&nbsp;<b>alimentaire</b></p><p>Salle&#233;</p>'
+                        '<script>alert(1)</script>') == "Distribution alimentaire\nSalleé"
+
+
+def test_windows_timezone_names_map_to_iana():
+    assert resolve_tzid("Romance Standard Time") == "Europe/Paris"
+    assert resolve_tzid("W. Europe Standard Time") == "Europe/Berlin"
+    assert resolve_tzid("/Europe/Paris") == "Europe/Paris"
+    assert resolve_tzid("Nowhere/Atlantis") is None

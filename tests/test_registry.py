@@ -1,0 +1,77 @@
+from pathlib import Path
+
+import pytest
+
+from schemas.registry import RegistryError, load_registry
+
+ROOT = Path(__file__).resolve().parent.parent
+
+VALID = """
+sources:
+  - id: secours-pantin
+    name: Agenda du Secours
+    publisher: {name: Secours populaire Pantin, type: association, website: https://example.org}
+    format: ical
+    url: https://example.org/agenda.ics
+    licence: Licence Ouverte 2.0
+    themes: [alimentation]
+    quartier: Quatre-Chemins
+    refresh: 6h
+  - id: local-file
+    name: Fichier local
+    publisher: {name: Mairie, type: service-municipal}
+    format: rss
+    url: samples/x.xml
+    licence: CC-BY
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "sources.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_bundled_registry_is_valid_and_points_at_real_files():
+    specs = load_registry(ROOT / "data" / "sources.yaml")
+    assert len(specs) >= 5
+    formats = [s.format for s in specs]
+    assert formats.count("ical") >= 3 and "rss" in formats
+    for spec in specs:
+        assert Path(spec.url).is_file(), spec.url
+
+
+def test_valid_registry_resolves_relative_paths(tmp_path):
+    specs = load_registry(write(tmp_path, VALID))
+    assert specs[0].refresh_seconds == 6 * 3600
+    assert specs[0].status == "active"
+    assert specs[1].url == str((tmp_path / "samples" / "x.xml").resolve())
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ("type: association", "type: club", "entrée n°1 (id='secours-pantin') : champ 'publisher.type'"),
+        ("format: rss", "format: pdf", "entrée n°2 (id='local-file') : champ 'format'"),
+        ("id: secours-pantin", "id: Secours Pantin", "champ 'id'"),
+        ("refresh: 6h", "refresh: souvent", "champ 'refresh'"),
+        ("url: https://example.org/agenda.ics", "url: ftp://example.org/a.ics", "champ 'url'"),
+        ("    licence: CC-BY\n", "", "entrée n°2 (id='local-file') : champ 'licence'"),
+        ("id: local-file", "id: secours-pantin", "identifiant déjà utilisé"),
+    ],
+)
+def test_malformed_registry_names_entry_and_field(tmp_path, old, new, expected):
+    assert old in VALID
+    with pytest.raises(RegistryError) as info:
+        load_registry(write(tmp_path, VALID.replace(old, new)))
+    assert expected in str(info.value)
+
+
+def test_registry_without_sources_list(tmp_path):
+    with pytest.raises(RegistryError, match="sources:"):
+        load_registry(write(tmp_path, "source: []\n"))
+
+
+def test_registry_bad_yaml_gives_line(tmp_path):
+    with pytest.raises(RegistryError, match="ligne"):
+        load_registry(write(tmp_path, "sources:\n  - id: [unclosed\n"))
