@@ -21,6 +21,8 @@ from tissu.settings import Settings, get_settings
 app = typer.Typer(help="Tissu : agenda solidaire ouvert (collecte, publication, diffusion).",
                   no_args_is_help=True)
 console = Console()
+sources_app = typer.Typer(help="Registre et état des sources.", no_args_is_help=True)
+app.add_typer(sources_app, name="sources")
 
 RegistryOpt = Annotated[Path | None, typer.Option("--registry", help="Registre des sources (YAML)")]
 DbOpt = Annotated[str | None, typer.Option("--db", help="URL de la base de travail")]

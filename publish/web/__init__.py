@@ -1,0 +1,25 @@
+"""Our Datasette plugin: extra routes and templates served by the same instance.
+
+Each feature lives in its own module that exposes ``ROUTES``, a list of ``(regex, view)`` pairs
+as Datasette's ``register_routes`` hook expects (https://docs.datasette.io/en/0.65/plugin_hooks.html).
+Add a module to ``FEATURE_MODULES`` to register its routes.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from datasette import hookimpl
+
+FEATURE_MODULES: list[str] = []
+
+
+@hookimpl
+def register_routes() -> list[tuple[str, Any]]:
+    """Collect the routes of every feature module."""
+    routes: list[tuple[str, Any]] = []
+    for name in FEATURE_MODULES:
+        module = importlib.import_module(name)
+        routes.extend(getattr(module, "ROUTES", []))
+    return routes
