@@ -82,6 +82,9 @@ class Source(SQLModel, table=True):
     quartier: str | None = None
     refresh: str = "6h"
     status: str = "active"
+    paused_by_moderator: bool = Field(
+        default=False, description="Paused with `tissu sources pause`: wins over the seed registry"
+    )
     origin: str = Field(default="registry", description="'registry' or 'registration'")
     contact_email: str | None = Field(default=None, description="PRIVATE")
     etag: str | None = None
@@ -185,6 +188,13 @@ class Event(SQLModel, table=True):
     first_seen_at: dt.datetime | None = utc_field()
     updated_at: dt.datetime | None = utc_field()
     removed_at_source: dt.datetime | None = utc_field()
+    revision: int = Field(
+        default=0,
+        description="Tissu's own change counter: +1 each time the content hash changes or the "
+        "event leaves/comes back to its source; published SEQUENCE = source SEQUENCE + revision",
+    )
+    rdate: str = Field(default="[]", description="JSON list of RDATE values (UTC ISO or dates)")
+    exdate: str = Field(default="[]", description="JSON list of EXDATE values (UTC ISO or dates)")
 
 
 class Occurrence(SQLModel, table=True):
@@ -208,3 +218,90 @@ class Occurrence(SQLModel, table=True):
     status: str = "confirmed"
     title: str | None = None
     location: str | None = None
+
+
+class PublishRun(SQLModel, table=True):
+    """One run of the PUBLISH stage: what was published and how it differs from the previous run.
+
+    Counts are numbers of events (series); ``new``/``updated``/``cancelled``/``removed`` compare
+    with the previous run (see :class:`PublishChange`).
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    started_at: dt.datetime | None = utc_field(nullable=False)
+    finished_at: dt.datetime | None = utc_field()
+    events: int = 0
+    occurrences: int = 0
+    upcoming_occurrences: int = 0
+    new: int = 0
+    updated: int = 0
+    cancelled: int = 0
+    removed: int = 0
+    snapshot: str | None = Field(default=None, description="snapshots/<name> written, if any")
+
+
+class PublishedEvent(SQLModel, table=True):
+    """The state of each event at the last publish (to compute what changed since)."""
+
+    event_id: str = Field(primary_key=True)
+    digest: str = Field(description="SHA-256 of the published row")
+    status: str = "confirmed"
+    title: str = ""
+    first_published_at: dt.datetime | None = utc_field()
+    last_changed_at: dt.datetime | None = utc_field()
+    last_run_id: int | None = None
+
+
+class PublishChange(SQLModel, table=True):
+    """One change between two publishes: ``new`` | ``updated`` | ``cancelled`` | ``removed``."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(index=True)
+    changed_at: dt.datetime | None = utc_field(nullable=False)
+    event_id: str = Field(index=True)
+    kind: str
+    title: str = ""
+
+
+class Registration(SQLModel, table=True):
+    """A feed submitted on the registration page, waiting for a moderator (issue 6).
+
+    ``status``: ``pending`` | ``approved`` | ``rejected``. ``contact_email`` is PRIVATE: it never
+    reaches the published database. ``client_hash`` is a keyed SHA-256 of the submitter's IP
+    address (never the address itself), used only for the per-IP rate limit.
+    ``licence`` is ``Licence Ouverte 2.0`` or the name of the source's own licence.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    submitted_at: dt.datetime | None = utc_field(nullable=False, index=True)
+    organisation_name: str
+    organisation_type: str
+    website: str | None = None
+    contact_email: str = Field(description="PRIVATE")
+    url: str
+    format: str = Field(default="ical", description="ical | rss | atom, as found by the doctor")
+    feed_name: str | None = None
+    licence: str
+    themes: str = Field(default="[]", description="JSON list of default theme codes")
+    quartier: str | None = None
+    language: str = Field(default="fr", description="Language of the form: fr | en | ar")
+    status: str = Field(default="pending", index=True)
+    source_id: str | None = Field(default=None, description="Source created on approval")
+    decided_at: dt.datetime | None = utc_field()
+    decision_note: str | None = text_field()
+    client_hash: str = Field(default="", index=True)
+
+
+class SourceAlert(SQLModel, table=True):
+    """An e-mail sent to a source's publisher about its feed (failing 24 h, zero events).
+
+    One row per incident: a new message is sent only after ``closed_at`` is set (recovery).
+    ``kind``: ``failing`` | ``empty``.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    source_id: str = Field(index=True)
+    kind: str
+    opened_at: dt.datetime | None = utc_field(nullable=False)
+    sent_at: dt.datetime | None = utc_field()
+    closed_at: dt.datetime | None = utc_field()

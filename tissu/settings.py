@@ -39,6 +39,23 @@ class Settings:
         max_body_bytes: largest accepted HTTP body (``TISSU_MAX_BODY_BYTES``, 20 MB).
         connect_timeout / read_timeout: HTTP timeouts in seconds (10 and 30).
         raw_retention: how many raw snapshots to keep per source (``TISSU_RAW_RETENTION``, 10).
+        moderation_secret: secret that opens the moderation page (``TISSU_MODERATION_SECRET``);
+            empty disables the page.
+        smtp_host / smtp_port / smtp_user / smtp_password / smtp_from / smtp_starttls: outgoing
+            mail (``TISSU_SMTP_*``); with no host, messages are logged instead of sent.
+        registration_rate_limit / registration_rate_window: at most this many registrations per
+            client IP address per window in seconds (``TISSU_REGISTRATION_RATE_LIMIT`` 5,
+            ``TISSU_REGISTRATION_RATE_WINDOW`` 3600).
+        publish_debounce: seconds to wait after a harvest that changed data before publishing,
+            restarted by each further change (``TISSU_PUBLISH_DEBOUNCE``, 60).
+        retry_base / max_backoff: first retry delay after a failed harvest and its ceiling, in
+            seconds; the delay doubles after each consecutive failure (``TISSU_RETRY_BASE`` 300,
+            ``TISSU_MAX_BACKOFF`` 86400).
+        scheduler_sync_interval: seconds between two reconciliations of the scheduler's jobs
+            with the registry (``TISSU_SCHEDULER_SYNC_INTERVAL``, 60).
+        publisher_alerts: e-mail publishers whose feed failed for 24 h or dropped to zero
+            events (``TISSU_PUBLISHER_ALERTS=1``; off by default).
+        public_url: public address of the site, used in e-mails (``TISSU_PUBLIC_URL``).
     """
 
     database_url: str = field(
@@ -65,6 +82,37 @@ class Settings:
     connect_timeout: int = field(default_factory=lambda: _int("TISSU_CONNECT_TIMEOUT", 10))
     read_timeout: int = field(default_factory=lambda: _int("TISSU_READ_TIMEOUT", 30))
     raw_retention: int = field(default_factory=lambda: _int("TISSU_RAW_RETENTION", 10))
+    moderation_secret: str = field(
+        default_factory=lambda: os.environ.get("TISSU_MODERATION_SECRET", "")
+    )
+    smtp_host: str = field(default_factory=lambda: os.environ.get("TISSU_SMTP_HOST", ""))
+    smtp_port: int = field(default_factory=lambda: _int("TISSU_SMTP_PORT", 25))
+    smtp_user: str = field(default_factory=lambda: os.environ.get("TISSU_SMTP_USER", ""))
+    smtp_password: str = field(default_factory=lambda: os.environ.get("TISSU_SMTP_PASSWORD", ""))
+    smtp_from: str = field(
+        default_factory=lambda: os.environ.get("TISSU_SMTP_FROM", "tissu@localhost")
+    )
+    smtp_starttls: bool = field(
+        default_factory=lambda: os.environ.get("TISSU_SMTP_STARTTLS", "") == "1"
+    )
+    registration_rate_limit: int = field(
+        default_factory=lambda: _int("TISSU_REGISTRATION_RATE_LIMIT", 5)
+    )
+    registration_rate_window: int = field(
+        default_factory=lambda: _int("TISSU_REGISTRATION_RATE_WINDOW", 3600)
+    )
+    publish_debounce: int = field(default_factory=lambda: _int("TISSU_PUBLISH_DEBOUNCE", 60))
+    retry_base: int = field(default_factory=lambda: _int("TISSU_RETRY_BASE", 300))
+    max_backoff: int = field(default_factory=lambda: _int("TISSU_MAX_BACKOFF", 86400))
+    scheduler_sync_interval: int = field(
+        default_factory=lambda: _int("TISSU_SCHEDULER_SYNC_INTERVAL", 60)
+    )
+    publisher_alerts: bool = field(
+        default_factory=lambda: os.environ.get("TISSU_PUBLISHER_ALERTS", "") == "1"
+    )
+    public_url: str = field(
+        default_factory=lambda: os.environ.get("TISSU_PUBLIC_URL", "http://127.0.0.1:8001")
+    )
 
 
 def get_settings(**overrides: object) -> Settings:
