@@ -239,6 +239,8 @@ def normalize_ical_group(
         "organizer": _organizer(base),
         "categories": json.dumps(_categories(base), ensure_ascii=False),
         "content_hash": group_hash(records),
+        "rdate": json.dumps(_date_list(base, "RDATE", tzid) if master is not None else []),
+        "exdate": json.dumps(_date_list(base, "EXDATE", tzid) if master is not None else []),
     }
     result = NormalizedEvent(event=event, warnings=warnings)
     try:
@@ -276,6 +278,29 @@ def normalize_ical_group(
         )
     result.occurrences.sort(key=lambda row: row["start_utc"])
     return result
+
+
+def _date_list(component: icalendar.Component, name: str, tzid: str | None) -> list[str]:
+    """RDATE or EXDATE values (RFC 5545 §3.8.5.1-2) as sorted ISO text: UTC ``...Z`` or dates.
+
+    Floating values are read in the series' zone (``tzid``), as for DTSTART. PERIOD values of
+    RDATE keep their start.
+    """
+    props = component.get(name)
+    if props is None:
+        return []
+    found: set[str] = set()
+    for prop in props if isinstance(props, list) else [props]:
+        for item in getattr(prop, "dts", []):
+            value = item.dt
+            if isinstance(value, tuple):  # RDATE;VALUE=PERIOD
+                value = value[0]
+            if isinstance(value, dt.datetime):
+                aware, _zone, _floating = make_aware(value, item.params.get("TZID") or tzid)
+                found.add(aware.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+            elif isinstance(value, dt.date):
+                found.add(value.isoformat())
+    return sorted(found)
 
 
 def _int(value: object) -> int:

@@ -78,6 +78,7 @@ def normalize_source(session: Session, source: Source, horizon: Horizon,
             row = existing.get(event_id)
             if row is not None and row.removed_at_source is None:
                 row.removed_at_source = max(r.removed_at_source for r in group)  # type: ignore[type-var]
+                row.revision = (row.revision or 0) + 1  # republished as CANCELLED
                 session.add(row)
             continue
         views = [
@@ -101,6 +102,7 @@ def normalize_source(session: Session, source: Source, horizon: Horizon,
         else:
             if row.content_hash != data["content_hash"] or row.removed_at_source is not None:
                 row.updated_at = now
+                row.revision = (row.revision or 0) + 1  # published SEQUENCE moves with it
             for key, value in data.items():
                 setattr(row, key, value)
             row.removed_at_source = None
