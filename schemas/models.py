@@ -94,6 +94,15 @@ class Source(SQLModel, table=True):
     last_success_at: dt.datetime | None = utc_field()
     consecutive_failures: int = 0
     last_error: str | None = text_field()
+    # Health (connectors/health.py, refreshed after every run): public.
+    health: str | None = Field(default=None, description="ok | warning | failing")
+    health_reason: str | None = text_field()
+    health_checked_at: dt.datetime | None = utc_field()
+    last_changed_at: dt.datetime | None = utc_field()
+    items_last_run: int | None = Field(default=None, description="Records read by the last read")
+    items_recent: str = Field(default="[]", description="JSON list: records per recent read")
+    events_total: int = 0
+    events_upcoming: int = 0
 
 
 class HarvestRun(SQLModel, table=True):
@@ -115,6 +124,11 @@ class HarvestRun(SQLModel, table=True):
     events: int = 0
     news: int = 0
     occurrences: int = 0
+    removed: int = Field(default=0, description="Records marked removed_at_source by this run")
+    guarded: int = Field(
+        default=0, description="Future events kept by the deletion guard (would have been removed)"
+    )
+    forced: bool = Field(default=False, description="Run with --force: the guard was lifted")
     warnings: str = Field(default="[]", sa_column=Column(Text, nullable=False, default="[]"))
     errors: str = Field(default="[]", sa_column=Column(Text, nullable=False, default="[]"))
 
@@ -141,15 +155,97 @@ class SourceRecord(SQLModel, table=True):
     last_seen_at: dt.datetime | None = utc_field()
     last_changed_at: dt.datetime | None = utc_field()
     removed_at_source: dt.datetime | None = utc_field()
+    missing_since: dt.datetime | None = utc_field()  # absent but kept by the deletion guard
 
 
 class Organisation(SQLModel, table=True):
-    """An organisation publishing or organising events (minimal in v1)."""
+    """An organisation: the publisher of a source, or a data.inclusion structure.
+
+    Structures (https://schema.data.inclusion.beta.gouv.fr/, schema v1 ``structure``) keep their
+    SIRET (14 digits) and RNA (``W`` + 9 digits) when valid, their address and WGS 84 position,
+    and their opening hours as an OSM ``opening_hours`` string. ``contact_email`` and
+    ``contact_phone`` are PRIVATE: they never reach the published database.
+    """
 
     id: str = Field(primary_key=True)
     name: str
     type: str | None = None
     website: str | None = None
+    source_id: str | None = Field(default=None, index=True, description="Source of a structure")
+    source_uid: str | None = Field(default=None, description="data.inclusion structure id")
+    siret: str | None = Field(default=None, index=True)
+    rna: str | None = Field(default=None, index=True)
+    description: str | None = text_field()
+    address: str | None = None
+    address_extra: str | None = None
+    postal_code: str | None = None
+    city: str | None = None
+    insee_code: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    opening_hours: str | None = Field(default=None, description="OSM opening_hours, as given")
+    opening_hours_valid: bool | None = None
+    networks: str = Field(default="[]", description="JSON list: reseaux_porteurs / labels")
+    thematiques: str = Field(default="[]", description="JSON list of data.inclusion codes")
+    source_link: str | None = None
+    accessibility_url: str | None = None
+    schema_version: str | None = Field(default=None, description="data.inclusion 'v0' or 'v1'")
+    date_maj: dt.date | None = None
+    contact_email: str | None = Field(default=None, description="PRIVATE")
+    contact_phone: str | None = Field(default=None, description="PRIVATE")
+    first_seen_at: dt.datetime | None = utc_field()
+    updated_at: dt.datetime | None = utc_field()
+    removed_at_source: dt.datetime | None = utc_field()
+
+
+class Service(SQLModel, table=True):
+    """A data.inclusion service offered by a structure (schema v1 ``service``).
+
+    Codes follow the v1 reference lists (thematiques, publics, frais, modes-accueil,
+    types-de-services); codes outside them are kept in ``unknown_codes`` (JSON object
+    field → list). ``opening_hours`` is the OSM ``opening_hours`` string as given;
+    ``opening_hours_valid`` says whether it parses. ``contact_email``/``contact_phone`` are
+    PRIVATE. Source: https://schema.data.inclusion.beta.gouv.fr/ (v1).
+    """
+
+    id: str = Field(primary_key=True, description="<source>--<data.inclusion service id>")
+    source_id: str = Field(index=True)
+    source_uid: str
+    organisation_id: str | None = Field(default=None, index=True)
+    name: str
+    summary: str | None = text_field()
+    description: str | None = text_field()
+    types: str = Field(default="[]", description="JSON list of types-de-services codes")
+    thematiques: str = Field(default="[]", description="JSON list of thematiques codes")
+    publics: str = Field(default="[]", description="JSON list of publics codes")
+    publics_precisions: str | None = text_field()
+    frais: str = Field(default="[]", description="JSON list of frais codes")
+    frais_precisions: str | None = text_field()
+    modes_accueil: str = Field(default="[]", description="JSON list of modes-accueil codes")
+    modes_mobilisation: str = Field(default="[]", description="JSON list")
+    conditions_acces: str | None = text_field()
+    opening_hours: str | None = None
+    opening_hours_valid: bool | None = None
+    address: str | None = None
+    address_extra: str | None = None
+    postal_code: str | None = None
+    city: str | None = None
+    insee_code: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    source_link: str | None = None
+    mobilisation_url: str | None = None
+    zone: str = Field(default="[]", description="JSON list: zone_eligibilite / zone_diffusion")
+    unknown_codes: str = Field(default="{}", description="JSON object: field → codes off-list")
+    schema_version: str | None = None
+    date_maj: dt.date | None = None
+    suspended_from: dt.date | None = None
+    contact_email: str | None = Field(default=None, description="PRIVATE")
+    contact_phone: str | None = Field(default=None, description="PRIVATE")
+    content_hash: str = ""
+    first_seen_at: dt.datetime | None = utc_field()
+    updated_at: dt.datetime | None = utc_field()
+    removed_at_source: dt.datetime | None = utc_field()
 
 
 class Event(SQLModel, table=True):
@@ -195,6 +291,17 @@ class Event(SQLModel, table=True):
     )
     rdate: str = Field(default="[]", description="JSON list of RDATE values (UTC ISO or dates)")
     exdate: str = Field(default="[]", description="JSON list of EXDATE values (UTC ISO or dates)")
+    # Details some sources give (OpenAgenda, schema.org): place, registration, audience.
+    address: str | None = None
+    postal_code: str | None = None
+    city: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    registration_url: str | None = None
+    accessibility: str = Field(default="[]", description="JSON list: hearing|intellectual|…")
+    age_min: int | None = None
+    age_max: int | None = None
+    attendance_mode: str | None = Field(default=None, description="offline | online | mixed")
 
 
 class Occurrence(SQLModel, table=True):
