@@ -302,6 +302,75 @@ class Event(SQLModel, table=True):
     age_min: int | None = None
     age_max: int | None = None
     attendance_mode: str | None = Field(default=None, description="offline | online | mixed")
+    # Enrichment (normalize/extract.py, places.py) and deduplication (normalize/dedupe.py).
+    publics: str = Field(default="[]", description="JSON list of data/vocab/publics.yaml codes")
+    gratuit: bool | None = Field(default=None, description="True free, False paying, None unknown")
+    price: str | None = Field(default=None, description="Price as written, e.g. '5 €', '6 à 12 €'")
+    registration_required: bool | None = Field(default=None, description="None when unknown")
+    registration_phone: str | None = Field(default=None, description="Public number to register")
+    language: str | None = Field(default=None, description="ISO 639-1 code of the text (lingua)")
+    place_id: str | None = Field(default=None, index=True, description="data/places.yaml id")
+    cluster_id: str | None = Field(default=None, index=True,
+                                   description="'cl-' + hash of the sorted member event ids")
+    is_canonical: bool = Field(default=True, description="False for duplicates of another event")
+    field_sources: str = Field(default="{}", description="JSON: field → event id it came from")
+
+
+class Place(SQLModel, table=True):
+    """A known venue (data/places.yaml), with WGS 84 coordinates when known.
+
+    ``coordinates_verified`` is False for positions read off a map by hand: good to the street,
+    not to the door.
+    """
+
+    id: str = Field(primary_key=True, description="Slug from data/places.yaml")
+    name: str
+    kind: str | None = Field(default=None, description="maison-de-quartier | mediatheque | …")
+    address: str | None = None
+    postal_code: str | None = None
+    city: str | None = None
+    quartier: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    coordinates_verified: bool = False
+    aliases: str = Field(default="[]", description="JSON list of other spellings")
+    source_note: str | None = text_field()
+
+
+class EventSource(SQLModel, table=True):
+    """Provenance: one source record behind a published (canonical) event.
+
+    A canonical event has one row per member of its cluster, itself included.
+    """
+
+    id: str = Field(primary_key=True, description="<canonical event id>|<member event id>")
+    cluster_id: str = Field(index=True)
+    canonical_event_id: str = Field(index=True)
+    event_id: str = Field(index=True, description="Member event (events.id)")
+    source_id: str
+    source_uid: str
+    url: str | None = None
+    source_url: str | None = None
+    publisher_type: str | None = None
+    confidence: float = Field(default=1.0, description="Match score with the canonical, 0–1")
+    first_seen_at: dt.datetime | None = utc_field()
+    last_seen_at: dt.datetime | None = utc_field()
+
+
+class DedupeDecision(SQLModel, table=True):
+    """A reviewed pair of events: same real-world event or not. Never asked twice.
+
+    ``pair_key`` is the two event ids sorted and joined by ``|``.
+    """
+
+    pair_key: str = Field(primary_key=True)
+    event_a: str
+    event_b: str
+    score: float = 0.0
+    decision: str = Field(default="pending", description="pending | same | different")
+    decided_by: str | None = None
+    decided_at: dt.datetime | None = utc_field()
+    created_at: dt.datetime | None = utc_field()
 
 
 class Occurrence(SQLModel, table=True):
