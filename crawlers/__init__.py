@@ -1,0 +1,1 @@
+"""Tissu's Scrapy project: spiders that read events from websites (see ``crawlers/README.md``)."""
