@@ -22,6 +22,7 @@ Run: ``.venv/bin/python bench/themes_sample.py`` (rewrites events.jsonl; labels 
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 import sys
@@ -31,16 +32,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from connectors.feeds import parse_feed  # noqa: E402
-from connectors.ical import parse_ical  # noqa: E402
-from normalize.events import Horizon, RecordView, normalize_ical_group, normalize_json_record  # noqa: E402
-from normalize.text import html_to_text, one_line  # noqa: E402
+from connectors.feeds import parse_feed
+from connectors.ical import parse_ical
+from normalize.events import Horizon, RecordView, normalize_ical_group
+from normalize.text import html_to_text, one_line
 
 FOLDER = ROOT / "tests" / "fixtures" / "themes"
-HORIZON = Horizon(
-    start=__import__("datetime").datetime(1990, 1, 1, tzinfo=__import__("datetime").UTC),
-    end=__import__("datetime").datetime(1990, 1, 2, tzinfo=__import__("datetime").UTC),
-)
+HORIZON = Horizon(dt.datetime(1990, 1, 1, tzinfo=dt.UTC), dt.datetime(1990, 1, 2, tzinfo=dt.UTC))
 
 
 def _fr(value: Any) -> str:
@@ -170,7 +168,6 @@ def build() -> list[dict[str, Any]]:
 
 def main() -> None:
     items = build()
-    _ = normalize_json_record  # imported for symmetry with the pipeline; feeds go via JSON
     with (FOLDER / "events.jsonl").open("w", encoding="utf-8") as handle:
         for item in items:
             ordered = {k: item[k] for k in ("id", "file", "key", "source", "title",
