@@ -1,39 +1,69 @@
 """PUBLISH: build ``tissu-open.db`` from the working store, atomically, public columns only.
 
 The database is written to a temporary file in the target folder, then renamed over the old one
-(``os.replace``), so Datasette never sees a half-written file. Tables: ``events``,
-``occurrences``, ``sources``, ``organisations``; an FTS5 index ``events_fts`` that folds accents
-(``unicode61 remove_diacritics 2``); a view ``upcoming``.
+(``os.replace``), so Datasette never sees a half-written file.
+
+Which tables and columns are published is decided by :data:`publish.columns.PUBLIC_TABLES` only.
+The build is tolerant so that colleagues' tables can land one at a time: a table whose source
+(working-store table, or a loader registered in :data:`LOADERS`) does not exist yet is skipped,
+and so is a listed column the source does not have yet. Extending the database therefore means
+adding an entry to ``PUBLIC_TABLES`` (and, for a non-store source, a loader here).
+
+Also built: an FTS5 index ``events_fts`` folding accents (``unicode61 remove_diacritics 2``),
+indexes for the common queries, the view ``upcoming``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import sqlite3
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+import yaml
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Engine
 
 from publish.columns import PUBLIC_TABLES
-from tissu.settings import PROJECT_ROOT
+from tissu.settings import DATA_DIR, PROJECT_ROOT
 
 DB_NAME = "tissu-open.db"
-_DATETIME_COLUMNS = {
-    "events": ["dtstart_utc", "dtend_utc", "first_seen_at", "updated_at", "removed_at_source"],
-    "occurrences": ["start_utc", "end_utc"],
-    "sources": ["last_attempt_at", "last_success_at"],
-    "organisations": [],
-}
-_PRIMARY_KEYS = {"events": "id", "occurrences": "id", "sources": "id", "organisations": "id"}
+_INTEGER_COLUMNS = {"all_day", "uid_repaired", "floating", "sequence", "revision",
+                    "consecutive_failures", "events", "occurrences", "upcoming_occurrences",
+                    "new", "updated", "cancelled", "removed", "run_id", "is_canonical",
+                    "gratuit", "registration_required", "coordinates_verified",
+                    "opening_hours_valid", "age_min", "age_max", "events_total",
+                    "events_upcoming", "items_last_run"}
+_REAL_COLUMNS = {"latitude", "longitude", "confidence"}
+# Working-store table of each published table, when it differs from the default (singular name).
+_DEFAULT_SOURCES = {"events": "event", "occurrences": "occurrence", "sources": "source",
+                    "organisations": "organisation", "publish_runs": "publishrun",
+                    "changes": "publishchange", "places": "place", "services": "service",
+                    "event_sources": "eventsource"}
+# Columns computed here rather than read from the store.
+_DERIVED = {"events": {"dtstart_local"}}
+# Indexes for the common queries; an index whose columns are missing is skipped.
 _INDEXES = [
-    "CREATE INDEX idx_occurrences_start ON occurrences(start_utc)",
-    "CREATE INDEX idx_occurrences_event ON occurrences(event_id)",
-    "CREATE INDEX idx_events_source ON events(source_id)",
-    "CREATE INDEX idx_events_dtstart ON events(dtstart_utc)",
-    "CREATE INDEX idx_events_quartier ON events(quartier)",
+    ("occurrences", ("start_utc",)),
+    ("occurrences", ("event_id",)),
+    ("occurrences", ("end_utc",)),
+    ("events", ("source_id",)),
+    ("events", ("dtstart_utc",)),
+    ("events", ("quartier",)),
+    ("events", ("organisation_id",)),
+    ("events", ("updated_at", "id")),
+    ("events", ("first_seen_at",)),
+    ("events", ("place_id",)),
+    ("events", ("cluster_id",)),
+    ("event_sources", ("event_id",)),
+    ("services", ("structure_id",)),
+    ("changes", ("run_id",)),
+    ("changes", ("event_id",)),
 ]
 UPCOMING_VIEW = """
 CREATE VIEW upcoming AS
@@ -60,41 +90,112 @@ def iso_utc(value: object) -> str | None:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _is_datetime_column(name: str) -> bool:
+    return name.endswith(("_utc", "_at"))
+
+
+def load_themes_vocab(path: Path | None = None) -> pd.DataFrame | None:
+    """The ``themes`` table from the controlled vocabulary ``data/vocab/themes.yaml``.
+
+    Columns: code, fr, en, ar, description, datainclusion (JSON list). None when the file
+    does not exist.
+    """
+    path = path or DATA_DIR / "vocab" / "themes.yaml"
+    if not path.exists():
+        return None
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    rows = []
+    for item in data.get("themes", []):
+        rows.append({
+            "code": item.get("code"),
+            "fr": item.get("fr"),
+            "en": item.get("en"),
+            "ar": item.get("ar"),
+            "description": " ".join(str(item.get("description") or "").split()) or None,
+            "datainclusion": json.dumps(item.get("datainclusion") or [], ensure_ascii=False),
+        })
+    return pd.DataFrame(rows, dtype=object)
+
+
+def load_places_registry(path: Path | None = None) -> pd.DataFrame | None:
+    """The ``places`` table from ``data/places.yaml`` (list ``places:`` of mappings).
+
+    Every scalar key of an entry becomes a column; lists become JSON text. None when absent.
+    """
+    path = path or DATA_DIR / "places.yaml"
+    if not path.exists():
+        return None
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    items = data.get("places", data if isinstance(data, list) else [])
+    rows = [
+        {k: json.dumps(v, ensure_ascii=False) if isinstance(v, list | dict) else v
+         for k, v in item.items()}
+        for item in items if isinstance(item, dict)
+    ]
+    return pd.DataFrame(rows, dtype=object)
+
+
+# Sources of published tables that are not working-store tables. Each returns a frame or None.
+LOADERS: dict[str, Callable[[], pd.DataFrame | None]] = {
+    "themes": load_themes_vocab,
+    "places": load_places_registry,
+}
+
+
+def _source_table(table: str, spec: dict[str, Any]) -> str:
+    return str(spec.get("source") or _DEFAULT_SOURCES.get(table) or table)
+
+
 def public_frames(engine: Engine) -> dict[str, pd.DataFrame]:
     """Read the public columns of each table from the working store, ready to write.
 
-    Datetimes become ISO 8601 UTC text; ``events.dtstart_local`` is added; bundled sample paths
-    are shown relative to the project.
+    Datetimes (``*_utc``, ``*_at``) become ISO 8601 UTC text; ``events.dtstart_local`` is added;
+    bundled sample paths are shown relative to the project. Tables whose source does not exist
+    are left out; listed columns missing at the source are left out.
     """
+    inspector = sa_inspect(engine)
+    store_tables = set(inspector.get_table_names())
     frames: dict[str, pd.DataFrame] = {}
     for table, spec in PUBLIC_TABLES.items():
-        columns = [c for c in spec["columns"] if c != "dtstart_local"]  # type: ignore[union-attr]
-        source_table = {"events": "event", "occurrences": "occurrence", "sources": "source",
-                        "organisations": "organisation"}[table]
-        query = f"SELECT {', '.join(columns)} FROM {source_table} ORDER BY id"
-        frame = pd.read_sql_query(query, engine, dtype=object)
-        for column in _DATETIME_COLUMNS[table]:
-            frame[column] = frame[column].map(iso_utc)
+        wanted = list(spec["columns"])  # type: ignore[call-overload]
+        derived = _DERIVED.get(table, set())
+        source = _source_table(table, spec)
+        frame: pd.DataFrame | None
+        if source in store_tables:
+            present = {c["name"] for c in inspector.get_columns(source)}
+            columns = [c for c in wanted if c in present and c not in derived]
+            order = "id" if "id" in present else columns[0]
+            query = f"SELECT {', '.join(columns)} FROM {source} ORDER BY {order}"
+            frame = pd.read_sql_query(query, engine, dtype=object)
+        elif table in LOADERS:
+            frame = LOADERS[table]()
+            if frame is None:
+                continue
+            frame = frame[[c for c in wanted if c in frame.columns]]
+        else:
+            continue
+        for column in frame.columns:
+            if _is_datetime_column(column):
+                frame[column] = frame[column].map(iso_utc)
         for column in ("start_date", "end_date"):
             if column in frame:
                 frame[column] = frame[column].map(lambda v: None if v is None else str(v)[:10])
         frames[table] = frame
-    events = frames["events"]
-    events.insert(
-        events.columns.get_loc("dtend_utc") + 1,
-        "dtstart_local",
-        [_local(row) for row in events.itertuples()],
-    )
-    sources = frames["sources"]
-    sources["url"] = sources["url"].map(_public_url)
+    events = frames.get("events")
+    if events is not None:
+        position = events.columns.get_loc("dtend_utc") + 1 if "dtend_utc" in events else 0
+        events.insert(position, "dtstart_local", [_local(row) for row in events.itertuples()])
+    sources = frames.get("sources")
+    if sources is not None and "url" in sources:
+        sources["url"] = sources["url"].map(_public_url)
     return frames
 
 
-def _local(row: object) -> str | None:
+def _local(row: Any) -> str | None:
     from normalize.times import local_iso
 
     if row.all_day:
-        return row.start_date
+        return str(row.start_date) if row.start_date else None
     value = row.dtstart_utc
     if not value:
         return None
@@ -110,17 +211,34 @@ def _public_url(url: str) -> str:
         return Path(url).name
 
 
+def _primary_key(table: str, frame: pd.DataFrame) -> str | None:
+    spec = PUBLIC_TABLES.get(table, {})
+    key = spec.get("primary_key", "id")
+    return str(key) if key in frame.columns else None
+
+
 def _create_table(connection: sqlite3.Connection, table: str, frame: pd.DataFrame) -> None:
     columns = []
+    primary_key = _primary_key(table, frame)
     for column in frame.columns:
-        kind = "INTEGER" if column in {"all_day", "uid_repaired", "floating", "sequence",
-                                       "consecutive_failures"} else "TEXT"
-        suffix = " PRIMARY KEY" if column == _PRIMARY_KEYS[table] else ""
+        kind = ("INTEGER" if column in _INTEGER_COLUMNS
+                else "REAL" if column in _REAL_COLUMNS else "TEXT")
+        suffix = " PRIMARY KEY" if column == primary_key else ""
         columns.append(f'"{column}" {kind}{suffix}')
     connection.execute(f'CREATE TABLE "{table}" ({", ".join(columns)})')
     placeholders = ", ".join("?" for _ in frame.columns)
     rows = frame.astype(object).where(frame.notna(), None).itertuples(index=False, name=None)
     connection.executemany(f'INSERT INTO "{table}" VALUES ({placeholders})', rows)
+
+
+def _create_indexes(connection: sqlite3.Connection, frames: dict[str, pd.DataFrame]) -> None:
+    for table, columns in _INDEXES:
+        frame = frames.get(table)
+        if frame is None or not set(columns) <= set(frame.columns):
+            continue
+        name = f"idx_{table}_{'_'.join(columns)}"
+        quoted = ", ".join(f'"{c}"' for c in columns)
+        connection.execute(f'CREATE INDEX "{name}" ON "{table}" ({quoted})')
 
 
 def build_database(engine: Engine, out_dir: Path,
@@ -132,11 +250,12 @@ def build_database(engine: Engine, out_dir: Path,
     os.close(handle)
     try:
         connection = sqlite3.connect(temp_name)
+        connection.execute("PRAGMA journal_mode=OFF")
+        connection.execute("PRAGMA synchronous=OFF")
         with connection:
             for table, frame in frames.items():
                 _create_table(connection, table, frame)
-            for statement in _INDEXES:
-                connection.execute(statement)
+            _create_indexes(connection, frames)
             connection.execute(
                 "CREATE VIRTUAL TABLE events_fts USING fts5(title, description, location, "
                 "content='events', tokenize='unicode61 remove_diacritics 2')"
@@ -146,6 +265,7 @@ def build_database(engine: Engine, out_dir: Path,
                 "SELECT rowid, title, description, location FROM events"
             )
             connection.execute(UPCOMING_VIEW)
+        connection.execute("ANALYZE")
         connection.execute("VACUUM")
         connection.close()
         target = out_dir / DB_NAME

@@ -44,6 +44,12 @@ PUBLIC_TABLES: dict[str, dict[str, object]] = {
             "first_seen_at": f"Première collecte, {UTC_NOTE}",
             "updated_at": f"Dernière modification constatée, {UTC_NOTE}",
             "removed_at_source": f"Date où l'événement a disparu de sa source, {UTC_NOTE}",
+            "revision": (
+                "Révision Tissu : +1 à chaque changement constaté (contenu, disparition, retour) ; "
+                "le SEQUENCE publié dans les calendriers vaut sequence + revision"
+            ),
+            "rdate": "Dates supplémentaires de la série (RDATE), liste JSON en UTC ou dates",
+            "exdate": "Dates retirées de la série (EXDATE), liste JSON en UTC ou dates",
         },
     },
     "occurrences": {
@@ -96,6 +102,51 @@ PUBLIC_TABLES: dict[str, dict[str, object]] = {
             "name": "Nom",
             "type": "association | service-municipal | etablissement-public | autre",
             "website": "Site web",
+        },
+    },
+    "themes": {
+        "description": (
+            "Vocabulaire contrôlé des thèmes Tissu (data/vocab/themes.yaml), aligné sur les "
+            "thématiques data.inclusion quand elles se recouvrent."
+        ),
+        "primary_key": "code",
+        "columns": {
+            "code": "Code du thème, tel qu'il figure dans events.themes",
+            "fr": "Libellé en français",
+            "en": "Libellé en anglais",
+            "ar": "Libellé en arabe (traduction de travail)",
+            "description": "Périmètre du thème",
+            "datainclusion": "Thématiques data.inclusion v1 correspondantes (liste JSON)",
+        },
+    },
+    "publish_runs": {
+        "description": (
+            "Historique des publications : une ligne par publication, avec les nombres "
+            "d'événements nouveaux, modifiés, annulés et retirés depuis la précédente."
+        ),
+        "columns": {
+            "id": "Numéro de la publication",
+            "started_at": f"Début de la publication, {UTC_NOTE}",
+            "finished_at": f"Fin de la publication, {UTC_NOTE}",
+            "events": "Nombre d'événements (séries) publiés",
+            "occurrences": "Nombre de séances publiées",
+            "upcoming_occurrences": "Nombre de séances à venir au moment de la publication",
+            "new": "Événements publiés pour la première fois",
+            "updated": "Événements modifiés depuis la publication précédente",
+            "cancelled": "Événements annulés depuis la publication précédente",
+            "removed": "Événements disparus de leur source depuis la publication précédente",
+            "snapshot": "Copie datée écrite (dossier snapshots/), vide si rien n'a changé",
+        },
+    },
+    "changes": {
+        "description": "Ce qui a changé d'une publication à l'autre, événement par événement.",
+        "columns": {
+            "id": "Numéro du changement",
+            "run_id": "Publication (table publish_runs)",
+            "changed_at": f"Date de la publication qui a constaté le changement, {UTC_NOTE}",
+            "event_id": "Événement (table events)",
+            "kind": "new (nouveau) | updated (modifié) | cancelled (annulé) | removed (retiré)",
+            "title": "Titre de l'événement au moment du changement",
         },
     },
 }

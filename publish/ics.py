@@ -1,0 +1,341 @@
+"""iCalendar feeds (RFC 5545, with RFC 7986 calendar properties) from the published database.
+
+One VEVENT per event (series), never one per occurrence: a source series is written back with its
+RRULE, RDATE and EXDATE, and each occurrence that differs from the series (moved, retitled,
+relocated, cancelled) becomes an override VEVENT with RECURRENCE-ID (RFC 5545 §3.8.4.4).
+
+Properties of each VEVENT:
+
+- ``UID`` ``<event id>@tissu``: stable, from the source identity.
+- ``DTSTAMP`` and ``LAST-MODIFIED``: the last change Tissu saw (``updated_at``, or the removal
+  time). Without a METHOD property DTSTAMP is "the date and time that the information associated
+  with the calendar component was last revised" (RFC 5545 §3.8.7.2), so an unchanged agenda gives
+  byte-identical files.
+- ``SEQUENCE``: the source's SEQUENCE plus Tissu's ``revision``, which grows at every change.
+- ``STATUS``: CANCELLED for an event cancelled or removed at its source; such an event stays in the
+  feeds :data:`CANCELLED_KEEP_DAYS` days after the change, then leaves them.
+- ``DTSTART``/``DTEND`` in the zone the source meant (series expand in that zone, across DST),
+  with a VTIMEZONE for each zone used; all-day events stay dates.
+- ``LOCATION``, ``GEO`` (when the place is known), ``URL``, ``CATEGORIES`` (theme labels then
+  the source's categories), ``DESCRIPTION``, ``CREATED``.
+
+Speed: each VEVENT is serialised once and reused by every feed that contains it. Values are
+encoded by icalendar's own property types (``vText``, ``vDDDTypes``, ``vRecur`` …) and lines
+folded by its ``Contentline``; only the order of lines is ours.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import icalendar
+from icalendar.parser import Contentline, Parameters
+from icalendar.prop import vCategory, vDDDLists, vDDDTypes, vGeo, vInt, vRecur, vText
+
+from normalize.times import PARIS
+
+PRODID = "-//Tissu//Agenda solidaire de Pantin//FR"
+CALENDAR_NAME = "Tissu — agenda solidaire de Pantin"
+CANCELLED_KEEP_DAYS = 30
+REFRESH_INTERVAL = "PT6H"  # RFC 7986 §5.7; X-PUBLISHED-TTL says the same to older clients
+_STATUS = {"cancelled": "CANCELLED", "tentative": "TENTATIVE", "confirmed": "CONFIRMED"}
+
+
+def utc_text(value: dt.datetime) -> str:
+    """Aware datetime → ``YYYY-MM-DDTHH:MM:SSZ``."""
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_utc(text: str | None) -> dt.datetime | None:
+    if not text:
+        return None
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _zone(tzid: str | None) -> ZoneInfo | None:
+    """The zone to write a series in: its own, Europe/Paris by default, None for UTC."""
+    if tzid in (None, "", "Europe/Paris"):
+        return PARIS
+    if tzid in ("UTC", "Etc/UTC", "GMT"):
+        return None
+    try:
+        return ZoneInfo(str(tzid))
+    except (ZoneInfoNotFoundError, ValueError):
+        return PARIS
+
+
+def _line(name: str, value: Any, params: dict[str, str] | None = None) -> bytes:
+    return Contentline.from_parts(name, Parameters(params or {}), value, sorted=False).to_ical()
+
+
+def _when(value: dt.datetime | dt.date, zone: ZoneInfo | None) -> dt.datetime | dt.date:
+    if isinstance(value, dt.datetime):
+        return value.astimezone(zone) if zone is not None else value.astimezone(dt.UTC)
+    return value
+
+
+def _dt_line(name: str, value: dt.datetime | dt.date, zone: ZoneInfo | None) -> bytes:
+    prop = vDDDTypes(_when(value, zone))
+    return _line(name, prop, dict(prop.params))
+
+
+def _key_value(key: str) -> dt.datetime | dt.date:
+    """An occurrence key (``YYYYMMDDTHHMMSSZ`` or ``YYYYMMDD``) → UTC datetime or date."""
+    if "T" in key:
+        return dt.datetime.strptime(key, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
+    return dt.datetime.strptime(key, "%Y%m%d").date()
+
+
+def _list_values(raw: str | None) -> list[dt.datetime | dt.date]:
+    values: list[dt.datetime | dt.date] = []
+    for text in json.loads(raw or "[]"):
+        values.append(_parse_utc(text) if "T" in text else dt.date.fromisoformat(text))  # type: ignore[arg-type]
+    return values
+
+
+@dataclass
+class FeedEvent:
+    """One event ready for the feeds: its serialised VEVENTs and what the feeds filter on."""
+
+    id: str
+    data: bytes
+    zone: str | None
+    themes: list[str] = field(default_factory=list)
+    quartier: str | None = None
+    organisation_id: str | None = None
+    publics: list[str] = field(default_factory=list)
+
+
+def _json_list(raw: object) -> list[str]:
+    if not raw:
+        return []
+    try:
+        value = json.loads(str(raw))
+    except json.JSONDecodeError:
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def _cancelled_at(row: dict[str, Any]) -> dt.datetime | None:
+    """When the event left the agenda: removal at the source, or its cancellation."""
+    removed = _parse_utc(row.get("removed_at_source"))
+    if removed is not None:
+        return removed
+    if row.get("status") == "cancelled":
+        return _parse_utc(row.get("updated_at")) or _parse_utc(row.get("first_seen_at"))
+    return None
+
+
+def select_feed_rows(connection: sqlite3.Connection, now: dt.datetime) -> list[dict[str, Any]]:
+    """Events that belong in the feeds at ``now`` (aware), as dicts of their published columns.
+
+    An event belongs when one of its occurrences has not ended yet; an event cancelled or removed
+    at its source belongs only during :data:`CANCELLED_KEEP_DAYS` days after that change.
+    Extra keys: ``geo`` (latitude, longitude) when known.
+    """
+    connection.row_factory = sqlite3.Row
+    now_text = utc_text(now)
+    rows = connection.execute(
+        "SELECT e.* FROM events e WHERE EXISTS (SELECT 1 FROM occurrences o "
+        "WHERE o.event_id = e.id AND o.end_utc >= ?) ORDER BY e.id",
+        (now_text,),
+    ).fetchall()
+    event_columns = {r[1] for r in connection.execute("PRAGMA table_info(events)")}
+    places: dict[str, tuple[float, float]] = {}
+    tables = {r[0] for r in connection.execute("SELECT name FROM sqlite_master")}
+    if "place_id" in event_columns and "places" in tables:
+        place_columns = {r[1] for r in connection.execute("PRAGMA table_info(places)")}
+        key = "id" if "id" in place_columns else None
+        if key and {"latitude", "longitude"} <= place_columns:
+            for pid, lat, lon in connection.execute(
+                    "SELECT id, latitude, longitude FROM places"):
+                if lat is not None and lon is not None:
+                    places[str(pid)] = (float(lat), float(lon))
+    limit = now - dt.timedelta(days=CANCELLED_KEEP_DAYS)
+    selected = []
+    for sql_row in rows:
+        row = dict(sql_row)
+        gone = _cancelled_at(row)
+        if gone is not None and gone < limit:
+            continue
+        if row.get("latitude") is not None and row.get("longitude") is not None:
+            row["geo"] = (float(row["latitude"]), float(row["longitude"]))
+        elif row.get("place_id") in places:
+            row["geo"] = places[row["place_id"]]
+        selected.append(row)
+    return selected
+
+
+def _overrides(connection: sqlite3.Connection, event_ids: list[str]) -> dict[str, list[dict]]:
+    """Occurrences that differ from their series, by event id."""
+    found: dict[str, list[dict]] = {}
+    if not event_ids:
+        return found
+    connection.row_factory = sqlite3.Row
+    connection.execute("CREATE TEMP TABLE IF NOT EXISTS _series(id TEXT PRIMARY KEY)")
+    connection.execute("DELETE FROM _series")
+    connection.executemany("INSERT INTO _series VALUES (?)", ((i,) for i in event_ids))
+    query = (
+        "SELECT o.* , e.status AS event_status FROM occurrences o "
+        "JOIN _series s ON s.id = o.event_id JOIN events e ON e.id = o.event_id "
+        "WHERE o.title IS NOT NULL OR o.location IS NOT NULL OR o.status != e.status "
+        "OR o.recurrence_id != CASE WHEN o.all_day THEN replace(o.start_date, '-', '') "
+        "ELSE replace(replace(replace(o.start_utc, '-', ''), ':', ''), 'Z', 'Z') END "
+        "ORDER BY o.event_id, o.start_utc"
+    )
+    for row in connection.execute(query):
+        found.setdefault(row["event_id"], []).append(dict(row))
+    connection.execute("DELETE FROM _series")
+    return found
+
+
+def _common_lines(row: dict[str, Any]) -> list[bytes]:
+    changed = _parse_utc(row.get("updated_at")) or _parse_utc(row.get("first_seen_at"))
+    removed = _parse_utc(row.get("removed_at_source"))
+    if removed is not None and (changed is None or removed > changed):
+        changed = removed
+    lines = [_line("UID", vText(f"{row['id']}@tissu"))]
+    if changed is not None:
+        stamp = vDDDTypes(changed.astimezone(dt.UTC))
+        lines.append(_line("DTSTAMP", stamp))
+        lines.append(_line("LAST-MODIFIED", stamp))
+    created = _parse_utc(row.get("first_seen_at"))
+    if created is not None:
+        lines.append(_line("CREATED", vDDDTypes(created.astimezone(dt.UTC))))
+    return lines
+
+
+def vevent_bytes(row: dict[str, Any], overrides: list[dict[str, Any]],
+                 theme_labels: dict[str, str]) -> tuple[bytes, str | None]:
+    """Serialise one event (and its overrides) → (bytes of its VEVENTs, TZID used or None)."""
+    zone = None if row["all_day"] else _zone(row.get("tzid"))
+    zone_name = zone.key if zone is not None else None
+    cancelled = _cancelled_at(row) is not None
+    status = "CANCELLED" if cancelled else _STATUS.get(row.get("status") or "", "CONFIRMED")
+    sequence = vInt(int(row.get("sequence") or 0) + int(row.get("revision") or 0))
+    common = _common_lines(row)
+    out = [b"BEGIN:VEVENT", *common]
+    if row["all_day"]:
+        start: dt.datetime | dt.date = dt.date.fromisoformat(row["start_date"])
+        end: dt.datetime | dt.date | None = (dt.date.fromisoformat(row["end_date"])
+                                             if row.get("end_date") else None)
+    else:
+        start = _parse_utc(row["dtstart_utc"])  # type: ignore[assignment]
+        end = _parse_utc(row.get("dtend_utc"))
+    out.append(_dt_line("DTSTART", start, zone))
+    if end is not None and end > start:  # type: ignore[operator]
+        out.append(_dt_line("DTEND", end, zone))
+    if row.get("rrule"):
+        out.append(_line("RRULE", vRecur.from_ical(row["rrule"])))
+    for name in ("RDATE", "EXDATE"):
+        values = _list_values(row.get(name.lower()))
+        if values:
+            prop = vDDDLists([_when(v, zone) for v in values])
+            out.append(_line(name, prop, dict(prop.params)))
+    out.extend(_descriptive_lines(row, row["title"], row.get("location"), theme_labels))
+    out.append(_line("STATUS", vText(status)))
+    out.append(_line("SEQUENCE", sequence))
+    out.append(b"END:VEVENT")
+    for occ in overrides if (row.get("rrule") or row.get("rdate") not in (None, "[]")) else []:
+        recurrence = _key_value(occ["recurrence_id"])
+        if occ["all_day"]:
+            o_start: dt.datetime | dt.date = dt.date.fromisoformat(occ["start_date"])
+            o_end: dt.datetime | dt.date | None = (dt.date.fromisoformat(occ["end_date"])
+                                                   if occ.get("end_date") else None)
+        else:
+            o_start = _parse_utc(occ["start_utc"])  # type: ignore[assignment]
+            o_end = _parse_utc(occ.get("end_utc"))
+        o_status = "CANCELLED" if cancelled or occ["status"] == "cancelled" else _STATUS.get(
+            occ["status"], "CONFIRMED")
+        out.extend([b"BEGIN:VEVENT", *common, _dt_line("RECURRENCE-ID", recurrence, zone),
+                    _dt_line("DTSTART", o_start, zone)])
+        if o_end is not None and o_end > o_start:  # type: ignore[operator]
+            out.append(_dt_line("DTEND", o_end, zone))
+        out.extend(_descriptive_lines(row, occ.get("title") or row["title"],
+                                      occ.get("location") or row.get("location"), theme_labels))
+        out.extend([_line("STATUS", vText(o_status)), _line("SEQUENCE", sequence),
+                    b"END:VEVENT"])
+    return b"\r\n".join(out) + b"\r\n", zone_name
+
+
+def _descriptive_lines(row: dict[str, Any], title: str, location: str | None,
+                       theme_labels: dict[str, str]) -> list[bytes]:
+    lines = [_line("SUMMARY", vText(title))]
+    if row.get("description"):
+        lines.append(_line("DESCRIPTION", vText(row["description"])))
+    if location:
+        lines.append(_line("LOCATION", vText(location)))
+    if row.get("geo"):
+        lines.append(_line("GEO", vGeo(row["geo"])))
+    if row.get("url"):
+        lines.append(_line("URL", vText(row["url"]), {"VALUE": "URI"}))
+    categories: list[str] = []
+    for label in [theme_labels.get(t, t) for t in _json_list(row.get("themes"))] + _json_list(
+            row.get("categories")):
+        if label and label not in categories:
+            categories.append(label)
+    if categories:
+        lines.append(_line("CATEGORIES", vCategory(categories)))
+    if row.get("organizer"):
+        lines.append(_line("ORGANIZER", vText("urn:tissu:organisateur"),
+                           {"CN": row["organizer"]}))
+    return lines
+
+
+def prepare_feed_events(connection: sqlite3.Connection, now: dt.datetime) -> list[FeedEvent]:
+    """Serialise every event that belongs in the feeds at ``now``, once."""
+    rows = select_feed_rows(connection, now)
+    theme_labels: dict[str, str] = {}
+    tables = {r[0] for r in connection.execute("SELECT name FROM sqlite_master")}
+    if "themes" in tables:
+        theme_labels = {c: fr for c, fr in connection.execute("SELECT code, fr FROM themes")}
+    series = [r["id"] for r in rows if r.get("rrule") or r.get("rdate") not in (None, "[]")]
+    overrides = _overrides(connection, series)
+    events = []
+    for row in rows:
+        data, zone = vevent_bytes(row, overrides.get(row["id"], []), theme_labels)
+        events.append(FeedEvent(
+            id=row["id"], data=data, zone=zone, themes=_json_list(row.get("themes")),
+            quartier=row.get("quartier"), organisation_id=row.get("organisation_id"),
+            publics=_json_list(row.get("publics")),
+        ))
+    return events
+
+
+def calendar_bytes(events: Iterable[FeedEvent], name: str = CALENDAR_NAME,
+                   description: str | None = None) -> bytes:
+    """A VCALENDAR holding ``events``, with a VTIMEZONE for each zone they use."""
+    events = list(events)
+    calendar = icalendar.Calendar()
+    calendar.add("PRODID", PRODID)
+    calendar.add("VERSION", "2.0")
+    calendar.add("CALSCALE", "GREGORIAN")
+    calendar.add("NAME", name)  # RFC 7986 §5.1
+    calendar.add("X-WR-CALNAME", name)
+    if description:
+        calendar.add("DESCRIPTION", description)
+        calendar.add("X-WR-CALDESC", description)
+    calendar.add("X-WR-TIMEZONE", "Europe/Paris")
+    calendar.add("REFRESH-INTERVAL", dt.timedelta(hours=6), parameters={"VALUE": "DURATION"})
+    calendar.add("X-PUBLISHED-TTL", dt.timedelta(hours=6))
+    for zone in sorted({e.zone for e in events if e.zone}):
+        calendar.add_component(_timezone(zone))
+    head = calendar.to_ical()
+    end = b"END:VCALENDAR\r\n"
+    assert head.endswith(end)
+    return head[: -len(end)] + b"".join(e.data for e in events) + end
+
+
+_TIMEZONES: dict[str, icalendar.Timezone] = {}
+
+
+def _timezone(name: str) -> icalendar.Timezone:
+    if name not in _TIMEZONES:
+        _TIMEZONES[name] = icalendar.Timezone.from_tzid(name)
+    return _TIMEZONES[name]
