@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -123,6 +124,32 @@ def run(registry: RegistryOpt = None, db: DbOpt = None, out: OutOpt = None,
     if code == 0:
         code = _do_serve(settings, host, port)
     raise typer.Exit(code)
+
+
+NowOpt = Annotated[str | None, typer.Option("--now", help="Instant de référence ISO 8601 (tests)")]
+
+
+def _parse_now(now: str | None) -> dt.datetime:
+    if not now:
+        return utcnow()
+    value = dt.datetime.fromisoformat(now)
+    if value.tzinfo is None:
+        raise typer.BadParameter("--now doit porter un fuseau, par exemple 2026-11-29T12:00Z")
+    return value.astimezone(dt.UTC)
+
+
+@app.command()
+def check(url: str, db: DbOpt = None, now: NowOpt = None,
+          as_json: Annotated[bool, typer.Option("--json", help="Résultat en JSON")] = False
+          ) -> None:
+    """Vérifie un calendrier ou un flux (le « docteur ») : ce qui sera publié, et quoi corriger."""
+    from connectors.doctor import diagnose, diagnosis_json
+
+    settings = _settings(None, db, None)
+    diagnosis = diagnose(url, now=_parse_now(now), settings=settings,
+                         engine=make_engine(settings.database_url))
+    typer.echo(diagnosis_json(diagnosis) if as_json else diagnosis.to_text())
+    raise typer.Exit(0 if diagnosis.usable else 1)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,655 @@
+"""The feed doctor: fetch a URL given by a publisher and say, in plain French, what Tissu sees.
+
+Used by ``tissu check URL`` and by the "Vérifier" step of the registration page. The doctor runs
+the real stages, not a copy of them: :func:`connectors.http.fetch` (which refuses unsafe
+addresses), the connector for the detected format (:mod:`connectors.ical`, :mod:`connectors.feeds`),
+:func:`connectors.harvest.store_records` and :func:`normalize.pipeline.normalize_source`, in a
+throw-away in-memory working store. What it shows is therefore what will be published.
+
+It reports (a) what was found: format, number of events, the next five occurrences as published;
+(b) each problem with its fix: no time zone, no end times, only past events, a web page instead of
+a feed (with how to get a calendar link from Google Agenda, Nextcloud/Framagenda, Outlook,
+Mobilizon, Gancio, OpenAgenda and WordPress' The Events Calendar), a wrong encoding, events already
+published by another source, unreadable events, a feed without event dates.
+"""
+
+from __future__ import annotations
+
+import codecs
+import datetime as dt
+import json
+import re
+import unicodedata
+from dataclasses import asdict, dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urljoin, urlparse
+
+from rapidfuzz import fuzz
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import StaticPool
+from sqlmodel import Session, SQLModel, create_engine, select
+
+from connectors import http as http_module
+from connectors import parser_for
+from connectors.feeds import looks_like_feed
+from connectors.harvest import store_records
+from normalize.events import Horizon
+from normalize.pipeline import normalize_source
+from schemas.models import Event, Occurrence, Source, utcnow
+from tissu.settings import Settings, get_settings
+
+FORMAT_LABELS = {
+    "ical": "calendrier iCalendar (.ics)",
+    "rss": "flux RSS",
+    "atom": "flux Atom",
+    "html": "page web",
+    "json": "fichier JSON",
+    "unknown": "format inconnu",
+}
+PREVIEW_SIZE = 5
+_CHECK_ID = "verification"
+_XML_ENCODING_RE = re.compile(rb"^\s*<\?xml[^>]*encoding=[\"']([A-Za-z0-9._-]+)[\"']", re.IGNORECASE)
+_UTF8_NAMES = {"utf-8", "utf8"}
+
+# How to obtain a calendar (or feed) link from the tools associations use. Plain French,
+# one entry per platform, shown when the URL is a web page.
+HOWTO: dict[str, tuple[str, str]] = {
+    "google": (
+        "Google Agenda",
+        ("Sur ordinateur, ouvrez Google Agenda, survolez votre agenda dans la colonne de gauche, "
+        "cliquez sur ⋮ puis « Paramètres et partage ». Dans « Autorisations d'accès », cochez "
+        "« Rendre disponible publiquement ». Copiez ensuite l'« Adresse publique au format iCal » "
+        "(elle se termine par basic.ics)."),
+    ),
+    "nextcloud": (
+        "Nextcloud ou Framagenda",
+        ("Dans l'application Agenda, cliquez sur ⋯ à côté de votre agenda puis « Partager » (ou "
+        "l'icône de partage). Activez « Partager le lien », ouvrez le menu ⋯ de ce lien et "
+        "choisissez « Copier le lien d'abonnement » : l'adresse contient "
+        "/remote.php/dav/public-calendars/ et se termine par ?export."),
+    ),
+    "outlook": (
+        "Outlook (Microsoft 365, Outlook.com)",
+        ("Dans Outlook sur le web : Paramètres ⚙ → Calendrier → Calendriers partagés → « Publier "
+        "un calendrier ». Choisissez l'agenda et « Peut afficher tous les détails », cliquez sur "
+        "« Publier », puis copiez le lien ICS."),
+    ),
+    "mobilizon": (
+        "Mobilizon",
+        ("Chaque groupe Mobilizon publie ses événements en iCalendar : copiez l'adresse de la page "
+        "du groupe et ajoutez /feed/ics à la fin (par exemple "
+        "https://mobilizon.fr/@mon-groupe/feed/ics)."),
+    ),
+    "gancio": (
+        "Gancio",
+        ("Une instance Gancio publie son agenda à l'adresse https://<votre-instance>/feed/ics "
+        "(iCalendar) ; on peut filtrer par lieu ou par étiquette, par exemple "
+        "/feed/ics?places=1 ou /feed/ics?tags=solidarite. Le menu « Exporter » de l'instance "
+        "donne ces liens."),
+    ),
+    "openagenda": (
+        "OpenAgenda",
+        ("Sur la page de votre agenda OpenAgenda, ouvrez le menu « Exporter » (ou « Partager ») "
+        "et choisissez le format iCal : copiez l'adresse du lien proposé."),
+    ),
+    "the-events-calendar": (
+        "WordPress avec The Events Calendar",
+        ("Ajoutez ?ical=1 à l'adresse de la liste des événements, par exemple "
+        "https://votre-site.fr/events/?ical=1 (ou /evenements/?ical=1). C'est aussi le lien du "
+        "bouton « Exporter les événements » en bas de la liste. Le flux RSS habituel de "
+        "WordPress (/feed/) ne contient pas les dates des événements."),
+    ),
+}
+
+# Markers that reveal which tool produced a web page (generator meta, script and link URLs).
+_PLATFORM_MARKERS: dict[str, tuple[str, ...]] = {
+    "google": ("calendar.google.com",),
+    "nextcloud": ("nextcloud", "framagenda", "/remote.php/dav", "/apps/calendar"),
+    "outlook": ("outlook.office365.com/owa/calendar", "outlook.live.com/owa/calendar"),
+    "mobilizon": ("mobilizon",),
+    "gancio": ("gancio",),
+    "openagenda": ("openagenda.com", "cibul.net"),
+    "the-events-calendar": ("the-events-calendar", "tribe-events", "tribe_events"),
+}
+
+
+@dataclass
+class Finding:
+    """One problem found by the doctor, in plain French, with how to fix it.
+
+    ``code``: ``fetch`` | ``unsafe-url`` | ``web-page`` | ``unsupported`` | ``encoding`` |
+    ``parse-error`` | ``no-event-dates`` | ``empty`` | ``no-timezone`` | ``no-end`` |
+    ``only-past`` | ``duplicate``. ``severity``: ``error`` (the source cannot be used as is) or
+    ``warning`` (it can, but residents will see something wrong). ``examples`` are short lines
+    (event titles, line numbers, links).
+    """
+
+    code: str
+    severity: str
+    message: str
+    fix: str
+    examples: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PreviewItem:
+    """One upcoming occurrence exactly as it will be published (Europe/Paris local times)."""
+
+    title: str
+    start_local: str
+    end_local: str | None
+    all_day: bool
+    location: str | None
+    status: str
+    url: str | None
+
+    @property
+    def when(self) -> str:
+        """The date and times in French words, e.g. ``mardi 1 décembre 2026, 04:00 → 06:00``."""
+        return french_when(self.start_local, self.end_local, self.all_day)
+
+
+_DAYS = ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche")
+_MONTHS = ("janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août",
+           "septembre", "octobre", "novembre", "décembre")
+
+
+def french_date(day: dt.date) -> str:
+    """``mardi 1 décembre 2026``."""
+    return f"{_DAYS[day.weekday()]} {day.day} {_MONTHS[day.month - 1]} {day.year}"
+
+
+def french_when(start_local: str, end_local: str | None, all_day: bool) -> str:
+    """Local ISO 8601 start/end (Europe/Paris, or dates when ``all_day``) in French words.
+
+    The end of an all-day occurrence is exclusive (RFC 5545), so a one-day event shows one date.
+    """
+    if all_day:
+        start = dt.date.fromisoformat(start_local[:10])
+        end = dt.date.fromisoformat(end_local[:10]) - dt.timedelta(days=1) if end_local else start
+        text = french_date(start)
+        return text if end <= start else f"du {text} au {french_date(end)}"
+    start_dt = dt.datetime.fromisoformat(start_local)
+    text = f"{french_date(start_dt.date())}, {start_dt:%H:%M}"
+    if end_local:
+        end_dt = dt.datetime.fromisoformat(end_local)
+        if end_dt.date() == start_dt.date():
+            text += f" → {end_dt:%H:%M}"
+        else:
+            text += f" → {french_date(end_dt.date())}, {end_dt:%H:%M}"
+    return text
+
+
+@dataclass
+class Diagnosis:
+    """What the doctor found at one URL.
+
+    ``format`` is a registry format (``ical`` | ``rss`` | ``atom``) or ``html`` | ``json`` |
+    ``unknown``; ``events`` counts the event series, ``upcoming`` the occurrences ending after
+    ``checked_at`` (aware UTC); ``preview`` holds the next :data:`PREVIEW_SIZE` of them.
+    ``calendar_links`` are feed or calendar links found on a web page; ``platforms`` the tools
+    recognised on it.
+    """
+
+    url: str
+    checked_at: dt.datetime
+    final_url: str | None = None
+    format: str = "unknown"
+    events: int = 0
+    news: int = 0
+    upcoming: int = 0
+    preview: list[PreviewItem] = field(default_factory=list)
+    problems: list[Finding] = field(default_factory=list)
+    calendar_links: list[str] = field(default_factory=list)
+    platforms: list[str] = field(default_factory=list)
+
+    @property
+    def format_label(self) -> str:
+        """The format in French words."""
+        return FORMAT_LABELS.get(self.format, self.format)
+
+    @property
+    def usable(self) -> bool:
+        """True when the URL can be registered as a source (a feed with no blocking problem)."""
+        return self.format in {"ical", "rss", "atom"} and not any(
+            p.severity == "error" for p in self.problems
+        )
+
+    def codes(self) -> list[str]:
+        """The problem codes, in order."""
+        return [p.code for p in self.problems]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dictionary (datetimes as ISO 8601 UTC)."""
+        data = asdict(self)
+        data["checked_at"] = self.checked_at.isoformat()
+        data["format_label"] = self.format_label
+        data["usable"] = self.usable
+        return data
+
+    def to_text(self) -> str:
+        """The report as plain French text (what ``tissu check`` prints)."""
+        lines = [f"Adresse vérifiée : {self.url}"]
+        if self.final_url and self.final_url != self.url:
+            lines.append(f"Après redirection : {self.final_url}")
+        lines.append(f"Format trouvé : {self.format_label}")
+        if self.format in {"ical", "rss", "atom"}:
+            lines.append(f"Événements : {self.events} ; séances à venir : {self.upcoming}")
+            if self.news:
+                lines.append(f"Actualités sans date d'événement (non publiées) : {self.news}")
+        if self.preview:
+            lines.append(f"Les {len(self.preview)} prochaines séances, telles qu'elles seront "
+                         "publiées :")
+            for item in self.preview:
+                when = item.when
+                where = f" — {item.location}" if item.location else ""
+                cancelled = " (annulée)" if item.status == "cancelled" else ""
+                lines.append(f"  • {when} : {item.title}{where}{cancelled}")
+        if not self.problems:
+            lines.append("Aucun problème trouvé : ce calendrier peut être inscrit tel quel.")
+        for problem in self.problems:
+            label = "Problème" if problem.severity == "error" else "À corriger"
+            lines.append(f"{label} : {problem.message}")
+            lines.extend(f"    - {example}" for example in problem.examples)
+            lines.append(f"  Comment faire : {problem.fix}")
+        return "\n".join(lines)
+
+
+def detect_format(content: bytes) -> str:
+    """Guess the format from the bytes: ``ical``, ``rss`` (RSS or Atom), ``html``, ``json``.
+
+    Only sniffs the first 4 KiB; parsing is left to the connectors. Returns ``unknown`` otherwise.
+    """
+    head = content[:4096].lstrip(b"\xef\xbb\xbf \t\r\n")
+    upper = head[:64].upper()
+    if upper.startswith(b"BEGIN:VCALENDAR") or b"\nBEGIN:VCALENDAR" in head[:512].upper():
+        return "ical"
+    if looks_like_feed(head):
+        return "rss"
+    lowered = head.lower()
+    if b"<html" in lowered or b"<!doctype html" in lowered or b"<body" in lowered:
+        return "html"
+    if head[:1] in (b"{", b"["):
+        return "json"
+    return "unknown"
+
+
+def _encoding_findings(content: bytes, fmt: str) -> list[Finding]:
+    """Compare an XML feed's declared encoding with its bytes (no parsing of the feed)."""
+    if fmt not in {"rss", "atom"}:
+        return []
+    match = _XML_ENCODING_RE.match(content.lstrip(b"\xef\xbb\xbf"))
+    declared = match.group(1).decode("ascii").lower() if match else "utf-8"
+    shown = declared
+    try:
+        declared = codecs.lookup(declared).name
+    except LookupError:
+        return [Finding("encoding", "warning",
+                        f"le flux déclare un encodage inconnu ({declared})",
+                        "Enregistrez le flux en UTF-8 et déclarez encoding=\"UTF-8\".")]
+    try:
+        content.decode("utf-8")
+        valid_utf8 = True
+    except UnicodeDecodeError:
+        valid_utf8 = False
+    non_ascii = any(byte > 127 for byte in content.lstrip(b"\xef\xbb\xbf"))
+    if declared.replace("_", "-") in _UTF8_NAMES and not valid_utf8:
+        return [Finding(
+            "encoding", "warning",
+            "le flux annonce l'UTF-8 mais contient des octets qui ne sont pas de l'UTF-8 : "
+            "les accents risquent d'être illisibles",
+            "Enregistrez le fichier en UTF-8 (dans votre éditeur : « Enregistrer sous » → "
+            "encodage UTF-8), ou déclarez l'encodage réel dans la première ligne <?xml …?>.",
+        )]
+    if declared.replace("_", "-") not in _UTF8_NAMES and valid_utf8 and non_ascii:
+        return [Finding(
+            "encoding", "warning",
+            f"le flux déclare l'encodage {shown} mais il est écrit en UTF-8 : les accents "
+            "seront mal lus (par exemple « Ã© » au lieu de « é »)",
+            "Remplacez la déclaration par <?xml version=\"1.0\" encoding=\"UTF-8\"?> dans le "
+            "modèle du flux, ou réglez l'encodage du site sur UTF-8.",
+        )]
+    return []
+
+
+def _web_page_findings(content: bytes, base_url: str, diagnosis: Diagnosis) -> list[Finding]:
+    """Look for calendar or feed links and for the tool behind a web page."""
+    import lxml.html
+
+    try:
+        document = lxml.html.fromstring(content)
+    except Exception:  # noqa: BLE001 - an unreadable page still gets the generic advice
+        document = None
+    links: list[str] = []
+    feeds: list[str] = []
+    markers: list[str] = []
+    if document is not None:
+        for element in document.iter("link"):
+            kind = (element.get("type") or "").lower()
+            if element.get("rel", "").lower() != "alternate":
+                continue
+            href = urljoin(base_url, element.get("href") or "")
+            if kind == "text/calendar":
+                links.append(href)
+            elif kind in {"application/rss+xml", "application/atom+xml"} and \
+                    "comments" not in (element.get("title") or "").lower():
+                feeds.append(href)
+        for element in document.iter("a"):
+            href = (element.get("href") or "").strip()
+            if href.lower().startswith("webcal://") or re.search(
+                r"(\.ics|[?&]ical=1|/feed/ics|[?&]export)\b", href, re.IGNORECASE
+            ):
+                links.append(urljoin(base_url, href))
+        for element in document.iter("meta"):
+            if (element.get("name") or "").lower() == "generator":
+                markers.append((element.get("content") or "").lower())
+        for element in document.iter("script", "iframe", "link"):
+            markers.append((element.get("src") or element.get("href") or "").lower())
+        markers.extend(cls.lower() for cls in document.xpath("//@class")[:5000])
+    haystack = " ".join(markers) + " " + base_url.lower()
+    platforms = [name for name, needles in _PLATFORM_MARKERS.items()
+                 if any(needle in haystack for needle in needles)]
+    links = list(dict.fromkeys(links))[:10]
+    feeds = list(dict.fromkeys(feeds))[:5]
+    diagnosis.calendar_links = links + feeds
+    diagnosis.platforms = platforms
+    examples = [f"lien de calendrier trouvé sur la page : {link}" for link in links]
+    examples += [f"flux trouvé sur la page (souvent sans dates d'événements) : {link}"
+                 for link in feeds]
+    google = _google_ics(base_url)
+    if google:
+        examples.insert(0, f"adresse iCalendar de cet agenda Google : {google}")
+    ordered = platforms + [name for name in HOWTO if name not in platforms]
+    how = " ".join(f"[{HOWTO[name][0]}] {HOWTO[name][1]}" for name in ordered)
+    first = ("Essayez d'abord le lien de calendrier trouvé sur la page ci-dessus. "
+             if links or google else "")
+    if "wordpress" in haystack and "the-events-calendar" not in platforms:
+        first += ("Ce site est fait avec WordPress : son flux RSS (/feed/) ne donne pas les "
+                  "dates des événements ; il faut l'export iCalendar de l'extension d'agenda. ")
+    return [Finding(
+        "web-page", "error",
+        "cette adresse est une page web, pas un calendrier ni un flux : Tissu a besoin du lien "
+        "d'export de votre agenda (iCalendar .ics de préférence, ou RSS/Atom avec dates)",
+        first + "Voici comment obtenir ce lien selon votre outil : " + how,
+        examples,
+    )]
+
+
+def _google_ics(url: str) -> str | None:
+    """The public iCal address of a Google Calendar embed or share URL, if it is one."""
+    parsed = urlparse(url)
+    if parsed.hostname != "calendar.google.com":
+        return None
+    ids = parse_qs(parsed.query).get("src") or parse_qs(parsed.query).get("cid")
+    if not ids:
+        return None
+    return f"https://calendar.google.com/calendar/ical/{ids[0]}/public/basic.ics"
+
+
+def _fold(text: str) -> str:
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return " ".join(re.sub(r"[^a-z0-9]+", " ", ascii_text.lower()).split())
+
+
+def _duplicates(upcoming: list[tuple[str, str, dt.datetime | None]], engine: Engine,
+                exclude_source: str | None) -> list[str]:
+    """Upcoming occurrences that another source of the working store already publishes.
+
+    ``upcoming`` holds (event UID, title, start as aware UTC). A match is an occurrence of another
+    source starting at the same instant whose title is at least 90 % similar (rapidfuzz
+    token_sort_ratio on accent-folded text) or whose event has the same UID. One line per event.
+    """
+    found: dict[str, str] = {}
+    with Session(engine) as session:
+        for uid, title, start in upcoming:
+            if uid in found:
+                continue
+            query = select(Occurrence, Event).where(
+                Occurrence.event_id == Event.id, Occurrence.start_utc == start,
+                Event.removed_at_source.is_(None))  # type: ignore[union-attr]
+            if exclude_source:
+                query = query.where(Event.source_id != exclude_source)
+            for occurrence, other in session.exec(query.limit(50)):
+                other_title = occurrence.title or other.title
+                if other.source_uid == uid or \
+                        fuzz.token_sort_ratio(_fold(other_title), _fold(title)) >= 90:
+                    found[uid] = f"« {title} » : déjà publié par la source « {other.source_id} »"
+                    break
+    return list(found.values())
+
+
+def _preview(session: Session, now: dt.datetime) -> tuple[int, list[PreviewItem]]:
+    rows = session.exec(
+        select(Occurrence, Event).where(Occurrence.event_id == Event.id,
+                                        Occurrence.end_utc >= now)  # type: ignore[operator]
+        .order_by(Occurrence.start_utc)  # type: ignore[arg-type]
+    ).all()
+    items = [
+        PreviewItem(
+            title=occurrence.title or event.title,
+            start_local=occurrence.start_local,
+            end_local=occurrence.end_local if occurrence.end_local != occurrence.start_local
+            else None,
+            all_day=occurrence.all_day,
+            location=occurrence.location or event.location,
+            status="cancelled" if event.status == "cancelled" else occurrence.status,
+            url=event.url,
+        )
+        for occurrence, event in rows[:PREVIEW_SIZE]
+    ]
+    return len(rows), items
+
+
+def _scratch_engine() -> Engine:
+    engine = create_engine("sqlite://", poolclass=StaticPool,
+                           connect_args={"check_same_thread": False})
+    SQLModel.metadata.create_all(engine)
+    return engine
+
+
+def diagnose_content(
+    content: bytes,
+    url: str,
+    *,
+    now: dt.datetime,
+    settings: Settings,
+    engine: Engine | None = None,
+    exclude_source: str | None = None,
+    final_url: str | None = None,
+) -> Diagnosis:
+    """Diagnose bytes already fetched from ``url`` (see :func:`diagnose`)."""
+    diagnosis = Diagnosis(url=url, checked_at=now, final_url=final_url)
+    fmt = detect_format(content)
+    if fmt == "html":
+        diagnosis.format = "html"
+        diagnosis.problems.extend(_web_page_findings(content, final_url or url, diagnosis))
+        return diagnosis
+    if fmt in {"json", "unknown"}:
+        diagnosis.format = fmt
+        diagnosis.problems.append(Finding(
+            "unsupported", "error",
+            "ce fichier n'est ni un calendrier iCalendar ni un flux RSS ou Atom",
+            "Donnez l'adresse d'export iCalendar (.ics) de votre agenda. "
+            + " ".join(f"[{label}] {text}" for label, text in HOWTO.values()),
+        ))
+        return diagnosis
+    diagnosis.problems.extend(_encoding_findings(content, fmt))
+    parsed = parser_for(fmt)(content, _CHECK_ID)
+    diagnosis.format = parsed.detected_format if parsed.detected_format in {"rss", "atom"} \
+        else fmt
+    diagnosis.news = parsed.news
+    for warning in parsed.warnings:
+        if warning.code == "encoding" and not any(p.code == "encoding"
+                                                  for p in diagnosis.problems):
+            diagnosis.problems.append(Finding(
+                "encoding", "warning",
+                f"{warning.message} : des accents peuvent être mal lus",
+                "Exportez ou enregistrez le calendrier en UTF-8 (c'est le réglage par défaut "
+                "des logiciels d'agenda récents).",
+            ))
+    if parsed.errors:
+        diagnosis.problems.append(Finding(
+            "parse-error", "error" if not parsed.records else "warning",
+            f"{len(parsed.errors)} élément(s) illisible(s), ignoré(s) à la publication",
+            "Ouvrez ces événements dans votre logiciel d'agenda et corrigez leurs dates "
+            "(ou supprimez-les puis recréez-les), puis vérifiez à nouveau.",
+            [str(problem) for problem in parsed.errors[:5]],
+        ))
+    if parsed.events == 0:
+        if parsed.news:
+            diagnosis.problems.append(Finding(
+                "no-event-dates", "error",
+                f"ce flux contient {parsed.news} article(s) mais aucune date d'événement : "
+                "la date de publication d'un article n'est pas la date d'un événement",
+                "Donnez plutôt l'export iCalendar de votre agenda. "
+                + " ".join(f"[{label}] {text}" for label, text in HOWTO.values()),
+            ))
+        elif not parsed.errors:
+            diagnosis.problems.append(Finding(
+                "empty", "error",
+                f"ce {'calendrier' if fmt == 'ical' else 'flux'} ne contient aucun événement",
+                "Vérifiez que l'agenda partagé est bien celui où vous saisissez vos "
+                "événements, et qu'il est public.",
+            ))
+        return diagnosis
+
+    settings_horizon = Horizon.around(now, settings.horizon_past_days,
+                                      settings.horizon_future_days)
+    scratch = _scratch_engine()
+    with Session(scratch) as session:
+        source = Source(id=_CHECK_ID, name="vérification", publisher_name="vérification",
+                        publisher_type="autre", format=diagnosis.format, url=final_url or url,
+                        licence="")
+        session.add(source)
+        session.commit()
+        store_records(session, _CHECK_ID, parsed, now, complete=True)
+        outcome = normalize_source(session, source, settings_horizon, now)
+        events = list(session.exec(select(Event)))
+        diagnosis.events = len(events)
+        diagnosis.upcoming, diagnosis.preview = _preview(session, now)
+        upcoming = [
+            (event.source_uid, occurrence.title or event.title, occurrence.start_utc)
+            for occurrence, event in session.exec(
+                select(Occurrence, Event).where(Occurrence.event_id == Event.id,
+                                                Occurrence.end_utc >= now)  # type: ignore[operator]
+                .order_by(Occurrence.start_utc).limit(500))  # type: ignore[arg-type]
+        ]
+        for event in events:
+            session.expunge(event)
+    if outcome.errors and not any(p.code == "parse-error" for p in diagnosis.problems):
+        diagnosis.problems.append(Finding(
+            "parse-error", "warning",
+            f"{len(outcome.errors)} événement(s) impossible(s) à lire, ignoré(s)",
+            "Corrigez leurs dates dans votre logiciel d'agenda, puis vérifiez à nouveau.",
+            [error.removeprefix(f"{_CHECK_ID} : ") for error in outcome.errors[:5]],
+        ))
+    floating = [e for e in events if e.floating]
+    if floating:
+        diagnosis.problems.append(Finding(
+            "no-timezone", "warning",
+            f"{len(floating)} événement(s) sur {len(events)} ont une heure sans fuseau horaire : "
+            "Tissu suppose l'heure de Paris, ce qui est faux si l'agenda est réglé autrement",
+            "Dans les réglages de votre agenda, choisissez le fuseau horaire « Europe/Paris » "
+            "(Google Agenda : Paramètres → Fuseau horaire ; Nextcloud : Paramètres de l'agenda) ; "
+            "l'export portera alors TZID=Europe/Paris.",
+            [f"« {e.title} »" for e in floating[:3]],
+        ))
+    no_end = [e for e in events if not e.all_day and e.dtend_utc == e.dtstart_utc]
+    if no_end:
+        diagnosis.problems.append(Finding(
+            "no-end", "warning",
+            f"{len(no_end)} événement(s) sur {len(events)} n'ont pas d'heure de fin : ils "
+            "seront affichés sans durée",
+            "Indiquez une heure de fin pour chaque événement dans votre agenda (DTEND ou "
+            "DURATION dans le fichier).",
+            [f"« {e.title} »" for e in no_end[:3]],
+        ))
+    if diagnosis.upcoming == 0:
+        last = max((e.dtstart_utc or (dt.datetime.combine(e.start_date, dt.time(), dt.UTC)
+                                      if e.start_date else None) for e in events),
+                   default=None, key=lambda v: v or dt.datetime.min.replace(tzinfo=dt.UTC))
+        when = f" (le dernier commence le {last.astimezone(_paris()):%d/%m/%Y})" if last else ""
+        diagnosis.problems.append(Finding(
+            "only-past", "warning",
+            f"tous les événements sont passés{when} : rien ne sera affiché dans l'agenda",
+            "Ajoutez vos prochains rendez-vous à cet agenda, ou vérifiez que l'adresse est bien "
+            "celle de l'agenda en cours (et pas celui d'une année passée).",
+        ))
+    if engine is not None:
+        duplicates = _duplicates(upcoming, engine, exclude_source)
+        if duplicates:
+            diagnosis.problems.append(Finding(
+                "duplicate", "warning",
+                f"{len(duplicates)} événement(s) sont déjà publiés par une autre source",
+                "Si cette autre source est le même agenda, inutile de l'inscrire une seconde "
+                "fois. Sinon, Tissu regroupera les doublons ; vous pouvez aussi retirer de votre "
+                "agenda les événements que l'autre organisation publie déjà.",
+                duplicates[:5],
+            ))
+    return diagnosis
+
+
+def _paris() -> dt.tzinfo:
+    from normalize.times import PARIS
+
+    return PARIS
+
+
+def diagnose(
+    url: str,
+    *,
+    now: dt.datetime | None = None,
+    settings: Settings | None = None,
+    engine: Engine | None = None,
+    exclude_source: str | None = None,
+) -> Diagnosis:
+    """Fetch ``url`` safely and diagnose it. Never raises for a problem of the URL or its content.
+
+    Args:
+        url: an http(s) URL given by a publisher (treated as hostile: fetched with
+            :func:`connectors.http.fetch`, which refuses private and loopback addresses).
+        now: the reference instant (aware UTC); default now.
+        settings: limits, timeouts and expansion horizon; default from the environment.
+        engine: the working store, to find events already published by other sources; None
+            skips that check.
+        exclude_source: a source id not to compare with (the source being re-checked).
+
+    Returns:
+        A :class:`Diagnosis`; problems of the fetch itself have code ``fetch`` or ``unsafe-url``.
+    """
+    now = now or utcnow()
+    settings = settings or get_settings()
+    if not url.startswith(("http://", "https://")):
+        diagnosis = Diagnosis(url=url, checked_at=now)
+        diagnosis.problems.append(Finding(
+            "fetch", "error", "l'adresse doit commencer par http:// ou https://",
+            "Copiez l'adresse complète du lien d'export (webcal:// se remplace par https://).",
+        ))
+        return diagnosis
+    unsafe: type[Exception] | None = getattr(http_module, "UnsafeURLError", None)
+    refusals: tuple[type[Exception], ...] = (http_module.FetchError,) + ((unsafe,) if unsafe
+                                                                          else ())
+    try:
+        fetched = http_module.fetch(url, max_bytes=settings.max_body_bytes,
+                                    timeout=(settings.connect_timeout, settings.read_timeout))
+    except refusals as exc:
+        diagnosis = Diagnosis(url=url, checked_at=now)
+        if unsafe is not None and isinstance(exc, unsafe):
+            diagnosis.problems.append(Finding(
+                "unsafe-url", "error", f"adresse refusée : {exc}",
+                "Donnez l'adresse publique de votre agenda, accessible depuis Internet.",
+            ))
+        else:
+            diagnosis.problems.append(Finding(
+                "fetch", "error", f"impossible de lire cette adresse : {exc}",
+                "Vérifiez l'adresse (ouvrez-la dans un navigateur privé : elle doit télécharger "
+                "le calendrier sans demander de mot de passe) et que l'agenda est public.",
+            ))
+        return diagnosis
+    return diagnose_content(fetched.content, url, now=now, settings=settings, engine=engine,
+                            exclude_source=exclude_source, final_url=fetched.url)
+
+
+def diagnosis_json(diagnosis: Diagnosis) -> str:
+    """The diagnosis as JSON text (UTF-8, not ASCII-escaped)."""
+    return json.dumps(diagnosis.to_dict(), ensure_ascii=False, indent=2)
