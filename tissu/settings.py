@@ -24,6 +24,16 @@ def _int(name: str, default: int) -> int:
         raise ValueError(f"{name} doit être un nombre entier (reçu {raw!r})") from exc
 
 
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} doit être un nombre (reçu {raw!r})") from exc
+
+
 @dataclass(frozen=True)
 class Settings:
     """Runtime settings.
@@ -39,6 +49,10 @@ class Settings:
         max_body_bytes: largest accepted HTTP body (``TISSU_MAX_BODY_BYTES``, 20 MB).
         connect_timeout / read_timeout: HTTP timeouts in seconds (10 and 30).
         raw_retention: how many raw snapshots to keep per source (``TISSU_RAW_RETENTION``, 10).
+        kiosk: serve every resident page in kiosk mode (« borne », ``TISSU_KIOSK=1``; off by
+            default; ``?borne=1`` turns it on for one visit).
+        kiosk_idle_seconds: a kiosk goes back to its home page after this many seconds
+            without input (``TISSU_KIOSK_IDLE_SECONDS``, 120).
         moderation_secret: secret that opens the moderation page (``TISSU_MODERATION_SECRET``);
             empty disables the page.
         smtp_host / smtp_port / smtp_user / smtp_password / smtp_from / smtp_starttls: outgoing
@@ -56,6 +70,17 @@ class Settings:
         publisher_alerts: e-mail publishers whose feed failed for 24 h or dropped to zero
             events (``TISSU_PUBLISHER_ALERTS=1``; off by default).
         public_url: public address of the site, used in e-mails (``TISSU_PUBLIC_URL``).
+        fetch_retries: extra attempts of one HTTP fetch after a 5xx or a time-out, never after a
+            4xx (``TISSU_FETCH_RETRIES``, 2).
+        fetch_backoff: first delay between those attempts in seconds, doubled each time
+            (``TISSU_FETCH_BACKOFF``, 1.0).
+        fetch_deadline: overall limit of one fetch in seconds, redirects and retries included,
+            so that a server dribbling bytes is cut off (``TISSU_FETCH_DEADLINE``, 120).
+        max_redirects: most HTTP redirects followed by one fetch (``TISSU_MAX_REDIRECTS``, 5).
+        host_delay: politeness delay between two requests to the same host, in seconds
+            (``TISSU_HOST_DELAY``, 1.0).
+        parse_time_limit: longest time one source's parser may run, in seconds
+            (``TISSU_PARSE_TIME_LIMIT``, 120).
     """
 
     database_url: str = field(
@@ -82,6 +107,13 @@ class Settings:
     connect_timeout: int = field(default_factory=lambda: _int("TISSU_CONNECT_TIMEOUT", 10))
     read_timeout: int = field(default_factory=lambda: _int("TISSU_READ_TIMEOUT", 30))
     raw_retention: int = field(default_factory=lambda: _int("TISSU_RAW_RETENTION", 10))
+    kiosk: bool = field(
+        default_factory=lambda: os.environ.get("TISSU_KIOSK", "").strip().lower()
+        in ("1", "true", "yes", "oui")
+    )
+    kiosk_idle_seconds: int = field(
+        default_factory=lambda: _int("TISSU_KIOSK_IDLE_SECONDS", 120)
+    )
     moderation_secret: str = field(
         default_factory=lambda: os.environ.get("TISSU_MODERATION_SECRET", "")
     )
@@ -112,6 +144,14 @@ class Settings:
     )
     public_url: str = field(
         default_factory=lambda: os.environ.get("TISSU_PUBLIC_URL", "http://127.0.0.1:8001")
+    )
+    fetch_retries: int = field(default_factory=lambda: _int("TISSU_FETCH_RETRIES", 2))
+    fetch_backoff: float = field(default_factory=lambda: _float("TISSU_FETCH_BACKOFF", 1.0))
+    fetch_deadline: float = field(default_factory=lambda: _float("TISSU_FETCH_DEADLINE", 120.0))
+    max_redirects: int = field(default_factory=lambda: _int("TISSU_MAX_REDIRECTS", 5))
+    host_delay: float = field(default_factory=lambda: _float("TISSU_HOST_DELAY", 1.0))
+    parse_time_limit: float = field(
+        default_factory=lambda: _float("TISSU_PARSE_TIME_LIMIT", 120.0)
     )
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from datasette import hookimpl
 
-FEATURE_MODULES: list[str] = []
+FEATURE_MODULES: list[str] = ["publish.web.resident"]
 
 
 @hookimpl

@@ -1,0 +1,437 @@
+"""Resident pages: the week's agenda, events, the directory, subscriptions, posters, kiosk mode.
+
+Routes (Datasette ``register_routes``, https://docs.datasette.io/en/0.65/plugin_hooks.html):
+
+- ``/`` — this week's solidarity agenda, filtered by ``theme``, ``quartier``, ``public``,
+  ``gratuit`` and ``date`` (first day, AAAA-MM-JJ).
+- ``/agenda/evenement/<id>`` — one event; ``…/<id>/evenement.ics`` its RFC 5545 calendar file.
+- ``/agenda/abonnement`` — "S'abonner": webcal:// and https links, instructions, QR code (SVG).
+- ``/agenda/affiche`` — the A4 weekly poster of a quartier (print CSS); ``/agenda/affiche.pdf``
+  when WeasyPrint is installed.
+- ``/annuaire``, ``/annuaire/organisation/<id>``, ``/annuaire/services``,
+  ``/annuaire/service/<id>`` — the directory, with opening hours (OSM ``opening_hours``).
+
+Every page works without JavaScript. ``?lang=fr|en|ar`` picks the language (kept in the
+``tissu_lang`` cookie), ``?taille=grand|normal`` the large-print switch (cookie
+``tissu_taille``). Kiosk mode (``?borne=1`` or ``TISSU_KIOSK=1``) sets no cookie, keeps every link
+inside the site, and goes back home after ``TISSU_KIOSK_IDLE_SECONDS`` without input.
+Identifiers in URLs are percent-encoded whole (``/`` included).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import os
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import parse_qsl, quote, unquote, urlencode
+
+import segno
+from datasette.utils.asgi import Response
+
+from publish.web import resident_data as data
+from publish.web import resident_i18n as i18n
+from publish.web.resident_hours import week_schedule
+from tissu.settings import get_settings
+
+DATABASE = "tissu-open"
+STATIC = "/-/static-plugins/tissu/resident/"
+SIZE_COOKIE = "tissu_taille"
+COOKIE_MAX_AGE = 365 * 24 * 3600
+#: The feed of the whole agenda, served from the exports folder (publish/exports.py).
+FEED_PATH = "/exports/agenda.ics"
+HOME_PAGE_ROWS = 60
+
+
+def clock() -> dt.datetime:
+    """The current time, aware (UTC). Tests replace it to show a fixed week."""
+    return dt.datetime.now(dt.UTC)
+
+
+class Page:
+    """What every resident page needs from the request: language, large print, kiosk mode.
+
+    ``url(path, params)`` builds an internal link that keeps the kiosk mode, the language and
+    the large-print choice, so that they survive without cookies (kiosks set none).
+    """
+
+    def __init__(self, datasette: Any, request: Any) -> None:
+        settings = get_settings()
+        self.datasette = datasette
+        self.request = request
+        args = request.args
+        self.instance_kiosk = settings.kiosk
+        self.kiosk = settings.kiosk or args.get("borne") == "1"
+        self.idle_seconds = max(10, settings.kiosk_idle_seconds)
+        cookies = {} if self.kiosk else request.cookies
+        self.lang = i18n.pick_language(args.get("lang"), cookies.get(i18n.LANG_COOKIE))
+        size = args.get("taille") or cookies.get(SIZE_COOKIE) or "normal"
+        self.large = size == "grand"
+        self.lang_from_query = args.get("lang") in i18n.LANGUAGES
+        self.size_from_query = args.get("taille") in ("grand", "normal")
+        self.now = clock()
+        self.today = self.now.astimezone(data.PARIS).date()
+
+    def _state(self) -> list[tuple[str, str]]:
+        state: list[tuple[str, str]] = []
+        if self.kiosk and not self.instance_kiosk:
+            state.append(("borne", "1"))
+        if self.lang != i18n.DEFAULT_LANGUAGE:
+            state.append(("lang", self.lang))
+        if self.large:
+            state.append(("taille", "grand"))
+        return state
+
+    def url(self, path: str, params: Iterable[tuple[str, str]] = ()) -> str:
+        """An internal link to ``path`` with ``params`` and the visitor's state."""
+        pairs = [(k, v) for k, v in params if k not in ("borne", "lang", "taille")]
+        query = urlencode(pairs + self._state())
+        return f"{path}?{query}" if query else path
+
+    def current_with(self, **changes: str) -> str:
+        """The current page's URL with some parameters replaced (language, size switches)."""
+        pairs = parse_qsl(self.request.query_string)
+        pairs = [(k, v) for k, v in pairs if k not in changes]
+        pairs = [(k, v) for k, v in pairs if k not in ("borne", "lang", "taille")]
+        state = dict(self._state())
+        state.update(changes)
+        query = urlencode(pairs + list(state.items()))
+        return f"{self.request.path}?{query}" if query else self.request.path
+
+    def absolute(self, path: str) -> str:
+        """``path`` as an absolute https/http URL on this site (for QR codes and feeds)."""
+        public = os.environ.get("TISSU_PUBLIC_URL", "").strip()
+        if public:
+            return public.rstrip("/") + path
+        return str(self.datasette.absolute_url(self.request, path))
+
+    def _(self, message: str) -> str:
+        return i18n.gettext(self.lang, message)
+
+    def context(self, section: str, **extra: Any) -> dict[str, Any]:
+        """The template context shared by every page."""
+        home = "/?borne=1" if self.kiosk and not self.instance_kiosk else "/"
+        return {
+            "lang": self.lang,
+            "dir": i18n.text_direction(self.lang),
+            "languages": [(code, i18n.LANGUAGE_NAMES[code]) for code in i18n.LANGUAGES],
+            "kiosk": self.kiosk,
+            "kiosk_param": self.kiosk and not self.instance_kiosk,
+            "large": self.large,
+            "idle_seconds": self.idle_seconds,
+            "kiosk_home": home,
+            "section": section,
+            "url": self.url,
+            "static": lambda name: STATIC + name,
+            "switch_lang": lambda code: self.current_with(lang=code),
+            "size_url": self.current_with(taille="normal" if self.large else "grand"),
+            "day": lambda d: i18n.format_day(self.lang, d),
+            "long_date": lambda d: i18n.format_long_date(self.lang, d),
+            "clock": lambda t: i18n.format_clock(self.lang, t),
+            "event_url": lambda event_id: self.url(f"/agenda/evenement/{quote(event_id, safe='')}"),
+            "quote": lambda value: quote(str(value), safe=""),
+            **extra,
+        }
+
+    def render(self, template: str, context: dict[str, Any], status: int = 200) -> Response:
+        """Render a resident template; sets the language and size cookies outside kiosk mode."""
+        html = i18n.environment(self.lang).get_template(template).render(context)
+        response = Response.html(html, status=status)
+        return self.finish(response)
+
+    def finish(self, response: Response) -> Response:
+        """Cookies for the remembered choices (never in kiosk mode) and cache rules."""
+        if self.kiosk:
+            response.headers["Cache-Control"] = "no-store"
+            return response
+        if self.lang_from_query:
+            response.set_cookie(i18n.LANG_COOKIE, self.lang, max_age=COOKIE_MAX_AGE,
+                                samesite="lax")
+        if self.size_from_query:
+            response.set_cookie(SIZE_COOKIE, "grand" if self.large else "normal",
+                                max_age=COOKIE_MAX_AGE, samesite="lax")
+        return response
+
+
+async def _run(datasette: Any, fn: Callable[..., Any], *args: Any) -> Any:
+    database = datasette.get_database(DATABASE)
+    return await database.execute_fn(lambda connection: fn(connection, *args))
+
+
+def qr_svg(url: str, label: str) -> str:
+    """An inline SVG QR code (segno, error correction M) for ``url``, labelled for screen readers.
+
+    Returns markup ``<svg role="img" aria-label=… viewBox=…>`` that scales with CSS.
+    """
+    code = segno.make(url, error="m")
+    svg = code.svg_inline(scale=1, border=2, omitsize=True, svgclass="qr", lineclass=None,
+                          dark="#000", light="#fff")
+    escaped = (label.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;"))
+    return svg.replace("<svg ", f'<svg role="img" aria-label="{escaped}" ', 1)
+
+
+def feed_path(filters: data.Filters) -> str:
+    """The iCalendar feed for a selection (theme, quartier, public, gratuit), without host."""
+    params = filters.params(with_date=False)
+    return FEED_PATH + ("?" + urlencode(params) if params else "")
+
+
+def feed_links(page: Page, filters: data.Filters) -> dict[str, str]:
+    """``https`` and ``webcal`` addresses of the selection's feed (RFC 5545 over HTTP)."""
+    https = page.absolute(feed_path(filters))
+    webcal = "webcal://" + https.split("://", 1)[1]
+    return {"https": https, "webcal": webcal}
+
+
+def _selection_label(page: Page, filters: data.Filters,
+                     choices: dict[str, list[data.Choice]]) -> list[str]:
+    labels = []
+    names = {key: {c.value: c.label for c in values} for key, values in choices.items()}
+    if filters.theme:
+        labels.append(page._("Thème") + " : " + names["theme"].get(filters.theme, filters.theme))
+    if filters.quartier:
+        labels.append(page._("Quartier") + " : " + filters.quartier)
+    if filters.public:
+        labels.append(page._("Public") + " : " + names["public"].get(filters.public,
+                                                                      filters.public))
+    if filters.free:
+        labels.append(page._("Gratuit"))
+    return labels
+
+
+async def home(datasette: Any, request: Any) -> Response:
+    """This week's agenda with its filters."""
+    page = Page(datasette, request)
+    filters = data.Filters.from_args(request.args)
+    first = filters.start or page.today
+    occurrences = await _run(datasette, data.week_occurrences, filters, page.now)
+    choices = await _run(datasette, data.filter_choices, page.lang, page.now)
+    free_supported = await _run(datasette, data.supports_free)
+    labels = await _run(datasette, data.theme_labels, page.lang)
+    try:
+        number = max(1, int(request.args.get("page") or 1))
+    except ValueError:
+        number = 1
+    shown = occurrences[(number - 1) * HOME_PAGE_ROWS: number * HOME_PAGE_ROWS]
+    more = len(occurrences) > number * HOME_PAGE_ROWS
+    context = page.context(
+        "agenda",
+        filters=filters,
+        first=first,
+        last=first + dt.timedelta(days=data.WEEK_DAYS - 1),
+        days=data.group_by_day(shown, first),
+        total=len(occurrences),
+        page_number=number,
+        next_page=page.url("/", filters.params() + [("page", str(number + 1))]) if more else None,
+        choices=choices,
+        theme_labels=labels,
+        free_supported=free_supported,
+        previous_week=(page.url("/", filters.shifted(-7, page.today).params())
+                       if first > page.today else None),
+        next_week=page.url("/", filters.shifted(7, page.today).params()),
+        subscribe_url=page.url("/agenda/abonnement", filters.params(with_date=False)),
+        poster_url=page.url("/agenda/affiche", filters.params()),
+        selection=_selection_label(page, filters, choices),
+    )
+    return page.render("home.html", context)
+
+
+async def event(datasette: Any, request: Any) -> Response:
+    """One event: when, where, who, its coming sessions and its calendar file."""
+    page = Page(datasette, request)
+    event_id = unquote(request.url_vars["event_id"])
+    record = await _run(datasette, data.event_record, event_id)
+    if record is None:
+        return not_found(page)
+    sessions = await _run(datasette, data.event_occurrences, event_id, page.now)
+    labels = await _run(datasette, data.theme_labels, page.lang)
+    ics_path = f"/agenda/evenement/{quote(event_id, safe='')}/evenement.ics"
+    themes = data.json_list(record.get("themes"))
+    context = page.context(
+        "agenda",
+        event=record,
+        sessions=sessions,
+        themes=[labels.get(t, t) for t in themes],
+        description=_paragraphs(record.get("description")),
+        ics_url=page.url(ics_path) if not page.kiosk else None,
+        ics_qr=qr_svg(page.absolute(ics_path), page._("QR code : ajouter cet événement à "
+                                                        "mon agenda")) if page.kiosk else None,
+        subscribe_url=page.url("/agenda/abonnement",
+                               [("theme", themes[0])] if themes else []),
+        theme_code=themes[0] if themes else "",
+    )
+    return page.render("event.html", context)
+
+
+async def event_ics(datasette: Any, request: Any) -> Response:
+    """The event's coming sessions as an RFC 5545 file (``text/calendar``), to download."""
+    from publish.exports import build_ics
+
+    page = Page(datasette, request)
+    event_id = unquote(request.url_vars["event_id"])
+    rows = await _run(datasette, data.event_ics_rows, event_id, page.now)
+    if not rows:
+        return not_found(page)
+    body = build_ics(rows, name=str(rows[0]["title"]))
+    name = "".join(c if c.isalnum() else "-" for c in event_id.split("--")[-1])[:60] or "evenement"
+    return Response(
+        body, status=200, content_type="text/calendar; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}.ics"'},
+    )
+
+
+async def subscribe(datasette: Any, request: Any) -> Response:
+    """The "S'abonner" page of a selection: links, instructions and a QR code."""
+    page = Page(datasette, request)
+    filters = data.Filters.from_args(request.args)
+    choices = await _run(datasette, data.filter_choices, page.lang, page.now)
+    free_supported = await _run(datasette, data.supports_free)
+    links = feed_links(page, filters)
+    context = page.context(
+        "abonnement",
+        filters=filters,
+        choices=choices,
+        free_supported=free_supported,
+        links=links,
+        qr=qr_svg(links["https"], page._("QR code de l'adresse de l'agenda") + " "
+                  + links["https"]),
+        selection=_selection_label(page, filters, choices),
+        agenda_url=page.url("/", filters.params(with_date=False)),
+    )
+    return page.render("subscribe.html", context)
+
+
+def weasyprint_available() -> bool:
+    """True when WeasyPrint can be imported (it is optional: it needs Pango)."""
+    return importlib.util.find_spec("weasyprint") is not None
+
+
+async def _poster_context(page: Page, datasette: Any, request: Any) -> dict[str, Any]:
+    filters = data.Filters.from_args(request.args)
+    first = filters.start or page.today
+    occurrences = await _run(datasette, data.week_occurrences, filters, page.now)
+    choices = await _run(datasette, data.filter_choices, page.lang, page.now)
+    links = feed_links(page, data.Filters(quartier=filters.quartier))
+    return page.context(
+        "affiche",
+        filters=filters,
+        choices=choices,
+        first=first,
+        last=first + dt.timedelta(days=data.WEEK_DAYS - 1),
+        days=data.group_by_day(occurrences[:80], first),
+        total=len(occurrences),
+        feed=links["https"],
+        qr=qr_svg(links["https"], page._("QR code de l'agenda du quartier") + " "
+                  + links["https"]),
+        pdf_url=(page.url("/agenda/affiche.pdf", filters.params())
+                 if weasyprint_available() else None),
+    )
+
+
+async def poster(datasette: Any, request: Any) -> Response:
+    """The A4 weekly poster of one quartier (or of all), printable from the browser."""
+    page = Page(datasette, request)
+    context = await _poster_context(page, datasette, request)
+    return page.render("poster.html", context)
+
+
+async def poster_pdf(datasette: Any, request: Any) -> Response:
+    """The poster as a PDF through WeasyPrint; 404 with an explanation when it is missing."""
+    page = Page(datasette, request)
+    if not weasyprint_available():
+        return not_found(page, page._("Le PDF n'est pas disponible sur ce serveur : "
+                                      "imprimez l'affiche depuis votre navigateur."))
+    import weasyprint
+
+    context = await _poster_context(page, datasette, request)
+    context["pdf"] = True
+    html = i18n.environment(page.lang).get_template("poster.html").render(context)
+    css = (i18n.TEMPLATES_DIR.parent.parent / "static" / "resident" / "resident.css")
+    document = weasyprint.HTML(string=html, base_url=page.absolute("/"))
+    pdf = document.write_pdf(stylesheets=[weasyprint.CSS(filename=str(css))])
+    return Response(pdf, status=200, content_type="application/pdf",
+                    headers={"Content-Disposition": 'inline; filename="affiche.pdf"'})
+
+
+async def organisations(datasette: Any, request: Any) -> Response:
+    """The directory of organisations."""
+    page = Page(datasette, request)
+    rows = await _run(datasette, data.organisations)
+    return page.render("organisations.html", page.context("annuaire", organisations=rows))
+
+
+async def organisation(datasette: Any, request: Any) -> Response:
+    """One organisation: contact details, opening hours, services and coming events."""
+    page = Page(datasette, request)
+    org_id = unquote(request.url_vars["org_id"])
+    record = await _run(datasette, data.organisation, org_id)
+    if record is None:
+        return not_found(page)
+    services = await _run(datasette, data.services, org_id)
+    events = await _run(datasette, data.organisation_events, org_id, page.now)
+    context = page.context(
+        "annuaire",
+        org=record,
+        description=_paragraphs(record.get("description")),
+        schedule=week_schedule(record.get("opening_hours"), page.today),
+        services=services,
+        events=events,
+    )
+    return page.render("organisation.html", context)
+
+
+async def services(datasette: Any, request: Any) -> Response:
+    """The directory of services (data.inclusion services), with opening hours."""
+    page = Page(datasette, request)
+    rows = await _run(datasette, data.services)
+    names = {o["id"]: o["name"] for o in await _run(datasette, data.organisations)}
+    return page.render("services.html", page.context("services", services=rows,
+                                                     org_names=names))
+
+
+async def service(datasette: Any, request: Any) -> Response:
+    """One service: what, for whom, where, when (opening hours), how to reach it."""
+    page = Page(datasette, request)
+    service_id = unquote(request.url_vars["service_id"])
+    record = await _run(datasette, data.service, service_id)
+    if record is None:
+        return not_found(page)
+    org = None
+    if record.get("_organisation_id"):
+        org = await _run(datasette, data.organisation, str(record["_organisation_id"]))
+    context = page.context(
+        "services",
+        service=record,
+        org=org,
+        description=_paragraphs(record.get("_description")),
+        schedule=week_schedule(record.get("_opening_hours"), page.today),
+    )
+    return page.render("service.html", context)
+
+
+def not_found(page: Page, message: str | None = None) -> Response:
+    """A 404 page in the resident layout."""
+    return page.render("not_found.html", page.context("", message=message), status=404)
+
+
+def _paragraphs(text: object) -> list[str]:
+    if not text:
+        return []
+    blocks = [b.strip() for b in str(text).replace("\r\n", "\n").split("\n\n")]
+    return [b for b in blocks if b][:30]
+
+
+_ID = r"(?P<{}>[^/]+)"
+ROUTES = [
+    (r"^/$", home),
+    (r"^/agenda/evenement/" + _ID.format("event_id") + r"/evenement\.ics$", event_ics),
+    (r"^/agenda/evenement/" + _ID.format("event_id") + r"$", event),
+    (r"^/agenda/abonnement$", subscribe),
+    (r"^/agenda/affiche\.pdf$", poster_pdf),
+    (r"^/agenda/affiche$", poster),
+    (r"^/annuaire$", organisations),
+    (r"^/annuaire/organisation/" + _ID.format("org_id") + r"$", organisation),
+    (r"^/annuaire/services$", services),
+    (r"^/annuaire/service/" + _ID.format("service_id") + r"$", service),
+]

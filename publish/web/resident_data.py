@@ -1,0 +1,478 @@
+"""Read the published database ``tissu-open.db`` for the resident pages.
+
+Plain synchronous functions over a ``sqlite3.Connection`` (run by Datasette's
+``Database.execute_fn`` in its own thread, and callable directly in tests). The published schema
+grows while colleagues add columns (themes, publics, price, quartier, is_canonical, services), so
+every query first looks at which columns and tables exist and only uses those.
+
+Times: ``*_utc`` columns are ISO 8601 UTC text (``…Z``); ``start_local`` is Europe/Paris with its
+offset, or a date for an all-day occurrence. A "week" is seven days from a given day, Europe/Paris.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from zoneinfo import ZoneInfo
+
+PARIS = ZoneInfo("Europe/Paris")
+WEEK_DAYS = 7
+MAX_ROWS = 400
+#: Columns that, when present on ``events``, say an event is free (first match wins).
+_FREE_FLAG_COLUMNS = ("is_free", "free", "gratuit")
+#: Text columns whose value may say "free" when no flag column exists.
+_PRICE_COLUMNS = ("price", "prix")
+_FREE_WORDS = ("gratuit", "gratuite", "free", "0", "0 €", "0€", "entrée libre", "entree libre")
+_PUBLICS_COLUMNS = ("publics", "audiences")
+_OPENING_HOURS_COLUMNS = ("opening_hours", "horaires_accueil", "horaires_ouverture", "hours")
+
+
+def table_columns(connection: sqlite3.Connection, table: str) -> list[str]:
+    """Column names of ``table`` (or view) in order; empty when it does not exist."""
+    return [row[1] for row in connection.execute(f'PRAGMA table_info("{table}")')]
+
+
+def has_table(connection: sqlite3.Connection, name: str) -> bool:
+    """True when a table or view called ``name`` exists."""
+    row = connection.execute(
+        "SELECT 1 FROM sqlite_master WHERE name = ? AND type IN ('table', 'view')", (name,)
+    ).fetchone()
+    return row is not None
+
+
+def _first(columns: Iterable[str], candidates: Iterable[str]) -> str | None:
+    present = set(columns)
+    return next((c for c in candidates if c in present), None)
+
+
+def json_list(value: object) -> list[str]:
+    """A JSON list stored as text (``'["a","b"]'``) → list of strings; junk → []."""
+    if value in (None, ""):
+        return []
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    try:
+        parsed = json.loads(str(value))
+    except ValueError:
+        return [str(value)]
+    if isinstance(parsed, list):
+        return [str(v) for v in parsed if v not in (None, "")]
+    return [str(parsed)]
+
+
+def paris_midnight_utc(day: dt.date) -> str:
+    """Midnight Europe/Paris on ``day`` as ISO 8601 UTC text (``…Z``)."""
+    local = dt.datetime.combine(day, dt.time(0, 0), tzinfo=PARIS)
+    return local.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def utc_text(moment: dt.datetime) -> str:
+    """Aware datetime → ISO 8601 UTC text (``…Z``)."""
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What a resident filtered the agenda by. Empty strings mean "all".
+
+    ``start`` is the first day (Europe/Paris) of the seven days shown; None means today.
+    """
+
+    theme: str = ""
+    quartier: str = ""
+    public: str = ""
+    free: bool = False
+    start: dt.date | None = None
+
+    @classmethod
+    def from_args(cls, args: object) -> Filters:
+        """Read ``theme``, ``quartier``, ``public``, ``gratuit`` and ``date`` (AAAA-MM-JJ).
+
+        ``args`` is a mapping with ``get`` (Datasette's ``request.args``). A malformed date is
+        ignored (today is used), never an error.
+        """
+        get = args.get  # type: ignore[attr-defined]
+        start = None
+        raw_date = (get("date") or "").strip()
+        if raw_date:
+            try:
+                start = dt.date.fromisoformat(raw_date)
+            except ValueError:
+                start = None
+        return cls(
+            theme=(get("theme") or "").strip()[:80],
+            quartier=(get("quartier") or "").strip()[:120],
+            public=(get("public") or "").strip()[:80],
+            free=(get("gratuit") or "") in ("1", "on", "oui", "true"),
+            start=start,
+        )
+
+    def params(self, with_date: bool = True) -> list[tuple[str, str]]:
+        """The non-empty filters as query-string pairs, in a stable order."""
+        pairs = [("theme", self.theme), ("quartier", self.quartier), ("public", self.public)]
+        items = [(k, v) for k, v in pairs if v]
+        if self.free:
+            items.append(("gratuit", "1"))
+        if with_date and self.start is not None:
+            items.append(("date", self.start.isoformat()))
+        return items
+
+    def active(self) -> bool:
+        """True when at least one filter other than the date is set."""
+        return bool(self.theme or self.quartier or self.public or self.free)
+
+    def shifted(self, days: int, today: dt.date) -> Filters:
+        """The same filters ``days`` later (or earlier) than the first day shown."""
+        return replace(self, start=(self.start or today) + dt.timedelta(days=days))
+
+
+@dataclass
+class Occurrence:
+    """One session of an event, ready to show."""
+
+    occurrence_id: str
+    event_id: str
+    title: str
+    all_day: bool
+    start: dt.datetime | None  # aware, Europe/Paris (None for all-day)
+    end: dt.datetime | None
+    start_date: dt.date
+    end_date: dt.date | None  # last day (inclusive) for all-day occurrences
+    cancelled: bool
+    location: str
+    organizer: str
+    themes: list[str] = field(default_factory=list)
+    quartier: str = ""
+    free: bool | None = None
+
+    @property
+    def local_day(self) -> dt.date:
+        """The Europe/Paris day it starts on."""
+        return self.start.date() if self.start is not None else self.start_date
+
+
+def _occurrence(row: sqlite3.Row, free_known: bool) -> Occurrence:
+    all_day = bool(row["all_day"])
+    start = end = None
+    end_date = None
+    if all_day:
+        start_date = dt.date.fromisoformat(str(row["start_date"] or row["start_local"])[:10])
+        if row["end_date"]:
+            end_date = dt.date.fromisoformat(str(row["end_date"])[:10]) - dt.timedelta(days=1)
+    else:
+        start = dt.datetime.fromisoformat(str(row["start_utc"]).replace("Z", "+00:00"))
+        start = start.astimezone(PARIS)
+        start_date = start.date()
+        if row["end_utc"]:
+            end = dt.datetime.fromisoformat(str(row["end_utc"]).replace("Z", "+00:00"))
+            end = end.astimezone(PARIS)
+            if end <= start:
+                end = None
+    return Occurrence(
+        occurrence_id=row["occurrence_id"],
+        event_id=row["event_id"],
+        title=row["title"] or "",
+        all_day=all_day,
+        start=start,
+        end=end,
+        start_date=start_date,
+        end_date=end_date if end_date and end_date > start_date else None,
+        cancelled=row["status"] == "cancelled",
+        location=row["location"] or "",
+        organizer=row["organizer"] or "",
+        themes=json_list(row["themes"]),
+        quartier=row["quartier"] or "",
+        free=bool(row["is_free_"]) if free_known else None,
+    )
+
+
+def _free_expression(event_columns: list[str]) -> str | None:
+    flag = _first(event_columns, _FREE_FLAG_COLUMNS)
+    if flag:
+        return f"(e.{flag} = 1)"
+    price = _first(event_columns, _PRICE_COLUMNS)
+    if price:
+        words = ", ".join(f"'{w}'" for w in _FREE_WORDS)
+        return f"(lower(trim(COALESCE(e.{price}, ''))) IN ({words}))"
+    return None
+
+
+def _occurrence_query(connection: sqlite3.Connection, filters: Filters,
+                      extra_where: list[str], params: dict[str, object],
+                      limit: int = MAX_ROWS) -> list[Occurrence]:
+    event_columns = table_columns(connection, "events")
+    where = ["e.removed_at_source IS NULL", *extra_where]
+    if "is_canonical" in event_columns:
+        where.append("COALESCE(e.is_canonical, 1) = 1")
+    if filters.theme and "themes" in event_columns:
+        where.append("EXISTS (SELECT 1 FROM json_each(e.themes) WHERE json_each.value = :theme)")
+        params["theme"] = filters.theme
+    if filters.quartier and "quartier" in event_columns:
+        where.append("e.quartier = :quartier")
+        params["quartier"] = filters.quartier
+    publics = _first(event_columns, _PUBLICS_COLUMNS)
+    if filters.public and publics:
+        where.append(
+            f"EXISTS (SELECT 1 FROM json_each(e.{publics}) WHERE json_each.value = :public)"
+        )
+        params["public"] = filters.public
+    free = _free_expression(event_columns)
+    if filters.free and free:
+        where.append(free)
+    themes = "e.themes" if "themes" in event_columns else "'[]'"
+    quartier = "e.quartier" if "quartier" in event_columns else "NULL"
+    sql = f"""
+        SELECT o.id AS occurrence_id, o.event_id, COALESCE(o.title, e.title) AS title,
+               o.all_day, o.start_utc, o.end_utc, o.start_local, o.start_date, o.end_date,
+               CASE WHEN e.status = 'cancelled' OR o.status = 'cancelled' THEN 'cancelled'
+                    ELSE COALESCE(o.status, 'confirmed') END AS status,
+               COALESCE(o.location, e.location) AS location, e.organizer,
+               {themes} AS themes, {quartier} AS quartier, {free or 'NULL'} AS is_free_
+        FROM occurrences o JOIN events e ON e.id = o.event_id
+        WHERE {' AND '.join(where)}
+        ORDER BY o.start_utc, o.id
+        LIMIT {int(limit)}
+    """
+    connection.row_factory = sqlite3.Row
+    rows = connection.execute(sql, params).fetchall()
+    return [_occurrence(row, free is not None) for row in rows]
+
+
+def week_occurrences(connection: sqlite3.Connection, filters: Filters,
+                     now: dt.datetime) -> list[Occurrence]:
+    """Occurrences of the seven days from ``filters.start`` (default: today, Europe/Paris).
+
+    On the current day, sessions that already ended at ``now`` (aware) are left out. Ordered by
+    start; at most ``MAX_ROWS``.
+    """
+    today = now.astimezone(PARIS).date()
+    first = filters.start or today
+    window_start = paris_midnight_utc(first)
+    if first <= today:
+        window_start = max(window_start, utc_text(now))
+    window_end = paris_midnight_utc(first + dt.timedelta(days=WEEK_DAYS))
+    return _occurrence_query(
+        connection, filters, ["o.end_utc > :from_utc", "o.start_utc < :to_utc"],
+        {"from_utc": window_start, "to_utc": window_end},
+    )
+
+
+def group_by_day(occurrences: list[Occurrence], first: dt.date) -> list[tuple[dt.date,
+                                                                              list[Occurrence]]]:
+    """Group occurrences by their Europe/Paris day; ones begun before ``first`` go on ``first``."""
+    days: dict[dt.date, list[Occurrence]] = {}
+    for occurrence in occurrences:
+        days.setdefault(max(occurrence.local_day, first), []).append(occurrence)
+    return sorted(days.items())
+
+
+def event_occurrences(connection: sqlite3.Connection, event_id: str, now: dt.datetime,
+                      limit: int = 12) -> list[Occurrence]:
+    """The next sessions of one event (not ended at ``now``), at most ``limit``."""
+    return _occurrence_query(
+        connection, Filters(), ["o.event_id = :event_id", "o.end_utc > :from_utc"],
+        {"event_id": event_id, "from_utc": utc_text(now)}, limit=limit,
+    )
+
+
+def event_record(connection: sqlite3.Connection, event_id: str) -> dict[str, object] | None:
+    """The ``events`` row of ``event_id`` with its organisation's name and website, or None."""
+    connection.row_factory = sqlite3.Row
+    row = connection.execute("SELECT * FROM events WHERE id = ?", (event_id,)).fetchone()
+    if row is None:
+        return None
+    record = dict(row)
+    organisation_id = record.get("organisation_id")
+    if organisation_id and has_table(connection, "organisations"):
+        org = connection.execute(
+            "SELECT * FROM organisations WHERE id = ?", (organisation_id,)
+        ).fetchone()
+        if org is not None:
+            record["organisation"] = dict(org)
+    return record
+
+
+def event_ics_rows(connection: sqlite3.Connection, event_id: str,
+                   now: dt.datetime) -> list[sqlite3.Row]:
+    """Rows shaped like :func:`publish.exports.upcoming_rows` for one event's coming sessions.
+
+    When the event has no coming session, its last 5 are returned so the download still works.
+    """
+    connection.row_factory = sqlite3.Row
+    base = """
+        SELECT o.id AS occurrence_id, o.all_day, o.start_utc, o.end_utc, o.start_date,
+               o.end_date, o.status AS occurrence_status, COALESCE(o.title, e.title) AS title,
+               COALESCE(o.location, e.location) AS location, e.*
+        FROM occurrences o JOIN events e ON e.id = o.event_id
+        WHERE o.event_id = ? {extra}
+    """
+    rows = connection.execute(
+        base.format(extra="AND o.end_utc >= ? ORDER BY o.start_utc, o.id LIMIT 200"),
+        (event_id, utc_text(now)),
+    ).fetchall()
+    if not rows:
+        rows = connection.execute(
+            base.format(extra="ORDER BY o.start_utc DESC, o.id LIMIT 5"), (event_id,)
+        ).fetchall()
+    return rows
+
+
+@dataclass
+class Choice:
+    """One option of a filter: its code and the label to show."""
+
+    value: str
+    label: str
+
+
+def theme_labels(connection: sqlite3.Connection, lang: str) -> dict[str, str]:
+    """Theme code → label in ``lang`` from the ``themes`` table, when it exists.
+
+    Accepts label columns named ``label_<lang>``, ``<lang>`` or ``label`` (French).
+    """
+    if not has_table(connection, "themes"):
+        return {}
+    columns = table_columns(connection, "themes")
+    key = _first(columns, ("code", "id", "slug"))
+    label = _first(columns, (f"label_{lang}", f"name_{lang}", lang, "label_fr", "label", "name"))
+    if key is None or label is None:
+        return {}
+    fallback = _first(columns, ("label_fr", "label", "name")) or label
+    rows = connection.execute(
+        f'SELECT "{key}", COALESCE(NULLIF("{label}", \'\'), "{fallback}") FROM themes'
+    ).fetchall()
+    return {str(code): str(text) for code, text in rows if code}
+
+
+def filter_choices(connection: sqlite3.Connection, lang: str,
+                   now: dt.datetime) -> dict[str, list[Choice]]:
+    """Options for the theme, quartier and public filters, from events still to come."""
+    event_columns = table_columns(connection, "events")
+    upcoming = ("FROM occurrences o JOIN events e ON e.id = o.event_id "
+                "WHERE o.end_utc > :now AND e.removed_at_source IS NULL")
+    params = {"now": utc_text(now)}
+    choices: dict[str, list[Choice]] = {"theme": [], "quartier": [], "public": []}
+    if "themes" in event_columns:
+        labels = theme_labels(connection, lang)
+        codes = [r[0] for r in connection.execute(
+            f"SELECT DISTINCT j.value FROM (SELECT DISTINCT e.themes AS t {upcoming}) x, "
+            "json_each(x.t) j WHERE json_valid(x.t)", params)]
+        choices["theme"] = sorted(
+            (Choice(str(c), labels.get(str(c), str(c))) for c in codes if c),
+            key=lambda c: c.label.casefold())
+    if "quartier" in event_columns:
+        names = [r[0] for r in connection.execute(
+            f"SELECT DISTINCT e.quartier {upcoming} AND e.quartier IS NOT NULL "
+            "AND e.quartier != ''", params)]
+        choices["quartier"] = sorted((Choice(n, n) for n in names), key=lambda c: c.label)
+    publics = _first(event_columns, _PUBLICS_COLUMNS)
+    if publics:
+        codes = [r[0] for r in connection.execute(
+            f"SELECT DISTINCT j.value FROM (SELECT DISTINCT e.{publics} AS p {upcoming}) x, "
+            "json_each(x.p) j WHERE json_valid(x.p)", params)]
+        choices["public"] = sorted((Choice(str(c), str(c)) for c in codes if c),
+                                   key=lambda c: c.label)
+    return choices
+
+
+def supports_free(connection: sqlite3.Connection) -> bool:
+    """True when the published events say which ones are free."""
+    return _free_expression(table_columns(connection, "events")) is not None
+
+
+def organisations(connection: sqlite3.Connection) -> list[dict[str, object]]:
+    """Every organisation, by name, with its number of coming events when events link to it."""
+    if not has_table(connection, "organisations"):
+        return []
+    connection.row_factory = sqlite3.Row
+    rows = connection.execute(
+        "SELECT * FROM organisations ORDER BY name COLLATE NOCASE, id"
+    ).fetchall()
+    return [dict(r) for r in rows]
+
+
+def organisation(connection: sqlite3.Connection, org_id: str) -> dict[str, object] | None:
+    """One organisation row as a dict, or None."""
+    if not has_table(connection, "organisations"):
+        return None
+    connection.row_factory = sqlite3.Row
+    row = connection.execute("SELECT * FROM organisations WHERE id = ?", (org_id,)).fetchone()
+    return dict(row) if row else None
+
+
+def organisation_events(connection: sqlite3.Connection, org_id: str,
+                        now: dt.datetime, limit: int = 20) -> list[Occurrence]:
+    """Coming sessions of the events an organisation publishes or organises."""
+    if "organisation_id" not in table_columns(connection, "events"):
+        return []
+    return _occurrence_query(
+        connection, Filters(), ["e.organisation_id = :org", "o.end_utc > :from_utc"],
+        {"org": org_id, "from_utc": utc_text(now)}, limit=limit,
+    )
+
+
+def _service_org_column(columns: list[str]) -> str | None:
+    return _first(columns, ("organisation_id", "structure_id"))
+
+
+def services(connection: sqlite3.Connection,
+             org_id: str | None = None) -> list[dict[str, object]]:
+    """Services of the directory (table ``services``), by name; [] while it does not exist."""
+    if not has_table(connection, "services"):
+        return []
+    columns = table_columns(connection, "services")
+    name = _first(columns, ("name", "nom")) or "id"
+    connection.row_factory = sqlite3.Row
+    sql = "SELECT * FROM services"
+    params: tuple[object, ...] = ()
+    link = _service_org_column(columns)
+    if org_id is not None:
+        if link is None:
+            return []
+        sql += f' WHERE "{link}" = ?'
+        params = (org_id,)
+    sql += f' ORDER BY "{name}" COLLATE NOCASE, id'
+    return [normalise_service(dict(r)) for r in connection.execute(sql, params).fetchall()]
+
+
+def service(connection: sqlite3.Connection, service_id: str) -> dict[str, object] | None:
+    """One service as a dict (see :func:`normalise_service`), or None."""
+    if not has_table(connection, "services"):
+        return None
+    connection.row_factory = sqlite3.Row
+    row = connection.execute("SELECT * FROM services WHERE id = ?", (service_id,)).fetchone()
+    return normalise_service(dict(row)) if row else None
+
+
+def normalise_service(row: dict[str, object]) -> dict[str, object]:
+    """Give a services row the keys the templates read, whatever the column names.
+
+    Keys added: ``_name``, ``_description``, ``_opening_hours``, ``_organisation_id``,
+    ``_address``, ``_phone``, ``_email``, ``_website``, ``_themes`` (list), ``_free``.
+    data.inclusion names (``nom``, ``presentation_resume``, ``horaires_accueil``, ``adresse``,
+    ``telephone``, ``courriel``, ``thematiques``) are read as well as English ones.
+    """
+    def pick(*names: str) -> object:
+        for name in names:
+            value = row.get(name)
+            if value not in (None, ""):
+                return value
+        return None
+
+    address_parts = [pick("address", "adresse"), pick("postal_code", "code_postal"),
+                     pick("city", "commune")]
+    row["_name"] = pick("name", "nom") or row.get("id")
+    row["_description"] = pick("description", "presentation_resume", "presentation_detail",
+                               "summary")
+    row["_opening_hours"] = pick(*_OPENING_HOURS_COLUMNS)
+    row["_organisation_id"] = pick("organisation_id", "structure_id")
+    row["_address"] = " ".join(str(p) for p in address_parts if p) or None
+    row["_phone"] = pick("phone", "telephone")
+    row["_email"] = pick("email", "courriel")
+    row["_website"] = pick("website", "url", "lien_source", "page_web")
+    row["_themes"] = json_list(pick("themes", "thematiques"))
+    row["_free"] = pick("free", "is_free", "gratuit", "frais")
+    return row
