@@ -64,6 +64,9 @@ class ParseResult:
     warnings: list[Problem] = field(default_factory=list)
     errors: list[Problem] = field(default_factory=list)
     detected_format: str = ""
+    #: False when the payload is known to hold only part of the source (an API page whose
+    #: ``total`` exceeds its items): records absent from it are then not marked removed.
+    complete: bool = True
 
     @property
     def events(self) -> int:

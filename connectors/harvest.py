@@ -21,7 +21,8 @@ from connectors.http import FetchError, fetch
 from schemas.models import HarvestRun, Source, SourceRecord
 from tissu.settings import Settings
 
-_EXTENSIONS = {"ical": "ics", "rss": "xml", "atom": "xml"}
+_EXTENSIONS = {"ical": "ics", "rss": "xml", "atom": "xml", "openagenda": "json",
+               "datainclusion": "json"}
 
 
 @dataclass

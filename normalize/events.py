@@ -325,6 +325,9 @@ def _parse_iso(value: str | None) -> dt.date | dt.datetime | None:
 def normalize_json_record(source_id: str, record: RecordView, horizon: Horizon) -> NormalizedEvent:
     """Normalise a feed item carrying event dates (JSON payload from connectors.feeds).
 
+    A ``timings`` list (connectors.openagenda: ``[{"dtstart", "dtend"}]``, ISO 8601 with offset)
+    gives one occurrence per pair inside ``horizon``; otherwise ``dtstart``/``dtend`` give one.
+
     Raises:
         ValueError: when ``dtstart`` is missing or not ISO 8601.
     """
@@ -361,13 +364,40 @@ def normalize_json_record(source_id: str, record: RecordView, horizon: Horizon) 
         "categories": json.dumps(data.get("categories") or [], ensure_ascii=False),
         "content_hash": record.content_hash,
     }
+    # Optional details (OpenAgenda, schema.org): copied only when the payload has them.
+    for key in ("address", "postal_code", "city", "latitude", "longitude", "registration_url",
+                "age_min", "age_max", "attendance_mode"):
+        if data.get(key) is not None:
+            event[key] = data[key]
+    if data.get("accessibility"):
+        event["accessibility"] = json.dumps(data["accessibility"], ensure_ascii=False)
     result = NormalizedEvent(event=event)
     if columns["floating"]:
         result.warnings.append(f"{record.uid} : heure sans fuseau, lue à l'heure de Paris")
-    if columns["end_utc"] > horizon.start and columns["start_utc"] < horizon.end:
+    # ``timings`` (OpenAgenda): each {dtstart, dtend} pair is one occurrence of the series.
+    instances = [columns]
+    if isinstance(data.get("timings"), list) and data["timings"]:
+        instances = []
+        for timing in data["timings"]:
+            t_start = _parse_iso(timing.get("dtstart"))
+            t_end = _parse_iso(timing.get("dtend"))
+            if t_start is None:
+                result.warnings.append(f"{record.uid} : horaire illisible {timing!r}")
+                continue
+            if isinstance(t_start, dt.datetime) != isinstance(t_end, dt.datetime):
+                t_end = None
+            instances.append(_time_columns(t_start, t_end, data.get("tzid")))
+    seen: set[str] = set()
+    for instance in instances:
+        key = _occurrence_key(instance)
+        if key in seen or not (instance["end_utc"] > horizon.start
+                               and instance["start_utc"] < horizon.end):
+            continue
+        seen.add(key)
         result.occurrences.append(
-            _occurrence_row(event_id, columns, _occurrence_key(columns), event["status"], None, None)
+            _occurrence_row(event_id, instance, key, event["status"], None, None)
         )
+    result.occurrences.sort(key=lambda row: row["start_utc"])
     return result
 
 

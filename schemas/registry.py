@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 REFRESH_RE = re.compile(r"^(\d+)\s*([mhd])$")
 PublisherType = Literal["association", "service-municipal", "etablissement-public", "autre"]
-SourceFormat = Literal["ical", "rss", "atom"]
+SourceFormat = Literal["ical", "rss", "atom", "openagenda", "datainclusion"]
 
 
 class RegistryError(ValueError):
