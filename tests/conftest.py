@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -72,7 +73,9 @@ class FakeServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        # A short poll interval makes shutdown (each test's teardown) take ~0.05 s, not 0.5 s.
+        self.thread = threading.Thread(target=self.httpd.serve_forever,
+                                       kwargs={"poll_interval": 0.05}, daemon=True)
 
     @property
     def base(self) -> str:
@@ -80,6 +83,18 @@ class FakeServer:
 
     def url(self, path: str) -> str:
         return self.base + path
+
+
+@pytest.fixture(autouse=True)
+def _loopback_fetch_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let fetches reach the 127.0.0.1 test server (loopback only; SSRF tests unset it).
+
+    The politeness delay between two requests to one host is set to zero so that end-to-end
+    tests fetching several paths from the same server stay fast; tests/test_http.py checks
+    the delay with an explicit value.
+    """
+    monkeypatch.setenv("TISSU_ALLOW_LOOPBACK_FETCH", "1")
+    monkeypatch.setenv("TISSU_HOST_DELAY", "0")
 
 
 @pytest.fixture
@@ -102,3 +117,61 @@ def tmp_settings(tmp_path: Path):
         publish_dir=tmp_path / "publish",
         raw_dir=tmp_path / "raw",
     )
+
+
+# --- The working store on SQLite and, when configured, on PostgreSQL -----------------------------
+# CI (.ci/run) sets TISSU_TEST_POSTGRES_URL when a local PostgreSQL answers; without it the
+# PostgreSQL variant is skipped, so `make test` passes on a machine without a server.
+POSTGRES_URL = os.environ.get("TISSU_TEST_POSTGRES_URL", "")
+
+
+def _postgres_schema_url(base: str, schema: str) -> str:
+    """``base`` with a libpq ``options`` parameter that puts ``schema`` first on the path."""
+    separator = "&" if "?" in base else "?"
+    return f"{base}{separator}options=-csearch_path%3D{schema}"
+
+
+def _psycopg_conninfo(url: str) -> str:
+    """SQLAlchemy URL → libpq URL (``postgresql+psycopg://`` → ``postgresql://``)."""
+    return "postgresql://" + url.split("://", 1)[1]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty working store: a SQLite file, or a PostgreSQL schema of its own.
+
+    Each PostgreSQL test gets a new schema (dropped afterwards), so tests never collide and can
+    run while other processes use the same database.
+    """
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'tissu.db'}"
+        return
+    if not POSTGRES_URL:
+        pytest.skip("TISSU_TEST_POSTGRES_URL n'est pas défini (variante PostgreSQL)")
+    import uuid
+
+    import psycopg
+
+    schema = f"tissu_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(_psycopg_conninfo(POSTGRES_URL), autocommit=True) as connection:
+        connection.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield _postgres_schema_url(POSTGRES_URL, schema)
+    finally:
+        from schemas.store import dispose_engines
+
+        dispose_engines()
+        with psycopg.connect(_psycopg_conninfo(POSTGRES_URL), autocommit=True) as connection:
+            connection.execute("SET lock_timeout = '20s'")
+            connection.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture
+def store_settings(tmp_settings, database_url: str):
+    """``tmp_settings`` whose working store is ``database_url`` (SQLite, then PostgreSQL).
+
+    A test module opts its tests into both databases by overriding ``tmp_settings`` with it.
+    """
+    from dataclasses import replace
+
+    return replace(tmp_settings, database_url=database_url)
