@@ -1,21 +1,73 @@
-"""The working store: an SQLModel engine over SQLite (default) or PostgreSQL."""
+"""The working store: an SQLModel engine over SQLite (default) or PostgreSQL, and source leases.
+
+``TISSU_DATABASE_URL`` chooses the database:
+
+- ``sqlite:///data/tissu.db`` (default): one file, WAL journal, writers wait up to 30 s.
+- ``postgresql+psycopg://user@host:5432/tissu`` (psycopg 3): the scale path, shared by several
+  ``tissu harvest --worker`` processes. A libpq ``options`` query parameter is passed through, so
+  ``…/tissu?options=-csearch_path%3Dtissu`` keeps the tables in the schema ``tissu``.
+
+The published database is never this store: it stays an immutable SQLite file (publish/).
+
+Several harvest workers share the store through :class:`SourceLease`: a worker claims a due
+source with ``SELECT … FOR UPDATE SKIP LOCKED`` on its ``source`` row (PostgreSQL), records a
+lease with an expiry, harvests, then releases it. On SQLite, which has no row locks, the same
+claim is a compare-and-set on the lease row inside a write transaction, so it is safe there too.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import os
+import socket
+from collections.abc import Callable
 from pathlib import Path
 
-from sqlalchemy import event
+from sqlalchemy import delete, event, or_, text, update
 from sqlalchemy.engine import Engine
-from sqlmodel import SQLModel, create_engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Field, Session, SQLModel, create_engine, select
 
 from schemas import models  # noqa: F401  (registers the tables)
+from schemas.models import Source, utc_field
+
+# Any constant works; it only has to be the same for every Tissu process on one database.
+_SCHEMA_LOCK_KEY = 0x7155_0001
+_REGISTRY_LOCK_KEY = 0x7155_0002
+_ENGINES: list[Engine] = []  # every engine made here, so that tests can close their pools
+
+
+class SourceLease(SQLModel, table=True):
+    """A harvest worker's claim on one source, so that no source is harvested twice at once.
+
+    ``worker`` is ``<hostname>:<pid>[:<thread>]``; ``claimed_at``/``expires_at`` are aware UTC.
+    A lease past ``expires_at`` (a worker that died) may be claimed again.
+    """
+
+    source_id: str = Field(primary_key=True)
+    worker: str
+    claimed_at: dt.datetime | None = utc_field(nullable=False)
+    expires_at: dt.datetime | None = utc_field(nullable=False)
+
+
+def is_postgresql(engine_or_url: Engine | str) -> bool:
+    """True when the engine (or URL) points at PostgreSQL."""
+    url = engine_or_url if isinstance(engine_or_url, str) else engine_or_url.url.drivername
+    return str(url).startswith("postgresql")
 
 
 def make_engine(database_url: str) -> Engine:
     """Create the engine and the tables if missing.
 
+    Args:
+        database_url: SQLAlchemy URL, ``sqlite:///path`` or ``postgresql+psycopg://…``.
+
     For SQLite the parent folder is created, WAL is enabled and foreign processes wait up to 30 s
-    for a lock.
+    for a lock. For PostgreSQL, table creation holds an advisory lock so that several workers
+    starting together do not race on ``CREATE TABLE``.
+
+    Raises:
+        sqlalchemy.exc.OperationalError: the database cannot be reached.
     """
     if database_url.startswith("sqlite:///"):
         Path(database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -28,7 +80,111 @@ def make_engine(database_url: str) -> Engine:
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
 
-    else:
-        engine = create_engine(database_url, pool_pre_ping=True)
+        SQLModel.metadata.create_all(engine)
+        return engine
+    if is_postgresql(database_url):
+        if database_url.startswith(("postgresql://", "postgres://")):
+            # psycopg 3 is the driver we ship; plain URLs would ask for psycopg2.
+            database_url = "postgresql+psycopg://" + database_url.split("://", 1)[1]
+        engine = create_engine(database_url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+        with engine.begin() as connection:
+            connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SCHEMA_LOCK_KEY})
+            SQLModel.metadata.create_all(connection)
+        _ENGINES.append(engine)
+        return engine
+    engine = create_engine(database_url, pool_pre_ping=True)
     SQLModel.metadata.create_all(engine)
     return engine
+
+
+def dispose_engines() -> None:
+    """Close the pooled connections of every PostgreSQL engine made by :func:`make_engine`.
+
+    For tests and short-lived commands: a pool left to the garbage collector leaves its
+    connections open until then.
+    """
+    while _ENGINES:
+        _ENGINES.pop().dispose()
+
+
+def registry_lock(session: Session) -> None:
+    """Serialise registry synchronisation between processes (PostgreSQL; no-op on SQLite).
+
+    The lock is held until the session's transaction ends (commit or rollback).
+    """
+    bind = session.get_bind()
+    if is_postgresql(bind):  # type: ignore[arg-type]
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _REGISTRY_LOCK_KEY})
+
+
+def worker_name(suffix: str = "") -> str:
+    """``<hostname>:<pid>`` plus an optional suffix: how a lease names its holder."""
+    return f"{socket.gethostname()}:{os.getpid()}" + (f":{suffix}" if suffix else "")
+
+
+def claim_source(engine: Engine, worker: str, now: dt.datetime,
+                 is_due: Callable[[Source, dt.datetime], bool],
+                 lease_seconds: int = 1800) -> str | None:
+    """Claim one due, unleased, active source for ``worker``; return its id, or None.
+
+    Candidates are active sources (not paused by a moderator) for which ``is_due(source, now)``
+    is true, least recently attempted first. Each candidate's ``source`` row is locked with
+    ``SELECT … FOR UPDATE SKIP LOCKED`` (PostgreSQL: a row another worker is claiming is skipped
+    instead of waited for), then the lease is written in the same transaction only if no live
+    lease exists. ``now`` is aware UTC; the lease expires ``lease_seconds`` later.
+    """
+    expires = now + dt.timedelta(seconds=lease_seconds)
+    with Session(engine) as session:
+        leased = {
+            lease.source_id
+            for lease in session.exec(select(SourceLease).where(SourceLease.expires_at > now))
+        }
+        candidates = [
+            s for s in session.exec(
+                select(Source).where(Source.status == "active",
+                                     Source.paused_by_moderator == False)  # noqa: E712
+            )
+            if s.id not in leased and is_due(s, now)
+        ]
+        epoch = dt.datetime.min.replace(tzinfo=dt.UTC)
+        candidates.sort(key=lambda s: (s.last_attempt_at or epoch, s.id))
+        candidate_ids = [s.id for s in candidates]
+        session.rollback()
+        for candidate_id in candidate_ids:
+            locked = session.exec(
+                select(Source.id).where(Source.id == candidate_id)
+                .with_for_update(skip_locked=True)
+            ).first()
+            if locked is None:  # another worker holds the row right now
+                session.rollback()
+                continue
+            taken = session.execute(
+                update(SourceLease)
+                .where(SourceLease.source_id == candidate_id,  # type: ignore[arg-type]
+                       or_(SourceLease.expires_at <= now,  # type: ignore[arg-type]
+                           SourceLease.worker == worker))
+                .values(worker=worker, claimed_at=now, expires_at=expires)
+            ).rowcount  # type: ignore[attr-defined]
+            if not taken:
+                if session.get(SourceLease, candidate_id) is not None:  # live lease: lost
+                    session.rollback()
+                    continue
+                session.add(SourceLease(source_id=candidate_id, worker=worker,
+                                        claimed_at=now, expires_at=expires))
+            try:
+                session.commit()
+            except IntegrityError:  # another process inserted the lease first (SQLite)
+                session.rollback()
+                continue
+            return candidate_id
+    return None
+
+
+def release_source(engine: Engine, source_id: str, worker: str) -> None:
+    """Drop ``worker``'s lease on ``source_id`` (a lease taken over by another is left alone)."""
+    with Session(engine) as session:
+        session.execute(
+            delete(SourceLease).where(SourceLease.source_id == source_id,  # type: ignore[arg-type]
+                                      SourceLease.worker == worker)  # type: ignore[arg-type]
+        )
+        session.commit()

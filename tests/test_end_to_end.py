@@ -7,8 +7,10 @@ import sqlite3
 from pathlib import Path
 
 import icalendar
+import pytest
 import recurring_ical_events
 import yaml
+from sqlalchemy import text
 
 from publish.run import publish
 from schemas.registry import load_registry
@@ -22,6 +24,12 @@ FILES = {
     "/lisbon.ics": "issue_48_daylight_aware_repeats.ics",
     "/aquitaine.xml": "agenda_region_aquitaine_spip_rss.xml",
 }
+
+
+@pytest.fixture
+def tmp_settings(store_settings):
+    """Every end-to-end test runs on SQLite, then on PostgreSQL when it is configured."""
+    return store_settings
 
 
 def entry(source_id: str, url: str, fmt: str = "ical") -> dict:
@@ -127,8 +135,9 @@ def test_failing_source_keeps_last_good_events_and_others_complete(http_server, 
         out = publish(engine, tmp_settings.publish_dir, later)
         assert table(out.database, "SELECT count(*) FROM events WHERE source_id='asso' "
                                    "AND removed_at_source IS NULL") == [(28,)]
-    runs = table(Path(tmp_settings.database_url.removeprefix("sqlite:///")),
-                 "SELECT status, errors FROM harvestrun WHERE source_id='asso' ORDER BY id")
+    with engine.connect() as connection:
+        runs = connection.execute(text("SELECT status, errors FROM harvestrun "
+                                       "WHERE source_id='asso' ORDER BY id")).all()
     assert [r[0] for r in runs] == ["ok", "failed", "failed"]
     assert "HTTP 404" in runs[1][1]
     assert "page web" in runs[2][1]
