@@ -51,7 +51,7 @@ EVENT_TYPES = frozenset({
     "VisualArtsEvent",
 })
 _SCHEMA_PREFIXES = ("http://schema.org/", "https://schema.org/", "schema:")
-_SYNTAX_ORDER = ("json-ld", "microdata", "rdfa", "microformat", "html")
+_SYNTAX_ORDER = ("json-ld", "microdata", "rdfa", "microformat", "activitystreams", "html")
 _DAYS = {
     "monday": "MO", "tuesday": "TU", "wednesday": "WE", "thursday": "TH", "friday": "FR",
     "saturday": "SA", "sunday": "SU", "mo": "MO", "tu": "TU", "we": "WE", "th": "TH",
@@ -722,6 +722,51 @@ def extract_events(response: TextResponse, now: dt.datetime) -> PageExtraction:
                 add(_schema_events(node, syntax, base_url, now))
     result.events = assign_uids(merge_items(candidates), page_url)
     return result
+
+
+def activity_events(data: Any, url: str, now: dt.datetime) -> tuple[list[EventItem], list[str]]:
+    """Events of an ActivityStreams 2.0 document (Mobilizon, Gancio federation): an ``Event``
+    object, alone or inside a ``Create``/``Update`` activity or a collection's ``items``.
+
+    AS2 ``Event`` (https://www.w3.org/TR/activitystreams-vocabulary/#dfn-event) is mapped onto
+    schema.org names: ``startTime`` → startDate, ``endTime`` → endDate, ``content`` →
+    description, ``id`` → ``@id``. Returns (items, problems); never raises.
+    """
+    nodes: list[dict[str, Any]] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, list):
+            for element in value:
+                walk(element)
+        elif isinstance(value, dict):
+            if value.get("type") == "Event":
+                nodes.append(value)
+            for key in ("object", "items", "orderedItems"):
+                walk(value.get(key))
+
+    walk(data)
+    items: list[EventItem] = []
+    problems: list[str] = []
+    for node in nodes:
+        location = node.get("location")
+        if isinstance(location, dict):
+            location = {"@type": "Place", "name": location.get("name"),
+                        "address": location.get("address")}
+        tags = [t.get("name", "").lstrip("#") for t in _all(node.get("tag"))
+                if isinstance(t, dict) and t.get("type") == "Hashtag"]
+        schema = {
+            "@type": "Event", "@id": node.get("id"), "name": node.get("name"),
+            "startDate": node.get("startTime"), "endDate": node.get("endTime"),
+            "location": location, "url": _first(node.get("url")),
+            "description": node.get("content") or node.get("summary"),
+            "keywords": [t for t in tags if t],
+        }
+        found, found_problems = _schema_events(schema, "activitystreams", url, now)
+        items.extend(found)
+        problems.extend(found_problems)
+    if not nodes:
+        problems.append("aucun objet ActivityStreams « Event » dans ce document JSON")
+    return assign_uids(merge_items(items), url), problems
 
 
 # ------------------------------------------------------------------------ merge, identity

@@ -81,6 +81,10 @@ class Settings:
             (``TISSU_HOST_DELAY``, 1.0).
         parse_time_limit: longest time one source's parser may run, in seconds
             (``TISSU_PARSE_TIME_LIMIT``, 120).
+        crawl_depth / crawl_max_pages: website crawls (``format: html`` / ``scrapy:<spider>``)
+            follow links at most this deep (``TISSU_CRAWL_DEPTH``, 2) and read at most this many
+            pages (``TISSU_CRAWL_MAX_PAGES``, 50); ``host_delay`` is their delay per request.
+        crawl_timeout: longest website crawl in seconds (``TISSU_CRAWL_TIMEOUT``, 300).
     """
 
     database_url: str = field(
@@ -153,6 +157,9 @@ class Settings:
     parse_time_limit: float = field(
         default_factory=lambda: _float("TISSU_PARSE_TIME_LIMIT", 120.0)
     )
+    crawl_depth: int = field(default_factory=lambda: _int("TISSU_CRAWL_DEPTH", 2))
+    crawl_max_pages: int = field(default_factory=lambda: _int("TISSU_CRAWL_MAX_PAGES", 50))
+    crawl_timeout: int = field(default_factory=lambda: _int("TISSU_CRAWL_TIMEOUT", 300))
 
 
 def get_settings(**overrides: object) -> Settings:

@@ -1,0 +1,202 @@
+"""Websites (registry ``format: html`` or ``format: scrapy:<spider>``): a Scrapy crawl stands for
+fetch + parse.
+
+Twisted's reactor cannot restart inside one process, so each crawl runs as a child process
+(``python -m crawlers.run``) with a hard time limit; its JSON lines (events, page reports, closing
+stats, see :mod:`crawlers.run`) become a :class:`ParseResult` whose records carry a JSON payload
+shaped like the feed connector's, read by ``normalize.events.normalize_json_record``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from dataclasses import fields
+from pathlib import Path
+
+from connectors.base import ParsedRecord, ParseResult, Problem
+from tissu.settings import PROJECT_ROOT, Settings
+
+SPIDER_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+# payload keys, in the feed connector's vocabulary plus recurrence and online fields
+PAYLOAD_KEYS = ("title", "description", "url", "dtstart", "dtend", "tzid", "rrule", "exdates",
+                "status", "location", "online_url", "organizer", "categories", "schema_type",
+                "dtstart_anchored")
+_GRACE_SECONDS = 30
+
+
+def is_crawl_format(fmt: str) -> bool:
+    """True for ``html`` and ``scrapy:<spider>`` registry formats."""
+    return fmt == "html" or fmt.startswith("scrapy:")
+
+
+def spider_for(fmt: str) -> str:
+    """The spider name of a registry format: ``html`` → ``generic``, ``scrapy:x`` → ``x``.
+
+    Raises:
+        ValueError: not a crawl format, or a spider name that is not ``[a-z][a-z0-9_]*``.
+    """
+    if fmt == "html":
+        return "generic"
+    if not fmt.startswith("scrapy:"):
+        raise ValueError(f"format {fmt!r} n'est pas une collecte de site web")
+    name = fmt.split(":", 1)[1]
+    if not SPIDER_NAME_RE.match(name):
+        raise ValueError(f"nom d'araignée invalide {name!r} (minuscules, chiffres, _)")
+    return name
+
+
+def crawl_command(spider: str, url: str, output: Path, settings: Settings,
+                  now: dt.datetime) -> list[str]:
+    """The child-process command line for one crawl (limits from ``settings``)."""
+    return [
+        sys.executable, "-m", "crawlers.run", "--spider", spider, "--url", url,
+        "--output", str(output), "--now", now.isoformat(),
+        "--max-pages", str(settings.crawl_max_pages), "--depth", str(settings.crawl_depth),
+        "--timeout", str(settings.crawl_timeout), "--delay", str(settings.host_delay),
+        "--set", f"DOWNLOAD_MAXSIZE={settings.max_body_bytes}",
+        "--set", f"DOWNLOAD_TIMEOUT={settings.read_timeout}",
+    ]
+
+
+def crawl_source(source_id: str, url: str, fmt: str, settings: Settings,
+                 now: dt.datetime) -> ParseResult:
+    """Crawl one registry source and return its records (never raises).
+
+    Args:
+        source_id: registry id (for messages).
+        url: start URL, http(s).
+        fmt: ``html`` (generic spider) or ``scrapy:<spider>``.
+        settings: crawl limits ``crawl_max_pages``, ``crawl_depth``, ``crawl_timeout`` (seconds;
+            the child is killed 30 s after it), ``host_delay`` (seconds between requests).
+        now: aware datetime of the run (passed to the spider).
+
+    Returns:
+        A ParseResult: one ``event`` record per distinct event (JSON payload with ``title``,
+        ``description``, ``url``, ``dtstart``/``dtend`` ISO 8601, ``tzid``, ``rrule``,
+        ``exdates``, ``status``, ``location``, ``online_url``, ``organizer``, ``categories``);
+        ``errors`` when the start page could not be read or the crawl was cut short (so that
+        nothing is marked removed at source), ``warnings`` for every page problem.
+    """
+    result = ParseResult(detected_format=fmt)
+    try:
+        spider = spider_for(fmt)
+    except ValueError as exc:
+        result.errors.append(Problem(str(exc), code="bad-spider"))
+        return result
+    if not url.startswith(("http://", "https://")):
+        result.errors.append(Problem(f"une collecte de site demande une adresse http(s) : {url}",
+                                     code="bad-url"))
+        return result
+    with tempfile.TemporaryDirectory(prefix="tissu-crawl-") as folder:
+        output = Path(folder) / "items.jsonl"
+        command = crawl_command(spider, url, output, settings, now)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(PROJECT_ROOT), *filter(None, [env.get("PYTHONPATH")])])
+        try:
+            completed = subprocess.run(
+                command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
+                timeout=settings.crawl_timeout + _GRACE_SECONDS, check=False,
+            )
+            stderr, returncode = completed.stderr, completed.returncode
+        except subprocess.TimeoutExpired:
+            stderr, returncode = "", None
+            result.errors.append(Problem(
+                f"collecte interrompue après {settings.crawl_timeout + _GRACE_SECONDS} s "
+                "(limite de temps)", code="crawl-timeout"))
+        lines = output.read_text(encoding="utf-8").splitlines() if output.exists() else []
+    if returncode not in (0, None):
+        last = (stderr or "").strip().splitlines()[-1:] or ["?"]
+        result.errors.append(Problem(f"l'araignée {spider!r} a échoué ({last[0][:300]})",
+                                     code="crawl-failed"))
+    read_crawl_lines(lines, url, settings.crawl_max_pages, result)
+    return result
+
+
+def _item_from(data: dict[str, object]):  # -> EventItem, imported lazily (Scrapy is heavy)
+    from crawlers.items import EventItem
+
+    known = {f.name for f in fields(EventItem)}
+    return EventItem(**{k: v for k, v in data.items() if k in known})  # type: ignore[arg-type]
+
+
+def read_crawl_lines(lines: list[str], start_url: str, max_pages: int,
+                     result: ParseResult) -> ParseResult:
+    """Fill ``result`` from the JSON lines of a crawl (see :mod:`crawlers.run`).
+
+    Events found on several pages (a listing and a detail page) are merged by uid. The start
+    page failing, or the crawl stopping on its page or time limit, is an error.
+    """
+    from crawlers.extraction import merge_items
+
+    events = []
+    pages_ok = 0
+    start_error: str | None = None
+    stats: dict[str, object] | None = None
+    for number, line in enumerate(lines, start=1):
+        try:
+            data = json.loads(line)
+        except ValueError:
+            result.errors.append(Problem("ligne de collecte illisible", number, "bad-line"))
+            continue
+        kind = data.get("kind")
+        if kind == "event":
+            try:
+                events.append(_item_from(data))
+            except TypeError as exc:
+                result.warnings.append(Problem(f"événement illisible ({exc})", number))
+        elif kind == "page":
+            page = data.get("url") or "?"
+            if data.get("error"):
+                if page.rstrip("/") == start_url.rstrip("/"):
+                    start_error = f"{page} : {data['error']}"
+                else:
+                    result.warnings.append(Problem(f"{page} : {data['error']}", code="page"))
+            else:
+                pages_ok += 1
+                for problem in data.get("problems") or []:
+                    result.warnings.append(Problem(f"{page} : {problem}", code="page"))
+        elif kind == "stats":
+            stats = data
+    if start_error:
+        result.errors.append(Problem(start_error, code="start-page"))
+    elif pages_ok == 0 and not result.errors:
+        result.errors.append(Problem("aucune page lue", code="no-page"))
+    if stats is not None:
+        reason = str(stats.get("finish_reason") or "")
+        counters = stats.get("stats") or {}
+        if reason == "closespider_pagecount":
+            result.errors.append(Problem(
+                f"collecte incomplète : limite de {max_pages} pages atteinte", code="page-limit"))
+        elif reason == "closespider_timeout":
+            result.errors.append(Problem("collecte incomplète : limite de temps atteinte",
+                                         code="time-limit"))
+        forbidden = counters.get("robotstxt/forbidden") if isinstance(counters, dict) else None
+        if forbidden:
+            result.warnings.append(Problem(
+                f"{forbidden} page(s) non lues : interdites par robots.txt", code="robots"))
+    elif lines:
+        result.warnings.append(Problem("collecte sans bilan final (interrompue ?)"))
+    for item in merge_items(events):
+        payload = {key: getattr(item, key) for key in PAYLOAD_KEYS}
+        text = json.dumps(payload, ensure_ascii=False, sort_keys=True)
+        basis = dict(payload)
+        if item.dtstart_anchored:  # the anchor moves with the crawl date: not a change
+            basis.pop("dtstart")
+            basis.pop("dtend")
+        result.records.append(ParsedRecord(
+            uid=item.uid, kind="event", payload_format="json", payload=text,
+            hash_basis=json.dumps(basis, ensure_ascii=False, sort_keys=True),
+            uid_repaired=item.uid_repaired,
+        ))
+        for problem in item.problems:
+            warning = Problem(f"{item.page_url} : {problem}", code="page")
+            if warning not in result.warnings:
+                result.warnings.append(warning)
+    return result
