@@ -246,6 +246,7 @@ async def event(datasette: Any, request: Any) -> Response:
         return not_found(page)
     sessions = await _run(datasette, data.event_occurrences, event_id, page.now)
     labels = await _run(datasette, data.theme_labels, page.lang)
+    public_labels = data.vocab_labels("publics", page.lang)
     ics_path = f"/agenda/evenement/{quote(event_id, safe='')}/evenement.ics"
     themes = data.json_list(record.get("themes"))
     context = page.context(
@@ -253,6 +254,7 @@ async def event(datasette: Any, request: Any) -> Response:
         event=record,
         sessions=sessions,
         themes=[labels.get(t, t) for t in themes],
+        publics=[public_labels.get(c, c) for c in data.json_list(record.get("publics"))],
         description=_paragraphs(record.get("description")),
         ics_url=page.url(ics_path) if not page.kiosk else None,
         ics_qr=qr_svg(page.absolute(ics_path), page._("QR code : ajouter cet événement à "
@@ -265,15 +267,12 @@ async def event(datasette: Any, request: Any) -> Response:
 
 
 async def event_ics(datasette: Any, request: Any) -> Response:
-    """The event's coming sessions as an RFC 5545 file (``text/calendar``), to download."""
-    from publish.exports import build_ics
-
+    """The event as an RFC 5545 file (``text/calendar``) to download, series rules kept."""
     page = Page(datasette, request)
     event_id = unquote(request.url_vars["event_id"])
-    rows = await _run(datasette, data.event_ics_rows, event_id, page.now)
-    if not rows:
+    body = await _run(datasette, data.event_calendar, event_id)
+    if body is None:
         return not_found(page)
-    body = build_ics(rows, name=str(rows[0]["title"]))
     name = "".join(c if c.isalnum() else "-" for c in event_id.split("--")[-1])[:60] or "evenement"
     return Response(
         body, status=200, content_type="text/calendar; charset=utf-8",

@@ -16,9 +16,15 @@ import json
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
+import yaml
+
+from tissu.settings import DATA_DIR
+
 PARIS = ZoneInfo("Europe/Paris")
+VOCAB_DIR = DATA_DIR / "vocab"
 WEEK_DAYS = 7
 MAX_ROWS = 400
 #: Columns that, when present on ``events``, say an event is free (first match wins).
@@ -295,29 +301,52 @@ def event_record(connection: sqlite3.Connection, event_id: str) -> dict[str, obj
     return record
 
 
-def event_ics_rows(connection: sqlite3.Connection, event_id: str,
-                   now: dt.datetime) -> list[sqlite3.Row]:
-    """Rows shaped like :func:`publish.exports.upcoming_rows` for one event's coming sessions.
+def event_calendar(connection: sqlite3.Connection, event_id: str) -> bytes | None:
+    """One event as an RFC 5545 VCALENDAR (``publish.ics`` writer), or None when unknown.
 
-    When the event has no coming session, its last 5 are returned so the download still works.
+    A series keeps its RRULE/RDATE/EXDATE and its overrides (RECURRENCE-ID), so a calendar
+    application shows every coming session from one download; VTIMEZONE included.
     """
+    from publish import ics
+
     connection.row_factory = sqlite3.Row
-    base = """
-        SELECT o.id AS occurrence_id, o.all_day, o.start_utc, o.end_utc, o.start_date,
-               o.end_date, o.status AS occurrence_status, COALESCE(o.title, e.title) AS title,
-               COALESCE(o.location, e.location) AS location, e.*
-        FROM occurrences o JOIN events e ON e.id = o.event_id
-        WHERE o.event_id = ? {extra}
+    found = connection.execute("SELECT * FROM events WHERE id = ?", (event_id,)).fetchone()
+    if found is None:
+        return None
+    row = dict(found)
+    if row.get("latitude") is not None and row.get("longitude") is not None:
+        row["geo"] = (float(row["latitude"]), float(row["longitude"]))  # type: ignore[arg-type]
+    labels = theme_labels(connection, "fr")
+    series = bool(row.get("rrule")) or json_list(row.get("rdate"))
+    overrides = ics._overrides(connection, [event_id]).get(event_id, []) if series else []
+    data, zone = ics.vevent_bytes(row, overrides, labels)
+    feed_event = ics.FeedEvent(id=event_id, data=data, zone=zone)
+    return ics.calendar_bytes([feed_event], name=str(row.get("title") or ics.CALENDAR_NAME))
+
+
+@lru_cache(maxsize=None)
+def _vocab(kind: str) -> tuple[tuple[str, dict[str, str]], ...]:
+    path = VOCAB_DIR / f"{kind}.yaml"
+    if not path.exists():
+        return ()
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError:
+        return ()
+    entries = []
+    for item in document.get(kind, []) or []:
+        if isinstance(item, dict) and item.get("code"):
+            entries.append((str(item["code"]), {k: str(v) for k, v in item.items()
+                                                if k in ("fr", "en", "ar") and v}))
+    return tuple(entries)
+
+
+def vocab_labels(kind: str, lang: str) -> dict[str, str]:
+    """Code → label in ``lang`` (French when missing) from ``data/vocab/<kind>.yaml``.
+
+    ``kind`` is ``themes`` or ``publics``; {} when the vocabulary file does not exist.
     """
-    rows = connection.execute(
-        base.format(extra="AND o.end_utc >= ? ORDER BY o.start_utc, o.id LIMIT 200"),
-        (event_id, utc_text(now)),
-    ).fetchall()
-    if not rows:
-        rows = connection.execute(
-            base.format(extra="ORDER BY o.start_utc DESC, o.id LIMIT 5"), (event_id,)
-        ).fetchall()
-    return rows
+    return {code: labels.get(lang) or labels.get("fr") or code for code, labels in _vocab(kind)}
 
 
 @dataclass
@@ -334,7 +363,7 @@ def theme_labels(connection: sqlite3.Connection, lang: str) -> dict[str, str]:
     Accepts label columns named ``label_<lang>``, ``<lang>`` or ``label`` (French).
     """
     if not has_table(connection, "themes"):
-        return {}
+        return vocab_labels("themes", lang)
     columns = table_columns(connection, "themes")
     key = _first(columns, ("code", "id", "slug"))
     label = _first(columns, (f"label_{lang}", f"name_{lang}", lang, "label_fr", "label", "name"))
@@ -373,8 +402,10 @@ def filter_choices(connection: sqlite3.Connection, lang: str,
         codes = [r[0] for r in connection.execute(
             f"SELECT DISTINCT j.value FROM (SELECT DISTINCT e.{publics} AS p {upcoming}) x, "
             "json_each(x.p) j WHERE json_valid(x.p)", params)]
-        choices["public"] = sorted((Choice(str(c), str(c)) for c in codes if c),
-                                   key=lambda c: c.label)
+        public_labels = vocab_labels("publics", lang)
+        choices["public"] = sorted(
+            (Choice(str(c), public_labels.get(str(c), str(c))) for c in codes if c),
+            key=lambda c: c.label.casefold())
     return choices
 
 
