@@ -175,3 +175,37 @@ def store_settings(tmp_settings, database_url: str):
     from dataclasses import replace
 
     return replace(tmp_settings, database_url=database_url)
+
+
+@dataclass
+class FakeSMTP:
+    """A local SMTP server (aiosmtpd) on 127.0.0.1 that keeps what it receives."""
+
+    host: str
+    port: int
+    messages: list = field(default_factory=list)
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd hook name
+        import email
+        from email import policy
+
+        self.messages.append(email.message_from_bytes(envelope.content, policy=policy.default))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[FakeSMTP]:
+    """An SMTP server on a free 127.0.0.1 port; ``.messages`` are parsed EmailMessage objects."""
+    import socket
+
+    from aiosmtpd.controller import Controller
+
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    fake = FakeSMTP("127.0.0.1", port)
+    controller = Controller(fake, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield fake
+    controller.stop()

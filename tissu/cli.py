@@ -34,8 +34,10 @@ def _settings(registry: Path | None, db: str | None, out: Path | None) -> Settin
     return get_settings(registry=registry, database_url=db, publish_dir=out)
 
 
-def _do_harvest(settings: Settings) -> int:
-    from tissu.pipeline import harvest_all
+def _do_harvest(settings: Settings, jobs: int = 1, per_host: int = 2, worker: bool = False,
+                every_source: bool = False, poll: float | None = None,
+                force: bool = False) -> int:
+    from tissu.pipeline import harvest_all, run_worker
 
     try:
         specs = load_registry(settings.registry)
@@ -45,9 +47,16 @@ def _do_harvest(settings: Settings) -> int:
     engine = make_engine(settings.database_url)
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("Collecte", total=len([s for s in specs if s.status == "active"]))
-        summaries = harvest_all(engine, specs, settings,
-                                progress=lambda s: progress.update(task, advance=1,
-                                                                   description=s.source_id))
+
+        def advance(s) -> None:  # type: ignore[no-untyped-def]
+            progress.update(task, advance=1, description=s.source_id)
+
+        if worker:
+            summaries = run_worker(engine, settings, specs=specs, jobs=jobs,
+                                   every_source=every_source, poll=poll, progress=advance)
+        else:
+            summaries = harvest_all(engine, specs, settings, progress=advance, jobs=jobs,
+                                    per_host=per_host, force=force)
     table = Table(title="Collecte par source")
     for column in ("source", "état", "fiches", "événements", "séances", "avertissements",
                    "erreurs"):
@@ -75,7 +84,7 @@ def _do_publish(settings: Settings) -> int:
     return 0
 
 
-def _do_serve(settings: Settings, host: str, port: int) -> int:
+def _do_serve(settings: Settings, host: str, port: int, with_scheduler: bool = False) -> int:
     database = settings.publish_dir / "tissu-open.db"
     if not database.exists():
         console.print("[red]Aucune base publiée[/red] : lancez d'abord « tissu publish ».")
@@ -87,17 +96,43 @@ def _do_serve(settings: Settings, host: str, port: int) -> int:
         "--host", host, "--port", str(port),
         "--setting", "default_page_size", "50",
     ]
+    # the plugin (registration, moderation, status pages) must use the same working store
+    env = os.environ | {"TISSU_DATABASE_URL": settings.database_url,
+                        "TISSU_REGISTRY": str(settings.registry),
+                        "TISSU_PUBLISH_DIR": str(settings.publish_dir)}
     console.print(f"Tissu est servi sur http://{host}:{port}/  (Ctrl+C pour arrêter)")
+    if with_scheduler:
+        from tissu.scheduler import serve_with_scheduler
+
+        console.print("Le planificateur collecte chaque source à son rythme et republie.")
+        return serve_with_scheduler(make_engine(settings.database_url), settings, command, env)
     try:
-        return subprocess.call(command, env=os.environ.copy())
+        return subprocess.call(command, env=env)
     except KeyboardInterrupt:
         return 0
 
 
 @app.command()
-def harvest(registry: RegistryOpt = None, db: DbOpt = None, out: OutOpt = None) -> None:
+def harvest(
+    registry: RegistryOpt = None, db: DbOpt = None, out: OutOpt = None,
+    jobs: Annotated[int, typer.Option("--jobs", min=1,
+                                      help="Sources collectées en même temps")] = 1,
+    per_host: Annotated[int, typer.Option("--per-host", min=1,
+                                          help="Au plus N à la fois par serveur")] = 2,
+    worker: Annotated[bool, typer.Option(
+        "--worker", help="Mode travailleur : prend les sources dues une à une dans la base "
+                         "partagée (PostgreSQL), plusieurs processus peuvent tourner ensemble")] = False,
+    every_source: Annotated[bool, typer.Option(
+        "--all", help="Avec --worker : toutes les sources actives, dues ou non")] = False,
+    poll: Annotated[float | None, typer.Option(
+        "--poll", help="Avec --worker : ne s'arrête pas, regarde toutes les N secondes")] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Relit chaque source même inchangée et lève le garde-fou : accepte le "
+                        "retrait de plus de la moitié des événements à venir d'une source")] = False,
+) -> None:
     """Collecte chaque source active du registre puis normalise ses événements."""
-    raise typer.Exit(_do_harvest(_settings(registry, db, out)))
+    raise typer.Exit(_do_harvest(_settings(registry, db, out), jobs, per_host, worker,
+                                 every_source, poll, force))
 
 
 @app.command()
@@ -116,14 +151,41 @@ def serve(registry: RegistryOpt = None, db: DbOpt = None, out: OutOpt = None,
 @app.command()
 def run(registry: RegistryOpt = None, db: DbOpt = None, out: OutOpt = None,
         host: str = "127.0.0.1", port: int = 8001) -> None:
-    """Collecte, publie puis sert : tout en une commande."""
+    """Collecte, publie, puis sert avec Datasette et lance le planificateur, ensemble."""
     settings = _settings(registry, db, out)
     code = _do_harvest(settings)
     if code == 0:
         code = _do_publish(settings)
     if code == 0:
-        code = _do_serve(settings, host, port)
+        code = _do_serve(settings, host, port, with_scheduler=True)
     raise typer.Exit(code)
+
+
+@app.command()
+def schedule(registry: RegistryOpt = None, db: DbOpt = None, out: OutOpt = None,
+             list_jobs: Annotated[bool, typer.Option("--list", help="Affiche les tâches "
+                                                     "enregistrées et s'arrête")] = False) -> None:
+    """Planificateur : collecte chaque source à son rythme, republie après les changements.
+
+    S'arrête proprement sur SIGTERM ou Ctrl+C (la source en cours de collecte se termine).
+    """
+    from tissu.scheduler import run_scheduler, stored_jobs
+
+    settings = _settings(registry, db, out)
+    engine = make_engine(settings.database_url)
+    if list_jobs:
+        table = Table(title="Tâches planifiées")
+        for column in ("tâche", "nom", "prochaine exécution (UTC)", "déclencheur"):
+            table.add_column(column)
+        for job in stored_jobs(engine):
+            table.add_row(job.id, job.name, f"{job.next_run_time:%Y-%m-%d %H:%M:%S}"
+                          if job.next_run_time else "—", str(job.trigger))
+        console.print(table)
+        raise typer.Exit(0)
+    console.print("Planificateur démarré (Ctrl+C ou SIGTERM pour l'arrêter).")
+    run_scheduler(engine, settings)
+    console.print("Planificateur arrêté.")
+    raise typer.Exit(0)
 
 
 NowOpt = Annotated[str | None, typer.Option("--now", help="Instant de référence ISO 8601 (tests)")]
@@ -150,6 +212,104 @@ def check(url: str, db: DbOpt = None, now: NowOpt = None,
                          engine=make_engine(settings.database_url))
     typer.echo(diagnosis_json(diagnosis) if as_json else diagnosis.to_text())
     raise typer.Exit(0 if diagnosis.usable else 1)
+
+
+@sources_app.command("status")
+def sources_status(registry: RegistryOpt = None, db: DbOpt = None, out: OutOpt = None) -> None:
+    """Santé de chaque source : ok, à surveiller ou en panne, avec la raison en clair."""
+    from connectors.health import health_report, status_table
+
+    settings = _settings(registry, db, out)
+    healths = health_report(make_engine(settings.database_url), utcnow(),
+                            settings.stale_after_days)
+    if not healths:
+        console.print("Aucune source : lancez d'abord « tissu harvest ».")
+        raise typer.Exit(0)
+    console.print(status_table(healths))
+    raise typer.Exit(0)
+
+
+@sources_app.command("pending")
+def sources_pending(db: DbOpt = None) -> None:
+    """Inscriptions en attente de modération (la plus ancienne d'abord)."""
+    from sqlmodel import Session
+
+    from tissu.registrations import pending
+
+    settings = _settings(None, db, None)
+    with Session(make_engine(settings.database_url)) as session:
+        waiting = pending(session)
+        if not waiting:
+            console.print("Aucune inscription en attente.")
+            raise typer.Exit(0)
+        typer.echo(f"{len(waiting)} inscription(s) en attente :")
+        for r in waiting:
+            typer.echo(f"\nn°{r.id} — reçue le {r.submitted_at:%Y-%m-%d %H:%M} UTC\n"
+                       f"  organisation : {r.organisation_name} ({r.organisation_type})"
+                       f"{' — ' + r.website if r.website else ''}\n"
+                       f"  adresse : {r.url} ({r.format})\n"
+                       f"  licence : {r.licence} ; thèmes : {r.themes} ; "
+                       f"quartier : {r.quartier or '—'}\n"
+                       f"  contact (privé) : {r.contact_email}")
+    raise typer.Exit(0)
+
+
+def _moderate(action: str, target: str, db: str | None, **kwargs: object) -> None:
+    from tissu import registrations
+
+    settings = _settings(None, db, None)
+    engine = make_engine(settings.database_url)
+    try:
+        if action == "approve":
+            decision = registrations.approve(engine, int(target), now=utcnow(), settings=settings,
+                                             **kwargs)  # type: ignore[arg-type]
+            assert decision.source is not None
+            console.print(f"Inscription n°{target} acceptée : source « {decision.source.id} », "
+                          "collecte planifiée.")
+        elif action == "reject":
+            decision = registrations.reject(engine, int(target), now=utcnow(), settings=settings,
+                                            **kwargs)  # type: ignore[arg-type]
+            console.print(f"Inscription n°{target} refusée.")
+        else:
+            decision = registrations.set_paused(engine, target, action == "pause", now=utcnow(),
+                                                settings=settings)
+            console.print(f"Source « {target} » " + ("mise en pause." if action == "pause"
+                                                     else "réactivée."))
+    except (registrations.ModerationError, ValueError) as exc:
+        console.print(f"[red]Impossible[/red] : {exc}")
+        raise typer.Exit(1) from exc
+    console.print("Éditeur prévenu par e-mail." if decision.mailed
+                  else "SMTP non configuré ou injoignable : le message a été journalisé.")
+    raise typer.Exit(0)
+
+
+@sources_app.command("approve")
+def sources_approve(registration: int, db: DbOpt = None,
+                    refresh: Annotated[str, typer.Option(help="Fréquence : 30m, 6h, 1d…")] = "6h"
+                    ) -> None:
+    """Accepte une inscription : la source entre au registre et sa collecte est planifiée."""
+    _moderate("approve", str(registration), db, refresh=refresh)
+
+
+@sources_app.command("reject")
+def sources_reject(registration: int,
+                   reason: Annotated[str, typer.Option("--reason", help="Raison (envoyée à "
+                                                       "l'association)")],
+                   db: DbOpt = None) -> None:
+    """Refuse une inscription, avec une raison envoyée à l'association."""
+    _moderate("reject", str(registration), db, reason=reason)
+
+
+@sources_app.command("pause")
+def sources_pause(source: str, db: DbOpt = None) -> None:
+    """Met une source en pause (plus de collecte ; ses événements restent publiés)."""
+    _moderate("pause", source, db)
+
+
+@sources_app.command("resume")
+def sources_resume(source: str, db: DbOpt = None) -> None:
+    """Réactive une source mise en pause."""
+    _moderate("resume", source, db)
 
 
 if __name__ == "__main__":

@@ -51,15 +51,31 @@ def sync_registry(session: Session, specs: Iterable[SourceSpec]) -> list[Source]
         row.publisher_website = spec.publisher.website
         row.themes = json.dumps(spec.themes, ensure_ascii=False)
         row.quartier, row.refresh, row.status = spec.quartier, spec.refresh, spec.status
+        if row.paused_by_moderator:  # `tissu sources pause` wins over the seed registry
+            row.status = "paused"
         session.add(row)
         sources.append(row)
     session.commit()
     return sources
 
 
+def _refresh_health(session: Session, source: Source, settings: Settings,
+                    now: dt.datetime) -> None:
+    """Store the source's health after its run (connectors.health); never raises."""
+    from connectors.health import update_health
+
+    try:
+        update_health(session, source, now, dt.timedelta(days=settings.stale_after_days))
+    except Exception:  # noqa: BLE001 - health is a report; it must not fail the run
+        session.rollback()
+
+
 def run_source(engine: Engine, source_id: str, settings: Settings,
-               now: dt.datetime | None = None) -> SourceSummary:
-    """Harvest then normalise one source in its own session. Never raises."""
+               now: dt.datetime | None = None, force: bool = False) -> SourceSummary:
+    """Harvest then normalise one source in its own session, then store its health.
+
+    ``force`` lifts the deletion guard (connectors.harvest.sync_records). Never raises.
+    """
     now = now or utcnow()
     horizon = Horizon.around(now, settings.horizon_past_days, settings.horizon_future_days)
     with Session(engine) as session:
@@ -67,7 +83,8 @@ def run_source(engine: Engine, source_id: str, settings: Settings,
         if source is None:
             return SourceSummary(source_id, "failed", errors=[f"{source_id} : source inconnue"])
         try:
-            harvested: HarvestOutcome = harvest_source(session, source, settings, now)
+            harvested: HarvestOutcome = harvest_source(session, source, settings, now,
+                                                       force=force)
         except Exception as exc:  # noqa: BLE001 - isolation: report, never stop the others
             session.rollback()
             return SourceSummary(source_id, "failed", errors=[f"{source_id} : {exc!r}"])
@@ -78,26 +95,189 @@ def run_source(engine: Engine, source_id: str, settings: Settings,
         except Exception as exc:  # noqa: BLE001
             session.rollback()
             summary.errors.append(f"{source_id} : normalisation impossible ({exc!r})")
+            _refresh_health(session, source, settings, now)
             return summary
         summary.events = normalized.events
         summary.occurrences = normalized.occurrences
         summary.warnings.extend(normalized.warnings)
         summary.errors.extend(normalized.errors)
+        _refresh_health(session, source, settings, now)
         return summary
 
 
 def harvest_all(engine: Engine, specs: list[SourceSpec], settings: Settings,
                 now: dt.datetime | None = None,
-                progress: Callable[[SourceSummary], None] | None = None) -> list[SourceSummary]:
-    """Harvest and normalise every active source of the registry, one after the other."""
+                progress: Callable[[SourceSummary], None] | None = None,
+                jobs: int = 1, per_host: int = 2, force: bool = False) -> list[SourceSummary]:
+    """Harvest and normalise every active source of the registry.
+
+    One after the other by default; with ``jobs`` > 1, on a pool of that many threads with at
+    most ``per_host`` sources of one host fetched at once (:func:`harvest_parallel`).
+    ``force`` lifts the deletion guard (``tissu harvest --force``).
+    """
     now = now or utcnow()
     with Session(engine) as session:
         sync_registry(session, specs)
         active = [s.id for s in session.exec(select(Source).where(Source.status == "active"))]
+    if jobs > 1:
+        return harvest_parallel(engine, active, settings, now, jobs, per_host, progress,
+                                force=force)
     summaries = []
     for source_id in active:
-        summary = run_source(engine, source_id, settings, now)
+        summary = run_source(engine, source_id, settings, now, force=force)
         summaries.append(summary)
         if progress:
             progress(summary)
     return summaries
+
+
+# --- Parallel harvest: a bounded pool in one process, and workers sharing one store ------------
+# Several sources are fetched at once (network waits overlap) but never more than ``per_host``
+# from one host:port, on top of connectors.http's politeness delay between two requests.
+
+
+def _host_key(url: str) -> str:
+    """``host:port`` of an http(s) URL; ``file`` for a bundled path."""
+    from urllib.parse import urlsplit
+
+    if not url.startswith(("http://", "https://")):
+        return "file"
+    parts = urlsplit(url)
+    return f"{(parts.hostname or '').lower()}:{parts.port or parts.scheme}"
+
+
+def source_is_due(source: Source, now: dt.datetime) -> bool:
+    """True when ``source`` was never attempted or its ``refresh`` period has passed.
+
+    ``now`` is aware UTC; ``refresh`` is a registry duration (``30m``, ``6h``, ``1d``).
+    """
+    from schemas.registry import REFRESH_RE
+
+    if source.last_attempt_at is None:
+        return True
+    match = REFRESH_RE.match((source.refresh or "6h").strip())
+    seconds = 6 * 3600
+    if match:
+        seconds = int(match.group(1)) * {"m": 60, "h": 3600, "d": 86400}[match.group(2)]
+    return source.last_attempt_at + dt.timedelta(seconds=seconds) <= now
+
+
+def harvest_parallel(engine: Engine, source_ids: list[str], settings: Settings,
+                     now: dt.datetime | None = None, jobs: int = 4, per_host: int = 2,
+                     progress: Callable[[SourceSummary], None] | None = None,
+                     force: bool = False) -> list[SourceSummary]:
+    """Run :func:`run_source` for ``source_ids`` on a pool of ``jobs`` threads.
+
+    At most ``per_host`` sources of one host:port are fetched at the same time. Summaries come
+    back in the order of ``source_ids``; ``progress`` is called from this thread as each ends.
+    """
+    import threading
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    now = now or utcnow()
+    with Session(engine) as session:
+        urls = {s.id: s.url for s in session.exec(select(Source).where(
+            Source.id.in_(source_ids)))}  # type: ignore[attr-defined]
+    limits: dict[str, threading.BoundedSemaphore] = {}
+    for url in urls.values():
+        limits.setdefault(_host_key(url), threading.BoundedSemaphore(max(1, per_host)))
+
+    def one(source_id: str) -> SourceSummary:
+        limit = limits.get(_host_key(urls.get(source_id, "")))
+        if limit is None:
+            return run_source(engine, source_id, settings, now, force=force)
+        with limit:
+            return run_source(engine, source_id, settings, now, force=force)
+
+    results: dict[str, SourceSummary] = {}
+    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="tissu-harvest") as pool:
+        futures = {pool.submit(one, source_id): source_id for source_id in source_ids}
+        for future in as_completed(futures):
+            source_id = futures[future]
+            try:
+                summary = future.result()
+            except Exception as exc:  # noqa: BLE001 - run_source never raises; belt and braces
+                summary = SourceSummary(source_id, "failed", errors=[f"{source_id} : {exc!r}"])
+            results[source_id] = summary
+            if progress:
+                progress(summary)
+    return [results[source_id] for source_id in source_ids]
+
+
+def sync_registry_locked(engine: Engine, specs: Iterable[SourceSpec]) -> None:
+    """:func:`sync_registry` under a cross-process lock (several workers may start together)."""
+    from schemas.store import registry_lock
+
+    with Session(engine) as session:
+        registry_lock(session)
+        sync_registry(session, specs)
+
+
+def run_worker(engine: Engine, settings: Settings, *, worker: str | None = None,
+               specs: list[SourceSpec] | None = None, jobs: int = 1,
+               every_source: bool = False, poll: float | None = None,
+               now: Callable[[], dt.datetime] | None = None, lease_seconds: int = 1800,
+               progress: Callable[[SourceSummary], None] | None = None,
+               ) -> list[SourceSummary]:
+    """Harvest due sources claimed one at a time from a shared store, until none is left.
+
+    Several processes (``tissu harvest --worker``), each with ``jobs`` threads, may run this on
+    one PostgreSQL store: a source is claimed with ``SELECT … FOR UPDATE SKIP LOCKED`` and a lease
+    (schemas.store.claim_source), so no source is harvested by two workers at once.
+
+    Args:
+        specs: registry entries to synchronise first (under a lock), or None to use the store.
+        every_source: claim every active source not yet attempted since this call started,
+            due or not (a full round shared between workers).
+        poll: when set, keep running and look for due sources every ``poll`` seconds instead of
+            returning when none is left.
+        now: clock returning aware UTC (tests pass a fixed one).
+
+    Returns the summaries of the sources this process harvested.
+    """
+    import threading
+
+    from schemas.store import claim_source, release_source, worker_name
+
+    clock = now or utcnow
+    if specs is not None:
+        sync_registry_locked(engine, specs)
+    started = clock()
+
+    def due(source: Source, at: dt.datetime) -> bool:
+        if every_source:
+            return source.last_attempt_at is None or source.last_attempt_at < started
+        return source_is_due(source, at)
+
+    summaries: list[SourceSummary] = []
+    guard = threading.Lock()
+
+    def loop(name: str) -> None:
+        while True:
+            at = clock()
+            source_id = claim_source(engine, name, at, due, lease_seconds)
+            if source_id is None:
+                return
+            try:
+                summary = run_source(engine, source_id, settings, at)
+            finally:
+                release_source(engine, source_id, name)
+            with guard:
+                summaries.append(summary)
+                if progress:
+                    progress(summary)
+
+    base = worker or worker_name()
+    while True:
+        names = [base] if jobs <= 1 else [f"{base}:{i}" for i in range(jobs)]
+        threads = [threading.Thread(target=loop, args=(n,), name=n) for n in names[1:]]
+        for thread in threads:
+            thread.start()
+        loop(names[0])
+        for thread in threads:
+            thread.join()
+        if poll is None:
+            return summaries
+        import time
+
+        time.sleep(poll)

@@ -1,0 +1,183 @@
+"""Moderation: `tissu sources pending|approve|reject|pause|resume`, the working registry,
+scheduling on approval, e-mail to the publisher (local SMTP server) or a log line."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from dataclasses import replace
+
+import yaml
+from sqlmodel import Session, select
+from typer.testing import CliRunner
+
+from publish.run import publish
+from schemas.models import Registration, Source
+from schemas.registry import load_registry
+from schemas.store import make_engine
+from tests.conftest import NOW, SAMPLES, Route
+from tissu import registrations
+from tissu.cli import app
+from tissu.pipeline import harvest_all, sync_registry
+from tissu.scheduler import stored_jobs
+
+FORM = {
+    "organisation_name": "Épicerie solidaire des Quatre-Chemins",
+    "organisation_type": "association",
+    "website": "https://epicerie.example.org/",
+    "contact_email": "benevoles@epicerie.example.org",
+    "feed_name": "",
+    "licence_choice": "licence-ouverte",
+    "licence_consent": True,
+    "themes": ["alimentation"],
+    "quartier": "Quatre-Chemins",
+}
+
+
+def seed(settings, url):
+    settings.registry.write_text(yaml.safe_dump({"sources": [{
+        "id": "mairie", "name": "Agenda de la mairie", "format": "ical", "url": url,
+        "licence": "Licence Ouverte 2.0",
+        "publisher": {"name": "Ville de Pantin", "type": "service-municipal"}}]}),
+        encoding="utf-8")
+    return load_registry(settings.registry)
+
+
+def submit(engine, settings, url, **changes):
+    form, errors = registrations.validate_form({**FORM, "url": url, **changes})
+    assert errors == {}
+    with Session(engine) as session:
+        registration = registrations.submit(session, form, fmt="ical", client_ip="192.0.2.7",
+                                            now=NOW, settings=settings)
+        return registration.id
+
+
+def test_form_validation_names_each_faulty_field():
+    form, errors = registrations.validate_form({
+        **FORM, "url": "ftp://example.org/a.ics", "contact_email": "pas-une-adresse", "licence_consent": False,
+        "organisation_type": "club", "organisation_name": ""})
+    assert form is None
+    assert errors == {"organisation_name": "required", "organisation_type": "choice",
+                      "contact_email": "email", "url": "http-url", "licence_consent": "consent"}
+    form, errors = registrations.validate_form({**FORM, "url": "https://a.example/x.ics",
+                                                "licence_choice": "own", "own_licence": " "})
+    assert errors == {"own_licence": "own-licence"}
+    form, errors = registrations.validate_form({**FORM, "url": "https://a.example/x.ics",
+                                                "licence_choice": "own",
+                                                "own_licence": "CC BY-SA 4.0"})
+    assert form is not None and form.licence == "CC BY-SA 4.0"
+
+
+def test_approve_adds_the_source_schedules_it_and_mails_the_publisher(
+        http_server, tmp_settings, smtp_server):
+    settings = replace(tmp_settings, smtp_host=smtp_server.host, smtp_port=smtp_server.port,
+                       smtp_from="tissu@pantin.example")
+    http_server.routes["/mairie.ics"] = Route((SAMPLES / "fablab_cottbus.ics").read_bytes())
+    http_server.routes["/epicerie.ics"] = Route((SAMPLES / "ical_google.ics").read_bytes())
+    specs = seed(settings, http_server.url("/mairie.ics"))
+    engine = make_engine(settings.database_url)
+    registration_id = submit(engine, settings, http_server.url("/epicerie.ics"))
+
+    decision = registrations.approve(engine, registration_id, now=NOW, settings=settings)
+    assert decision.mailed
+    source = decision.source
+    assert source.id == "epicerie-solidaire-des-quatre-chemins"
+    assert (source.origin, source.status, source.format) == ("registration", "active", "ical")
+    assert source.contact_email == "benevoles@epicerie.example.org"
+    assert source.themes == '["alimentation"]' and source.quartier == "Quatre-Chemins"
+    # scheduled: its harvest job is in the working database's job store, due now
+    jobs = {job.id: job for job in stored_jobs(engine)}
+    assert jobs[f"harvest:{source.id}"].next_run_time == NOW
+    assert jobs[f"harvest:{source.id}"].trigger.interval.total_seconds() == 6 * 3600
+    # the publisher was told, through the local SMTP server
+    (message,) = smtp_server.messages
+    assert message["To"] == "benevoles@epicerie.example.org"
+    assert message["Subject"] == "Tissu : votre agenda est accepté"
+    assert "Agenda de Épicerie solidaire des Quatre-Chemins" in message.get_content()
+
+    # the approved source is harvested along with the seed registry, which stays untouched
+    summaries = harvest_all(engine, specs, settings, now=NOW)
+    assert {s.source_id: s.status for s in summaries} == {"mairie": "ok", source.id: "ok"}
+    assert "epicerie" not in settings.registry.read_text(encoding="utf-8")
+    # the contact e-mail never reaches the published database
+    out = publish(engine, settings.publish_dir, NOW)
+    assert b"benevoles@epicerie.example.org" not in out.database.read_bytes()
+    connection = sqlite3.connect(out.database)
+    assert connection.execute("SELECT count(*) FROM events WHERE source_id = ?",
+                              (source.id,)).fetchone() == (41,)
+    connection.close()
+
+
+def test_cli_pending_approve_reject_and_log_without_smtp(tmp_settings, monkeypatch, caplog):
+    monkeypatch.setenv("TISSU_DATABASE_URL", tmp_settings.database_url)
+    monkeypatch.delenv("TISSU_SMTP_HOST", raising=False)
+    engine = make_engine(tmp_settings.database_url)
+    first = submit(engine, tmp_settings, "https://a.example.org/agenda.ics")
+    second = submit(engine, tmp_settings, "https://b.example.org/agenda.ics",
+                    organisation_name="Secours populaire", contact_email="sp@example.org")
+    runner = CliRunner()
+    result = runner.invoke(app, ["sources", "pending"])
+    assert result.exit_code == 0, result.output
+    assert "Épicerie solidaire" in result.output and "Secours populaire" in result.output
+
+    with caplog.at_level(logging.INFO, logger="tissu.mail"):
+        result = runner.invoke(app, ["sources", "reject", str(second), "--reason",
+                                     "Ce calendrier ne concerne pas Pantin."])
+    assert result.exit_code == 0, result.output
+    assert "le message a été journalisé" in result.output
+    assert any("sp@example.org" in r.getMessage() and "ne concerne pas Pantin" in r.getMessage()
+               for r in caplog.records)
+
+    result = runner.invoke(app, ["sources", "approve", str(first), "--refresh", "1d"])
+    assert result.exit_code == 0, result.output
+    assert "source « epicerie-solidaire-des-quatre-chemins »" in result.output
+    result = runner.invoke(app, ["sources", "approve", str(first)])
+    assert result.exit_code == 1 and "déjà traitée" in result.output
+    with Session(engine) as session:
+        statuses = {r.id: r.status for r in session.exec(select(Registration))}
+        assert statuses == {first: "approved", second: "rejected"}
+        assert session.get(Source, "epicerie-solidaire-des-quatre-chemins").refresh == "1d"
+    result = runner.invoke(app, ["sources", "pending"])
+    assert "Aucune inscription en attente" in result.output
+
+
+def test_same_url_cannot_be_registered_twice(tmp_settings):
+    engine = make_engine(tmp_settings.database_url)
+    submit(engine, tmp_settings, "https://a.example.org/agenda.ics")
+    form, _ = registrations.validate_form({**FORM, "url": "https://a.example.org/agenda.ics"})
+    with Session(engine) as session:
+        try:
+            registrations.submit(session, form, fmt="ical", client_ip="192.0.2.8", now=NOW,
+                                 settings=tmp_settings)
+        except registrations.ModerationError as exc:
+            assert str(exc) == "cette adresse attend déjà la validation d'un modérateur"
+        else:
+            raise AssertionError("a second registration of the same URL was accepted")
+
+
+def test_pause_wins_over_the_seed_registry_and_removes_the_job(tmp_settings, monkeypatch):
+    monkeypatch.setenv("TISSU_DATABASE_URL", tmp_settings.database_url)
+    specs = seed(tmp_settings, "https://mairie.example.org/agenda.ics")
+    engine = make_engine(tmp_settings.database_url)
+    with Session(engine) as session:
+        sync_registry(session, specs)
+    from tissu.scheduler import schedule_source
+
+    with Session(engine) as session:
+        schedule_source(engine, session.get(Source, "mairie"), NOW)
+    assert [job.id for job in stored_jobs(engine)] == ["harvest:mairie"]
+    result = CliRunner().invoke(app, ["sources", "pause", "mairie"])
+    assert result.exit_code == 0, result.output
+    assert stored_jobs(engine) == []
+    with Session(engine) as session:
+        sync_registry(session, specs)  # the seed says active; the moderator's pause wins
+    with Session(engine) as session:
+        assert session.get(Source, "mairie").status == "paused"
+    result = CliRunner().invoke(app, ["sources", "resume", "mairie"])
+    assert result.exit_code == 0, result.output
+    with Session(engine) as session:
+        sync_registry(session, specs)
+        assert session.get(Source, "mairie").status == "active"
+    assert [job.id for job in stored_jobs(engine)] == ["harvest:mairie"]
+    result = CliRunner().invoke(app, ["sources", "pause", "inconnue"])
+    assert result.exit_code == 1 and "introuvable" in result.output
