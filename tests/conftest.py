@@ -185,7 +185,7 @@ class FakeSMTP:
     port: int
     messages: list = field(default_factory=list)
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd hook name
+    async def handle_DATA(self, server, session, envelope):  # aiosmtpd hook name
         import email
         from email import policy
 

@@ -19,7 +19,6 @@ from schemas.store import make_engine
 # (paused) scheduler holds them, so only the explicit calls below run them.
 NOW = dt.datetime(2036, 11, 29, 12, 0, tzinfo=dt.UTC)
 from tissu import scheduler as sched
-from tissu.pipeline import sync_registry
 from tissu.settings import get_settings
 
 
@@ -75,7 +74,7 @@ def test_jobs_are_built_from_the_registry_with_time_controlled(setup):
 
 def test_backoff_doubles_then_caps():
     settings = get_settings()
-    assert [sched.backoff_seconds(n, 21600, settings) for n in range(0, 5)] == [
+    assert [sched.backoff_seconds(n, 21600, settings) for n in range(5)] == [
         21600, 300, 600, 1200, 2400]
     assert sched.backoff_seconds(40, 21600, settings) == 86400
 
