@@ -18,9 +18,16 @@ import sys
 import tempfile
 from dataclasses import fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from connectors.base import ParsedRecord, ParseResult, Problem
 from tissu.settings import PROJECT_ROOT, Settings
+
+if TYPE_CHECKING:  # harvest imports this module: no import cycle at run time
+    from sqlmodel import Session
+
+    from connectors.harvest import HarvestOutcome
+    from schemas.models import HarvestRun, Source
 
 SPIDER_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 # payload keys, in the feed connector's vocabulary plus recurrence and online fields
@@ -200,3 +207,35 @@ def read_crawl_lines(lines: list[str], start_url: str, max_pages: int,
             if warning not in result.warnings:
                 result.warnings.append(warning)
     return result
+
+
+def harvest_crawl(session: Session, source: Source, run: HarvestRun, outcome: HarvestOutcome,
+                  settings: Settings, now: dt.datetime, force: bool = False) -> HarvestOutcome:
+    """``connectors.harvest.harvest_source`` for a website: crawl, then store the records.
+
+    Same outcome rules as a fetched source: ``failed`` when nothing could be read, ``partial``
+    when the crawl had errors (start page unreadable, page or time limit reached: nothing is then
+    marked removed at source), ``ok`` otherwise; the deletion guard applies. No raw snapshot and
+    no content-hash skip: a crawl has no single payload.
+    """
+    from connectors.harvest import _finish, sync_records
+
+    parsed = crawl_source(source.id, source.url, source.format, settings, now)
+    outcome.warnings = [f"{source.id} : {p}" for p in parsed.warnings]
+    outcome.errors = [f"{source.id} : {p}" for p in parsed.errors]
+    outcome.records, outcome.events = len(parsed.records), parsed.events
+    if parsed.errors and not parsed.records:
+        outcome.status = "failed"
+        return _finish(session, source, run, outcome, now)
+    outcome.status = "partial" if parsed.errors else "ok"
+    sync = sync_records(session, source.id, parsed, now,
+                        complete=not parsed.errors and parsed.complete, force=force)
+    outcome.changed = sync.changed
+    run.removed, run.guarded = sync.removed, len(sync.guarded)
+    if sync.guarded:
+        outcome.status = "partial"
+        outcome.warnings.append(
+            f"{source.id} : garde-fou : {len(sync.guarded)} événements à venir sur "
+            f"{sync.guarded_of} ont disparu du site d'un coup ; ils sont gardés "
+            "(« tissu harvest --force » pour accepter leur retrait)")
+    return _finish(session, source, run, outcome, now)

@@ -12,12 +12,13 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import icalendar
 import recurring_ical_events
 
 from normalize.text import html_to_text, one_line
-from normalize.times import PARIS, UTC, local_iso, make_aware, paris_midnight_utc
+from normalize.times import PARIS, UTC, local_iso, make_aware, paris_midnight_utc, resolve_tzid
 
 _STATUS = {"CANCELLED": "cancelled", "TENTATIVE": "tentative", "CONFIRMED": "confirmed"}
 
@@ -355,7 +356,7 @@ def normalize_json_record(source_id: str, record: RecordView, horizon: Horizon) 
         "end_date": columns["end_date"],
         "tzid": columns["tzid"],
         "floating": columns["floating"],
-        "rrule": None,
+        "rrule": data.get("rrule") or None,
         "status": data.get("status") or "confirmed",
         "sequence": 0,
         "location": one_line(data.get("location")),
@@ -387,6 +388,8 @@ def normalize_json_record(source_id: str, record: RecordView, horizon: Horizon) 
             if isinstance(t_start, dt.datetime) != isinstance(t_end, dt.datetime):
                 t_end = None
             instances.append(_time_columns(t_start, t_end, data.get("tzid")))
+    if data.get("rrule"):  # schema.org eventSchedule, site spiders (connectors.html)
+        instances = _json_rrule_instances(record.uid, data, start, end, horizon, result.warnings)
     seen: set[str] = set()
     for instance in instances:
         key = _occurrence_key(instance)
@@ -399,6 +402,46 @@ def normalize_json_record(source_id: str, record: RecordView, horizon: Horizon) 
         )
     result.occurrences.sort(key=lambda row: row["start_utc"])
     return result
+
+
+def _json_rrule_instances(uid: str, data: dict[str, Any], start: dt.date | dt.datetime,
+                          end: dt.date | dt.datetime | None, horizon: Horizon,
+                          warnings: list[str]) -> list[dict[str, Any]]:
+    """Occurrence columns of a JSON record's ``rrule`` (RFC 5545 §3.3.10) and ``exdates`` inside
+    ``horizon``, expanded by recurring-ical-events on a VEVENT built from the record.
+
+    Naive times are local to ``tzid`` (IANA), or to Europe/Paris when there is none.
+    """
+    zone_name = resolve_tzid(data.get("tzid"))
+    zone = ZoneInfo(zone_name) if zone_name else PARIS
+
+    def aware(value: dt.date | dt.datetime) -> dt.date | dt.datetime:
+        if isinstance(value, dt.datetime) and value.tzinfo is None:
+            return value.replace(tzinfo=zone)
+        return value
+
+    vevent = icalendar.Event()
+    vevent.add("UID", uid)
+    vevent.add("DTSTART", aware(start))
+    if end is not None:
+        vevent.add("DTEND", aware(end))
+    try:
+        vevent.add("RRULE", icalendar.vRecur.from_ical(str(data["rrule"])))
+        for text in data.get("exdates") or []:
+            excluded = _parse_iso(text)
+            if excluded is not None:
+                vevent.add("EXDATE", aware(excluded))
+        calendar = icalendar.Calendar()
+        calendar.add_component(vevent)
+        found = recurring_ical_events.of(calendar).between(horizon.start, horizon.end)
+    except Exception as exc:  # noqa: BLE001 - a broken rule costs its occurrences only
+        warnings.append(f"{uid} : récurrence impossible à calculer ({exc})")
+        return []
+    instances = []
+    for instance in found:
+        i_start, i_end, _tzid = _bounds(instance)
+        instances.append(_time_columns(i_start, i_end, zone_name))
+    return instances
 
 
 def paris_now() -> dt.datetime:

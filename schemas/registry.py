@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -17,7 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 REFRESH_RE = re.compile(r"^(\d+)\s*([mhd])$")
 PublisherType = Literal["association", "service-municipal", "etablissement-public", "autre"]
-SourceFormat = Literal["ical", "rss", "atom", "openagenda", "datainclusion"]
+SourceFormat = Literal["ical", "rss", "atom", "openagenda", "datainclusion", "html"]
+# Besides these, ``scrapy:<spider>`` names a site-specific spider of crawlers/spiders/.
 
 
 class RegistryError(ValueError):
@@ -58,6 +59,22 @@ class SourceSpec(BaseModel):
         if not SLUG_RE.match(value):
             raise ValueError("doit être un identifiant en minuscules, chiffres et tirets (slug)")
         return value
+
+    @field_validator("format", mode="wrap")
+    @classmethod
+    def _spider_format(cls, value: object, handler: Any) -> str:
+        """``scrapy:<spider>`` must name an existing spider (crawlers/spiders/)."""
+        if isinstance(value, str) and value.startswith("scrapy:"):
+            from connectors.html import spider_for
+            from crawlers.run import available_spiders
+
+            name = spider_for(value)  # ValueError on a malformed name
+            known = available_spiders()
+            if name not in known:
+                raise ValueError(f"araignée inconnue {name!r} (connues : {', '.join(known)})")
+            return value
+        result: str = handler(value)
+        return result
 
     @field_validator("refresh")
     @classmethod
