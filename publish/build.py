@@ -146,17 +146,20 @@ def _source_table(table: str, spec: dict[str, Any]) -> str:
     return str(spec.get("source") or _DEFAULT_SOURCES.get(table) or table)
 
 
-def public_frames(engine: Engine) -> dict[str, pd.DataFrame]:
+def public_frames(engine: Engine, only: set[str] | None = None) -> dict[str, pd.DataFrame]:
     """Read the public columns of each table from the working store, ready to write.
 
     Datetimes (``*_utc``, ``*_at``) become ISO 8601 UTC text; ``events.dtstart_local`` is added;
     bundled sample paths are shown relative to the project. Tables whose source does not exist
-    are left out; listed columns missing at the source are left out.
+    are left out; listed columns missing at the source are left out. ``only`` restricts the
+    tables read.
     """
     inspector = sa_inspect(engine)
     store_tables = set(inspector.get_table_names())
     frames: dict[str, pd.DataFrame] = {}
     for table, spec in PUBLIC_TABLES.items():
+        if only is not None and table not in only:
+            continue
         wanted = list(spec["columns"])  # type: ignore[call-overload]
         derived = _DERIVED.get(table, set())
         source = _source_table(table, spec)

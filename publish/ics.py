@@ -14,8 +14,8 @@ Properties of each VEVENT:
 - ``SEQUENCE``: the source's SEQUENCE plus Tissu's ``revision``, which grows at every change.
 - ``STATUS``: CANCELLED for an event cancelled or removed at its source; such an event stays in the
   feeds :data:`CANCELLED_KEEP_DAYS` days after the change, then leaves them.
-- ``DTSTART``/``DTEND`` in the zone the source meant (series expand in that zone, across DST),
-  with a VTIMEZONE for each zone used; all-day events stay dates.
+- ``DTSTART``/``DTEND``: a series in the zone its source meant (it expands in that zone, across
+  DST), a single event in Europe/Paris; a VTIMEZONE for each zone used; all-day events stay dates.
 - ``LOCATION``, ``GEO`` (when the place is known), ``URL``, ``CATEGORIES`` (theme labels then
   the source's categories), ``DESCRIPTION``, ``CREATED``.
 
@@ -55,7 +55,7 @@ def utc_text(value: dt.datetime) -> str:
 def _parse_utc(text: str | None) -> dt.datetime | None:
     if not text:
         return None
-    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return dt.datetime.fromisoformat(text)
 
 
 def _zone(tzid: str | None) -> ZoneInfo | None:
@@ -214,7 +214,9 @@ def _common_lines(row: dict[str, Any]) -> list[bytes]:
 def vevent_bytes(row: dict[str, Any], overrides: list[dict[str, Any]],
                  theme_labels: dict[str, str]) -> tuple[bytes, str | None]:
     """Serialise one event (and its overrides) → (bytes of its VEVENTs, TZID used or None)."""
-    zone = None if row["all_day"] else _zone(row.get("tzid"))
+    is_series = bool(row.get("rrule")) or row.get("rdate") not in (None, "", "[]")
+    # a series expands in the zone its source meant (DST rules differ); single events in Paris
+    zone = None if row["all_day"] else _zone(row.get("tzid")) if is_series else PARIS
     zone_name = zone.key if zone is not None else None
     cancelled = _cancelled_at(row) is not None
     status = "CANCELLED" if cancelled else _STATUS.get(row.get("status") or "", "CONFIRMED")
@@ -242,7 +244,7 @@ def vevent_bytes(row: dict[str, Any], overrides: list[dict[str, Any]],
     out.append(_line("STATUS", vText(status)))
     out.append(_line("SEQUENCE", sequence))
     out.append(b"END:VEVENT")
-    for occ in overrides if (row.get("rrule") or row.get("rdate") not in (None, "[]")) else []:
+    for occ in overrides if is_series else []:
         recurrence = _key_value(occ["recurrence_id"])
         if occ["all_day"]:
             o_start: dt.datetime | dt.date = dt.date.fromisoformat(occ["start_date"])

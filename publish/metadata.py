@@ -41,19 +41,41 @@ def build_metadata(db_path: Path) -> dict[str, Any]:
         f"<ul>{items}</ul>"
     )
     tables: dict[str, Any] = {}
+    with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as connection:
+        present = {t: {r[1] for r in connection.execute(f'PRAGMA table_info("{t}")')}
+                   for (t,) in connection.execute(
+                       "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")}
     for table, spec in PUBLIC_TABLES.items():
+        if table not in present:
+            continue
+        columns: dict[str, str] = spec["columns"]  # type: ignore[assignment]
         tables[table] = {
+            "title": spec.get("title", table),
             "description": spec["description"],
-            "columns": spec["columns"],
+            "columns": {c: d for c, d in columns.items() if c in present[table]},
             "license": LICENCE,
             "license_url": LICENCE_URL,
-            "source": "Sources listées dans la table sources",
+            "source": spec.get("source_note", "Sources listées dans la table sources"),
         }
+        facets = [f for f in _FACETS.get(table, [])
+                  if (f["array"] if isinstance(f, dict) else f) in present[table]]
+        if facets:
+            tables[table]["facets"] = facets
     tables["events"]["fts_table"] = "events_fts"
     tables["events"]["fts_pk"] = "rowid"
     tables["events"]["sort_desc"] = "dtstart_utc"
+    tables["events"]["label_column"] = "title"
     tables["occurrences"]["sort"] = "start_utc"
     tables["events_fts"] = {"hidden": True}
+    if "upcoming" in present:
+        tables["upcoming"] = {
+            "title": "À venir",
+            "description": "Vue : séances pas encore terminées des événements encore publiés "
+                           "par leur source, dans l'ordre chronologique.",
+            "license": LICENCE,
+            "license_url": LICENCE_URL,
+            "columns": _view_columns(present["upcoming"]),
+        }
     return {
         "title": "Tissu — agenda solidaire de Pantin",
         "description_html": description,
@@ -67,13 +89,101 @@ def build_metadata(db_path: Path) -> dict[str, Any]:
                 "license": LICENCE,
                 "license_url": LICENCE_URL,
                 "tables": tables,
-                "queries": {
-                    "a_venir": {
-                        "title": "À venir",
-                        "description": "Séances à venir, dans l'ordre chronologique",
-                        "sql": "SELECT * FROM upcoming LIMIT 200",
-                    }
-                },
+                "queries": canned_queries(present.get("events", set())),
             }
         },
     }
+
+
+# Facets shown on each table page (Datasette "facets" metadata; arrays are JSON lists).
+_FACETS: dict[str, list[Any]] = {
+    "events": ["source_id", "quartier", {"array": "themes"}, {"array": "publics"}, "status",
+               "gratuit", "organisation_id"],
+    "occurrences": ["status", "all_day"],
+    "sources": ["publisher_type", "format", "licence", "status"],
+    "services": [{"array": "thematiques"}, {"array": "publics"}],
+    "changes": ["kind", "run_id"],
+}
+
+# "This week": occurrences not yet ended that start within the next 7 days (UTC text compare;
+# SQLite's 'localtime' is the server's zone, not necessarily Paris, so it is not used).
+_WEEK = ("o.end_utc >= strftime('%Y-%m-%dT%H:%M:%SZ', 'now') AND o.start_utc < "
+         "strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '+7 days')")
+_LIVE = "e.removed_at_source IS NULL"
+
+
+def canned_queries(event_columns: set[str]) -> dict[str, dict[str, str]]:
+    """The canned queries, written for the columns the published ``events`` table has.
+
+    "Gratuit" uses ``events.gratuit`` when enrichment filled it, else a full-text search for
+    "gratuit"/"entrée libre"; "Pour les seniors" uses ``publics`` (code ``seniors``) and the theme
+    ``seniors-isolement``.
+    """
+    canonical = " AND (e.is_canonical IS NULL OR e.is_canonical = 1)" \
+        if "is_canonical" in event_columns else ""
+    select = ("SELECT o.start_local AS debut, o.end_local AS fin, "
+              "COALESCE(o.title, e.title) AS titre, COALESCE(o.location, e.location) AS lieu, "
+              "e.quartier, e.themes AS themes, e.url, o.event_id FROM occurrences o "
+              "JOIN events e ON e.id = o.event_id")
+    upcoming = "o.end_utc >= strftime('%Y-%m-%dT%H:%M:%SZ', 'now')"
+    if "gratuit" in event_columns:
+        free = "e.gratuit = 1"
+    else:
+        free = ("e.rowid IN (SELECT rowid FROM events_fts WHERE events_fts MATCH "
+                "'gratuit OR gratuite OR \"entree libre\"')")
+    seniors = ["e.themes LIKE '%\"seniors-isolement\"%'"]
+    if "publics" in event_columns:
+        seniors.insert(0, "e.publics LIKE '%\"seniors\"%'")
+    return {
+        "cette_semaine": {
+            "title": "Cette semaine",
+            "description": "Les séances des 7 prochains jours, dans l'ordre chronologique.",
+            "sql": f"{select} WHERE {_WEEK} AND {_LIVE}{canonical} ORDER BY o.start_utc",
+        },
+        "par_quartier": {
+            "title": "Cette semaine, par quartier",
+            "description": "Nombre de séances des 7 prochains jours dans chaque quartier, et la "
+                           "prochaine d'entre elles.",
+            "sql": ("SELECT COALESCE(e.quartier, '(quartier non précisé)') AS quartier, "
+                    "count(*) AS seances, count(DISTINCT o.event_id) AS evenements, "
+                    "min(o.start_local) AS prochaine FROM occurrences o "
+                    f"JOIN events e ON e.id = o.event_id WHERE {_WEEK} AND {_LIVE}{canonical} "
+                    "GROUP BY e.quartier ORDER BY seances DESC"),
+        },
+        "gratuit": {
+            "title": "Gratuit",
+            "description": "Séances à venir des événements gratuits.",
+            "sql": f"{select} WHERE {upcoming} AND {_LIVE}{canonical} AND {free} "
+                   "ORDER BY o.start_utc LIMIT 500",
+        },
+        "seniors": {
+            "title": "Pour les seniors",
+            "description": "Séances à venir destinées aux seniors (public « seniors » ou thème "
+                           "« seniors et isolement »).",
+            "sql": f"{select} WHERE {upcoming} AND {_LIVE}{canonical} "
+                   f"AND ({' OR '.join(seniors)}) ORDER BY o.start_utc LIMIT 500",
+        },
+        "nouveautes": {
+            "title": "Nouveautés de la semaine",
+            "description": "Événements apparus dans Tissu depuis 7 jours, les plus récents "
+                           "d'abord.",
+            "sql": ("SELECT e.first_seen_at AS ajoute_le, e.title AS titre, e.dtstart_local "
+                    "AS debut, e.location AS lieu, e.quartier, e.themes, e.url, e.id "
+                    "FROM events e WHERE e.first_seen_at >= strftime('%Y-%m-%dT%H:%M:%SZ', "
+                    f"'now', '-7 days') AND {_LIVE}{canonical} ORDER BY e.first_seen_at DESC"),
+        },
+        "a_venir": {
+            "title": "À venir",
+            "description": "Séances à venir, dans l'ordre chronologique",
+            "sql": "SELECT * FROM upcoming LIMIT 200",
+        },
+    }
+
+
+def _view_columns(columns: set[str]) -> dict[str, str]:
+    """Descriptions of the ``upcoming`` view's columns, taken from its tables."""
+    occurrences: dict[str, str] = PUBLIC_TABLES["occurrences"]["columns"]  # type: ignore[assignment]
+    events: dict[str, str] = PUBLIC_TABLES["events"]["columns"]  # type: ignore[assignment]
+    known = {"occurrence_id": occurrences["id"], "event_id": occurrences["event_id"],
+             "status": "confirmed | tentative | cancelled (séance ou événement annulé)"}
+    return {c: known.get(c) or occurrences.get(c) or events.get(c, c) for c in sorted(columns)}

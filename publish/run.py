@@ -1,34 +1,69 @@
-"""The PUBLISH stage as one call: database, exports, Datasette metadata."""
+"""The PUBLISH stage as one call: history, database, exports, Datasette metadata, snapshot."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
-from publish.build import build_database
-from publish.exports import build_exports
+from publish.build import build_database, iso_utc, public_frames
+from publish.exports import build_exports, write_atomic
+from publish.history import RunCounts, finish_run, record_run
 from publish.metadata import build_metadata
+from publish.snapshots import snapshot_name, write_snapshot
+from schemas.models import utcnow
 
 
 @dataclass
 class PublishOutcome:
-    """Where everything was written."""
+    """Where everything was written, and what changed since the previous publish."""
 
     database: Path
     metadata: Path
     exports: dict[str, Path]
+    counts: RunCounts | None = None
+    snapshot: Path | None = None
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def publish(engine: Engine, out_dir: Path, now: dt.datetime) -> PublishOutcome:
-    """Build ``out_dir/tissu-open.db``, ``out_dir/metadata.json`` and ``out_dir/exports/``."""
-    database = build_database(engine, out_dir)
+    """Publish the working store into ``out_dir``.
+
+    Writes ``tissu-open.db``, ``metadata.json``, ``exports/`` and, when due,
+    ``snapshots/<date>/`` (see :mod:`publish.snapshots`); records the run and its changes
+    (:mod:`publish.history`). ``now`` is aware (UTC); it decides what is upcoming and dates the
+    run. Raises whatever the file system raises (the previous publication then stays in place).
+    """
+    import time
+
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+    frames = public_frames(engine)
+    timings["read"] = time.perf_counter() - clock
+    events = frames["events"]
+    occurrences = frames.get("occurrences")
+    now_text = iso_utc(now) or ""
+    upcoming = int((occurrences["end_utc"] >= now_text).sum()) if occurrences is not None else 0
+    counts = record_run(engine, events, now, len(occurrences) if occurrences is not None else 0,
+                        upcoming)
+    name = snapshot_name(out_dir, now, counts.changed)
+    finish_run(engine, counts.run_id, None, f"snapshots/{name}" if name else None)
+    frames.update(public_frames(engine, only={"publish_runs", "changes"}))
+    timings["history"] = time.perf_counter() - clock - timings["read"]
+    clock = time.perf_counter()
+    database = build_database(engine, out_dir, frames)
+    timings["database"] = time.perf_counter() - clock
+    clock = time.perf_counter()
     exports = build_exports(database, out_dir / "exports", now)
+    timings["exports"] = time.perf_counter() - clock
     metadata_path = out_dir / "metadata.json"
-    metadata_path.write_text(
-        json.dumps(build_metadata(database), ensure_ascii=False, indent=2), encoding="utf-8"
-    )
-    return PublishOutcome(database=database, metadata=metadata_path, exports=exports)
+    write_atomic(metadata_path, json.dumps(build_metadata(database), ensure_ascii=False,
+                                           indent=2).encode("utf-8"))
+    snapshot = write_snapshot(out_dir, name) if name else None
+    # the end time reaches the published publish_runs table at the next publish
+    finish_run(engine, counts.run_id, utcnow(), f"snapshots/{name}" if name else None)
+    return PublishOutcome(database=database, metadata=metadata_path, exports=exports,
+                          counts=counts, snapshot=snapshot, timings=timings)
