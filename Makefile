@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint clean
+.PHONY: install run test lint clean messages
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,15 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check tissu connectors crawlers normalize publish schemas tests
 	$(BIN)/mypy --ignore-missing-imports tissu connectors normalize publish schemas
+
+# Resident pages' translations: extract the French messages, merge them into the fr/en/ar
+# catalogues, compile the .mo files (committed, so a clean clone works without this step).
+LOCALES := publish/web/locales
+messages: $(STAMP)
+	$(BIN)/pybabel extract -F babel.cfg -o $(LOCALES)/messages.pot --no-location --sort-output \
+		--project Tissu --copyright-holder Tissu .
+	$(BIN)/pybabel update -i $(LOCALES)/messages.pot -d $(LOCALES) --no-fuzzy-matching --width 100
+	$(BIN)/pybabel compile -d $(LOCALES) --statistics
 
 clean:
 	rm -rf data/tissu.db* data/raw data/publish
