@@ -8,6 +8,8 @@ number when known, so that one broken record costs only that record.
 from __future__ import annotations
 
 import hashlib
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -109,3 +111,38 @@ def decode_text(data: bytes, declared: str | None = None) -> tuple[str, list[Pro
         )
         return text, problems
     return data.decode("utf-8", errors="replace"), problems
+
+
+def parse_with_time_limit(
+    parser: Callable[[bytes, str], ParseResult], data: bytes, source_id: str, seconds: float
+) -> ParseResult:
+    """Run ``parser(data, source_id)`` for at most ``seconds``; never raises.
+
+    The parser runs in a daemon thread. When it overruns, the run goes on without it: the result
+    is an error "lecture interrompue" (the thread, which Python cannot kill, finishes or dies
+    with the process; its result is discarded). An exception from the parser becomes an error
+    too, so one source's bad bytes never stop the others.
+    """
+    box: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            box["result"] = parser(data, source_id)
+        except BaseException as exc:  # noqa: BLE001 - reported below, never raised
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, name=f"parse-{source_id}", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        return ParseResult(errors=[Problem(
+            f"lecture interrompue : le fichier demande plus de {seconds:g} s de traitement",
+            code="time-limit")])
+    if "error" in box:
+        return ParseResult(errors=[Problem(f"erreur interne du lecteur ({box['error']!r})",
+                                           code="internal")])
+    result = box.get("result")
+    if not isinstance(result, ParseResult):
+        return ParseResult(errors=[Problem("erreur interne du lecteur (aucun résultat)",
+                                           code="internal")])
+    return result

@@ -1,8 +1,9 @@
 """HARVEST + PARSE for one source: fetch, keep the raw snapshot, parse, store source records.
 
 A record seen again is updated in place; a record missing from a complete run is marked
-``removed_at_source`` (never deleted); a failed or partial run leaves the stored records alone, so
-the source's last good events stay published.
+``removed_at_source`` (never deleted); a failed or partial run, or a payload known to be only one
+page of the source, leaves the stored records alone, so the source's last good events stay
+published. A deletion guard keeps vanished future events when more than half would go at once.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from pathlib import Path
 from sqlmodel import Session, select
 
 from connectors import parser_for
-from connectors.base import ParseResult, Problem
+from connectors.base import ParseResult, Problem, parse_with_time_limit
+from connectors.html import harvest_crawl, is_crawl_format
 from connectors.http import FetchError, fetch
-from schemas.models import HarvestRun, Source, SourceRecord
+from schemas.models import Event, HarvestRun, Occurrence, Source, SourceRecord
 from tissu.settings import Settings
 
 _EXTENSIONS = {"ical": "ics", "rss": "xml", "atom": "xml", "openagenda": "json",
@@ -81,21 +83,26 @@ def _finish(session: Session, source: Source, run: HarvestRun, outcome: HarvestO
 
 
 def harvest_source(session: Session, source: Source, settings: Settings,
-                   now: dt.datetime) -> HarvestOutcome:
+                   now: dt.datetime, force: bool = False) -> HarvestOutcome:
     """Fetch, snapshot, parse and store one source's records.
 
     Never raises for a problem of the source: the outcome's ``status`` is ``ok``, ``partial``,
     ``unchanged`` or ``failed`` and its ``errors`` name what went wrong (line when known).
+    ``partial`` also means the deletion guard held back vanished future events (a warning says
+    how many). ``force`` lifts that guard and re-reads the source even when it is unchanged
+    (no conditional GET, no content-hash skip).
     """
-    run = HarvestRun(source_id=source.id, started_at=now)
+    run = HarvestRun(source_id=source.id, started_at=now, forced=force)
     session.add(run)
     session.commit()
     outcome = HarvestOutcome(source_id=source.id, status="ok")
+    if is_crawl_format(source.format):  # websites: a Scrapy crawl stands for fetch + parse
+        return harvest_crawl(session, source, run, outcome, settings, now, force)
     try:
         fetched = fetch(
             source.url,
-            etag=source.etag,
-            last_modified=source.last_modified,
+            etag=None if force else source.etag,
+            last_modified=None if force else source.last_modified,
             max_bytes=settings.max_body_bytes,
             timeout=(settings.connect_timeout, settings.read_timeout),
         )
@@ -109,13 +116,14 @@ def harvest_source(session: Session, source: Source, settings: Settings,
         return _finish(session, source, run, outcome, now)
     digest = hashlib.sha256(fetched.content).hexdigest()
     run.bytes, run.content_hash = len(fetched.content), digest
-    if digest == source.content_hash:
+    if digest == source.content_hash and not force:
         outcome.status = "unchanged"
         source.etag, source.last_modified = fetched.etag, fetched.last_modified
         return _finish(session, source, run, outcome, now)
     save_raw(settings.raw_dir, source, fetched.content, now, settings.raw_retention)
     try:
-        parsed = parser_for(source.format)(fetched.content, source.id)
+        parsed = parse_with_time_limit(parser_for(source.format), fetched.content, source.id,
+                                       settings.parse_time_limit)
     except Exception as exc:  # noqa: BLE001 - a parser bug must not stop the other sources
         parsed = ParseResult(errors=[Problem(f"erreur interne du lecteur ({exc!r})")])
     outcome.warnings = [f"{source.id} : {p}" for p in parsed.warnings]
@@ -127,27 +135,84 @@ def harvest_source(session: Session, source: Source, settings: Settings,
         outcome.status = "failed"
         return _finish(session, source, run, outcome, now)
     outcome.status = "partial" if parsed.errors else "ok"
-    outcome.changed = store_records(session, source.id, parsed, now,
-                                    complete=not parsed.errors)
+    sync = sync_records(session, source.id, parsed, now,
+                        complete=not parsed.errors and parsed.complete, force=force)
+    outcome.changed = sync.changed
+    run.removed, run.guarded = sync.removed, len(sync.guarded)
+    if sync.guarded:
+        outcome.status = "partial"
+        what = "fiches" if source.format == "datainclusion" else "événements à venir"
+        outcome.warnings.append(
+            f"{source.id} : garde-fou : {len(sync.guarded)} {what} sur "
+            f"{sync.guarded_of} ont disparu de la source d'un coup ; ils sont gardés "
+            "(« tissu harvest --force » pour accepter leur retrait)")
     source.content_hash = digest
     source.etag, source.last_modified = fetched.etag, fetched.last_modified
     return _finish(session, source, run, outcome, now)
 
 
-def store_records(session: Session, source_id: str, parsed: ParseResult, now: dt.datetime,
-                  complete: bool) -> bool:
-    """Upsert parsed records; when ``complete``, mark the unseen ones removed at source.
+@dataclass
+class SyncReport:
+    """What one store of parsed records did (connectors.harvest.sync_records).
 
-    Returns True when anything changed.
+    ``guarded`` are the uids of future events absent from the payload but kept because more than
+    half of the source's future events would have gone at once (the deletion guard).
     """
+
+    changed: bool = False
+    removed: int = 0
+    guarded: list[str] = field(default_factory=list)
+    guarded_of: int = 0  # future events (or directory records) the guard compared against
+
+
+def future_event_uids(session: Session, source_id: str, now: dt.datetime) -> set[str]:
+    """Source uids of this source's events that are not over at ``now`` (aware UTC).
+
+    An event is future when one of its occurrences ends at or after ``now``, or when the series
+    itself (outside the expansion horizon) ends at or after ``now``.
+    """
+    prefix = f"{source_id}--"
+    event_ids = set(session.exec(
+        select(Occurrence.event_id)
+        .join(Event, Event.id == Occurrence.event_id)  # type: ignore[arg-type]
+        .where(Event.source_id == source_id,
+               Occurrence.end_utc >= now)  # type: ignore[arg-type,operator]
+    ).all())
+    for event in session.exec(select(Event).where(Event.source_id == source_id)):
+        end = event.dtend_utc or event.dtstart_utc
+        if (end is not None and end >= now) or (
+            event.end_date is not None and event.end_date > now.date()
+        ):
+            event_ids.add(event.id)
+    return {e[len(prefix):] for e in event_ids if e.startswith(prefix)}
+
+
+def _unit(kind: str, uid: str, rid: str) -> tuple[str, str]:
+    """What the deletion guard counts: an event (by uid, overrides included) or a record."""
+    return ("event", uid) if kind == "event" else (kind, rid)
+
+
+def sync_records(session: Session, source_id: str, parsed: ParseResult, now: dt.datetime,
+                 complete: bool, force: bool = False) -> SyncReport:
+    """Upsert parsed records; when ``complete``, mark the unseen ones ``removed_at_source``.
+
+    A record seen again is updated in place (``last_seen_at``; payload and ``last_changed_at``
+    when its content hash changed; a removed record comes back). Unseen records are never
+    deleted. Deletion guard (as Linked Events' importer sync): when more than half of the
+    source's future events (or, for data.inclusion, of its structures and services) are absent,
+    those are kept and flagged with ``missing_since`` instead, unless ``force``. Past events
+    vanish without the guard. News items are not guarded.
+    """
+    report = SyncReport()
     existing = {
         r.id: r for r in session.exec(select(SourceRecord).where(SourceRecord.source_id == source_id))
     }
-    changed = False
     seen: set[str] = set()
+    seen_units: set[tuple[str, str]] = set()
     for parsed_record in parsed.records:
         rid = record_id(source_id, parsed_record.uid, parsed_record.recurrence_id)
         seen.add(rid)
+        seen_units.add(_unit(parsed_record.kind, parsed_record.uid, rid))
         content_hash = parsed_record.content_hash
         row = existing.get(rid)
         if row is None:
@@ -159,21 +224,44 @@ def store_records(session: Session, source_id: str, parsed: ParseResult, now: dt
                 line=parsed_record.line, first_seen_at=now, last_seen_at=now,
                 last_changed_at=now,
             )
-            changed = True
+            report.changed = True
         else:
             if row.content_hash != content_hash or row.removed_at_source is not None:
                 row.payload, row.content_hash = parsed_record.payload, content_hash
                 row.kind, row.payload_format = parsed_record.kind, parsed_record.payload_format
                 row.last_changed_at, row.removed_at_source = now, None
-                changed = True
+                report.changed = True
             row.line = parsed_record.line
             row.last_seen_at = now
+            row.missing_since = None
         session.add(row)
     if complete:
-        for rid, row in existing.items():
-            if rid not in seen and row.removed_at_source is None:
-                row.removed_at_source = now
-                session.add(row)
-                changed = True
+        unseen = [row for rid, row in existing.items()
+                  if rid not in seen and row.removed_at_source is None]
+        future = future_event_uids(session, source_id, now) if unseen else set()
+        guardable = {
+            _unit(r.kind, r.uid, r.id) for r in existing.values()
+            if r.removed_at_source is None and r.kind != "news"
+            and (r.kind != "event" or r.uid in future)
+        }
+        vanished = {u for u in guardable if u not in seen_units}
+        hold = bool(vanished) and not force and len(vanished) * 2 > len(guardable)
+        for row in unseen:
+            if hold and _unit(row.kind, row.uid, row.id) in vanished:
+                row.missing_since = row.missing_since or now
+                if row.uid not in report.guarded:
+                    report.guarded.append(row.uid)
+            else:
+                row.removed_at_source, row.missing_since = now, None
+                report.removed += 1
+                report.changed = True
+            session.add(row)
+        report.guarded_of = len(guardable) if hold else 0
     session.commit()
-    return changed
+    return report
+
+
+def store_records(session: Session, source_id: str, parsed: ParseResult, now: dt.datetime,
+                  complete: bool, force: bool = False) -> bool:
+    """Upsert parsed records (see :func:`sync_records`); returns True when anything changed."""
+    return sync_records(session, source_id, parsed, now, complete, force).changed

@@ -6,10 +6,16 @@ is recovered and the others are reported with their line number.
 
 Each record's payload is a self-contained VCALENDAR (the VEVENT plus the VTIMEZONEs it uses), so
 that normalisation can expand it later with recurring-ical-events without the rest of the file.
+
+Before parsing, a few common breakages are repaired line by line, each with a warning naming the
+line: a line folded without the leading space RFC 5545 §3.1 requires (joined back to the line it
+was cut from), an empty parameter (``DTSTART;;VALUE=…``), and VEVENTs published without their
+VCALENDAR envelope. Line numbers in every message are those of the file as published.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Iterator
 
@@ -24,6 +30,63 @@ _DTSTAMP_RE = re.compile(r"^DTSTAMP[;:].*(?:\r?\n[ \t].*)*\r?\n", re.MULTILINE |
 # Properties whose broken value makes the VEVENT unusable; others are dropped with a warning.
 _REQUIRED = {"DTSTART"}
 _PRODID = "-//Tissu//source record//FR"
+_LINE_SPLIT_RE = re.compile(r"\r\n|\r|\n")
+# A content line starts with a property name (iana-token or x-name) then ";" or ":".
+_CONTENT_LINE_RE = re.compile(r"^[A-Za-z0-9-]+[;:]")
+_EMPTY_PARAM_RE = re.compile(r";(?=[;:])")
+
+
+def split_lines(text: str) -> list[str]:
+    """Physical lines of iCalendar text, split on CRLF, CR or LF only (not on U+2028 etc.)."""
+    lines = _LINE_SPLIT_RE.split(text)
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+def repair_lines(lines: list[str], shift: int = 0) -> tuple[list[str], list[Problem]]:
+    """Repair lost folding and empty parameters in place; the number of lines is unchanged.
+
+    A line that neither starts with a space (a proper fold) nor with a property name was cut by
+    a publisher who forgot the folding space: it is joined to the previous content line and
+    left empty. ``shift`` is subtracted from indexes to give file line numbers in messages.
+    """
+    problems: list[Problem] = []
+    fixed = list(lines)
+    previous: int | None = None
+    for index, line in enumerate(fixed):
+        if not line.strip():
+            continue
+        if line[0] in " \t":
+            previous = index if previous is not None else None
+            continue
+        if _CONTENT_LINE_RE.match(line):
+            name_end = _name_part_end(line)
+            if _EMPTY_PARAM_RE.search(line[:name_end]):
+                fixed[index] = _EMPTY_PARAM_RE.sub("", line[:name_end]) + line[name_end:]
+                problems.append(Problem("paramètre vide (« ;; ») supprimé", index + 1 - shift,
+                                        "empty-parameter"))
+            previous = index
+            continue
+        if previous is None:
+            continue
+        fixed[previous] += line
+        fixed[index] = ""
+        problems.append(Problem(
+            "ligne coupée sans espace de continuation (RFC 5545 §3.1) : recollée à la précédente",
+            index + 1 - shift, "bad-folding"))
+    return fixed, problems
+
+
+def _name_part_end(line: str) -> int:
+    """Index of the ':' that ends the name and parameters (quoted values may hold ':')."""
+    quoted = False
+    for index, char in enumerate(line):
+        if char == '"':
+            quoted = not quoted
+        elif char == ":" and not quoted:
+            return index
+    return len(line)
 
 
 def looks_like_ical(text: str) -> bool:
@@ -66,16 +129,17 @@ def _parse_whole(text: str) -> list[icalendar.Calendar]:
     return [x_wr_timezone.to_standard(cal) for cal in calendars]
 
 
-def _parse_blockwise(text: str, result: ParseResult) -> list[tuple[icalendar.Component, int]]:
+def _parse_blockwise(lines: list[str], result: ParseResult,
+                     shift: int = 0) -> list[tuple[icalendar.Component, int]]:
     """Parse each VEVENT separately; return (VEVENT, line) pairs and record the failures."""
-    lines = text.splitlines()
     header = [line for line in _header(lines) if line.strip()]
     timezones: list[str] = []
     events: list[tuple[icalendar.Component, int]] = []
     for name, first, last in _blocks(lines):
         if last < 0:
             result.errors.append(
-                Problem(f"{name} non terminé (END:{name} manquant) : ignoré", first + 1, "truncated")
+                Problem(f"{name} non terminé (END:{name} manquant) : ignoré", first + 1 - shift,
+                        "truncated")
             )
             continue
         block = "\n".join(lines[first : last + 1])
@@ -84,7 +148,8 @@ def _parse_blockwise(text: str, result: ParseResult) -> list[tuple[icalendar.Com
                 icalendar.Calendar.from_ical(f"BEGIN:VCALENDAR\n{block}\nEND:VCALENDAR\n")
             except Exception as exc:  # noqa: BLE001 - any parser failure is reported, not raised
                 result.warnings.append(
-                    Problem(f"VTIMEZONE illisible ignoré ({exc})", first + 1, "bad-vtimezone")
+                    Problem(f"VTIMEZONE illisible ignoré ({exc})", first + 1 - shift,
+                            "bad-vtimezone")
                 )
                 continue
             timezones.append(block)
@@ -99,10 +164,11 @@ def _parse_blockwise(text: str, result: ParseResult) -> list[tuple[icalendar.Com
                 bare = "\n".join(["BEGIN:VCALENDAR", *header, block, "END:VCALENDAR", ""])
                 cal = x_wr_timezone.to_standard(icalendar.Calendar.from_ical(bare))
             except Exception:  # noqa: BLE001
-                result.errors.append(Problem(f"VEVENT illisible ({exc})", first + 1, "bad-vevent"))
+                result.errors.append(
+                    Problem(f"VEVENT illisible ({exc})", first + 1 - shift, "bad-vevent"))
                 continue
         for vevent in cal.walk("VEVENT"):
-            events.append((vevent, first + 1))
+            events.append((vevent, first + 1 - shift))
     return events
 
 
@@ -130,31 +196,45 @@ def parse_ical(data: bytes, source_id: str = "") -> ParseResult:
     """Parse iCalendar bytes into records.
 
     Args:
-        data: the raw bytes (any charset; BOM tolerated).
+        data: the raw bytes (any charset; BOM tolerated). One file may hold several VCALENDAR
+            objects, or bare VEVENTs without VCALENDAR (wrapped, with a warning).
         source_id: the source slug, used only in messages.
 
     Returns:
         A :class:`ParseResult`; never raises. A VEVENT without UID gets a deterministic UID
         (``repaired-<hash of DTSTART, SUMMARY, LOCATION>``) flagged ``uid_repaired``. Duplicate
-        (UID, RECURRENCE-ID) pairs keep the highest SEQUENCE (RFC 5545 §3.8.7.4).
+        (UID, RECURRENCE-ID) pairs keep the latest revision: highest SEQUENCE, then latest
+        DTSTAMP, then the last in the file (RFC 5545 §3.8.7.4, RFC 5546 §2.1.5). Every VEVENT
+        that cannot be used is reported in ``errors`` with its line number.
     """
     result = ParseResult(detected_format="ical")
     text, problems = decode_text(data)
     result.warnings.extend(problems)
+    lines = split_lines(text)
+    shift = 0
     if not looks_like_ical(text):
-        hint = " (c'est une page web)" if "<html" in text[:4096].lower() else ""
-        result.errors.append(
-            Problem(f"aucun calendrier iCalendar (BEGIN:VCALENDAR absent){hint}", code="not-ical")
-        )
-        return result
-    lines = text.splitlines()
+        if any(line.strip().upper() == "BEGIN:VEVENT" for line in lines[:5000]):
+            result.warnings.append(Problem(
+                "VEVENT publiés sans enveloppe BEGIN:VCALENDAR … END:VCALENDAR : enveloppe ajoutée",
+                code="no-vcalendar"))
+            lines = ["BEGIN:VCALENDAR", "VERSION:2.0", f"PRODID:{_PRODID}", *lines,
+                     "END:VCALENDAR"]
+            shift = 3
+        else:
+            hint = " (c'est une page web)" if "<html" in text[:4096].lower() else ""
+            result.errors.append(Problem(
+                f"aucun calendrier iCalendar (BEGIN:VCALENDAR absent){hint}", code="not-ical"))
+            return result
+    lines, repairs = repair_lines(lines, shift)
+    result.warnings.extend(repairs)
+    text = "\n".join(lines) + "\n"
     vevent_lines = [
-        i + 1 for i, line in enumerate(lines) if line.strip().upper() == "BEGIN:VEVENT"
+        i + 1 - shift for i, line in enumerate(lines) if line.strip().upper() == "BEGIN:VEVENT"
     ]
-    unterminated = {first + 1 for name, first, last in _blocks(lines) if last < 0}
-    if not re.search(r"^END:VCALENDAR\s*$", text, re.IGNORECASE | re.MULTILINE):
+    unterminated = {first + 1 - shift for name, first, last in _blocks(lines) if last < 0}
+    if not any(line.strip().upper() == "END:VCALENDAR" for line in lines):
         result.warnings.append(Problem("END:VCALENDAR manquant : fichier tronqué ?",
-                                       len(lines), "truncated"))
+                                       len(lines) - shift, "truncated"))
     pairs: list[tuple[icalendar.Component, int | None, icalendar.Calendar | None]] = []
     try:
         calendars = _parse_whole(text)
@@ -171,12 +251,12 @@ def parse_ical(data: bytes, source_id: str = "") -> ParseResult:
             Problem(f"fichier mal formé ({exc}) ; lecture événement par événement", code="fallback")
         )
         pairs = []
-        for vevent, line in _parse_blockwise(text, result):
+        for vevent, line in _parse_blockwise(lines, result, shift):
             pairs.append((vevent, line, None))
     if not vevent_lines and not pairs:
         result.warnings.append(Problem("le calendrier ne contient aucun VEVENT", code="empty"))
 
-    chosen: dict[tuple[str, str], tuple[int, ParsedRecord]] = {}
+    chosen: dict[tuple[str, str], tuple[tuple[int, str], ParsedRecord]] = {}
     for vevent, line, cal in pairs:
         if line in unterminated:
             if not any(p.line == line and p.code == "truncated" for p in result.errors):
@@ -187,17 +267,34 @@ def parse_ical(data: bytes, source_id: str = "") -> ParseResult:
         if record is None:
             continue
         key = (record.uid, record.recurrence_id)
-        sequence = int(vevent.get("SEQUENCE", 0) or 0) if _is_int(vevent.get("SEQUENCE")) else 0
+        revision = (_int_or_zero(vevent.get("SEQUENCE")), _stamp(vevent))
         if key in chosen:
-            result.warnings.append(
-                Problem(f"VEVENT en double (UID {record.uid}) : le plus récent est gardé", line,
-                        "duplicate")
-            )
-            if chosen[key][0] > sequence:
+            kept_revision, kept = chosen[key]
+            newer = revision >= kept_revision
+            winner = line if newer else kept.line
+            result.warnings.append(Problem(
+                f"VEVENT en double (UID {record.uid}, déjà vu ligne {kept.line}) : la version "
+                f"de la ligne {winner} est gardée", line, "duplicate"))
+            if not newer:
                 continue
-        chosen[key] = (sequence, record)
-    result.records = [record for _seq, record in chosen.values()]
+        chosen[key] = (revision, record)
+    result.records = [record for _revision, record in chosen.values()]
     return result
+
+
+def _int_or_zero(value: object) -> int:
+    return int(str(value)) if _is_int(value) else 0
+
+
+def _stamp(vevent: icalendar.Component) -> str:
+    """DTSTAMP (or LAST-MODIFIED) as sortable UTC text, '' when absent or unreadable."""
+    for name in ("DTSTAMP", "LAST-MODIFIED"):
+        value = getattr(vevent.get(name), "dt", None)
+        if isinstance(value, dt.datetime):
+            if value.tzinfo is not None:
+                value = value.astimezone(dt.UTC).replace(tzinfo=None)
+            return value.strftime("%Y%m%dT%H%M%S")
+    return ""
 
 
 def _is_int(value: object) -> bool:

@@ -213,8 +213,7 @@ def normalize_ical_group(
     event_id = f"{source_id}--{uid}"
     start, end, tzid = _bounds(base)
     columns = _time_columns(start, end, tzid)
-    if columns["floating"]:
-        warnings.append(f"{uid} : heure sans fuseau, lue à l'heure de Paris")
+    warnings.extend(_zone_warnings(uid, tzid, columns))
     title = one_line(_text(base, "SUMMARY")) or "(sans titre)"
     location = one_line(_text(base, "LOCATION"))
     rrule = base.get("RRULE")
@@ -260,6 +259,10 @@ def normalize_ical_group(
         recurrence = instance.get("RECURRENCE-ID")
         if recurrence is not None:
             r_value = recurrence.dt
+            if columns["all_day"] and isinstance(r_value, dt.datetime):
+                # Exchange writes RECURRENCE-ID;TZID=…:20200416T000000 for an all-day series:
+                # the occurrence it replaces is that local date.
+                r_value = r_value.date()
             r_columns = _time_columns(r_value, None, recurrence.params.get("TZID") or tzid)
             key = _occurrence_key(r_columns)
         else:
@@ -279,6 +282,22 @@ def normalize_ical_group(
         )
     result.occurrences.sort(key=lambda row: row["start_utc"])
     return result
+
+
+def _zone_warnings(uid: str, tzid: str | None, columns: dict[str, Any]) -> list[str]:
+    """Plain-French warnings about how a start time's zone was read (RFC 5545 §3.2.19)."""
+    if columns["all_day"]:
+        return []
+    if columns["floating"]:
+        if tzid:
+            return [f"{uid} : fuseau « {tzid} » inconnu et non défini dans le fichier : "
+                    "heure lue à l'heure de Paris"]
+        return [f"{uid} : heure sans fuseau, lue à l'heure de Paris"]
+    if tzid and resolve_tzid(tzid) is None:
+        label = columns["tzid"] or "aucun nom IANA"
+        return [f"{uid} : fuseau « {tzid} » défini par le fichier (VTIMEZONE) : heures "
+                f"converties avec cette définition ({label})"]
+    return []
 
 
 def _date_list(component: icalendar.Component, name: str, tzid: str | None) -> list[str]:

@@ -49,14 +49,48 @@ def zone_name(value: dt.datetime, tzid_param: str | None) -> str | None:
     return None
 
 
-def make_aware(value: dt.datetime, tzid_param: str | None) -> tuple[dt.datetime, str, bool]:
-    """Return (aware datetime, IANA zone name, floating flag).
+def fixed_offset_zone(value: dt.datetime) -> str | None:
+    """The IANA name of a zone with one constant offset (``UTC`` or ``Etc/GMT-11``), else None.
+
+    Used for custom VTIMEZONEs (RFC 5545 §3.6.5) whose TZID is no known name, e.g. ``UTC+11``
+    defined with TZOFFSETFROM = TZOFFSETTO = +1100: the instant is right, and this is the only
+    honest IANA label for it. ``Etc/GMT-11`` means UTC+11 (POSIX sign convention). Offsets that
+    change during the year (DST) or are not whole hours give None.
+    """
+    tzinfo = value.tzinfo
+    if tzinfo is None:
+        return None
+    offsets = set()
+    for year in (value.year - 1, value.year, value.year + 1):
+        for month in (1, 4, 7, 10):
+            try:
+                offsets.add(dt.datetime(year, month, 15, 12, tzinfo=tzinfo).utcoffset())
+            except (OverflowError, ValueError):
+                return None
+    if len(offsets) != 1:
+        return None
+    offset = offsets.pop()
+    if offset is None:
+        return None
+    seconds = int(offset.total_seconds())
+    if seconds == 0:
+        return "UTC"
+    if seconds % 3600 or abs(seconds) > 14 * 3600:
+        return None
+    hours = seconds // 3600
+    return f"Etc/GMT{-hours:+d}"
+
+
+def make_aware(value: dt.datetime, tzid_param: str | None) -> tuple[dt.datetime, str | None, bool]:
+    """Return (aware datetime, IANA zone name or None, floating flag).
 
     A naive value (floating time, or a TZID nobody could resolve) is read as Europe/Paris and
-    flagged floating.
+    flagged floating. An aware value keeps its instant; its zone name is the TZID mapped to IANA
+    (Windows names included), or ``Etc/GMT±N`` for a custom fixed-offset VTIMEZONE, or None when
+    the file defines a zone no IANA name describes (never a made-up Europe/Paris).
     """
     if value.tzinfo is not None and value.utcoffset() is not None:
-        return value, zone_name(value, tzid_param) or "Europe/Paris", False
+        return value, zone_name(value, tzid_param) or fixed_offset_zone(value), False
     resolved = resolve_tzid(tzid_param)
     if resolved:
         try:
