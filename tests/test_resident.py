@@ -171,9 +171,19 @@ def test_event_ids_with_slashes_and_at_signs_round_trip(instance):
 
 def test_subscribe_page_gives_webcal_https_instructions_and_qr(instance):
     page = get(instance, "/agenda/abonnement?theme=numerique&quartier=Centre").text
+    # two filters: no exported file holds that selection, so the query-string form
     https = "http://localhost/exports/agenda.ics?theme=numerique&amp;quartier=Centre"
     assert f'value="{https}" readonly dir="ltr"' in page
     assert 'href="webcal://localhost/exports/agenda.ics?theme=numerique&amp;quartier=Centre"' in page
+    # one filter: the per-theme feed written by publish.exports, which holds only that theme
+    single = get(instance, "/agenda/abonnement?theme=seniors-isolement").text
+    assert 'href="webcal://localhost/exports/ics/theme/seniors-isolement.ics"' in single
+    feed = icalendar.Calendar.from_ical(
+        get(instance, "/exports/ics/theme/seniors-isolement.ics").content)
+    assert {str(e["SUMMARY"]) for e in feed.walk("VEVENT")} == {"MDS-t"}
+    # a theme without coming events has no file: fall back to the query-string form
+    none = get(instance, "/agenda/abonnement?theme=logement").text
+    assert 'href="webcal://localhost/exports/agenda.ics?theme=logement"' in none
     for heading in ("Sur iPhone ou iPad", "Sur Android (Google Agenda)", "Avec Outlook"):
         assert f"<h2>{heading}</h2>" in page
     assert '<svg role="img" aria-label="QR code de l&#39;adresse de l&#39;agenda' in page or \
@@ -224,7 +234,7 @@ def test_poster_lists_the_quartiers_week_with_a_qr_code_to_its_feed(instance, mo
     assert "Cette semaine à Centre" in page
     assert page.count("<li>") - page.count('<li><a') >= 6  # six Portland sessions
     assert "MDS-t" not in page
-    assert "http://localhost/exports/agenda.ics?quartier=Centre" in page
+    assert "http://localhost/exports/ics/quartier/centre.ics" in page
     css = CSS.read_text()
     assert "@page{size:A4" in css and "@media print" in css
     monkeypatch.setattr(resident, "weasyprint_available", lambda: False)

@@ -24,6 +24,7 @@ import datetime as dt
 import importlib.util
 import os
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode
 
@@ -171,15 +172,37 @@ def qr_svg(url: str, label: str) -> str:
     return svg.replace("<svg ", f'<svg role="img" aria-label="{escaped}" ', 1)
 
 
-def feed_path(filters: data.Filters) -> str:
-    """The iCalendar feed for a selection (theme, quartier, public, gratuit), without host."""
+def _exports_dir(datasette: Any) -> Path | None:
+    for mount, folder in getattr(datasette, "static_mounts", None) or []:
+        if mount == "exports":
+            return Path(folder)
+    return None
+
+
+def feed_path(filters: data.Filters, exports_dir: Path | None = None) -> str:
+    """The iCalendar feed of a selection, as a path on this site.
+
+    No filter: ``/exports/agenda.ics``. One filter (theme, quartier or public): the feed
+    ``publish.exports`` writes for it, ``/exports/ics/<kind>/<slug>.ics``, when that file
+    exists (a code with no coming event has none). Several filters, or "gratuit": no file
+    holds that selection, so the query-string form ``/exports/agenda.ics?theme=…&quartier=…``.
+    """
+    from publish.exports import feed_path as export_path
+
     params = filters.params(with_date=False)
-    return FEED_PATH + ("?" + urlencode(params) if params else "")
+    if not params:
+        return FEED_PATH
+    if len(params) == 1 and params[0][0] in ("theme", "quartier", "public"):
+        kind, code = params[0]
+        relative = export_path(kind, code)
+        if exports_dir is None or (exports_dir / relative).is_file():
+            return "/exports/" + relative
+    return FEED_PATH + "?" + urlencode(params)
 
 
 def feed_links(page: Page, filters: data.Filters) -> dict[str, str]:
     """``https`` and ``webcal`` addresses of the selection's feed (RFC 5545 over HTTP)."""
-    https = page.absolute(feed_path(filters))
+    https = page.absolute(feed_path(filters, _exports_dir(page.datasette)))
     webcal = "webcal://" + https.split("://", 1)[1]
     return {"https": https, "webcal": webcal}
 
