@@ -281,9 +281,9 @@ def _location(value: Any, base_url: str) -> tuple[str | None, str | None]:
         else:
             text = _clean(element)
             if text:
-                physical.append(re.sub(r"\s*\n\s*", ", ", text))
+                physical.append(text)
     text = " ; ".join(dict.fromkeys(physical)) or online
-    return text, online
+    return (re.sub(r"\s*\n\s*", ", ", text) if text else None), online
 
 
 def _organizer(value: Any) -> str | None:
