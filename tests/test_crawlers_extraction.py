@@ -267,8 +267,8 @@ def test_eg_0191_sports_event_without_date_is_reported() -> None:
     assert page.events == []
     assert page.problems == [
         "SportsEvent « 2013 World Series » (json-ld) : pas de date de début (startDate), ignoré",
-        "SportsEvent « 2013 World Series - Game 1 » (json-ld) : pas de date de début "
-        "(startDate), ignoré",
+        ("SportsEvent « 2013 World Series - Game 1 » (json-ld) : pas de date de début "
+         "(startDate), ignoré"),
     ]
 
 
