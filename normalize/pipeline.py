@@ -13,8 +13,9 @@ import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from sqlmodel import Session, delete, select
+from sqlmodel import Session, delete, select, update
 
+from normalize.enrich import enrich_event
 from normalize.events import (
     Horizon,
     NormalizedEvent,
@@ -34,6 +35,8 @@ class NormalizeOutcome:
     occurrences: int = 0
     warnings: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    organisations: int = 0  # data.inclusion structures (normalize.directory)
+    services: int = 0
 
 
 def slugify(value: str) -> str:
@@ -60,6 +63,13 @@ def normalize_source(session: Session, source: Source, horizon: Horizon,
     """
     outcome = NormalizeOutcome(source_id=source.id)
     organisation_id = upsert_organisation(session, source)
+    if source.format == "datainclusion":
+        from normalize.directory import normalize_directory
+
+        directory = normalize_directory(session, source, now)
+        outcome.organisations, outcome.services = directory.organisations, directory.services
+        outcome.warnings.extend(f"{source.id} : {w}" for w in directory.warnings)
+        return outcome
     records = session.exec(
         select(SourceRecord).where(SourceRecord.source_id == source.id,
                                    SourceRecord.kind == "event")
@@ -79,7 +89,13 @@ def normalize_source(session: Session, source: Source, horizon: Horizon,
             if row is not None and row.removed_at_source is None:
                 row.removed_at_source = max(r.removed_at_source for r in group)  # type: ignore[type-var]
                 row.revision = (row.revision or 0) + 1  # republished as CANCELLED
+                row.updated_at = row.removed_at_source  # a change: modified_since sees it
                 session.add(row)
+                # Gone from its source: its occurrences still listed are now cancelled
+                # (publication keeps them as STATUS:CANCELLED for 30 days, then drops them).
+                session.exec(update(Occurrence)  # type: ignore[call-overload]
+                             .where(Occurrence.event_id == event_id)  # type: ignore[arg-type]
+                             .values(status="cancelled"))
             continue
         views = [
             RecordView(r.uid, r.recurrence_id, r.payload_format, r.payload, r.content_hash,
@@ -110,6 +126,10 @@ def normalize_source(session: Session, source: Source, horizon: Horizon,
         row.themes = default_themes
         row.quartier = source.quartier
         row.source_url = source.url if source.url.startswith(("http://", "https://")) else None
+        try:  # themes, publics, price, registration, language, place (normalize/enrich.py)
+            enrich_event(row, source)
+        except Exception as exc:  # noqa: BLE001 - enrichment never costs the event itself
+            outcome.warnings.append(f"{source.id} : {uid} : enrichissement impossible ({exc})")
         session.add(row)
         rebuilt.append(event_id)
         new_occurrences.extend(Occurrence(**occ) for occ in normalized.occurrences)

@@ -35,7 +35,7 @@ def _settings(registry: Path | None, db: str | None, out: Path | None) -> Settin
 
 
 def _do_harvest(settings: Settings, jobs: int = 1, per_host: int = 2, worker: bool = False,
-                every_source: bool = False, poll: float | None = None,
+                since: str | None = None, poll: float | None = None,
                 force: bool = False) -> int:
     from tissu.pipeline import harvest_all, run_worker
 
@@ -52,8 +52,14 @@ def _do_harvest(settings: Settings, jobs: int = 1, per_host: int = 2, worker: bo
             progress.update(task, advance=1, description=s.source_id)
 
         if worker:
+            round_start = None
+            if since:
+                round_start = dt.datetime.fromisoformat(since.replace("Z", "+00:00"))
+                if round_start.tzinfo is None:
+                    round_start = round_start.replace(tzinfo=dt.UTC)
             summaries = run_worker(engine, settings, specs=specs, jobs=jobs,
-                                   every_source=every_source, poll=poll, progress=advance)
+                                   since=round_start, poll=poll, progress=advance,
+                                   force=force)
         else:
             summaries = harvest_all(engine, specs, settings, progress=advance, jobs=jobs,
                                     per_host=per_host, force=force)
@@ -92,10 +98,11 @@ def _do_serve(settings: Settings, host: str, port: int, with_scheduler: bool = F
     command = [
         sys.executable, "-m", "datasette", "serve", "-i", str(database),
         "--metadata", str(settings.publish_dir / "metadata.json"),
-        "--static", f"exports:{settings.publish_dir / 'exports'}",
         "--host", host, "--port", str(port),
         "--setting", "default_page_size", "50",
     ]
+    # /exports/… and /snapshots/… are served by the plugin (publish/web/exports.py: ETag, 304,
+    # CORS), which finds them through TISSU_PUBLISH_DIR.
     # the plugin (registration, moderation, status pages) must use the same working store
     env = os.environ | {"TISSU_DATABASE_URL": settings.database_url,
                         "TISSU_REGISTRY": str(settings.registry),
@@ -120,10 +127,11 @@ def harvest(
     per_host: Annotated[int, typer.Option("--per-host", min=1,
                                           help="Au plus N à la fois par serveur")] = 2,
     worker: Annotated[bool, typer.Option(
-        "--worker", help="Mode travailleur : prend les sources dues une à une dans la base "
-                         "partagée (PostgreSQL), plusieurs processus peuvent tourner ensemble")] = False,
-    every_source: Annotated[bool, typer.Option(
-        "--all", help="Avec --worker : toutes les sources actives, dues ou non")] = False,
+        "--worker", help="Mode travailleur : prend une à une les sources dues dans la base "
+                         "partagée ; plusieurs processus peuvent tourner ensemble")] = False,
+    since: Annotated[str | None, typer.Option(
+        "--since", help="Avec --worker : toute source active pas collectée depuis cet instant "
+                        "ISO 8601 (UTC), due ou non")] = None,
     poll: Annotated[float | None, typer.Option(
         "--poll", help="Avec --worker : ne s'arrête pas, regarde toutes les N secondes")] = None,
     force: Annotated[bool, typer.Option(
@@ -132,7 +140,7 @@ def harvest(
 ) -> None:
     """Collecte chaque source active du registre puis normalise ses événements."""
     raise typer.Exit(_do_harvest(_settings(registry, db, out), jobs, per_host, worker,
-                                 every_source, poll, force))
+                                 since, poll, force))
 
 
 @app.command()

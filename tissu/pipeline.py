@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from connectors.harvest import HarvestOutcome, harvest_source
+from normalize.dedupe import run_deduplication
 from normalize.events import Horizon
 from normalize.pipeline import normalize_source
 from schemas.models import Source, utcnow
@@ -120,14 +121,17 @@ def harvest_all(engine: Engine, specs: list[SourceSpec], settings: Settings,
         sync_registry(session, specs)
         active = [s.id for s in session.exec(select(Source).where(Source.status == "active"))]
     if jobs > 1:
-        return harvest_parallel(engine, active, settings, now, jobs, per_host, progress,
-                                force=force)
+        summaries = harvest_parallel(engine, active, settings, now, jobs, per_host, progress,
+                                     force=force)
+        run_deduplication(engine, now)  # once, after every source is normalised
+        return summaries
     summaries = []
     for source_id in active:
         summary = run_source(engine, source_id, settings, now, force=force)
         summaries.append(summary)
         if progress:
             progress(summary)
+    run_deduplication(engine, now)  # once, after every source is normalised (normalize/dedupe)
     return summaries
 
 
@@ -215,10 +219,10 @@ def sync_registry_locked(engine: Engine, specs: Iterable[SourceSpec]) -> None:
 
 def run_worker(engine: Engine, settings: Settings, *, worker: str | None = None,
                specs: list[SourceSpec] | None = None, jobs: int = 1,
-               every_source: bool = False, poll: float | None = None,
+               since: dt.datetime | None = None, poll: float | None = None,
                now: Callable[[], dt.datetime] | None = None, lease_seconds: int = 1800,
                progress: Callable[[SourceSummary], None] | None = None,
-               ) -> list[SourceSummary]:
+               force: bool = False) -> list[SourceSummary]:
     """Harvest due sources claimed one at a time from a shared store, until none is left.
 
     Several processes (``tissu harvest --worker``), each with ``jobs`` threads, may run this on
@@ -227,8 +231,8 @@ def run_worker(engine: Engine, settings: Settings, *, worker: str | None = None,
 
     Args:
         specs: registry entries to synchronise first (under a lock), or None to use the store.
-        every_source: claim every active source not yet attempted since this call started,
-            due or not (a full round shared between workers).
+        since: when set (aware UTC), claim every active source not attempted since that
+            instant, due or not: a full round shared by workers given the same ``since``.
         poll: when set, keep running and look for due sources every ``poll`` seconds instead of
             returning when none is left.
         now: clock returning aware UTC (tests pass a fixed one).
@@ -242,11 +246,10 @@ def run_worker(engine: Engine, settings: Settings, *, worker: str | None = None,
     clock = now or utcnow
     if specs is not None:
         sync_registry_locked(engine, specs)
-    started = clock()
 
     def due(source: Source, at: dt.datetime) -> bool:
-        if every_source:
-            return source.last_attempt_at is None or source.last_attempt_at < started
+        if since is not None:
+            return source.last_attempt_at is None or source.last_attempt_at < since
         return source_is_due(source, at)
 
     summaries: list[SourceSummary] = []
@@ -259,7 +262,7 @@ def run_worker(engine: Engine, settings: Settings, *, worker: str | None = None,
             if source_id is None:
                 return
             try:
-                summary = run_source(engine, source_id, settings, at)
+                summary = run_source(engine, source_id, settings, at, force=force)
             finally:
                 release_source(engine, source_id, name)
             with guard:

@@ -49,6 +49,8 @@ class Settings:
         max_body_bytes: largest accepted HTTP body (``TISSU_MAX_BODY_BYTES``, 20 MB).
         connect_timeout / read_timeout: HTTP timeouts in seconds (10 and 30).
         raw_retention: how many raw snapshots to keep per source (``TISSU_RAW_RETENTION``, 10).
+        stale_after_days: a source whose content has not changed for longer than this many days
+            gets health ``warning`` (``TISSU_STALE_AFTER_DAYS``, 30).
         kiosk: serve every resident page in kiosk mode (« borne », ``TISSU_KIOSK=1``; off by
             default; ``?borne=1`` turns it on for one visit).
         kiosk_idle_seconds: a kiosk goes back to its home page after this many seconds
@@ -111,6 +113,7 @@ class Settings:
     connect_timeout: int = field(default_factory=lambda: _int("TISSU_CONNECT_TIMEOUT", 10))
     read_timeout: int = field(default_factory=lambda: _int("TISSU_READ_TIMEOUT", 30))
     raw_retention: int = field(default_factory=lambda: _int("TISSU_RAW_RETENTION", 10))
+    stale_after_days: int = field(default_factory=lambda: _int("TISSU_STALE_AFTER_DAYS", 30))
     kiosk: bool = field(
         default_factory=lambda: os.environ.get("TISSU_KIOSK", "").strip().lower()
         in ("1", "true", "yes", "oui")

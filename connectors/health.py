@@ -1,0 +1,205 @@
+"""Source health: is each source still delivering? (``ok`` | ``warning`` | ``failing``).
+
+Computed from the source row, its recent :class:`HarvestRun` rows and its events, as City
+Bureau's status badge does (red on error, warning on zero items):
+
+- ``failing``: the last attempt failed (``consecutive_failures`` > 0), reason = last error;
+- ``warning``: never harvested yet; zero items at the last read; item count down by more than
+  half since the read before; only past events; content unchanged for longer than
+  ``stale_after``; the deletion guard held events back; the last read was partial;
+- ``ok`` otherwise.
+
+A *read* is a run whose payload changed and was parsed (status ``ok`` or ``partial``); ``unchanged``
+runs (HTTP 304 or same bytes) are attempts, not reads. Every reason is a short French sentence.
+:func:`source_health` is the one function the CLI (``tissu sources status``), the published
+``sources`` table and the public status page all use.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+
+from rich.table import Table
+from sqlalchemy import func
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from schemas.models import Event, HarvestRun, Occurrence, Source
+
+READ_STATUSES = ("ok", "partial")
+DEFAULT_STALE_AFTER = dt.timedelta(days=30)
+RANK = {"ok": 0, "warning": 1, "failing": 2}
+
+
+@dataclass
+class Health:
+    """The health of one source at ``checked_at`` (aware UTC datetimes throughout).
+
+    Attributes:
+        status: ``ok`` | ``warning`` | ``failing``.
+        reasons: French sentences, most serious first; empty when ``ok``.
+        recent_items: records read by the most recent reads, newest first (at most ``window``).
+        events_total: events of the source still at the source (not ``removed_at_source``).
+        events_upcoming: those with an occurrence ending at or after ``checked_at``.
+        last_changed_at: start of the last read (when the content last changed).
+        guarded: future events kept by the deletion guard at the last read.
+    """
+
+    source_id: str
+    status: str
+    checked_at: dt.datetime
+    reasons: list[str] = field(default_factory=list)
+    last_attempt_at: dt.datetime | None = None
+    last_success_at: dt.datetime | None = None
+    last_changed_at: dt.datetime | None = None
+    consecutive_failures: int = 0
+    last_error: str | None = None
+    recent_items: list[int] = field(default_factory=list)
+    events_total: int = 0
+    events_upcoming: int = 0
+    guarded: int = 0
+
+    @property
+    def reason(self) -> str:
+        """All reasons in one French line ('collecte normale' when ok)."""
+        return " ; ".join(self.reasons) if self.reasons else "collecte normale"
+
+
+def _days(delta: dt.timedelta) -> str:
+    days = int(delta.total_seconds() // 86400)
+    return f"{days} jour{'s' if days > 1 else ''}"
+
+
+def _strip_source(message: str | None, source_id: str) -> str | None:
+    """'<source> : message' → 'message' (errors are stored prefixed with the source id)."""
+    if not message:
+        return message
+    prefix = f"{source_id} : "
+    return message[len(prefix):] if message.startswith(prefix) else message
+
+
+def source_health(session: Session, source: Source, now: dt.datetime,
+                  stale_after: dt.timedelta = DEFAULT_STALE_AFTER, window: int = 5) -> Health:
+    """Compute the health of ``source`` at ``now`` (aware UTC). Reads only; never raises on data.
+
+    Args:
+        stale_after: content unchanged for longer than this is a warning
+            (``Settings.stale_after_days``, default 30 days).
+        window: how many recent reads ``recent_items`` keeps.
+    """
+    runs = session.exec(
+        select(HarvestRun).where(HarvestRun.source_id == source.id)
+        .order_by(col(HarvestRun.started_at).desc(), col(HarvestRun.id).desc()).limit(50)
+    ).all()
+    finished = [r for r in runs if r.status != "running"]
+    reads = [r for r in finished if r.status in READ_STATUSES]
+    health = Health(
+        source_id=source.id, status="ok", checked_at=now,
+        last_attempt_at=source.last_attempt_at, last_success_at=source.last_success_at,
+        last_changed_at=reads[0].started_at if reads else None,
+        consecutive_failures=source.consecutive_failures or 0,
+        last_error=_strip_source(source.last_error, source.id),
+        recent_items=[r.records for r in reads[:window]],
+        guarded=reads[0].guarded if reads else 0,
+    )
+    health.events_total = session.exec(
+        select(func.count()).select_from(Event)
+        .where(Event.source_id == source.id, col(Event.removed_at_source).is_(None))
+    ).one()
+    health.events_upcoming = session.exec(
+        select(func.count(func.distinct(Occurrence.event_id)))
+        .join(Event, col(Event.id) == col(Occurrence.event_id))
+        .where(Event.source_id == source.id, col(Event.removed_at_source).is_(None),
+               col(Occurrence.end_utc) >= now)
+    ).one()
+    failing: list[str] = []
+    warnings: list[str] = []
+    if health.consecutive_failures > 0:
+        times = ("la dernière collecte a échoué" if health.consecutive_failures == 1
+                 else f"les {health.consecutive_failures} dernières collectes ont échoué")
+        failing.append(f"{times} : {health.last_error or 'erreur inconnue'}")
+    if not finished and source.last_attempt_at is None:
+        warnings.append("pas encore collectée")
+    if reads:
+        last = reads[0]
+        if last.records == 0:
+            warnings.append("aucun élément lu à la dernière lecture")
+        elif len(reads) > 1 and reads[1].records > 0 and last.records * 2 < reads[1].records:
+            warnings.append(f"nombre d'éléments en forte baisse ({reads[1].records} → "
+                            f"{last.records})")
+        if last.guarded:
+            warnings.append(f"garde-fou : {last.guarded} événements disparus d'un coup sont "
+                            "gardés en attendant confirmation")
+        errors = json.loads(last.errors or "[]")
+        if last.status == "partial" and errors:
+            warnings.append(f"lecture partielle : {len(errors)} élément(s) illisible(s)")
+    if source.format != "datainclusion" and health.events_total and not health.events_upcoming:
+        warnings.append("seulement des événements passés")
+    if health.last_changed_at is not None and now - health.last_changed_at > stale_after:
+        warnings.append(f"contenu inchangé depuis {_days(now - health.last_changed_at)}")
+    health.reasons = failing + warnings
+    health.status = "failing" if failing else ("warning" if warnings else "ok")
+    return health
+
+
+def update_health(session: Session, source: Source, now: dt.datetime,
+                  stale_after: dt.timedelta = DEFAULT_STALE_AFTER) -> Health:
+    """Compute :func:`source_health` and store it in the source's public health columns."""
+    health = source_health(session, source, now, stale_after)
+    source.health, source.health_reason = health.status, health.reason
+    source.health_checked_at = now
+    source.last_changed_at = health.last_changed_at
+    source.items_last_run = health.recent_items[0] if health.recent_items else None
+    source.items_recent = json.dumps(health.recent_items)
+    source.events_total, source.events_upcoming = health.events_total, health.events_upcoming
+    session.add(source)
+    session.commit()
+    return health
+
+
+def all_health(session: Session, now: dt.datetime,
+               stale_after: dt.timedelta = DEFAULT_STALE_AFTER) -> list[Health]:
+    """:func:`source_health` of every source, worst first, then by id."""
+    sources = session.exec(select(Source).order_by(col(Source.id))).all()
+    healths = [source_health(session, s, now, stale_after) for s in sources]
+    return sorted(healths, key=lambda h: (-RANK[h.status], h.source_id))
+
+
+def health_report(engine: Engine, now: dt.datetime, stale_after_days: int = 30) -> list[Health]:
+    """:func:`all_health` in its own session (for the CLI and the status page)."""
+    with Session(engine) as session:
+        return all_health(session, now, dt.timedelta(days=stale_after_days))
+
+
+LABELS = {"ok": "ok", "warning": "à surveiller", "failing": "en panne"}
+_COLOURS = {"ok": "green", "warning": "yellow", "failing": "red"}
+
+
+def _local(value: dt.datetime | None) -> str:
+    if value is None:
+        return "—"
+    from normalize.times import PARIS
+
+    return value.astimezone(PARIS).strftime("%d/%m/%Y %H:%M")
+
+
+def status_table(healths: list[Health]) -> Table:
+    """A rich table of source health for ``tissu sources status`` (times in Europe/Paris)."""
+    table = Table(title="État des sources", show_lines=False)
+    for column in ("source", "santé", "raison", "dernière tentative", "dernier succès",
+                   "échecs", "éléments (récents)", "à venir / événements"):
+        table.add_column(column, overflow="fold")
+    for h in healths:
+        table.add_row(
+            h.source_id,
+            f"[{_COLOURS[h.status]}]{LABELS[h.status]}[/]",
+            h.reason,
+            _local(h.last_attempt_at),
+            _local(h.last_success_at),
+            str(h.consecutive_failures),
+            " ← ".join(str(n) for n in h.recent_items) or "—",
+            f"{h.events_upcoming} / {h.events_total}",
+        )
+    return table
