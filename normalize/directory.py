@@ -8,8 +8,9 @@ Fields follow the data.inclusion schema v1 (https://schema.data.inclusion.beta.g
 Cleaning, the same for both versions: empty strings and ``0.0, 0.0`` positions count as missing;
 control characters go (``\\u0002`` inside words is removed, not turned into a space); SIRET must be
 14 digits and RNA ``W`` + 9 digits, or they are dropped with a warning; codes are checked against
-the v1 reference lists shipped in ``schemas/datainclusion/`` and those outside are kept in
-``unknown_codes``; ``horaires_accueil`` is kept as given and checked with ``opening-hours-py``
+the v1 reference lists shipped in ``schemas/datainclusion/``: well-formed codes are kept (v0 codes
+too) and those off the v1 list are also listed in ``unknown_codes``, malformed ones (a space
+inside) only there; ``horaires_accueil`` is kept as given and checked with ``opening-hours-py``
 (OSM opening_hours syntax, https://wiki.openstreetmap.org/wiki/Key:opening_hours).
 Contact e-mails and phone numbers go to PRIVATE columns only.
 
@@ -102,12 +103,17 @@ def _codes(item: dict[str, Any], *keys: str) -> list[str]:
     return []
 
 
+_CODE_RE = re.compile(r"^[a-z0-9]+(?:-{1,2}[a-z0-9]+)*$")
+
+
 def _split_known(name: str, codes: list[str], unknown: dict[str, list[str]]) -> list[str]:
+    """Flag, don't drop: well-formed codes stay (v0 codes too); those off the v1 list are also
+    listed in ``unknown[name]``; malformed codes (spaces, capitals) are only listed there."""
     known = reference_codes(name)
     off_list = [c for c in codes if c not in known]
     if off_list:
         unknown[name] = off_list
-    return [c for c in codes if c in known]
+    return [c for c in codes if c in known or _CODE_RE.match(c)]
 
 
 def check_opening_hours(value: str | None) -> bool | None:
@@ -210,8 +216,7 @@ def structure_columns(source_id: str, item: dict[str, Any],
         "opening_hours_valid": hours_valid,
         "networks": json.dumps(_codes(item, "reseaux_porteurs", "labels_nationaux"),
                                ensure_ascii=False),
-        "thematiques": json.dumps(known_thematiques + unknown.get("thematiques", []),
-                                  ensure_ascii=False),
+        "thematiques": json.dumps(known_thematiques, ensure_ascii=False),
         "source_link": _url(item, "lien_source"),
         "accessibility_url": _url(item, "accessibilite_lieu", "accessibilite"),
         "schema_version": "v0" if _is_v0(item) else "v1",
