@@ -422,3 +422,16 @@ def record_decision(session: Session, key: str, decision: str, by: str = "cli",
     session.add(row)
     session.commit()
     return row
+
+
+def run_deduplication(engine: Any, now: dt.datetime | None = None) -> DedupeOutcome:
+    """Sync the place registry, then :func:`deduplicate` in its own session. Never raises: a
+    failure is returned as a warning so that the harvest summary still prints."""
+    from normalize.places import sync_places
+
+    try:
+        with Session(engine) as session:
+            sync_places(session)
+            return deduplicate(session, now)
+    except Exception as exc:  # noqa: BLE001 - deduplication must not break a harvest
+        return DedupeOutcome(warnings=[f"déduplication impossible ({exc!r})"])

@@ -1,0 +1,71 @@
+"""Enrichment of one normalised event: themes, publics, price, registration, accessibility,
+language, place and quartier. Called by normalize.pipeline for every event it (re)builds.
+
+Values a source gave in structured form (postal code, city, coordinates, registration URL,
+accessibility codes) are kept; text extraction only fills what is missing, except list columns
+(accessibility) which are merged.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+
+from normalize.extract import extract_details
+from normalize.places import HOME_CITY, resolve_location
+from normalize.themes import assign_themes, load_mapping
+from schemas.models import Event, Source
+
+
+@lru_cache(maxsize=256)
+def _mapping_name(source_id: str) -> str | None:
+    """The mapping file for a source: ``data/mappings/<source id>.yaml`` if it exists."""
+    return source_id if load_mapping(source_id) else None
+
+
+def _json_list(raw: str | None) -> list[str]:
+    try:
+        value = json.loads(raw or "[]")
+    except json.JSONDecodeError:
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def enrich_event(event: Event, source: Source) -> Event:
+    """Fill the enrichment columns of ``event`` in place and return it.
+
+    - ``themes``: :func:`normalize.themes.assign_themes` with the source's categories, its
+      mapping file and its registry themes as defaults (never empty);
+    - ``publics``, ``gratuit``/``price``, ``registration_*``, ``accessibility``, ``language``:
+      :func:`normalize.extract.extract_details` on title and description;
+    - ``place_id``, ``postal_code``, ``city``, ``quartier``, ``latitude``/``longitude``:
+      :func:`normalize.places.resolve_location` on ``location``; the source registry's
+      ``quartier`` is used when no place or street gives one.
+    """
+    categories = _json_list(event.categories)
+    themes = assign_themes(event.title, event.description, categories,
+                           mapping=_mapping_name(source.id),
+                           defaults=_json_list(source.themes))
+    event.themes = json.dumps(themes.themes, ensure_ascii=False)
+    details = extract_details(event.title, event.description)
+    event.publics = json.dumps(details.publics, ensure_ascii=False)
+    event.gratuit, event.price = details.price.gratuit, details.price.price
+    event.registration_required = details.registration.required
+    event.registration_url = event.registration_url or details.registration.url
+    event.registration_phone = details.registration.phone
+    accessibility = _json_list(event.accessibility)
+    for code in details.accessibility:
+        if code not in accessibility:
+            accessibility.append(code)
+    event.accessibility = json.dumps(accessibility, ensure_ascii=False)
+    event.language = details.language
+    default_city = HOME_CITY if source.quartier else None
+    where = resolve_location(event.location, postal_code=event.postal_code, city=event.city,
+                             default_city=default_city)
+    event.place_id = where.place_id
+    event.postal_code = event.postal_code or where.postal_code
+    event.city = event.city or where.city
+    if event.latitude is None and where.latitude is not None:
+        event.latitude, event.longitude = where.latitude, where.longitude
+    event.quartier = where.quartier or source.quartier
+    return event
