@@ -12,7 +12,8 @@ from typing import Any
 
 from datasette import hookimpl
 
-FEATURE_MODULES: list[str] = ["publish.web.resident"]
+FEATURE_MODULES: list[str] = ["publish.web.resident", "publish.web.registration",
+                              "publish.web.exports", "publish.web.embed"]
 
 
 @hookimpl

@@ -1,0 +1,127 @@
+"""The registration page ``/inscription``: a publisher registers a feed, without an account.
+
+GET shows the form (French first; ``?lang=en`` or ``?lang=ar``, Arabic right to left). POST with
+``action=check`` runs the feed doctor (:func:`connectors.doctor.diagnose`) on the URL and shows what
+will be published and what to fix; ``action=submit`` validates the form
+(:func:`tissu.registrations.validate_form`), checks the anti-spam defences — a honeypot field that
+people never see, a per-IP rate limit counted in the working store, a per-IP limit on checks — runs
+the doctor again, and stores the registration as pending (:func:`tissu.registrations.submit`).
+Nothing is published before a moderator approves it.
+
+Status codes: 200 form or thanks, 400 invalid form, 409 URL already registered, 422 URL not usable
+as a feed, 429 too many submissions or checks. POSTs need Datasette's CSRF token.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from datasette.utils.asgi import Response
+from sqlmodel import Session
+
+from connectors.doctor import diagnose
+from normalize.themes import load_vocabulary
+from publish.web import pages
+from schemas.models import utcnow
+from tissu import registrations
+
+HONEYPOT = "commentaire"
+FIELDS = ("organisation_name", "organisation_type", "website", "contact_email", "url",
+          "feed_name", "licence_choice", "own_licence", "quartier")
+TYPES = ("association", "service-municipal", "etablissement-public", "autre")
+QUARTIERS_FILE = Path(__file__).resolve().parents[2] / "data" / "quartiers.yaml"
+CHECKS = pages.SlidingWindow(limit=20, window=3600)
+
+
+def quartiers() -> list[str]:
+    """Names of Pantin's quartiers (``data/quartiers.yaml``), in file order."""
+    try:
+        document = yaml.safe_load(QUARTIERS_FILE.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return []
+    return [str(q["name"]) for q in document.get("quartiers", []) if q.get("name")]
+
+
+def themes(lang: str) -> list[tuple[str, str]]:
+    """(code, label in ``lang``) of the theme vocabulary, without the fallback ``autre``."""
+    return [(code, getattr(theme, lang, theme.fr)) for code, theme in load_vocabulary().items()
+            if code != "autre"]
+
+
+def _values(form: dict[str, list[str]]) -> dict[str, Any]:
+    values: dict[str, Any] = {name: (form.get(name) or [""])[0].strip() for name in FIELDS}
+    known = {code for code, _label in themes("fr")}
+    values["themes"] = [code for code in form.get("themes", []) if code in known]
+    values["licence_consent"] = (form.get("licence_consent") or [""])[0] == "on"
+    values["licence_choice"] = values["licence_choice"] or "licence-ouverte"
+    return values
+
+
+def _page(request: Any, lang: str, values: dict[str, Any], *, errors: dict[str, str] | None = None,
+          diagnosis: Any = None, message: str | None = None, status: int = 200) -> Response:
+    return pages.render(request, "registration/form.html", {
+        "values": values, "errors": errors or {}, "diagnosis": diagnosis, "message": message,
+        "types": TYPES, "themes": themes(lang), "quartiers": quartiers(), "honeypot": HONEYPOT,
+    }, lang, status)
+
+
+async def registration_page(datasette: Any, request: Any) -> Response:
+    """``/inscription``: the form, the "Vérifier" step and the submission (see the module)."""
+    if request.method != "POST":
+        lang = pages.language(request)
+        return _page(request, lang, _values({}))
+    form = await pages.form_data(request)
+    lang = pages.language(request, form)
+    values = _values(form)
+    settings = pages.settings()
+    ip = pages.client_ip(request)
+    if (form.get(HONEYPOT) or [""])[0].strip():
+        # a robot filled the invisible field: answer as if all went well, store nothing
+        return pages.render(request, "registration/thanks.html", {}, lang)
+    action = (form.get("action") or ["check"])[0]
+    if action == "submit":
+        return await _submit(request, lang, values, settings, ip)
+    if not CHECKS.allow(ip):
+        return _page(request, lang, values, message=pages.t(lang, "error.rate"), status=429)
+    if not values["url"].lower().startswith(("http://", "https://")):
+        return _page(request, lang, values, errors={"url": "http-url"}, status=400)
+    diagnosis = await pages.in_thread(diagnose, values["url"], settings=settings,
+                                      engine=pages.engine())
+    return _page(request, lang, values, diagnosis=diagnosis)
+
+
+async def _submit(request: Any, lang: str, values: dict[str, Any], settings: Any,
+                  ip: str) -> Response:
+    form, errors = registrations.validate_form({**values, "language": lang})
+    if form is None:
+        return _page(request, lang, values, errors=errors, status=400)
+    engine = pages.engine()
+    now = utcnow()
+    hashed = registrations.client_hash(ip, settings.moderation_secret)
+
+    def limited() -> bool:
+        with Session(engine) as session:
+            return registrations.rate_limited(session, hashed, now, settings)
+
+    if await pages.in_thread(limited) or not CHECKS.allow(ip):
+        return _page(request, lang, values, message=pages.t(lang, "error.rate"), status=429)
+    diagnosis = await pages.in_thread(diagnose, form.url, settings=settings, engine=engine)
+    if not diagnosis.usable:
+        return _page(request, lang, values, diagnosis=diagnosis,
+                     message=pages.t(lang, "error.not-usable"), status=422)
+
+    def store() -> None:
+        with Session(engine) as session:
+            registrations.submit(session, form, fmt=diagnosis.format, client_ip=ip, now=now,
+                                 settings=settings)
+
+    try:
+        await pages.in_thread(store)
+    except registrations.ModerationError as exc:
+        return _page(request, lang, values, message=str(exc), status=409)
+    return pages.render(request, "registration/thanks.html", {"diagnosis": diagnosis}, lang)
+
+
+ROUTES = [(r"^/inscription$", registration_page)]

@@ -1,0 +1,206 @@
+"""The registration flow end to end with Datasette's test client: form (fr/en/ar), CSRF, the
+"Vérifier" step, honeypot, rate limit, moderation, harvest, publication, contact kept private."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import re
+import sqlite3
+
+import pytest
+from sqlmodel import Session, select
+
+from schemas.models import Registration
+from tests.conftest import FIXTURES, NOW, SAMPLES, Route
+
+# a real Google Calendar export with a weekly meeting that still recurs (data/samples)
+LISBON = SAMPLES / "issue_48_daylight_aware_repeats.ics"
+
+FORM = {
+    "organisation_name": "Épicerie solidaire des Quatre-Chemins",
+    "organisation_type": "association",
+    "website": "https://epicerie.example.org/",
+    "contact_email": "benevoles@epicerie.example.org",
+    "licence_choice": "licence-ouverte",
+    "licence_consent": "on",
+    "themes": ["alimentation"],
+    "quartier": "Quatre-Chemins",
+    "lang": "fr",
+}
+
+
+@pytest.fixture
+def site(tmp_settings, monkeypatch, http_server):
+    """A Datasette with our plugin, whose working store is a temporary database."""
+    from datasette.app import Datasette
+
+    monkeypatch.setenv("TISSU_DATABASE_URL", tmp_settings.database_url)
+    monkeypatch.setenv("TISSU_PUBLISH_DIR", str(tmp_settings.publish_dir))
+    monkeypatch.setenv("TISSU_REGISTRATION_RATE_LIMIT", "2")
+    http_server.routes["/agenda.ics"] = Route(LISBON.read_bytes(),
+                                              headers={"Content-Type": "text/calendar"})
+    http_server.routes["/page.html"] = Route(
+        (FIXTURES / "html" / "cook_landbank.html").read_bytes(),
+        headers={"Content-Type": "text/html"})
+    from publish.web import registration
+
+    registration.CHECKS._hits.clear()
+    return Datasette(memory=True)
+
+
+def body(response):
+    """The page text with HTML entities decoded."""
+    return html.unescape(response.text)
+
+
+def call(ds, method, path, **kwargs):
+    async def go():
+        return await getattr(ds.client, method)(path, **kwargs)
+
+    return asyncio.run(go())
+
+
+def post_form(ds, data, path="/inscription"):
+    """GET the form for a CSRF token and cookie, then POST ``data`` with them."""
+    page = call(ds, "get", path)
+    token = html.unescape(re.search(r'name="csrftoken" value="([^"]+)"', page.text).group(1))
+    return call(ds, "post", path, data={**data, "csrftoken": token},
+                cookies={"ds_csrftoken": page.cookies["ds_csrftoken"]})
+
+
+def registrations_in(settings):
+    from schemas.store import make_engine
+
+    with Session(make_engine(settings.database_url)) as session:
+        return list(session.exec(select(Registration)))
+
+
+def test_form_in_french_english_and_arabic(site):
+    french = call(site, "get", "/inscription")
+    assert french.status_code == 200
+    assert '<html lang="fr" dir="ltr">' in body(french)
+    assert "Inscrire l'agenda de votre organisation" in body(french)
+    assert "Privé : jamais publié" in body(french)
+    assert 'name="commentaire"' in body(french)  # the honeypot is in the page
+    assert "Alimentation" in body(french) and "Quatre-Chemins" in body(french)
+    english = call(site, "get", "/inscription?lang=en")
+    assert "Register your organisation's calendar" in body(english)
+    arabic = call(site, "get", "/inscription?lang=ar")
+    assert '<html lang="ar" dir="rtl">' in body(arabic)
+    assert "سجّلوا رزنامة جهتكم" in body(arabic)
+
+
+def test_post_without_the_csrf_token_is_refused(site, http_server, tmp_settings):
+    # asgi-csrf protects requests that carry cookies (a forged cross-site POST would)
+    page = call(site, "get", "/inscription")
+    cookies = {"ds_csrftoken": page.cookies["ds_csrftoken"]}
+    data = {**FORM, "url": http_server.url("/agenda.ics"), "action": "submit"}
+    missing = call(site, "post", "/inscription", data=data, cookies=cookies)
+    assert missing.status_code == 403
+    forged = call(site, "post", "/inscription", data={**data, "csrftoken": "forged"},
+                  cookies=cookies)
+    assert forged.status_code == 403
+    assert registrations_in(tmp_settings) == []
+
+
+def test_check_step_shows_what_will_be_published(site, http_server):
+    response = post_form(site, {**FORM, "url": http_server.url("/agenda.ics"),
+                                "action": "check"})
+    assert response.status_code == 200
+    assert "calendrier iCalendar (.ics)" in body(response)
+    assert "Les prochaines séances, telles qu'elles seront publiées" in body(response)
+    assert "Aucun problème trouvé" in body(response)
+    # the form keeps what was typed
+    assert 'value="benevoles@epicerie.example.org"' in body(response)
+
+
+def test_check_step_explains_a_web_page_in_the_chosen_language(site, http_server):
+    response = post_form(site, {**FORM, "lang": "ar", "url": http_server.url("/page.html"),
+                                "action": "check"}, path="/inscription?lang=ar")
+    assert response.status_code == 200
+    assert 'dir="rtl"' in body(response) and "تشخيص رزنامتكم" in body(response)
+    assert 'data-code="web-page"' in body(response)
+    assert "cette adresse est une page web" in body(response)
+
+
+def test_registration_end_to_end_through_moderation_to_publication(site, http_server,
+                                                                   tmp_settings):
+    from datasette.app import Datasette
+
+    from publish.run import publish
+    from schemas.store import make_engine
+    from tissu import registrations
+    from tissu.pipeline import run_source
+
+    response = post_form(site, {**FORM, "url": http_server.url("/agenda.ics"),
+                                "action": "submit"})
+    assert response.status_code == 200, response.text
+    assert "Merci, c'est reçu !" in body(response)
+    (registration,) = registrations_in(tmp_settings)
+    assert registration.status == "pending" and registration.format == "ical"
+    assert registration.contact_email == "benevoles@epicerie.example.org"
+    assert registration.themes == '["alimentation"]' and registration.language == "fr"
+    assert "127.0.0.1" not in registration.client_hash and len(registration.client_hash) == 64
+
+    engine = make_engine(tmp_settings.database_url)
+    decision = registrations.approve(engine, registration.id, now=NOW, settings=tmp_settings)
+    summary = run_source(engine, decision.source.id, tmp_settings, NOW)
+    assert (summary.status, summary.events) == ("ok", 1)
+    out = publish(engine, tmp_settings.publish_dir, NOW)
+    assert b"benevoles@epicerie.example.org" not in out.database.read_bytes()
+
+    async def published():
+        ds = Datasette([str(out.database)], immutables=[])
+        return await ds.client.get(
+            f"/tissu-open/sources.json?_shape=array&id={decision.source.id}")
+
+    (row,) = asyncio.run(published()).json()
+    assert row["publisher_name"] == "Épicerie solidaire des Quatre-Chemins"
+    assert row["licence"] == "Licence Ouverte 2.0"
+    assert "contact_email" not in row
+    connection = sqlite3.connect(out.database)
+    assert connection.execute("SELECT count(*) FROM events WHERE source_id = ? AND quartier = ?",
+                              (decision.source.id, "Quatre-Chemins")).fetchone() == (1,)
+    connection.close()
+
+
+def test_honeypot_pretends_success_and_stores_nothing(site, http_server, tmp_settings):
+    response = post_form(site, {**FORM, "url": http_server.url("/agenda.ics"),
+                                "action": "submit", "commentaire": "Buy cheap pills"})
+    assert response.status_code == 200
+    assert "Merci" in body(response)
+    assert registrations_in(tmp_settings) == []
+
+
+def test_per_ip_rate_limit(site, http_server, tmp_settings):
+    for number in range(2):
+        http_server.routes[f"/a{number}.ics"] = Route(LISBON.read_bytes())
+        response = post_form(site, {**FORM, "url": http_server.url(f"/a{number}.ics"),
+                                    "action": "submit"})
+        assert response.status_code == 200, response.text
+    http_server.routes["/a2.ics"] = Route(LISBON.read_bytes())
+    response = post_form(site, {**FORM, "url": http_server.url("/a2.ics"), "action": "submit"})
+    assert response.status_code == 429
+    assert "Trop d'envois depuis cette connexion" in body(response)
+    assert len(registrations_in(tmp_settings)) == 2
+
+
+def test_invalid_form_names_each_field(site):
+    response = post_form(site, {"lang": "en", "organisation_name": "", "url": "ftp://example.org/x",
+                                "contact_email": "nope", "action": "submit"},
+                         path="/inscription?lang=en")
+    assert response.status_code == 400
+    assert "The form has errors" in body(response)
+    assert 'id="contact_email-error">Invalid e-mail address.' in body(response)
+    assert 'id="url-error">The address must start with http:// or https://.' in body(response)
+    assert 'id="licence_consent-error">Tick this box to continue.' in body(response)
+    assert 'aria-invalid="true"' in body(response)
+
+
+def test_web_page_cannot_be_submitted(site, http_server, tmp_settings):
+    response = post_form(site, {**FORM, "url": http_server.url("/page.html"),
+                                "action": "submit"})
+    assert response.status_code == 422
+    assert "ne peut pas être inscrite telle quelle" in body(response)
+    assert registrations_in(tmp_settings) == []
