@@ -91,7 +91,7 @@ def iso_utc(value: object) -> str | None:
 
 
 def _is_datetime_column(name: str) -> bool:
-    return name.endswith(("_utc", "_at"))
+    return name.endswith(("_utc", "_at", "_since")) or name == "removed_at_source"
 
 
 def load_themes_vocab(path: Path | None = None) -> pd.DataFrame | None:
@@ -220,12 +220,23 @@ def _primary_key(table: str, frame: pd.DataFrame) -> str | None:
     return str(key) if key in frame.columns else None
 
 
+def _sql_type(series: pd.Series) -> str:
+    """SQLite type from the first non-null value: INTEGER for int/bool, REAL for float."""
+    first = series.first_valid_index()
+    if first is None:
+        return "TEXT"
+    value = series[first]
+    if isinstance(value, bool | int):
+        return "INTEGER"
+    return "REAL" if isinstance(value, float) else "TEXT"
+
+
 def _create_table(connection: sqlite3.Connection, table: str, frame: pd.DataFrame) -> None:
     columns = []
     primary_key = _primary_key(table, frame)
     for column in frame.columns:
         kind = ("INTEGER" if column in _INTEGER_COLUMNS
-                else "REAL" if column in _REAL_COLUMNS else "TEXT")
+                else "REAL" if column in _REAL_COLUMNS else _sql_type(frame[column]))
         suffix = " PRIMARY KEY" if column == primary_key else ""
         columns.append(f'"{column}" {kind}{suffix}')
     connection.execute(f'CREATE TABLE "{table}" ({", ".join(columns)})')

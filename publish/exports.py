@@ -53,8 +53,17 @@ CSV_SKIP_TABLES = {"events_fts"}
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and ``os.replace`` (never partial)."""
+    """Write ``data`` to ``path`` through a temporary file and ``os.replace`` (never partial).
+
+    A file that already holds exactly ``data`` is left alone, so its modification time (the
+    HTTP Last-Modified of the export) only moves when its content does.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if path.stat().st_size == len(data) and path.read_bytes() == data:
+            return
+    except FileNotFoundError:
+        pass
     handle, temp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
     os.chmod(temp, 0o644)
     with os.fdopen(handle, "wb") as stream:
@@ -128,9 +137,6 @@ def feed_path(kind: str, code: str) -> str:
 def write_feeds(connection: sqlite3.Connection, out_dir: Path, now: dt.datetime) -> list[dict]:
     """Write ``agenda.ics``, every filtered feed and ``feeds.json``; return the feed index."""
     events = prepare_feed_events(connection, now)
-    canonical_ids = {r[0] for r in connection.execute(
-        "SELECT id FROM events WHERE 1=1" + _canonical_clause(connection))}
-    events = [e for e in events if e.id in canonical_ids]
     labels = _labels(connection)
     index = [{"kind": "all", "code": None, "label": "Tout l'agenda", "path": "agenda.ics",
               "events": len(events)}]
@@ -281,7 +287,7 @@ def _field_type(table: str, name: str, sql_type: str) -> dict[str, Any]:
         return {"type": "integer"}
     if sql_type == "REAL":
         return {"type": "number"}
-    if name.endswith(("_utc", "_at")):
+    if name.endswith(("_utc", "_at", "_since")) or name == "removed_at_source":
         return {"type": "datetime", "format": "%Y-%m-%dT%H:%M:%SZ"}
     if name in {"start_date", "end_date", "date_maj", "suspended_from"}:
         return {"type": "date"}
