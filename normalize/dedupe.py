@@ -298,6 +298,15 @@ def merge_cluster(rows: list[Event], priorities: dict[str, int]) -> tuple[Event,
                 merged.remove("autre")
             values[name] = json.dumps(merged, ensure_ascii=False)
             origin[name] = "+".join(m.id for m in ranked)
+    # Sticky provenance: a value the canonical already holds because an earlier run copied it
+    # from another member still comes from that member (idempotent field_sources).
+    previous = json.loads(canonical.field_sources or "{}")
+    members = {e.id: e for e in ranked}
+    for name, member_id in list(origin.items()):
+        before = previous.get(name)
+        if (member_id == canonical.id and before in members and before != canonical.id
+                and name in values and getattr(members[before], name, None) == values[name]):
+            origin[name] = before
     return canonical, values, origin
 
 
@@ -318,7 +327,8 @@ def deduplicate(session: Session, now: dt.datetime | None = None) -> DedupeOutco
     outcome.events = len(events)
     by_id = {e.id: e for e in events}
     frame = events_frame(events, sources)
-    records = {r["id"]: r for r in frame.to_dict("records")}
+    clean = frame.astype(object).where(frame.notna(), None)  # NaN → None for the scorer
+    records = {r["id"]: r for r in clean.to_dict("records")}
     pairs = candidate_pairs(frame)
     outcome.candidate_pairs = len(pairs)
     decisions = _decisions(session)

@@ -1,0 +1,163 @@
+"""Cross-source deduplication (normalize/dedupe.py): metrics on the labelled pairs, stable
+clusters, per-field merge with provenance, and the review list."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import json
+from pathlib import Path
+
+from sqlmodel import Session, select
+
+from normalize.dedupe import (
+    cluster,
+    cluster_id_for,
+    deduplicate,
+    pair_key,
+    pending_reviews,
+    record_decision,
+    score_pair,
+)
+from schemas.models import DedupeDecision, Event, EventSource, Source
+from schemas.store import make_engine
+
+ROOT = Path(__file__).resolve().parent.parent
+NOW = dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.UTC)
+
+
+def _eval_module():
+    spec = importlib.util.spec_from_file_location("dedupe_eval", ROOT / "bench" / "dedupe_eval.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_labelled_pairs_meet_precision_and_recall_targets() -> None:
+    metrics = _eval_module().evaluate()
+    assert metrics["pairs"] >= 300
+    assert metrics["positives"] >= 150 and metrics["pairs"] - metrics["positives"] >= 150
+    assert metrics["precision"] >= 0.99, metrics["errors"]
+    assert metrics["recall"] >= 0.95, metrics["errors"]
+
+
+def test_score_real_variants() -> None:
+    start = dt.datetime(2023, 11, 28, 17, 0, tzinfo=dt.UTC)
+    # oa_albi_events.json "Émergence ou occultation d’un problème politique" and a rendering
+    # with accents lost, capitals and a 10 min later start, venue abbreviated.
+    a = {"title": "Émergence ou occultation d’un problème politique", "start": start,
+         "location": "Institut National Universitaire Champollion, Place de Verdun, 81000 Albi"}
+    b = {"title": "EMERGENCE OU OCCULTATION D'UN PROBLEME POLITIQUE",
+         "start": start + dt.timedelta(minutes=10), "location": "Institut Champollion, Albi"}
+    assert score_pair(a, b).decision == "same"
+    # Same title and time at two different Pantin venues: never merged.
+    c = {"title": "Distribution alimentaire", "start": start,
+         "location": "MQ des Quatre-Chemins"}
+    d = {"title": "Distribution alimentaire", "start": start,
+         "location": "Maison de quartier des Courtillières"}
+    scored = score_pair(c, d)
+    assert scored.place == 0.0 and scored.decision == "different"
+
+
+def test_cluster_ids_come_from_members_not_order() -> None:
+    ids = ["b--2", "a--1", "c--3"]
+    edges = [("a--1", "b--2", 0.9)]
+    one = cluster(ids, edges, set())
+    two = cluster(list(reversed(ids)), list(reversed(edges)), set())
+    assert sorted(one.values()) == sorted(two.values()) == [["a--1", "b--2"], ["c--3"]]
+    assert cluster_id_for(["b--2", "a--1"]) == cluster_id_for(["a--1", "b--2"])
+    # A "different" decision keeps two events apart even through a third one.
+    edges = [("a--1", "b--2", 0.95), ("b--2", "c--3", 0.9)]
+    groups = cluster(ids, edges, {pair_key("a--1", "c--3")})
+    assert ["c--3"] in groups.values()
+
+
+def _source(session: Session, ident: str, publisher: str, kind: str) -> None:
+    session.add(Source(id=ident, name=ident, publisher_name=publisher, publisher_type=kind,
+                       format="ical", url=f"https://example.org/{ident}.ics", licence="LO 2.0"))
+
+
+def _event(ident: str, source: str, title: str, start: dt.datetime, **extra: object) -> Event:
+    return Event(id=f"{source}--{ident}", source_id=source, source_uid=ident, title=title,
+                 dtstart_utc=start, dtend_utc=start + dt.timedelta(hours=2), **extra)
+
+
+def _store(tmp_path: Path) -> Session:
+    engine = make_engine(f"sqlite:///{tmp_path / 'dedupe.db'}")
+    session = Session(engine)
+    _source(session, "secours-populaire", "Secours populaire français, comité de Pantin",
+            "association")
+    _source(session, "mairie-pantin", "Ville de Pantin", "service-municipal")
+    _source(session, "lettre-partenaire", "Lettre d'un partenaire", "autre")
+    start = dt.datetime(2026, 12, 2, 13, 0, tzinfo=dt.UTC)
+    session.add(_event("sp-1", "secours-populaire", "Distribution alimentaire", start,
+                       location="Maison de quartier des Quatre-Chemins",
+                       organizer="Secours populaire français, comité de Pantin",
+                       description="Distribution de colis.", url="https://sp.example/1",
+                       first_seen_at=NOW, themes='["alimentation"]'))
+    session.add(_event("m-9", "mairie-pantin", "DISTRIBUTION ALIMENTAIRE",
+                       start + dt.timedelta(minutes=10), location="MQ des 4 Chemins",
+                       description="Distribution de colis alimentaires aux familles inscrites. "
+                       "Apporter un sac.", first_seen_at=NOW - dt.timedelta(days=3),
+                       themes='["alimentation", "famille"]'))
+    session.add(_event("n-4", "lettre-partenaire", "Distribution alimentaire",
+                       start, location="Maison de quartier des Courtillières",
+                       first_seen_at=NOW))
+    session.add(_event("n-5", "lettre-partenaire", "Atelier numérique", start,
+                       location="Médiathèque Elsa-Triolet", first_seen_at=NOW))
+    session.commit()
+    return session
+
+
+def test_deduplicate_merges_with_provenance_and_is_stable(tmp_path: Path) -> None:
+    session = _store(tmp_path)
+    outcome = deduplicate(session, NOW)
+    assert outcome.events == 4 and outcome.clusters == 3 and outcome.duplicates == 1
+    own = session.get(Event, "secours-populaire--sp-1")
+    municipal = session.get(Event, "mairie-pantin--m-9")
+    assert own.is_canonical and not municipal.is_canonical  # publisher's own source wins
+    assert own.cluster_id == municipal.cluster_id == cluster_id_for([own.id, municipal.id])
+    assert own.description.startswith("Distribution de colis alimentaires aux familles")
+    assert own.first_seen_at == NOW - dt.timedelta(days=3)  # earliest creation
+    assert json.loads(own.themes) == ["alimentation", "famille"]
+    origin = json.loads(own.field_sources)
+    assert origin["description"] == municipal.id and origin["title"] == own.id
+    assert origin["url"] == own.id
+    rows = session.exec(select(EventSource).where(EventSource.canonical_event_id == own.id)).all()
+    assert {r.event_id for r in rows} == {own.id, municipal.id}
+    assert {r.source_uid for r in rows} == {"sp-1", "m-9"}
+    # Another venue at the same time stays its own event.
+    other = session.get(Event, "lettre-partenaire--n-4")
+    assert other.is_canonical and other.cluster_id != own.cluster_id
+    before = {e.id: (e.cluster_id, e.is_canonical, e.field_sources)
+              for e in session.exec(select(Event))}
+    deduplicate(session, NOW)
+    after = {e.id: (e.cluster_id, e.is_canonical, e.field_sources)
+             for e in session.exec(select(Event))}
+    assert before == after
+    assert len(session.exec(select(EventSource)).all()) == 4
+
+
+def test_review_decisions_are_stored_and_never_asked_twice(tmp_path: Path) -> None:
+    session = _store(tmp_path)
+    start = dt.datetime(2026, 12, 2, 13, 0, tzinfo=dt.UTC)
+    # A borderline pair: similar title, no place given by one side, 25 min apart.
+    session.add(_event("r-1", "mairie-pantin", "Atelier numérique : démarches en ligne",
+                       start + dt.timedelta(minutes=25)))
+    session.add(_event("r-2", "lettre-partenaire", "Aide aux démarches en ligne",
+                       start, location=None))
+    session.commit()
+    deduplicate(session, NOW)
+    pending = pending_reviews(session)
+    keys = [item.decision.pair_key for item in pending]
+    key = pair_key("mairie-pantin--r-1", "lettre-partenaire--r-2")
+    assert key in keys
+    record_decision(session, key, "same", by="test", now=NOW)
+    deduplicate(session, NOW)
+    assert key not in [i.decision.pair_key for i in pending_reviews(session)]
+    merged = {session.get(Event, "mairie-pantin--r-1").cluster_id,
+              session.get(Event, "lettre-partenaire--r-2").cluster_id}
+    assert len(merged) == 1
+    decision = session.get(DedupeDecision, key)
+    assert decision.decision == "same" and decision.decided_by == "test"
