@@ -181,3 +181,117 @@ def test_pause_wins_over_the_seed_registry_and_removes_the_job(tmp_settings, mon
     assert [job.id for job in stored_jobs(engine)] == ["harvest:mairie"]
     result = CliRunner().invoke(app, ["sources", "pause", "inconnue"])
     assert result.exit_code == 1 and "introuvable" in result.output
+
+
+# --- the moderation page (Datasette plugin) ---------------------------------------------------
+
+def _client(tmp_settings, monkeypatch, secret="s3cret-de-test"):
+    from datasette.app import Datasette
+
+    monkeypatch.setenv("TISSU_DATABASE_URL", tmp_settings.database_url)
+    monkeypatch.setenv("TISSU_MODERATION_SECRET", secret)
+    monkeypatch.delenv("TISSU_SMTP_HOST", raising=False)
+    from publish.web import moderation
+
+    moderation.LOGINS._hits.clear()
+    return Datasette(memory=True)
+
+
+def _run(coro):
+    import asyncio
+
+    return asyncio.run(coro)
+
+
+async def _session(ds):
+    """A browser-like session: cookies kept between requests, CSRF token from each page."""
+    import html as html_module
+    import re
+
+    import httpx
+
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=ds.app()),
+                               base_url="http://localhost")
+
+    async def post(data):
+        page = await client.get("/moderation")
+        token = html_module.unescape(
+            re.search(r'name="csrftoken" value="([^"]+)"', page.text).group(1))
+        return await client.post("/moderation", data={**data, "csrftoken": token})
+
+    return client, post
+
+
+def test_moderation_page_needs_the_secret_then_approves_and_pauses(tmp_settings, monkeypatch):
+    ds = _client(tmp_settings, monkeypatch)
+    engine = make_engine(tmp_settings.database_url)
+    first = submit(engine, tmp_settings, "https://a.example.org/agenda.ics")
+    second = submit(engine, tmp_settings, "https://b.example.org/agenda.ics",
+                    organisation_name="Secours populaire", contact_email="sp@example.org")
+
+    async def scenario():
+        client, post = await _session(ds)
+        async with client:
+            anonymous = await client.get("/moderation")
+            wrong = await post({"action": "login", "secret": "devine"})
+            forged = await client.post("/moderation", data={"action": "approve",
+                                                            "registration": str(first)})
+            login = await post({"action": "login", "secret": "s3cret-de-test"})
+            listing = await client.get("/moderation")
+            approved = await post({"action": "approve", "registration": str(first),
+                                   "refresh": "1d"})
+            after_approve = await client.get(approved.headers["location"])
+            rejected = await post({"action": "reject", "registration": str(second),
+                                   "reason": "Hors de Pantin"})
+            paused = await post({"action": "pause",
+                                 "source": "epicerie-solidaire-des-quatre-chemins"})
+            after_pause = await client.get(paused.headers["location"])
+            return (anonymous, wrong, forged, login, listing, after_approve, rejected,
+                    after_pause)
+
+    anonymous, wrong, forged, login, listing, after_approve, rejected, after_pause = _run(
+        scenario())
+    assert anonymous.status_code == 200 and "Secret de modération" in anonymous.text
+    assert "benevoles@epicerie.example.org" not in anonymous.text
+    assert wrong.status_code == 403 and "Secret incorrect." in wrong.text
+    assert forged.status_code == 403  # cookie present, no CSRF token
+    assert login.status_code == 302
+    assert "HttpOnly" in login.headers["set-cookie"]
+    assert "SameSite=strict" in login.headers["set-cookie"]
+    assert "benevoles@epicerie.example.org" in listing.text and "En attente (2)" in listing.text
+    assert "source « epicerie-solidaire-des-quatre-chemins », collecte planifiée" in \
+        html_text(after_approve)
+    assert rejected.status_code == 302
+    assert "mise en pause" in html_text(after_pause)
+    with Session(engine) as session:
+        source = session.get(Source, "epicerie-solidaire-des-quatre-chemins")
+        assert (source.status, source.refresh, source.paused_by_moderator) == (
+            "paused", "1d", True)
+        assert session.get(Registration, second).decision_note == "Hors de Pantin"
+    assert stored_jobs(engine) == []  # paused: no harvest job
+
+
+def test_moderation_page_is_off_without_a_secret(tmp_settings, monkeypatch):
+    ds = _client(tmp_settings, monkeypatch, secret="")
+    response = _run(ds.client.get("/moderation"))
+    assert response.status_code == 404
+    assert "TISSU_MODERATION_SECRET" in response.text
+
+
+def test_login_attempts_are_limited(tmp_settings, monkeypatch):
+    ds = _client(tmp_settings, monkeypatch)
+
+    async def scenario():
+        client, post = await _session(ds)
+        async with client:
+            return [(await post({"action": "login", "secret": "x"})).status_code
+                    for _ in range(11)]
+
+    codes = _run(scenario())
+    assert codes == [403] * 10 + [429]
+
+
+def html_text(response):
+    import html as html_module
+
+    return html_module.unescape(response.text)

@@ -13,7 +13,8 @@ from typing import Any
 from datasette import hookimpl
 
 FEATURE_MODULES: list[str] = ["publish.web.resident", "publish.web.registration",
-                              "publish.web.exports", "publish.web.embed"]
+                              "publish.web.exports", "publish.web.embed",
+                              "publish.web.moderation"]
 
 
 @hookimpl
