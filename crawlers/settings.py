@@ -1,7 +1,7 @@
 """Scrapy settings of Tissu's crawlers (https://docs.scrapy.org/en/latest/topics/settings.html).
 
 Polite by default: robots.txt obeyed, AutoThrottle on with one request at a time per site and a
-one-second starting delay, the project's honest User-Agent, no cookies, no telnet console. A
+one-second starting delay, the project's honest User-Agent, no cookies, no telnet console or remote-control server. A
 crawl stops after ``DEPTH_LIMIT`` link levels, ``CLOSESPIDER_PAGECOUNT`` pages or
 ``CLOSESPIDER_TIMEOUT`` seconds; ``crawlers.run`` overrides these from Tissu's settings
 (``TISSU_CRAWL_DEPTH``, ``TISSU_CRAWL_MAX_PAGES``, ``TISSU_CRAWL_TIMEOUT``, ``TISSU_CRAWL_DELAY``).
@@ -9,16 +9,17 @@ Every request (redirects and robots.txt included) passes the URL guard
 ``crawlers.middlewares.UrlGuardMiddleware``.
 """
 
-from tissu import USER_AGENT
+import tissu
 
 BOT_NAME = "tissu"
 SPIDER_MODULES = ["crawlers.spiders"]
 NEWSPIDER_MODULE = "crawlers.spiders"
 
-USER_AGENT = USER_AGENT
+USER_AGENT = tissu.USER_AGENT
 ROBOTSTXT_OBEY = True
 COOKIES_ENABLED = False
 TELNETCONSOLE_ENABLED = False
+REMOTE_CONTROL_ENABLED = False  # Scrapy 2.19's local HTTP control server: not wanted either
 
 AUTOTHROTTLE_ENABLED = True
 AUTOTHROTTLE_START_DELAY = 1.0
