@@ -279,6 +279,7 @@ def parse_ical(data: bytes, source_id: str = "") -> ParseResult:
                 continue
         chosen[key] = (revision, record)
     result.records = [record for _revision, record in chosen.values()]
+    result.errors.sort(key=lambda problem: problem.line or 0)
     return result
 
 
