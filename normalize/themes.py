@@ -111,13 +111,16 @@ def load_rules(path: Path = RULES_FILE, vocab_path: Path = VOCAB_FILE) -> tuple[
             raise VocabularyError(f"{path} : règle {key!r} : thème inconnu {theme!r}")
         weak = bool(block.get("weak", False))
         for scope in ("title", "text"):
-            for pattern in block.get(scope) or []:
+            patterns = [str(p) for p in block.get(scope) or []]
+            for pattern in patterns:
                 try:
-                    compiled = _compile(str(pattern))
+                    _compile(pattern)
                 except re.error as exc:
                     raise VocabularyError(f"{path} : règle {key!r} : motif {pattern!r} : {exc}") \
                         from exc
-                rules.append(Rule(theme, compiled, scope, weak))
+            if patterns:  # one alternation per block and scope: ~30 searches per event
+                joined = "|".join(f"(?:{p})" for p in patterns)
+                rules.append(Rule(theme, _compile(f"(?:{joined})"), scope, weak))
     return tuple(rules)
 
 
