@@ -1,0 +1,167 @@
+"""Sync semantics through the local HTTP server, with explicit clocks.
+
+The source is the real OpenAgenda export of Albi (tests/fixtures/openagenda/oa_albi_events.json:
+75 events between 2023-11-25 and 2024-06-05). At 2023-12-01 12:00 UTC, 71 of them are still to
+come and 4 are over (counted by hand from their timings). Each test serves the real events, or a
+subset of them, to simulate what a source does between two harvests.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import yaml
+from sqlmodel import Session, select
+from typer.testing import CliRunner
+
+from schemas.models import Event, HarvestRun, Occurrence, SourceRecord
+from schemas.registry import load_registry
+from schemas.store import make_engine
+from tests.conftest import FIXTURES, Route
+from tissu.pipeline import harvest_all
+
+T1 = dt.datetime(2023, 12, 1, 12, 0, tzinfo=dt.UTC)
+T2 = T1 + dt.timedelta(hours=6)
+T3 = T2 + dt.timedelta(hours=6)
+PAST = ["48516406", "94820242", "28861567", "77878711"]  # 25–29 November 2023
+ALBI = json.loads((FIXTURES / "openagenda" / "oa_albi_events.json").read_text(encoding="utf-8"))
+FUTURE = [str(e["uid"]) for e in ALBI if str(e["uid"]) not in PAST]
+
+
+def serve(server, events: list[dict] | dict) -> None:
+    server.routes["/albi.json"] = Route(body=json.dumps(events, ensure_ascii=False).encode())
+
+
+def without(*uids: str) -> list[dict]:
+    return [e for e in ALBI if str(e["uid"]) not in uids]
+
+
+def setup(server, settings):
+    serve(server, ALBI)
+    Path(settings.registry).write_text(yaml.safe_dump({"sources": [{
+        "id": "albi", "name": "Agenda d'Albi", "format": "openagenda",
+        "url": server.url("/albi.json"), "licence": "Licence Ouverte 2.0",
+        "publisher": {"name": "Ville d'Albi", "type": "service-municipal"}}]}), encoding="utf-8")
+    engine = make_engine(settings.database_url)
+    specs = load_registry(settings.registry)
+    [first] = harvest_all(engine, specs, settings, now=T1)
+    assert (first.status, first.events) == ("ok", 75)
+    return engine, specs
+
+
+def last_run(session: Session) -> HarvestRun:
+    return session.exec(select(HarvestRun).order_by(HarvestRun.id.desc())).first()
+
+
+def test_counts_by_hand():
+    assert len(ALBI) == 75 and len(FUTURE) == 71
+
+
+def test_record_seen_again_is_updated_in_place(http_server, tmp_settings):
+    engine, specs = setup(http_server, tmp_settings)
+    changed = json.loads(json.dumps(ALBI))
+    changed[4]["title"]["fr"] = "Plusieurs : un comédien et un pur-sang (complet)"
+    serve(http_server, changed)
+    [second] = harvest_all(engine, specs, tmp_settings, now=T2)
+    assert second.status == "ok"
+    with Session(engine) as session:
+        assert len(session.exec(select(Event)).all()) == 75
+        event = session.get(Event, "albi--99923953")
+        assert event.title == "Plusieurs : un comédien et un pur-sang (complet)"
+        assert (event.first_seen_at, event.updated_at) == (T1, T2)
+        untouched = session.get(Event, "albi--37207379")
+        assert untouched.updated_at == T1
+        record = session.get(SourceRecord, "albi--99923953")
+        assert (record.first_seen_at, record.last_seen_at, record.last_changed_at) == (T1, T2, T2)
+
+
+def test_vanished_events_are_marked_not_deleted_and_future_ones_cancelled(http_server,
+                                                                         tmp_settings):
+    engine, specs = setup(http_server, tmp_settings)
+    serve(http_server, without("99923953", "48516406"))  # one future, one past
+    [second] = harvest_all(engine, specs, tmp_settings, now=T2)
+    assert second.status == "ok"
+    with Session(engine) as session:
+        assert len(session.exec(select(Event)).all()) == 75  # nothing deleted
+        gone = session.get(Event, "albi--99923953")
+        assert gone.removed_at_source == T2
+        assert [o.status for o in session.exec(
+            select(Occurrence).where(Occurrence.event_id == gone.id))] == ["cancelled"]
+        assert session.get(Event, "albi--48516406").removed_at_source == T2
+        assert session.get(Event, "albi--37207379").removed_at_source is None
+        assert session.get(SourceRecord, "albi--99923953").removed_at_source == T2
+        assert last_run(session).removed == 2
+    serve(http_server, ALBI)  # it comes back: live again, occurrences rebuilt
+    harvest_all(engine, specs, tmp_settings, now=T3)
+    with Session(engine) as session:
+        back = session.get(Event, "albi--99923953")
+        assert back.removed_at_source is None
+        assert [o.status for o in session.exec(
+            select(Occurrence).where(Occurrence.event_id == back.id))] == ["confirmed"]
+
+
+def test_exactly_half_is_not_guarded(http_server, tmp_settings):
+    engine, specs = setup(http_server, tmp_settings)
+    serve(http_server, without(*FUTURE[:35]))  # 35 of 71: 70 <= 71, not more than half
+    [second] = harvest_all(engine, specs, tmp_settings, now=T2)
+    assert second.status == "ok"
+    with Session(engine) as session:
+        assert last_run(session).removed == 35 and last_run(session).guarded == 0
+
+
+def test_guard_keeps_more_than_half_of_future_events_until_forced(http_server, tmp_settings):
+    engine, specs = setup(http_server, tmp_settings)
+    serve(http_server, without(*FUTURE[:36], PAST[0]))  # 36 of 71 future, and one past event
+    [second] = harvest_all(engine, specs, tmp_settings, now=T2)
+    assert second.status == "partial"
+    assert any("garde-fou : 36 événements à venir sur 71" in w for w in second.warnings)
+    with Session(engine) as session:
+        run = last_run(session)
+        assert (run.guarded, run.removed, run.forced) == (36, 1, False)
+        kept = session.get(Event, f"albi--{FUTURE[0]}")
+        assert kept.removed_at_source is None
+        assert session.get(SourceRecord, f"albi--{FUTURE[0]}").missing_since == T2
+        assert session.get(Event, f"albi--{PAST[0]}").removed_at_source == T2  # past: no guard
+    # The same bytes again: still held (unchanged content is not re-read).
+    [third] = harvest_all(engine, specs, tmp_settings, now=T3)
+    assert third.status == "unchanged"
+    # Forced through the CLI: the guard is lifted and the source re-read though unchanged.
+    from tissu.cli import app
+
+    later = T3 + dt.timedelta(hours=1)
+    import time_machine
+
+    with time_machine.travel(later, tick=False):
+        result = CliRunner().invoke(app, ["harvest", "--force", "--registry",
+                                          str(tmp_settings.registry), "--db",
+                                          tmp_settings.database_url])
+    assert result.exit_code == 0, result.output
+    with Session(engine) as session:
+        run = last_run(session)
+        assert (run.forced, run.removed, run.guarded, run.status) == (True, 36, 0, "ok")
+        assert session.get(Event, f"albi--{FUTURE[0]}").removed_at_source == later
+        assert session.get(SourceRecord, f"albi--{FUTURE[0]}").missing_since is None
+
+
+def test_empty_answer_is_guarded(http_server, tmp_settings):
+    engine, specs = setup(http_server, tmp_settings)
+    serve(http_server, [])
+    [second] = harvest_all(engine, specs, tmp_settings, now=T2)
+    assert second.status == "partial"
+    with Session(engine) as session:
+        assert last_run(session).guarded == 71
+        removed = session.exec(select(Event.id).where(Event.removed_at_source.is_not(None)))
+        assert set(removed.all()) == {f"albi--{uid}" for uid in PAST}  # only the past ones
+
+
+def test_one_page_of_a_paginated_answer_removes_nothing(http_server, tmp_settings):
+    engine, specs = setup(http_server, tmp_settings)
+    serve(http_server, {"success": True, "total": 75, "events": ALBI[:20], "after": [1, 2]})
+    [second] = harvest_all(engine, specs, tmp_settings, now=T2)
+    assert second.status == "ok"
+    assert any("20 événements sur 75" in w for w in second.warnings)
+    with Session(engine) as session:
+        assert last_run(session).removed == 0
+        assert session.exec(select(Event).where(Event.removed_at_source.is_not(None))).all() == []
