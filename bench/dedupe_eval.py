@@ -30,7 +30,7 @@ PAIRS = ROOT / "tests" / "fixtures" / "dedupe" / "pairs.jsonl"
 
 def _event(side: dict[str, Any]) -> dict[str, Any]:
     event = dict(side)
-    event["start"] = dt.datetime.fromisoformat(side["start"].replace("Z", "+00:00"))
+    event["start"] = dt.datetime.fromisoformat(side["start"])
     event["all_day"] = False
     return event
 

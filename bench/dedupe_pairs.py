@@ -40,6 +40,8 @@ from zoneinfo import ZoneInfo
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import itertools
+
 from connectors.feeds import parse_feed
 from normalize.places import place_key
 from normalize.text import html_to_text, one_line
@@ -51,8 +53,8 @@ RNG = random.Random(20261129)
 
 PANTIN = [
     ("Distribution alimentaire", "Maison de quartier des Quatre-Chemins",
-     "Secours populaire français, comité de Pantin", "Distribution de colis alimentaires aux "
-     "familles inscrites. Apporter un sac."),
+     "Secours populaire français, comité de Pantin", ("Distribution de colis alimentaires aux "
+     "familles inscrites. Apporter un sac.")),
     ("Distribution alimentaire", "Maison de quartier des Courtillières",
      "Restos du cœur de Pantin", "Distribution alimentaire hebdomadaire."),
     ("Atelier numérique : faire ses démarches en ligne", "Médiathèque Elsa-Triolet",
@@ -108,7 +110,7 @@ def aquitaine() -> list[dict[str, Any]]:
             continue
         data = json.loads(record.payload)
         try:
-            start = dt.datetime.fromisoformat(str(data["dtstart"]).replace("Z", "+00:00"))
+            start = dt.datetime.fromisoformat(str(data["dtstart"]))
         except (KeyError, ValueError):
             continue
         if not isinstance(start, dt.datetime) or len(str(data["dtstart"])) <= 10:
@@ -301,7 +303,7 @@ def build() -> list[dict[str, Any]]:
     series = [events for events in by_title.values() if len(events) > 1]
     for events in series:
         events.sort(key=lambda e: e["start"])
-        for a, b in zip(events, events[1:], strict=False):
+        for a, b in itertools.pairwise(events):
             if a["start"].date() != b["start"].date():
                 add("series", 0, a, b)
             if sum(p["kind"] == "series" for p in pairs) >= 25:

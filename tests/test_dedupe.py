@@ -161,3 +161,27 @@ def test_review_decisions_are_stored_and_never_asked_twice(tmp_path: Path) -> No
     assert len(merged) == 1
     decision = session.get(DedupeDecision, key)
     assert decision.decision == "same" and decision.decided_by == "test"
+
+
+def test_cli_dedupe_review_records_answers(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tissu.cli import app
+
+    session = _store(tmp_path)
+    start = dt.datetime(2026, 12, 2, 13, 0, tzinfo=dt.UTC)
+    session.add(_event("r-1", "mairie-pantin", "Atelier numérique : démarches en ligne",
+                       start + dt.timedelta(minutes=25)))
+    session.add(_event("r-2", "lettre-partenaire", "Aide aux démarches en ligne", start))
+    session.commit()
+    deduplicate(session, NOW)
+    pending = len(pending_reviews(session))
+    assert pending >= 1
+    db = f"sqlite:///{tmp_path / 'dedupe.db'}"
+    result = CliRunner().invoke(app, ["dedupe", "review", "--db", db], input="d\n" * pending)
+    assert result.exit_code == 0, result.output
+    session.expire_all()
+    assert pending_reviews(session) == []
+    assert all(d.decision == "different" for d in session.exec(select(DedupeDecision)))
+    listed = CliRunner().invoke(app, ["dedupe", "review", "--db", db, "--list"])
+    assert "0 paire(s) à relire" in listed.output

@@ -320,5 +320,58 @@ def sources_resume(source: str, db: DbOpt = None) -> None:
     _moderate("resume", source, db)
 
 
+dedupe_app = typer.Typer(help="Doublons entre sources : lancer, relire.", no_args_is_help=True)
+app.add_typer(dedupe_app, name="dedupe")
+
+
+@dedupe_app.command("run")
+def dedupe_run(db: DbOpt = None) -> None:
+    """Regroupe les événements identiques publiés par plusieurs sources."""
+    from normalize.dedupe import run_deduplication
+
+    outcome = run_deduplication(make_engine(_settings(None, db, None).database_url))
+    console.print(f"{outcome.events} événements, {outcome.candidate_pairs} paires candidates, "
+                  f"{outcome.duplicates} doublons fusionnés, {outcome.review_pairs} à relire")
+    for warning in outcome.warnings:
+        console.print(f"[red]{warning}[/red]")
+
+
+@dedupe_app.command("review")
+def dedupe_review(db: DbOpt = None,
+                  list_only: Annotated[bool, typer.Option("--list", help="Lister sans demander")]
+                  = False) -> None:
+    """Relit les paires incertaines : même événement (m), différents (d), passer (p), quitter (q).
+
+    Chaque décision est gardée et n'est plus jamais redemandée."""
+    from sqlmodel import Session
+
+    from normalize.dedupe import pending_reviews, record_decision
+
+    with Session(make_engine(_settings(None, db, None).database_url)) as session:
+        items = pending_reviews(session)
+        console.print(f"{len(items)} paire(s) à relire")
+        for item in items:
+            table = Table(title=f"score {item.decision.score:.2f} — {item.decision.pair_key}")
+            table.add_column("")
+            table.add_column("A")
+            table.add_column("B")
+            a, b = item.a, item.b
+            for label, name in (("source", "source_id"), ("titre", "title"),
+                                ("début (UTC)", "dtstart_utc"), ("jour", "start_date"),
+                                ("lieu", "location"), ("organisateur", "organizer")):
+                table.add_row(label, str(getattr(a, name, "") or ""), str(getattr(b, name, "") or ""))
+            console.print(table)
+            if list_only:
+                continue
+            answer = typer.prompt("même événement ? [m]ême / [d]ifférent / [p]asser / [q]uitter",
+                                  default="p").strip().lower()[:1]
+            if answer == "q":
+                break
+            if answer in ("m", "d"):
+                record_decision(session, item.decision.pair_key,
+                                "same" if answer == "m" else "different", by="cli")
+    console.print("Décisions prises en compte au prochain « tissu dedupe run » ou « tissu harvest ».")
+
+
 if __name__ == "__main__":
     app()
