@@ -14,7 +14,7 @@ from datasette import hookimpl
 
 FEATURE_MODULES: list[str] = ["publish.web.resident", "publish.web.registration",
                               "publish.web.exports", "publish.web.embed",
-                              "publish.web.moderation"]
+                              "publish.web.moderation", "publish.web.status"]
 
 
 @hookimpl

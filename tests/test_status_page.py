@@ -1,0 +1,156 @@
+"""The public source status page, its Atom feed of incidents, and the e-mails to publishers."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import html
+import json
+from dataclasses import replace
+
+import feedparser
+import pytest
+import yaml
+from sqlmodel import Session
+
+from schemas.models import HarvestRun, Source
+from schemas.registry import load_registry
+from schemas.store import make_engine
+from tests.conftest import NOW, SAMPLES, Route
+from tissu.alerts import check_publisher_alerts
+from tissu.pipeline import harvest_all
+
+
+def entry(source_id, url):
+    return {"id": source_id, "name": f"Agenda {source_id}", "format": "ical", "url": url,
+            "licence": "Licence Ouverte 2.0",
+            "publisher": {"name": f"Asso {source_id}", "type": "association"}}
+
+
+@pytest.fixture
+def history(http_server, tmp_settings, monkeypatch):
+    """Three sources: one healthy, one failing since NOW, one whose feed dropped to zero."""
+    monkeypatch.setenv("TISSU_DATABASE_URL", tmp_settings.database_url)
+    monkeypatch.setenv("TISSU_PUBLIC_URL", "https://tissu.example.org")
+    http_server.routes["/lisbon.ics"] = Route(
+        (SAMPLES / "issue_48_daylight_aware_repeats.ics").read_bytes())
+    tmp_settings.registry.write_text(yaml.safe_dump({"sources": [
+        entry("lisbonne", http_server.url("/lisbon.ics")),
+        entry("cassee", http_server.url("/missing.ics")),
+        entry("videe", http_server.url("/videe.ics"))]}), encoding="utf-8")
+    engine = make_engine(tmp_settings.database_url)
+    specs = [s for s in load_registry(tmp_settings.registry) if s.id != "videe"]
+    harvest_all(engine, specs, tmp_settings, now=NOW - dt.timedelta(hours=1))
+    harvest_all(engine, specs, tmp_settings, now=NOW)
+    with Session(engine) as session:
+        from tissu.pipeline import sync_registry
+
+        sync_registry(session, load_registry(tmp_settings.registry))
+        # the history of "videe": 12 events, 12 again, then an empty calendar
+        for hours, events in ((-3, 12), (-2, 12), (-1, 0)):
+            at = NOW + dt.timedelta(hours=hours)
+            session.add(HarvestRun(source_id="videe", started_at=at, finished_at=at,
+                                   status="ok", records=events, events=events))
+        videe = session.get(Source, "videe")
+        videe.last_attempt_at = videe.last_success_at = NOW - dt.timedelta(hours=1)
+        for source_id in ("cassee", "videe"):
+            row = session.get(Source, source_id)
+            row.contact_email = f"contact@{source_id}.example.org"
+            session.add(row)
+        session.commit()
+    return engine
+
+
+def get(path):
+    from datasette.app import Datasette
+
+    async def go():
+        return await Datasette(memory=True).client.get(path)
+
+    return asyncio.run(go())
+
+
+def test_status_page_marks_every_source_with_text_not_colour_alone(history):
+    response = get("/etat-des-sources")
+    assert response.status_code == 200
+    text = html.unescape(response.text)
+    assert "1 en forme, 1 à surveiller, 1 en panne" in text
+    failing = text[text.index('id="source-cassee"'):]
+    failing = failing[:failing.index("</tr>")]
+    assert 'data-status="failing"' in failing
+    assert "■</span> En panne" in failing
+    assert "les 2 dernières collectes ont échoué" in failing
+    assert "jamais" in failing  # never succeeded
+    healthy = text[text.index('id="source-lisbonne"'):]
+    healthy = healthy[:healthy.index("</tr>")]
+    assert 'data-status="ok"' in healthy and "●</span> En forme" in healthy
+    assert "29/11/2026 13:00" in healthy  # last success at NOW (12:00 UTC), in Paris time
+    emptied = text[text.index('id="source-videe"'):]
+    emptied = emptied[:emptied.index("</tr>")]
+    assert "12 → 12 → 0" in emptied and "↘" in emptied
+    assert "▲</span> À surveiller" in emptied
+    # failing first (worst first)
+    assert text.index('id="source-cassee"') < text.index('id="source-videe"') < \
+        text.index('id="source-lisbonne"')
+
+
+def test_status_page_in_arabic_is_right_to_left(history):
+    text = html.unescape(get("/etat-des-sources?lang=ar").text)
+    assert '<html lang="ar" dir="rtl">' in text
+    assert "حالة المصادر" in text and "معطّل" in text
+
+
+def test_atom_feed_lists_incidents(history):
+    response = get("/etat-des-sources.atom")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/atom+xml; charset=utf-8"
+    feed = feedparser.parse(response.content)
+    assert feed.version == "atom10" and not feed.bozo
+    titles = [e.title for e in feed.entries]
+    assert titles[0] == "Agenda videe : plus aucun événement (il y en avait 12)"
+    assert any(t.startswith("Agenda cassee : collecte en échec : le serveur a répondu HTTP 404")
+               for t in titles)
+    assert feed.entries[0].link == "https://tissu.example.org/etat-des-sources#source-videe"
+
+
+def test_publishers_are_mailed_once_when_failing_24h_or_empty(history, tmp_settings,
+                                                              smtp_server):
+    settings = replace(tmp_settings, smtp_host=smtp_server.host, smtp_port=smtp_server.port,
+                       public_url="https://tissu.example.org")
+    # one hour after the first failure: only the emptied feed is reported
+    opened = check_publisher_alerts(history, NOW, settings)
+    assert [(a.source_id, a.kind) for a in opened] == [("videe", "empty")]
+    assert [m["To"] for m in smtp_server.messages] == ["contact@videe.example.org"]
+    assert smtp_server.messages[0]["Subject"] == \
+        "Tissu : votre agenda ne contient plus aucun événement"
+    # 25 hours after the first failure: the failing feed too, and nothing twice
+    later = NOW + dt.timedelta(hours=24)
+    opened = check_publisher_alerts(history, later, settings)
+    assert [(a.source_id, a.kind) for a in opened] == [("cassee", "failing")]
+    message = smtp_server.messages[1]
+    assert message["To"] == "contact@cassee.example.org"
+    assert "depuis plus de 24 heures" in message["Subject"]
+    assert "tissu check http://127.0.0.1:" in message.get_content()
+    assert check_publisher_alerts(history, later, settings) == []
+    assert len(smtp_server.messages) == 2
+
+
+def test_recovery_closes_the_alert(history, tmp_settings, http_server):
+    settings = replace(tmp_settings, smtp_host="")
+    check_publisher_alerts(history, NOW + dt.timedelta(hours=25), settings)
+    http_server.routes["/missing.ics"] = Route(
+        (SAMPLES / "issue_48_daylight_aware_repeats.ics").read_bytes())
+    specs = [s for s in load_registry(tmp_settings.registry) if s.id == "cassee"]
+    harvest_all(history, specs, tmp_settings, now=NOW + dt.timedelta(hours=26))
+    check_publisher_alerts(history, NOW + dt.timedelta(hours=26), settings)
+    from sqlmodel import select
+
+    from schemas.models import SourceAlert
+
+    with Session(history) as session:
+        alert = session.exec(select(SourceAlert).where(SourceAlert.source_id == "cassee")).one()
+        assert alert.closed_at == NOW + dt.timedelta(hours=26)
+        assert alert.sent_at is None  # SMTP off: logged, not sent
+    titles = [e.title for e in feedparser.parse(get("/etat-des-sources.atom").content).entries]
+    assert "Agenda cassee : collecte rétablie" in titles
+    assert json.loads(json.dumps(titles))  # plain strings
