@@ -9,7 +9,7 @@ tests/test_extract.py with the real string that motivated it.
 - Price: ``gratuit`` True/False/None and the price as written ("6,00 € à 12,00 €").
 - Registration: required True/False/None, a URL and a public phone number found next to the
   words "inscription" or "réservation".
-- Accessibility: ``mobility`` (wheelchair, PMR), ``hearing`` (hearing loop, hard of hearing),
+- Accessibility: ``motor`` (wheelchair, PMR; same codes as the source-given ones), ``hearing`` (hearing loop, hard of hearing),
   ``sign-language`` (LSF), ``easy-read`` (FALC), ``visual`` (audio description, braille).
 - Language: ISO 639-1 code, from an explicit mention ("en anglais") or else detected with lingua
   (https://github.com/pemistahl/lingua-py) among the languages listed in ``LANGUAGES``.
@@ -165,7 +165,7 @@ def extract_registration(text: str | None) -> Registration:
 
 # ---------------------------------------------------------------- accessibility
 _ACCESS = {
-    "mobility": _rx(r"(fauteuils? roulants?|pmr|mobilite reduite|accessibles? aux personnes "
+    "motor": _rx(r"(fauteuils? roulants?|pmr|mobilite reduite|accessibles? aux personnes "
                     r"(handicapees|en situation de handicap)|acces handicapes?|wheelchair)"),
     "hearing": _rx(r"(boucles? (magnetiques?|a induction|auditives?)|malentendant\w*|"
                    r"sourds?|hearing loop)"),
@@ -176,7 +176,7 @@ _ACCESS = {
 
 
 def extract_accessibility(text: str | None) -> list[str]:
-    """Accessibility features mentioned: subset of mobility, hearing, sign-language, easy-read,
+    """Accessibility features mentioned: subset of motor, hearing, sign-language, easy-read,
     visual (in that order)."""
     folded = fold(text)
     return [code for code, pattern in _ACCESS.items() if pattern.search(folded)]

@@ -63,6 +63,68 @@ PUBLIC_TABLES: dict[str, dict[str, object]] = {
             "age_min": "Âge minimal du public, en années",
             "age_max": "Âge maximal du public, en années",
             "attendance_mode": "offline (sur place) | online (en ligne) | mixed (les deux)",
+            "publics": (
+                "Publics visés, lus dans le texte (liste JSON de codes data.inclusion « publics » "
+                "et « enfants », data/vocab/publics.yaml)"
+            ),
+            "gratuit": "1 gratuit, 0 payant, vide si le texte ne le dit pas",
+            "price": "Prix tel qu'écrit (ex. « 6 € », « De 6,00 € à 12,00 € », « prix libre »)",
+            "registration_required": "1 inscription ou réservation nécessaire, 0 sans, vide inconnu",
+            "registration_phone": "Numéro public pour s'inscrire, lu dans le texte de l'événement",
+            "language": "Langue de l'événement (code ISO 639-1) : mention explicite ou détection",
+            "place_id": "Lieu connu de Pantin (table places), reconnu dans le champ lieu",
+            "cluster_id": (
+                "Groupe de doublons : même valeur pour les fiches d'un même événement réel publié "
+                "par plusieurs sources (« cl- » + empreinte des identifiants des membres)"
+            ),
+            "is_canonical": (
+                "1 pour la fiche à montrer (une par événement réel), 0 pour un doublon : filtrer "
+                "is_canonical = 1 pour voir chaque événement une fois"
+            ),
+            "field_sources": (
+                "Pour une fiche fusionnée : champ → identifiant de la fiche (events.id) d'où vient "
+                "sa valeur (objet JSON)"
+            ),
+        },
+    },
+    "places": {
+        "description": (
+            "Lieux connus de Pantin (data/places.yaml) : adresse, quartier, position. "
+            "Informations publiques non revérifiées ; coordonnées approximatives."
+        ),
+        "columns": {
+            "id": "Identifiant du lieu (events.place_id)",
+            "name": "Nom du lieu",
+            "kind": "maison-de-quartier | mediatheque | mairie | ccas | centre-de-sante | culture …",
+            "address": "Adresse (vide si non connue avec certitude)",
+            "postal_code": "Code postal",
+            "city": "Commune",
+            "quartier": "Quartier de Pantin",
+            "latitude": "Latitude WGS 84 (degrés décimaux, approximative)",
+            "longitude": "Longitude WGS 84 (degrés décimaux, approximative)",
+            "coordinates_verified": "1 si la position a été vérifiée, 0 si elle est approximative",
+            "aliases": "Autres graphies reconnues (liste JSON)",
+            "source_note": "D'où viennent ces informations",
+        },
+    },
+    "event_sources": {
+        "description": (
+            "Provenance : chaque fiche de source derrière un événement publié (une ligne par "
+            "membre d'un groupe de doublons, la fiche retenue comprise)."
+        ),
+        "columns": {
+            "id": "« <événement retenu>|<fiche membre> »",
+            "cluster_id": "Groupe de doublons (events.cluster_id)",
+            "canonical_event_id": "Événement publié (events.id avec is_canonical = 1)",
+            "event_id": "Fiche membre (events.id)",
+            "source_id": "Source de la fiche (table sources)",
+            "source_uid": "Identifiant de la fiche chez la source (UID iCalendar, GUID…)",
+            "url": "Page de l'événement chez cette source",
+            "source_url": "Adresse du flux de cette source",
+            "publisher_type": "association | service-municipal | etablissement-public | autre",
+            "confidence": "Score de ressemblance avec la fiche retenue (0 à 1 ; 1 pour elle-même)",
+            "first_seen_at": f"Première collecte de cette fiche, {UTC_NOTE}",
+            "last_seen_at": f"Dernière modification constatée de cette fiche, {UTC_NOTE}",
         },
     },
     "occurrences": {

@@ -115,7 +115,7 @@ def test_accessibility_constructed_phrases() -> None:
     # Constructed: no corpus event mentions accessibility.
     text = ("Salle accessible aux personnes à mobilité réduite. Spectacle traduit en LSF, "
             "boucle magnétique à l'accueil, programme en FALC.")
-    assert extract_accessibility(text) == ["mobility", "hearing", "sign-language", "easy-read"]
+    assert extract_accessibility(text) == ["motor", "hearing", "sign-language", "easy-read"]
     assert extract_accessibility("Visite en audiodescription pour les personnes malvoyantes") \
         == ["visual"]
     assert extract_accessibility("Concert de l'Harmonie du Cap de Gascogne") == []
