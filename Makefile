@@ -22,7 +22,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check tissu connectors crawlers normalize publish schemas tests
-	$(BIN)/mypy --ignore-missing-imports tissu connectors normalize publish schemas
+	$(BIN)/mypy --ignore-missing-imports tissu connectors crawlers normalize publish schemas
 
 # Resident pages' translations: extract the French messages, merge them into the fr/en/ar
 # catalogues, compile the .mo files (committed, so a clean clone works without this step).

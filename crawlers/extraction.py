@@ -521,8 +521,8 @@ def _mf_location(value: Any) -> str | None:
         parts = [p for p in (name, address) if p]
         text = ", ".join(parts)
         return re.sub(r"\s*\n\s*", ", ", text) or None
-    text = _clean(value)
-    return re.sub(r"\s*\n\s*", ", ", text) if text else None
+    plain = _clean(value)
+    return re.sub(r"\s*\n\s*", ", ", plain) if plain else None
 
 
 def _hevent(node: dict[str, Any], base_url: str) -> tuple[list[EventItem], list[str]]:

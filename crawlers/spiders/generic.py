@@ -52,7 +52,7 @@ class GenericEventSpider(TissuSpider):
         if not isinstance(response, TextResponse):
             yield from self._parse_binary(response)
             return
-        content_type = response.headers.get("Content-Type", b"").decode("latin-1").lower()
+        content_type = (response.headers.get("Content-Type") or b"").decode("latin-1").lower()
         if "json" in content_type:
             yield from self._parse_json(response.url, response.text, response.status)
             return
@@ -64,7 +64,7 @@ class GenericEventSpider(TissuSpider):
             yield response.follow(link, callback=self.parse, errback=self.failed)
 
     def _parse_binary(self, response: Response) -> Iterator[Any]:
-        content_type = response.headers.get("Content-Type", b"").decode("latin-1").lower()
+        content_type = (response.headers.get("Content-Type") or b"").decode("latin-1").lower()
         if "json" in content_type:
             yield from self._parse_json(response.url, response.body.decode("utf-8", "replace"),
                                         response.status)

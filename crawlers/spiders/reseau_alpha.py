@@ -203,15 +203,15 @@ class ReseauAlphaSpider(TissuSpider):
         items = []
         until = dt.datetime.combine(last, dt.time(23, 59, 59), tzinfo=ZoneInfo(TZID))
         until_text = until.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-        for position, ((slot_place, start, end), days) in enumerate(slots.items(), start=1):
-            day = _first_day(first, days)
+        for position, ((slot_place, begins, ends), days) in enumerate(slots.items(), start=1):
+            opening = _first_day(first, days)
             uid = url or ""
             if uid and len(slots) > 1:
                 uid = f"{uid}#creneau-{position}"
             items.append(EventItem(
                 uid=uid,
-                dtstart=f"{day.isoformat()}T{start}:00",
-                dtend=f"{day.isoformat()}T{end}:00",
+                dtstart=f"{opening.isoformat()}T{begins}:00",
+                dtend=f"{opening.isoformat()}T{ends}:00",
                 rrule=f"FREQ=WEEKLY;BYDAY={','.join(days)};UNTIL={until_text}",
                 location=slot_place,
                 **base,  # type: ignore[arg-type]
