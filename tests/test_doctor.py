@@ -187,3 +187,20 @@ def test_cli_check_prints_the_report_and_fails_on_a_web_page(http_server, tmp_se
     result = runner.invoke(app, ["check", page, "--now", NOW.isoformat()])
     assert result.exit_code == 1
     assert "cette adresse est une page web" in result.output
+
+
+def test_private_and_metadata_addresses_are_refused_in_plain_french(tmp_settings, monkeypatch):
+    import socket
+
+    def no_connect(*args, **kwargs):
+        raise AssertionError("the doctor tried to connect to a refused address")
+
+    monkeypatch.setattr(socket, "create_connection", no_connect)
+    monkeypatch.setattr(socket.socket, "connect", no_connect)
+    for url in ("http://10.0.0.7/agenda.ics", "http://169.254.169.254/latest/meta-data/",
+                "http://[::ffff:192.168.1.1]/agenda.ics"):
+        diagnosis = diagnose(url, now=NOW, settings=tmp_settings)
+        problem = only(diagnosis, "unsafe-url")
+        assert problem.message.startswith("adresse refusée : "), problem.message
+        assert "adresse publique" in problem.fix
+        assert not diagnosis.usable
