@@ -29,14 +29,23 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import icalendar
 from icalendar.parser import Contentline, Parameters
-from icalendar.prop import vCategory, vDDDLists, vDDDTypes, vGeo, vInt, vRecur, vText
+from icalendar.prop import (
+    vCategory,
+    vDDDLists,
+    vDDDTypes,
+    vDuration,
+    vGeo,
+    vInt,
+    vRecur,
+    vText,
+)
 
 from normalize.times import PARIS
 
@@ -290,9 +299,14 @@ def _descriptive_lines(row: dict[str, Any], title: str, location: str | None,
     return lines
 
 
-def prepare_feed_events(connection: sqlite3.Connection, now: dt.datetime) -> list[FeedEvent]:
-    """Serialise every event that belongs in the feeds at ``now``, once."""
-    rows = select_feed_rows(connection, now)
+def prepare_feed_events(connection: sqlite3.Connection, now: dt.datetime,
+                        keep: Callable[[dict[str, Any]], bool] | None = None) -> list[FeedEvent]:
+    """Serialise every event that belongs in the feeds at ``now`` (and passes ``keep``), once.
+
+    Duplicates of another event (``is_canonical`` = 0) are left out.
+    """
+    rows = [r for r in select_feed_rows(connection, now)
+            if r.get("is_canonical") in (None, 1) and (keep is None or keep(r))]
     theme_labels: dict[str, str] = {}
     tables = {r[0] for r in connection.execute("SELECT name FROM sqlite_master")}
     if "themes" in tables:
@@ -325,7 +339,7 @@ def calendar_bytes(events: Iterable[FeedEvent], name: str = CALENDAR_NAME,
         calendar.add("X-WR-CALDESC", description)
     calendar.add("X-WR-TIMEZONE", "Europe/Paris")
     calendar.add("REFRESH-INTERVAL", dt.timedelta(hours=6), parameters={"VALUE": "DURATION"})
-    calendar.add("X-PUBLISHED-TTL", dt.timedelta(hours=6))
+    calendar.add("X-PUBLISHED-TTL", vDuration(dt.timedelta(hours=6)))
     for zone in sorted({e.zone for e in events if e.zone}):
         calendar.add_component(_timezone(zone))
     head = calendar.to_ical()

@@ -64,7 +64,7 @@ class Page:
         args = request.args
         self.instance_kiosk = settings.kiosk
         self.kiosk = settings.kiosk or args.get("borne") == "1"
-        self.idle_seconds = max(10, settings.kiosk_idle_seconds)
+        self.idle_seconds = max(6, settings.kiosk_idle_seconds)
         cookies = {} if self.kiosk else request.cookies
         self.lang = i18n.pick_language(args.get("lang"), cookies.get(i18n.LANG_COOKIE))
         size = args.get("taille") or cookies.get(SIZE_COOKIE) or "normal"
@@ -172,11 +172,9 @@ def qr_svg(url: str, label: str) -> str:
     return svg.replace("<svg ", f'<svg role="img" aria-label="{escaped}" ', 1)
 
 
-def _exports_dir(datasette: Any) -> Path | None:
-    for mount, folder in getattr(datasette, "static_mounts", None) or []:
-        if mount == "exports":
-            return Path(folder)
-    return None
+def _exports_dir() -> Path:
+    """Where ``/exports/`` is served from (publish/web/exports.py): the publish folder's."""
+    return get_settings().publish_dir / "exports"
 
 
 def feed_path(filters: data.Filters, exports_dir: Path | None = None) -> str:
@@ -184,8 +182,8 @@ def feed_path(filters: data.Filters, exports_dir: Path | None = None) -> str:
 
     No filter: ``/exports/agenda.ics``. One filter (theme, quartier or public): the feed
     ``publish.exports`` writes for it, ``/exports/ics/<kind>/<slug>.ics``, when that file
-    exists (a code with no coming event has none). Several filters, or "gratuit": no file
-    holds that selection, so the query-string form ``/exports/agenda.ics?theme=…&quartier=…``.
+    exists (a code with no coming event has none). Several filters, or "gratuit": the live
+    calendar of publish/web/exports.py, ``/exports/agenda.ics?theme=…&quartier=…``.
     """
     from publish.exports import feed_path as export_path
 
@@ -202,7 +200,7 @@ def feed_path(filters: data.Filters, exports_dir: Path | None = None) -> str:
 
 def feed_links(page: Page, filters: data.Filters) -> dict[str, str]:
     """``https`` and ``webcal`` addresses of the selection's feed (RFC 5545 over HTTP)."""
-    https = page.absolute(feed_path(filters, _exports_dir(page.datasette)))
+    https = page.absolute(feed_path(filters, _exports_dir()))
     webcal = "webcal://" + https.split("://", 1)[1]
     return {"https": https, "webcal": webcal}
 

@@ -16,7 +16,7 @@ import json
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
+from functools import cache
 from zoneinfo import ZoneInfo
 
 import yaml
@@ -324,7 +324,7 @@ def event_calendar(connection: sqlite3.Connection, event_id: str) -> bytes | Non
     return ics.calendar_bytes([feed_event], name=str(row.get("title") or ics.CALENDAR_NAME))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _vocab(kind: str) -> tuple[tuple[str, dict[str, str]], ...]:
     path = VOCAB_DIR / f"{kind}.yaml"
     if not path.exists():
@@ -503,7 +503,7 @@ def normalise_service(row: dict[str, object]) -> dict[str, object]:
     row["_address"] = " ".join(str(p) for p in address_parts if p) or None
     row["_phone"] = pick("phone", "telephone")
     row["_email"] = pick("email", "courriel")
-    row["_website"] = pick("website", "url", "lien_source", "page_web")
+    row["_website"] = pick("website", "url", "source_link", "lien_source", "page_web")
     row["_themes"] = json_list(pick("themes", "thematiques"))
     row["_free"] = pick("free", "is_free", "gratuit", "frais")
     return row

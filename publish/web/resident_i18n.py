@@ -11,7 +11,7 @@ French. Dates and times are formatted with Babel's CLDR data (https://cldr.unico
 from __future__ import annotations
 
 import datetime as dt
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import jinja2
@@ -37,7 +37,7 @@ def pick_language(query_lang: str | None, cookie_lang: str | None) -> str:
     return DEFAULT_LANGUAGE
 
 
-@lru_cache(maxsize=None)
+@cache
 def translations(lang: str) -> NullTranslations:
     """The compiled catalogue of ``lang`` (``messages.mo``); French falls back to the msgids."""
     loaded = Translations.load(str(LOCALES_DIR), [lang], domain="messages")
@@ -69,7 +69,7 @@ def format_clock(lang: str, moment: dt.datetime) -> str:
     return format_time(moment, format="short", locale=Locale.parse(lang))
 
 
-@lru_cache(maxsize=None)
+@cache
 def environment(lang: str) -> jinja2.Environment:
     """A Jinja environment for the resident templates with ``lang``'s gettext installed.
 

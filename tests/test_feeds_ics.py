@@ -1,0 +1,172 @@
+"""iCalendar feeds: series written back as RRULE/EXDATE/RECURRENCE-ID, checked by round trip
+through recurring-ical-events and by a second, independent parser (vobject)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import icalendar
+import pytest
+import recurring_ical_events
+import vobject
+
+from tests.conftest import FIXTURES, SAMPLES
+from tests.test_publish import make_site, stop
+
+CASES = {
+    # weekly series with EXDATEs (Berlin), seen in October 2019
+    "exdate": (FIXTURES / "ical" / "issue_20_exdate_ignored.ics",
+               dt.datetime(2019, 10, 1, tzinfo=dt.UTC)),
+    # monthly series, the 31 Dec instance moved to 17 Dec (RECURRENCE-ID override)
+    "moved": (FIXTURES / "ical" / "issue_62_moved_event.ics",
+              dt.datetime(2021, 11, 20, tzinfo=dt.UTC)),
+    # daily series of three, the second cancelled by an override
+    "cancelled": (FIXTURES / "ical" / "issue_18_cancel_status.ics",
+                  dt.datetime(2020, 1, 27, tzinfo=dt.UTC)),
+    # weekly series in Lisbon across the end of summer time
+    "lisbon": (SAMPLES / "issue_48_daylight_aware_repeats.ics",
+               dt.datetime(2026, 10, 1, tzinfo=dt.UTC)),
+}
+
+
+def _utc(value: dt.date | dt.datetime) -> str:
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return value.isoformat()
+
+
+@pytest.fixture(scope="module", params=sorted(CASES))
+def published(request, tmp_path_factory):
+    path, now = CASES[request.param]
+    tmp = tmp_path_factory.mktemp(request.param)
+    site = make_site(tmp, {path.name: (path.read_bytes(), {"quartier": "Courtillières",
+                                                           "themes": ["vie-de-quartier"]})})
+    # module-scoped: set up before the function-scoped autouse fixture that allows loopback
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TISSU_ALLOW_LOOPBACK_FETCH", "1")
+        patch.setenv("TISSU_HOST_DELAY", "0")
+        try:
+            summaries = site.harvest(now)
+            out = site.publish(now)
+        finally:
+            stop(site)
+    assert [s.status for s in summaries] == ["ok"]
+    return request.param, now, out
+
+
+def _published_occurrences(db: Path, start: str, end: str) -> dict[str, set[tuple[str, str]]]:
+    connection = sqlite3.connect(db)
+    try:
+        found: dict[str, set[tuple[str, str]]] = {}
+        for event_id, start_utc, start_date, all_day, status in connection.execute(
+                "SELECT o.event_id, o.start_utc, o.start_date, o.all_day, "
+                "CASE WHEN e.status = 'cancelled' THEN 'cancelled' ELSE o.status END "
+                "FROM occurrences o JOIN events e ON e.id = o.event_id "
+                "WHERE o.end_utc >= ? AND o.start_utc < ?", (start, end)):
+            key = start_date if all_day else start_utc
+            found.setdefault(f"{event_id}@tissu", set()).add((key, status.upper()))
+        return found
+    finally:
+        connection.close()
+
+
+def test_feed_round_trip_equals_published_occurrences(published) -> None:
+    name, now, out = published
+    feed = out.exports["ics"].read_bytes()
+    calendar = icalendar.Calendar.from_ical(feed)
+    end = now + dt.timedelta(days=120)
+    expanded: dict[str, set[tuple[str, str]]] = {}
+    for instance in recurring_ical_events.of(calendar).between(now, end):
+        key = _utc(instance.decoded("DTSTART"))
+        status = str(instance.get("STATUS", "CONFIRMED"))
+        expanded.setdefault(str(instance["UID"]), set()).add((key, status))
+    expected = _published_occurrences(out.database, _utc(now), _utc(end))
+    assert expanded == expected
+    assert expanded, name
+    # one master VEVENT per series: never exploded into one VEVENT per occurrence
+    masters = [e for e in calendar.walk("VEVENT") if "RECURRENCE-ID" not in e]
+    assert len(masters) == len(expected)
+    assert all("RRULE" in m for m in masters)
+
+
+def test_feed_properties(published) -> None:
+    name, now, out = published
+    calendar = icalendar.Calendar.from_ical(out.exports["ics"].read_bytes())
+    assert str(calendar["X-WR-CALNAME"]).startswith("Tissu")
+    assert calendar["REFRESH-INTERVAL"].params["VALUE"] == "DURATION"
+    assert calendar.decoded("REFRESH-INTERVAL") == dt.timedelta(hours=6)
+    assert str(calendar["X-PUBLISHED-TTL"]) == "PT6H"  # once written "6:00:00" by mistake
+    zones = {str(tz["TZID"]) for tz in calendar.walk("VTIMEZONE")}
+    for event in calendar.walk("VEVENT"):
+        for prop in ("UID", "DTSTAMP", "LAST-MODIFIED", "SEQUENCE", "STATUS", "SUMMARY",
+                     "CATEGORIES"):
+            assert prop in event, (name, prop)
+        assert str(event["UID"]).endswith("@tissu")
+        tzid = event["DTSTART"].params.get("TZID")
+        assert tzid is None or tzid in zones
+        assert "Vie de quartier et citoyenneté" in event.get("CATEGORIES").cats
+    # the same event in its theme and quartier feeds, listed in feeds.json
+    index = json.loads(out.exports["feeds"].read_text(encoding="utf-8"))
+    paths = {(f["kind"], f["code"]): f["path"] for f in index}
+    assert paths[("theme", "vie-de-quartier")] == "ics/theme/vie-de-quartier.ics"
+    assert paths[("quartier", "Courtillières")] == "ics/quartier/courtillieres.ics"
+    exports = out.exports["ics"].parent
+    for kind in ("theme", "quartier", "organisation"):
+        path = next(p for (k, _c), p in paths.items() if k == kind)
+        feed = icalendar.Calendar.from_ical((exports / path).read_bytes())
+        assert {str(e["UID"]) for e in feed.walk("VEVENT")} == {
+            str(e["UID"]) for e in calendar.walk("VEVENT")}
+        assert "—" in str(feed["X-WR-CALNAME"])
+
+
+def test_second_parser_vobject_agrees(published) -> None:
+    """vobject (independent of icalendar) reads the feed; its RRULE/EXDATE expansion gives the
+    original start (RECURRENCE-ID) of every published occurrence.
+
+    vobject's VTIMEZONE reader ignores RDATE-style transitions (it gives Lisbon +01:00 all
+    year), so its wall-clock instants are placed in their zone with zoneinfo.
+    """
+    name, now, out = published
+    text = out.exports["ics"].read_text(encoding="utf-8")
+    calendar = vobject.readOne(text)
+    end = now + dt.timedelta(days=120)
+    connection = sqlite3.connect(out.database)
+    try:
+        recurrence_ids = {
+            (f"{event_id}@tissu", key) for event_id, key in connection.execute(
+                "SELECT event_id, recurrence_id FROM occurrences WHERE end_utc >= ? "
+                "AND start_utc < ?", (_utc(now), _utc(end)))}
+    finally:
+        connection.close()
+    from_vobject: set[tuple[str, str]] = set()
+    overrides: set[tuple[str, str]] = set()
+    for vevent in calendar.contents.get("vevent", []):
+        uid = vevent.uid.value
+        assert vevent.dtstamp.value.tzinfo is not None
+        tzid = getattr(getattr(vevent.dtstart.value, "tzinfo", None), "_tzid", None)
+        zone = ZoneInfo(tzid) if tzid else dt.UTC
+
+        def key(value: dt.datetime) -> str:
+            wall = value.replace(tzinfo=None) if value.tzinfo is not dt.UTC else value
+            aware = wall.replace(tzinfo=zone) if wall.tzinfo is None else wall
+            return aware.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+
+        if hasattr(vevent, "recurrence_id"):
+            overrides.add((uid, key(vevent.recurrence_id.value)))
+            continue
+        for start in vevent.getrruleset(addRDate=True).between(
+                now - dt.timedelta(days=2), end):
+            from_vobject.add((uid, key(start)))
+    assert overrides <= recurrence_ids
+    # instances within the window; an override keeps the series slot of its RECURRENCE-ID
+    assert recurrence_ids <= from_vobject | overrides
+    assert recurrence_ids, name
+    if name == "moved":
+        assert len(overrides) == 1
+    if name == "exdate":
+        assert ("issue-20-exdate-ignored--f0f31ddb-6918-46af-a5a1-0a7254fbce71@tissu",
+                "20191022T141500Z") not in from_vobject
