@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 
 _LIGATURES = str.maketrans({"œ": "oe", "Œ": "oe", "æ": "ae", "Æ": "ae", "ß": "ss",
                             "’": "'", "‘": "'", "ʼ": "'", "`": "'", "´": "'",
                             "–": "-", "—": "-", "‑": "-", "\u00a0": " ", "\u202f": " "})
 _SPACES = re.compile(r"\s+")
 _NON_WORD = re.compile(r"[^a-z0-9]+")
+
+
+@lru_cache(maxsize=8192)
+def _fold(text: str) -> str:
+    text = text.translate(_LIGATURES)
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(c for c in text if not unicodedata.combining(c))
+    return _SPACES.sub(" ", text.lower()).strip()
 
 
 def fold(text: str | None) -> str:
@@ -21,10 +30,7 @@ def fold(text: str | None) -> str:
     """
     if not text:
         return ""
-    text = str(text).translate(_LIGATURES)
-    text = unicodedata.normalize("NFKD", text)
-    text = "".join(c for c in text if not unicodedata.combining(c))
-    return _SPACES.sub(" ", text.lower()).strip()
+    return _fold(str(text))
 
 
 def words(text: str | None) -> str:
