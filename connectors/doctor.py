@@ -636,7 +636,8 @@ def diagnose(
         diagnosis = Diagnosis(url=url, checked_at=now)
         if unsafe is not None and isinstance(exc, unsafe):
             diagnosis.problems.append(Finding(
-                "unsafe-url", "error", f"adresse refusée : {exc}",
+                "unsafe-url", "error",
+                str(exc) if str(exc).startswith("adresse refusée") else f"adresse refusée : {exc}",
                 "Donnez l'adresse publique de votre agenda, accessible depuis Internet.",
             ))
         else:

@@ -202,5 +202,6 @@ def test_private_and_metadata_addresses_are_refused_in_plain_french(tmp_settings
         diagnosis = diagnose(url, now=NOW, settings=tmp_settings)
         problem = only(diagnosis, "unsafe-url")
         assert problem.message.startswith("adresse refusée : "), problem.message
+        assert problem.message.count("adresse refusée") == 1
         assert "adresse publique" in problem.fix
         assert not diagnosis.usable
