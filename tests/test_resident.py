@@ -14,17 +14,18 @@ import pytest
 import recurring_ical_events
 
 from publish.web import resident, resident_data
-from tests.browser.instance import NOW, build_instance, make_datasette
+from tests.browser.instance import NOW, SERVICE_ID, make_datasette, shared_instance
 
 CSS = Path(resident.__file__).parent / "static" / "resident" / "resident.css"
 BUDGET = 50 * 1024
 
 
 @pytest.fixture(scope="module")
-def instance(tmp_path_factory):
-    publish_dir = build_instance(tmp_path_factory.mktemp("resident"))
+def instance():
+    publish_dir = shared_instance()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(resident, "clock", lambda: NOW)
+        patch.setenv("TISSU_PUBLISH_DIR", str(publish_dir))  # what /exports/ serves
         patch.delenv("TISSU_KIOSK", raising=False)
         patch.delenv("TISSU_PUBLIC_URL", raising=False)
         yield make_datasette(publish_dir), publish_dir / "tissu-open.db"
@@ -171,10 +172,14 @@ def test_event_ids_with_slashes_and_at_signs_round_trip(instance):
 
 def test_subscribe_page_gives_webcal_https_instructions_and_qr(instance):
     page = get(instance, "/agenda/abonnement?theme=numerique&quartier=Centre").text
-    # two filters: no exported file holds that selection, so the query-string form
+    # two filters: no exported file holds that selection: the live calendar
     https = "http://localhost/exports/agenda.ics?theme=numerique&amp;quartier=Centre"
     assert f'value="{https}" readonly dir="ltr"' in page
     assert 'href="webcal://localhost/exports/agenda.ics?theme=numerique&amp;quartier=Centre"' in page
+    live = icalendar.Calendar.from_ical(
+        get(instance, "/exports/agenda.ics?theme=numerique&quartier=Centre").content)
+    assert "Dorkbot PDX" in {str(e["SUMMARY"]) for e in live.walk("VEVENT")}
+    assert "Repair Café" not in {str(e["SUMMARY"]) for e in live.walk("VEVENT")}  # Quatre-Chemins
     # one filter: the per-theme feed written by publish.exports, which holds only that theme
     single = get(instance, "/agenda/abonnement?theme=seniors-isolement").text
     assert 'href="webcal://localhost/exports/ics/theme/seniors-isolement.ics"' in single
@@ -255,8 +260,15 @@ def test_directory_of_organisations_and_their_events(instance):
     org = get(instance, "/annuaire/organisation/association-lisbonne").text
     assert "<h1>Association lisbonne</h1>" in org and "MDS-t" in org
     assert get(instance, "/annuaire/organisation/absent").status_code == 404
-    services = get(instance, "/annuaire/services")
-    assert services.status_code == 200
+    services = get(instance, "/annuaire/services").text
+    assert f'<a href="/annuaire/service/{SERVICE_ID}">Épicerie solidaire</a>' in services
+    assert "<p>Association fablab · Pantin</p>" in services
+    service = get(instance, f"/annuaire/service/{SERVICE_ID}").text
+    assert '<th scope="row">mardi 1 décembre</th><td>14:00 – 18:00</td>' in service
+    assert '<th scope="row">lundi 30 novembre</th><td>fermé</td>' in service
+    assert "1 rue de l&#39;Exemple 93500 Pantin" in service
+    fablab = get(instance, "/annuaire/organisation/association-fablab").text
+    assert "Épicerie solidaire" in fablab
 
 
 def test_services_are_read_whatever_their_column_names(tmp_path):

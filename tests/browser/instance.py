@@ -58,6 +58,28 @@ def build_instance(folder: Path, now: dt.datetime = NOW) -> Path:
     return settings.publish_dir
 
 
+_SHARED: dict[str, Path] = {}
+
+
+def shared_instance() -> Path:
+    """One published instance per test process (built once, ~10 s), with the directory sample.
+
+    Lives in a temporary folder removed at exit. Tests must not change it beyond
+    :func:`add_directory_sample`, which it already contains.
+    """
+    if "publish" not in _SHARED:
+        import atexit
+        import shutil
+        import tempfile
+
+        folder = Path(tempfile.mkdtemp(prefix="tissu-resident-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        publish_dir = build_instance(folder)
+        add_directory_sample(publish_dir / "tissu-open.db")
+        _SHARED["publish"] = publish_dir
+    return _SHARED["publish"]
+
+
 def make_datasette(publish_dir: Path):  # noqa: ANN201 - datasette.app.Datasette
     """A Datasette configured as ``tissu serve`` does: the database and ``/exports/``."""
     from datasette.app import Datasette
@@ -101,3 +123,44 @@ class ThreadServer:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+SERVICE_ID = "exemple--epicerie"
+
+
+def add_directory_sample(database: Path) -> str:
+    """Give the published database one service with opening hours, as the directory will have.
+
+    Until the bundled samples include a data.inclusion file, the ``services`` table (columns
+    of ``schemas.models.Service``) gets one hand-made row; returns its id.
+    """
+    import sqlite3
+
+    connection = sqlite3.connect(database)
+    try:
+        tables = {r[0] for r in connection.execute("SELECT name FROM sqlite_master")}
+        if "services" not in tables:
+            connection.execute(
+                "CREATE TABLE services (id TEXT PRIMARY KEY, source_id TEXT, organisation_id TEXT,"
+                " name TEXT, summary TEXT, description TEXT, opening_hours TEXT, address TEXT,"
+                " postal_code TEXT, city TEXT, source_link TEXT, courriel TEXT)")
+        columns = [r[1] for r in connection.execute("PRAGMA table_info(services)")]
+        if "courriel" not in columns and "email" not in columns:
+            # a directory that publishes a generic contact address (data.inclusion courriel)
+            connection.execute("ALTER TABLE services ADD COLUMN courriel TEXT")
+            columns.append("courriel")
+        row = {"id": "exemple--epicerie", "source_id": "exemple",
+               "organisation_id": "association-fablab", "name": "Épicerie solidaire",
+               "summary": "Produits à petit prix sur orientation d'un travailleur social.",
+               "description": "Ouverte aux habitants orientés par le CCAS.",
+               "opening_hours": "Tu,Th 14:00-18:00; Sa 10:00-12:30",
+               "address": "1 rue de l'Exemple", "postal_code": "93500", "city": "Pantin",
+               "source_link": "https://epicerie.example.org/", "courriel": "contact@example.org"}
+        keep = {k: v for k, v in row.items() if k in columns}
+        connection.execute(
+            f"INSERT OR REPLACE INTO services ({', '.join(keep)}) "
+            f"VALUES ({', '.join('?' for _ in keep)})", list(keep.values()))
+        connection.commit()
+    finally:
+        connection.close()
+    return str(row["id"])
