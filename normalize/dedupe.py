@@ -435,13 +435,17 @@ def record_decision(session: Session, key: str, decision: str, by: str = "cli",
 
 
 def run_deduplication(engine: Any, now: dt.datetime | None = None) -> DedupeOutcome:
-    """Sync the place registry, then :func:`deduplicate` in its own session. Never raises: a
-    failure is returned as a warning so that the harvest summary still prints."""
+    """Sync the place registry, deduplicate organisations and link events to them, then
+    :func:`deduplicate` events, in one session. Never raises: a failure is returned as a
+    warning so that the harvest summary still prints."""
+    from normalize.organisations import deduplicate_organisations, link_events
     from normalize.places import sync_places
 
     try:
         with Session(engine) as session:
             sync_places(session)
+            deduplicate_organisations(session)
+            link_events(session)
             return deduplicate(session, now)
     except Exception as exc:  # noqa: BLE001 - deduplication must not break a harvest
         return DedupeOutcome(warnings=[f"déduplication impossible ({exc!r})"])

@@ -214,6 +214,10 @@ PUBLIC_TABLES: dict[str, dict[str, object]] = {
             "schema_version": "Version du schéma data.inclusion lue : v0 ou v1",
             "date_maj": "Dernière mise à jour chez le producteur (AAAA-MM-JJ)",
             "removed_at_source": f"Date où la structure a disparu de sa source, {UTC_NOTE}",
+            "duplicate_of": (
+                "Organisation dont celle-ci est un doublon (même SIRET ou RNA, ou même nom à la "
+                "même adresse) ; vide pour l'organisation retenue"
+            ),
         },
     },
     "services": {

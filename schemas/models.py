@@ -196,6 +196,10 @@ class Organisation(SQLModel, table=True):
     first_seen_at: dt.datetime | None = utc_field()
     updated_at: dt.datetime | None = utc_field()
     removed_at_source: dt.datetime | None = utc_field()
+    duplicate_of: str | None = Field(
+        default=None, index=True,
+        description="Id of the organisation this one duplicates (same SIRET/RNA, or same name "
+        "and address); None for a canonical organisation (normalize/organisations.py)")
 
 
 class Service(SQLModel, table=True):
