@@ -190,6 +190,10 @@ def schedule(registry: RegistryOpt = None, db: DbOpt = None, out: OutOpt = None,
                           if job.next_run_time else "—", str(job.trigger))
         console.print(table)
         raise typer.Exit(0)
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s : %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     console.print("Planificateur démarré (Ctrl+C ou SIGTERM pour l'arrêter).")
     run_scheduler(engine, settings)
     console.print("Planificateur arrêté.")

@@ -176,6 +176,7 @@ def harvest_job(source_id: str) -> str:
     except Exception:  # isolation: a crashing source never stops the scheduler
         logger.exception("collecte de %s : erreur inattendue", source_id)
         status = "crashed"
+    logger.info("collecte de %s : %s", source_id, status)
     if status in {"failed", "crashed"}:
         runtime.stats["failures"] += 1
         with Session(runtime.engine) as session:
@@ -215,6 +216,7 @@ def publish_job() -> None:
     try:
         runtime.publish(runtime.engine, runtime.settings, runtime.clock())
         runtime.stats["publishes"] += 1
+        logger.info("publication faite")
     except Exception:
         logger.exception("publication impossible")
 
