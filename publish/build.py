@@ -182,7 +182,7 @@ def public_frames(engine: Engine, only: set[str] | None = None) -> dict[str, pd.
                 frame[column] = frame[column].map(iso_utc)
         for column in ("start_date", "end_date"):
             if column in frame:
-                frame[column] = frame[column].map(lambda v: None if v is None else str(v)[:10])
+                frame[column] = frame[column].map(_date_text)
         frames[table] = frame
     events = frames.get("events")
     if events is not None:
@@ -192,6 +192,13 @@ def public_frames(engine: Engine, only: set[str] | None = None) -> dict[str, pd.
     if sources is not None and "url" in sources:
         sources["url"] = sources["url"].map(_public_url)
     return frames
+
+
+def _date_text(value: object) -> str | None:
+    """A date (or date-like text) → ``YYYY-MM-DD``; None, NaN and NaT → None (never "nan")."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):  # type: ignore[call-overload]
+        return None
+    return str(value)[:10]
 
 
 def _local(row: Any) -> str | None:

@@ -94,7 +94,7 @@ def test_feed_round_trip_equals_published_occurrences(published) -> None:
 
 
 def test_feed_properties(published) -> None:
-    name, now, out = published
+    name, _now, out = published
     calendar = icalendar.Calendar.from_ical(out.exports["ics"].read_bytes())
     assert str(calendar["X-WR-CALNAME"]).startswith("Tissu")
     assert calendar["REFRESH-INTERVAL"].params["VALUE"] == "DURATION"
@@ -150,7 +150,7 @@ def test_second_parser_vobject_agrees(published) -> None:
         tzid = getattr(getattr(vevent.dtstart.value, "tzinfo", None), "_tzid", None)
         zone = ZoneInfo(tzid) if tzid else dt.UTC
 
-        def key(value: dt.datetime) -> str:
+        def key(value: dt.datetime, zone: dt.tzinfo = zone) -> str:
             wall = value.replace(tzinfo=None) if value.tzinfo is not dt.UTC else value
             aware = wall.replace(tzinfo=zone) if wall.tzinfo is None else wall
             return aware.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")

@@ -110,7 +110,7 @@ def test_history_sequence_and_cancelled_events(tmp_path: Path) -> None:
         third = site.publish(changed_at)
         assert third.counts is not None
         assert (third.counts.new, third.counts.updated) == (0, 1)
-        master = [e for e in vevents(third.exports["ics"])[uid] if "RECURRENCE-ID" not in e][0]
+        master = next(e for e in vevents(third.exports["ics"])[uid] if "RECURRENCE-ID" not in e)
         assert int(master["SEQUENCE"]) == base + 1
         assert str(master["SUMMARY"]) == "Karaoké solidaire"
         assert master.decoded("LAST-MODIFIED") == changed_at
@@ -124,7 +124,7 @@ def test_history_sequence_and_cancelled_events(tmp_path: Path) -> None:
         harvest_all(site.engine, site.specs, site.settings, now=gone_at, force=True)
         fourth = site.publish(gone_at)
         assert fourth.counts is not None and fourth.counts.removed == 1
-        master = [e for e in vevents(fourth.exports["ics"])[uid] if "RECURRENCE-ID" not in e][0]
+        master = next(e for e in vevents(fourth.exports["ics"])[uid] if "RECURRENCE-ID" not in e)
         assert str(master["STATUS"]) == "CANCELLED"
         assert int(master["SEQUENCE"]) == base + 2
         assert all(str(e["STATUS"]) == "CANCELLED" for e in vevents(fourth.exports["ics"])[uid])
