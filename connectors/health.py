@@ -76,8 +76,7 @@ def _strip_source(message: str | None, source_id: str) -> str | None:
     """'<source> : message' → 'message' (errors are stored prefixed with the source id)."""
     if not message:
         return message
-    prefix = f"{source_id} : "
-    return message[len(prefix):] if message.startswith(prefix) else message
+    return message.removeprefix(f"{source_id} : ")
 
 
 def source_health(session: Session, source: Source, now: dt.datetime,

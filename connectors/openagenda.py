@@ -98,7 +98,7 @@ def _parse_instant(value: Any) -> dt.datetime | None:
     if not isinstance(value, str) or not value.strip():
         return None
     try:
-        parsed = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        parsed = dt.datetime.fromisoformat(value.strip())  # Python 3.11 reads "Z" itself
     except ValueError:
         return None
     return parsed if parsed.tzinfo is not None else None
@@ -137,7 +137,8 @@ def _timings(event: dict[str, Any], label: str,
 
 
 def _location(event: dict[str, Any]) -> dict[str, Any]:
-    loc = event.get("location") if isinstance(event.get("location"), dict) else {}
+    raw = event.get("location")
+    loc: dict[str, Any] = raw if isinstance(raw, dict) else {}
     name = clean_text(loc.get("name") or event.get("locationName"))
     address = clean_text(loc.get("address") or event.get("address"))
     city = clean_text(loc.get("city") or event.get("city"))
@@ -199,9 +200,9 @@ def event_payload(event: dict[str, Any], label: str,
     location = place["location"]
     if attendance == "online" and not location:
         location = "En ligne"
-    accessibility = event.get("accessibility") if isinstance(event.get("accessibility"), dict) \
-        else {}
-    age = event.get("age") if isinstance(event.get("age"), dict) else {}
+    raw_access, raw_age = event.get("accessibility"), event.get("age")
+    accessibility: dict[str, Any] = raw_access if isinstance(raw_access, dict) else {}
+    age: dict[str, Any] = raw_age if isinstance(raw_age, dict) else {}
     tzid = event.get("timezone") or place["tzid"] or "Europe/Paris"
     first_start, first_end = timings[0]
     return {

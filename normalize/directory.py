@@ -302,7 +302,8 @@ def normalize_directory(session: Session, source: Source, now: dt.datetime) -> D
     structures: set[str] = set()
     pending_links: list[Service] = []
     for record in sorted(records, key=lambda r: (r.kind != "structure", r.id)):
-        model = Organisation if record.kind == "structure" else Service
+        model: type[Organisation | Service] = (
+            Organisation if record.kind == "structure" else Service)
         try:
             item = json.loads(record.payload)
             if record.kind == "structure":
@@ -313,7 +314,7 @@ def normalize_directory(session: Session, source: Source, now: dt.datetime) -> D
         except Exception as exc:  # noqa: BLE001 - one bad item costs only itself
             outcome.warnings.append(f"{record.uid} : élément illisible ({exc})")
             continue
-        row = session.get(model, data["id"])
+        row: Organisation | Service | None = session.get(model, data["id"])  # type: ignore[assignment]
         if row is None:
             row = model(**data, first_seen_at=now, updated_at=now)
         else:

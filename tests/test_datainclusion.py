@@ -127,8 +127,8 @@ def test_v1_mock_with_null_and_empty_string_records():
         "networks"]) == ["mission-locale"]
     assert warnings == [
         "structure emplois-de-linclusion--empty : sans nom",
-        "structure dora--blacklisted-siren-structure : SIRET invalide '7793112240000' "
-        "(14 chiffres attendus) : ignoré",
+        ("structure dora--blacklisted-siren-structure : SIRET invalide '7793112240000' "
+         "(14 chiffres attendus) : ignoré"),
     ]
 
 
