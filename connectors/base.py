@@ -69,6 +69,8 @@ class ParseResult:
     #: False when the payload is known to hold only part of the source (an API page whose
     #: ``total`` exceeds its items): records absent from it are then not marked removed.
     complete: bool = True
+    #: The calendar's or feed's own title (X-WR-CALNAME, RSS/Atom/JSON Feed title), '' if none.
+    title: str = ""
 
     @property
     def events(self) -> int:

@@ -227,6 +227,10 @@ def parse_ical(data: bytes, source_id: str = "") -> ParseResult:
             return result
     lines, repairs = repair_lines(lines, shift)
     result.warnings.extend(repairs)
+    for line in lines[:200]:
+        if line.upper().startswith("X-WR-CALNAME"):
+            result.title = line.split(":", 1)[-1].strip()
+            break
     text = "\n".join(lines) + "\n"
     vevent_lines = [
         i + 1 - shift for i, line in enumerate(lines) if line.strip().upper() == "BEGIN:VEVENT"
