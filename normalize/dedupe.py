@@ -196,13 +196,16 @@ def candidate_pairs(frame: pd.DataFrame, window_minutes: int = WINDOW_MINUTES) -
 
 
 def source_priority(row: dict[str, Any]) -> int:
-    """0: the organiser's own source; 1: a municipal aggregate; 2: a third party."""
+    """0: the organiser's own source (the ORGANIZER is the publisher, or there is no ORGANIZER
+    and the publisher is not a municipal aggregate: an association's calendar lists its own
+    events); 1: a municipal aggregate; 2: a third party (another organiser's event)."""
     organizer, publisher = words(row.get("organizer")), words(row.get("publisher_name"))
+    municipal = row.get("publisher_type") == "service-municipal"
     if organizer and publisher and fuzz.token_set_ratio(organizer, publisher) >= 90:
         return 0
-    if row.get("publisher_type") == "service-municipal":
-        return 1
-    return 2
+    if not organizer and not municipal:
+        return 0
+    return 1 if municipal else 2
 
 
 class _UnionFind:

@@ -185,3 +185,50 @@ def test_cli_dedupe_review_records_answers(tmp_path: Path) -> None:
     assert all(d.decision == "different" for d in session.exec(select(DedupeDecision)))
     listed = CliRunner().invoke(app, ["dedupe", "review", "--db", db, "--list"])
     assert "0 paire(s) à relire" in listed.output
+
+
+def test_harvest_twice_same_calendar_from_two_sources_gives_same_clusters(tmp_path: Path) -> None:
+    """The FabLab Cottbus calendar (real sample) registered twice — by the association itself
+    and by a municipal aggregate — is published once per event, with the association's record
+    canonical; a second harvest gives the same clusters, ids and provenance."""
+    import shutil
+
+    from schemas.registry import load_registry
+    from tissu.pipeline import harvest_all
+    from tissu.settings import get_settings
+
+    shutil.copy(ROOT / "data" / "samples" / "fablab_cottbus.ics", tmp_path / "fablab.ics")
+    (tmp_path / "sources.yaml").write_text(
+        "sources:\n"
+        "  - id: fablab-cottbus\n    name: FabLab\n"
+        "    publisher: {name: FabLab Cottbus e.V., type: association}\n"
+        "    format: ical\n    url: fablab.ics\n    licence: LGPL-3.0\n"
+        "  - id: agenda-ville\n    name: Agenda de la ville\n"
+        "    publisher: {name: Ville, type: service-municipal}\n"
+        "    format: ical\n    url: fablab.ics\n    licence: LGPL-3.0\n", encoding="utf-8")
+    settings = get_settings(database_url=f"sqlite:///{tmp_path / 't.db'}",
+                            registry=tmp_path / "sources.yaml", publish_dir=tmp_path / "pub",
+                            raw_dir=tmp_path / "raw")
+    engine = make_engine(settings.database_url)
+    specs = load_registry(settings.registry)
+
+    def snapshot() -> tuple[dict[str, tuple[str | None, bool]], set[str]]:
+        with Session(engine) as session:
+            events = {e.id: (e.cluster_id, e.is_canonical) for e in session.exec(select(Event))}
+            provenance = {r.id for r in session.exec(select(EventSource))}
+        return events, provenance
+
+    harvest_all(engine, specs, settings, now=NOW)
+    first = snapshot()
+    harvest_all(engine, specs, settings, now=NOW)
+    assert snapshot() == first
+    events, provenance = first
+    by_cluster: dict[str | None, list[str]] = {}
+    for event_id, (cid, _canonical) in events.items():
+        by_cluster.setdefault(cid, []).append(event_id)
+    pairs = [sorted(m) for m in by_cluster.values() if len(m) == 2]
+    assert len(pairs) >= len(events) // 2 - 2  # (almost) every event found its twin
+    for members in pairs:
+        canonical = [m for m in members if events[m][1]]
+        assert len(canonical) == 1 and canonical[0].startswith("fablab-cottbus--")
+    assert len(provenance) == len(events)
