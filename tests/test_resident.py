@@ -212,7 +212,7 @@ def test_kiosk_mode_keeps_links_inside_sets_no_cookie_and_resets(instance):
     assert "borne" in (links.html.get("class") or "")
     for url in links.urls:
         assert url.startswith(("/", "#")), url
-        if url.startswith("/agenda/") or url.startswith("/annuaire") or url.startswith("/?"):
+        if url.startswith(("/agenda/", "/annuaire", "/?")):
             assert "borne=1" in url, url
     assert 'data-idle="120"' in response.text and 'data-home="/?borne=1"' in response.text
     event = get(instance, "/agenda/evenement/lisbonne--EVENT2?borne=1").text
@@ -220,7 +220,7 @@ def test_kiosk_mode_keeps_links_inside_sets_no_cookie_and_resets(instance):
     assert not any(u.endswith(".ics") for u in parse(event).urls)
     assert '<svg role="img"' in event  # a QR code instead of a download
     subscribe = get(instance, "/agenda/abonnement?borne=1").text
-    assert not any(u.startswith("webcal:") or u.startswith("http") for u in parse(subscribe).urls)
+    assert not any(u.startswith(("webcal:", "http")) for u in parse(subscribe).urls)
     organisation = get(instance, "/annuaire/organisation/association-fablab?borne=1").text
     assert "https://fablab.example.org/" in organisation
     assert 'href="https://fablab.example.org/"' not in organisation

@@ -169,11 +169,11 @@ def _occurrence(row: sqlite3.Row, free_known: bool) -> Occurrence:
         if row["end_date"]:
             end_date = dt.date.fromisoformat(str(row["end_date"])[:10]) - dt.timedelta(days=1)
     else:
-        start = dt.datetime.fromisoformat(str(row["start_utc"]).replace("Z", "+00:00"))
+        start = dt.datetime.fromisoformat(str(row["start_utc"]))
         start = start.astimezone(PARIS)
         start_date = start.date()
         if row["end_utc"]:
-            end = dt.datetime.fromisoformat(str(row["end_utc"]).replace("Z", "+00:00"))
+            end = dt.datetime.fromisoformat(str(row["end_utc"]))
             end = end.astimezone(PARIS)
             if end <= start:
                 end = None

@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 from pathlib import Path
+from typing import Self
 
 import yaml
 
@@ -80,7 +81,7 @@ def shared_instance() -> Path:
     return _SHARED["publish"]
 
 
-def make_datasette(publish_dir: Path):  # noqa: ANN201 - datasette.app.Datasette
+def make_datasette(publish_dir: Path):
     """A Datasette configured as ``tissu serve`` does: the database and ``/exports/``."""
     from datasette.app import Datasette
 
@@ -111,7 +112,7 @@ class ThreadServer:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> ThreadServer:
+    def __enter__(self) -> Self:
         self.thread.start()
         deadline = time.monotonic() + 20
         while not self.server.started:
