@@ -1,0 +1,127 @@
+"""The embeddable agenda: the iframe page without JavaScript, the script's data, the size budget."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+
+import pytest
+
+from publish.web.embed import STATIC, french_when
+from tests.conftest import NOW, ROOT, SAMPLES
+from tests.test_publish import make_site, stop
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("embed")
+    site = make_site(tmp, {"lisbon.ics": (
+        (SAMPLES / "issue_48_daylight_aware_repeats.ics").read_bytes(),
+        {"quartier": "Quatre-Chemins", "themes": ["seniors-isolement"]})})
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TISSU_ALLOW_LOOPBACK_FETCH", "1")
+        patch.setenv("TISSU_HOST_DELAY", "0")
+        try:
+            site.harvest(NOW)
+            out = site.publish(NOW)
+        finally:
+            stop(site)
+    return out
+
+
+def _get(out, path: str, monkeypatch):
+    from datasette.app import Datasette
+
+    monkeypatch.setattr("publish.web.embed.clock", lambda: NOW)
+
+    async def run():
+        ds = Datasette([str(out.database)], immutables=[])
+        return await ds.client.get(path)
+
+    return asyncio.run(run())
+
+
+class _Page(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def test_french_when() -> None:
+    assert french_when("2026-11-30T12:30:00+01:00", "2026-11-30T14:00:00+01:00", False) == \
+        "lundi 30 novembre, 12 h 30 – 14 h 00"
+    assert french_when("2026-12-25", "2026-12-26", True) == "vendredi 25 décembre, toute la journée"
+
+
+def test_iframe_page_renders_without_javascript(published, monkeypatch) -> None:
+    response = _get(published, "/embed?quartier=Quatre-Chemins&limite=3", monkeypatch)
+    assert response.status_code == 200
+    assert "frame-ancestors *" in response.headers["content-security-policy"]
+    page = _Page()
+    page.feed(response.text)
+    tags = [t for t, _ in page.tags]
+    assert "script" not in tags  # works with JavaScript off
+    assert ("html", {"lang": "fr"}) in page.tags
+    # no third-party request: no external stylesheet, script, image or font
+    for tag, attrs in page.tags:
+        if tag in {"link", "img", "script", "iframe"}:
+            assert not str(attrs.get("href") or attrs.get("src") or "").startswith("http"), tag
+    # accessible form: each select has its label
+    labels = {a["for"] for t, a in page.tags if t == "label"}
+    selects = {a["id"] for t, a in page.tags if t == "select"}
+    assert selects == labels == {"tissu-theme", "tissu-quartier"}
+    times = [a["datetime"] for t, a in page.tags if t == "time"]
+    assert times == ["2026-11-30T12:30:00+01:00", "2026-12-07T12:30:00+01:00",
+                     "2026-12-14T12:30:00+01:00"]
+    text = " ".join(page.text)
+    assert "lundi 30 novembre, 12 h 30 – 14 h 00" in text and "MDS-t" in text
+    empty = _get(published, "/embed?quartier=Ailleurs", monkeypatch)
+    assert "Aucune séance à venir" in empty.text
+
+
+def test_script_data_endpoint_and_budget(published, monkeypatch) -> None:
+    data = _get(published, "/embed/agenda.json?theme=seniors-isolement&limite=2", monkeypatch)
+    assert data.status_code == 200
+    assert data.headers["access-control-allow-origin"] == "*"
+    body = data.json()
+    assert [s["when"] for s in body["sessions"]] == ["lundi 30 novembre, 12 h 30 – 14 h 00",
+                                                    "lundi 7 décembre, 12 h 30 – 14 h 00"]
+    assert body["page"].startswith("/embed?")
+    other = _get(published, "/embed/agenda.json?theme=alimentation", monkeypatch).json()
+    assert other["sessions"] == []
+    script = _get(published, "/embed/agenda.js", monkeypatch)
+    assert script.status_code == 200 and script.headers["etag"]
+    assert "/embed/agenda.json" in script.text
+    # the script talks only to the server it came from
+    assert not re.search(r"https?://", script.text.split("*/", 1)[1])
+    size = sum(p.stat().st_size for p in STATIC.glob("*.*") if p.suffix in {".js", ".css"})
+    assert size < 20_000
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node absent")
+def test_script_renders_the_data_in_node(published, monkeypatch, tmp_path) -> None:
+    """Run agenda.js in Node with a minimal DOM and the real JSON of the data endpoint."""
+    data = _get(published, "/embed/agenda.json?quartier=Quatre-Chemins&limite=2",
+                monkeypatch).text
+    harness = ROOT / "tests" / "fixtures" / "embed_dom.js"
+    result = subprocess.run(["node", str(harness), str(STATIC / "agenda.js")], input=data,
+                            capture_output=True, text=True, timeout=60, check=True)
+    lines = result.stdout.splitlines()
+    assert lines[0] == ("GET https://tissu.example/embed/agenda.json"
+                        "?quartier=Quatre-Chemins&limite=2")
+    assert lines[1:] == [
+        "h3: MDS-t",
+        "time 2026-11-30T12:30:00+01:00: lundi 30 novembre, 12 h 30 – 14 h 00",
+        "h3: MDS-t",
+        "time 2026-12-07T12:30:00+01:00: lundi 7 décembre, 12 h 30 – 14 h 00",
+    ]
