@@ -25,7 +25,7 @@ from pathlib import Path
 
 from sqlalchemy import delete, event, or_, text, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
 from schemas import models  # noqa: F401  (registers the tables)
@@ -80,7 +80,13 @@ def make_engine(database_url: str) -> Engine:
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
 
-        SQLModel.metadata.create_all(engine)
+        for attempt in range(5):
+            try:
+                SQLModel.metadata.create_all(engine)
+                break
+            except OperationalError as exc:  # another process created a table meanwhile
+                if "already exists" not in str(exc) or attempt == 4:
+                    raise
         return engine
     if is_postgresql(database_url):
         if database_url.startswith(("postgresql://", "postgres://")):
@@ -142,7 +148,7 @@ def claim_source(engine: Engine, worker: str, now: dt.datetime,
         candidates = [
             s for s in session.exec(
                 select(Source).where(Source.status == "active",
-                                     Source.paused_by_moderator == False)  # noqa: E712
+                                     Source.paused_by_moderator == False)
             )
             if s.id not in leased and is_due(s, now)
         ]

@@ -54,7 +54,7 @@ def _do_harvest(settings: Settings, jobs: int = 1, per_host: int = 2, worker: bo
         if worker:
             round_start = None
             if since:
-                round_start = dt.datetime.fromisoformat(since.replace("Z", "+00:00"))
+                round_start = dt.datetime.fromisoformat(since)
                 if round_start.tzinfo is None:
                     round_start = round_start.replace(tzinfo=dt.UTC)
             summaries = run_worker(engine, settings, specs=specs, jobs=jobs,

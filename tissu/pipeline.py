@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from connectors.harvest import HarvestOutcome, harvest_source
@@ -92,7 +93,13 @@ def run_source(engine: Engine, source_id: str, settings: Settings,
         summary = SourceSummary(source_id, harvested.status, harvested.records, harvested.events,
                                 warnings=harvested.warnings, errors=harvested.errors)
         try:
-            normalized = normalize_source(session, source, horizon, now)
+            try:
+                normalized = normalize_source(session, source, horizon, now)
+            except IntegrityError:
+                # Another worker inserted a shared row (e.g. the publisher's Organisation) at
+                # the same time: the second attempt finds it and updates it.
+                session.rollback()
+                normalized = normalize_source(session, source, horizon, now)
         except Exception as exc:  # noqa: BLE001
             session.rollback()
             summary.errors.append(f"{source_id} : normalisation impossible ({exc!r})")
@@ -212,9 +219,17 @@ def sync_registry_locked(engine: Engine, specs: Iterable[SourceSpec]) -> None:
     """:func:`sync_registry` under a cross-process lock (several workers may start together)."""
     from schemas.store import registry_lock
 
-    with Session(engine) as session:
-        registry_lock(session)
-        sync_registry(session, specs)
+    specs = list(specs)
+    for attempt in range(3):
+        with Session(engine) as session:
+            registry_lock(session)
+            try:
+                sync_registry(session, specs)
+                return
+            except IntegrityError:  # SQLite has no advisory lock: another worker won the insert
+                session.rollback()
+                if attempt == 2:
+                    raise
 
 
 def run_worker(engine: Engine, settings: Settings, *, worker: str | None = None,
