@@ -17,6 +17,7 @@ from scrapy.spidermiddlewares.httperror import HttpError
 from scrapy.utils.test import get_crawler
 from twisted.python.failure import Failure
 
+import tissu
 from connectors.base import ParseResult
 from connectors.html import read_crawl_lines, spider_for
 from crawlers.items import EventItem, PageReport
@@ -256,3 +257,81 @@ def test_text_response_for_json_feeds_goes_to_the_json_reader() -> None:
                             headers={"Content-Type": "application/json"})
     output = list(spider().parse(response))
     assert [o.title for o in output if isinstance(o, EventItem)] == ["Demo event"]
+
+
+# ------------------------------------------------------------------- settings, guard, registry
+
+
+def test_crawl_settings_are_polite_and_bounded() -> None:
+    from crawlers.run import crawl_settings
+
+    settings = crawl_settings(output="x.jsonl", max_pages=3, depth=1, timeout=20, delay=0)
+    assert settings.getbool("ROBOTSTXT_OBEY") and settings.getbool("AUTOTHROTTLE_ENABLED")
+    assert settings.get("USER_AGENT") == tissu.USER_AGENT
+    assert not settings.getbool("TELNETCONSOLE_ENABLED")
+    assert not settings.getbool("REMOTE_CONTROL_ENABLED")
+    assert (settings.getint("CLOSESPIDER_PAGECOUNT"), settings.getint("DEPTH_LIMIT"),
+            settings.getint("CLOSESPIDER_TIMEOUT")) == (3, 1, 20)
+    defaults = crawl_settings()
+    assert (defaults.getint("CLOSESPIDER_PAGECOUNT"), defaults.getint("DEPTH_LIMIT"),
+            defaults.getfloat("DOWNLOAD_DELAY")) == (50, 2, 1.0)
+
+
+@pytest.mark.parametrize("url", ["http://10.0.0.1/agenda", "http://169.254.169.254/latest",
+                                 "file:///etc/passwd", "http://user:pw@127.0.0.1/"])
+def test_url_guard_refuses_private_and_odd_urls(url: str) -> None:
+    from crawlers.middlewares import UrlGuardMiddleware
+
+    guard = UrlGuardMiddleware(get_crawler(GenericEventSpider))
+    with pytest.raises(IgnoreRequest, match="adresse refusée"):
+        guard.process_request(Request(url))
+
+
+def test_url_guard_lets_loopback_through_only_when_allowed(monkeypatch) -> None:
+    from crawlers.middlewares import UrlGuardMiddleware
+
+    guard = UrlGuardMiddleware(get_crawler(GenericEventSpider))
+    assert guard.process_request(Request(f"{BASE}/agenda")) is None  # conftest allows loopback
+    monkeypatch.delenv("TISSU_ALLOW_LOOPBACK_FETCH")
+    with pytest.raises(IgnoreRequest, match="adresse refusée"):
+        guard.process_request(Request(f"{BASE}/agenda"))
+
+
+def registry_with(tmp_path, fmt: str, url: str = "https://www.example.org/agenda"):
+    path = tmp_path / "sources.yaml"
+    path.write_text(
+        "sources:\n  - id: site\n    name: Site\n    publisher: {name: X, type: association}\n"
+        f"    format: '{fmt}'\n    url: {url}\n    licence: Licence Ouverte 2.0\n",
+        encoding="utf-8")
+    return path
+
+
+def test_registry_accepts_html_and_known_spiders(tmp_path) -> None:
+    from schemas.registry import load_registry
+
+    assert load_registry(registry_with(tmp_path, "html"))[0].format == "html"
+    assert load_registry(registry_with(tmp_path, "scrapy:reseau_alpha"))[0].format == (
+        "scrapy:reseau_alpha")
+
+
+@pytest.mark.parametrize(("fmt", "message"), [
+    ("scrapy:inconnue", "araignée inconnue 'inconnue' (connues : generic, reseau_alpha)"),
+    ("scrapy:Reseau-Alpha", "nom d'araignée invalide 'Reseau-Alpha'"),
+    ("scrapy:", "nom d'araignée invalide ''"),
+])
+def test_registry_refuses_unknown_or_malformed_spiders(tmp_path, fmt: str, message: str) -> None:
+    from schemas.registry import RegistryError, load_registry
+
+    with pytest.raises(RegistryError) as caught:
+        load_registry(registry_with(tmp_path, fmt))
+    assert "entrée n°1 (id='site') : champ 'format'" in str(caught.value)
+    assert message in str(caught.value)
+
+
+def test_crawl_of_a_local_path_is_refused_without_starting_scrapy(tmp_settings) -> None:
+    from connectors.html import crawl_source
+
+    result = crawl_source("site", "/srv/agenda.html", "html", tmp_settings, NOW)
+    assert [str(e) for e in result.errors] == [
+        "une collecte de site demande une adresse http(s) : /srv/agenda.html"]
+    assert result.records == []
