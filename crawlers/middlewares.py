@@ -38,4 +38,3 @@ class UrlGuardMiddleware:
             if self.stats is not None:
                 self.stats.inc_value("tissu/url_refused")
             raise IgnoreRequest(f"adresse refusée : {exc}") from exc
-        return None

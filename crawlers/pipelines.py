@@ -64,7 +64,8 @@ class JsonLinesWriterPipeline:
     def _write(self, data: dict[str, Any]) -> None:
         if self.handle is None:
             if self.path:
-                self.handle = Path(self.path).open("a", encoding="utf-8")
+                # kept open for the whole crawl, closed in spider_closed
+                self.handle = Path(self.path).open("a", encoding="utf-8")  # noqa: SIM115
             else:
                 import sys
 
