@@ -29,6 +29,10 @@ _END_RE = re.compile(r"^END:(VEVENT|VTIMEZONE|VCALENDAR)\s*$", re.IGNORECASE)
 _DTSTAMP_RE = re.compile(r"^DTSTAMP[;:].*(?:\r?\n[ \t].*)*\r?\n", re.MULTILINE | re.IGNORECASE)
 # Properties whose broken value makes the VEVENT unusable; others are dropped with a warning.
 _REQUIRED = {"DTSTART"}
+# VEVENT properties that may occur at most once (RFC 5545 §3.6.1).
+_SINGLE = ("DTSTART", "DTEND", "DURATION", "UID", "RECURRENCE-ID", "SEQUENCE", "STATUS",
+           "SUMMARY", "LOCATION", "DESCRIPTION", "URL", "ORGANIZER", "DTSTAMP", "CLASS",
+           "CREATED", "LAST-MODIFIED", "PRIORITY", "TRANSP", "GEO")
 _PRODID = "-//Tissu//source record//FR"
 _LINE_SPLIT_RE = re.compile(r"\r\n|\r|\n")
 # A content line starts with a property name (iana-token or x-name) then ";" or ":".
@@ -317,6 +321,13 @@ def _record(
     result: ParseResult,
 ) -> ParsedRecord | None:
     """Check one VEVENT and build its record; report and return None when unusable."""
+    for name in _SINGLE:
+        value = vevent.get(name)
+        if isinstance(value, list):  # RFC 5545 §3.6.1: MUST NOT occur more than once
+            vevent[name] = value[0]
+            result.warnings.append(Problem(
+                f"propriété {name} répétée {len(value)} fois : seule la première est gardée",
+                line, "repeated-property"))
     errors = getattr(vevent, "errors", []) or []
     for prop, message in errors:
         name = (prop or "").upper()

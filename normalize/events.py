@@ -217,6 +217,10 @@ def normalize_ical_group(
     title = one_line(_text(base, "SUMMARY")) or "(sans titre)"
     location = one_line(_text(base, "LOCATION"))
     rrule = base.get("RRULE")
+    if isinstance(rrule, list):  # several RRULEs (deprecated by RFC 5545): all are expanded
+        warnings.append(f"{uid} : {len(rrule)} règles RRULE ; la première est publiée comme règle "
+                        "de la série, les séances de toutes sont calculées")
+        rrule = rrule[0]
     event = {
         "id": event_id,
         "source_id": source_id,
@@ -290,13 +294,13 @@ def _zone_warnings(uid: str, tzid: str | None, columns: dict[str, Any]) -> list[
         return []
     if columns["floating"]:
         if tzid:
-            return [f"{uid} : fuseau « {tzid} » inconnu et non défini dans le fichier : "
-                    "heure lue à l'heure de Paris"]
+            return [(f"{uid} : fuseau « {tzid} » inconnu et non défini dans le fichier : "
+                     "heure lue à l'heure de Paris")]
         return [f"{uid} : heure sans fuseau, lue à l'heure de Paris"]
     if tzid and resolve_tzid(tzid) is None:
         label = columns["tzid"] or "aucun nom IANA"
-        return [f"{uid} : fuseau « {tzid} » défini par le fichier (VTIMEZONE) : heures "
-                f"converties avec cette définition ({label})"]
+        return [(f"{uid} : fuseau « {tzid} » défini par le fichier (VTIMEZONE) : heures "
+                 f"converties avec cette définition ({label})")]
     return []
 
 

@@ -538,3 +538,18 @@ def test_exchange_all_day_with_windows_vtimezone():
     event = only(normalize(data_of("ms_tz.ics"))[1]).event
     assert event["all_day"] is True and event["tzid"] is None
     assert (event["start_date"], event["end_date"]) == (dt.date(2021, 3, 24), dt.date(2021, 3, 27))
+
+
+def test_repeated_single_properties_keep_the_first():
+    # Found by tests/test_fuzz.py: a cut merged two Exchange VEVENTs of issue_28 into one,
+    # which then had two DTSTART, two SUMMARY, two UID… (RFC 5545 §3.6.1: at most once).
+    data = data_of("issue_28_rrule_with_UTC_endinginZ.ics")
+    start = data.index(b"X-MICROSOFT-CDO-INTENDEDSTATUS")
+    merged = data[:start] + data[data.index(b"BEGIN:VEVENT", start) + len(b"BEGIN:VEVENT\r\n"):]
+    result, events = normalize(merged)
+    repeated = [p for p in result.warnings if p.code == "repeated-property"]
+    assert {p.message.split()[1] for p in repeated} >= {"DTSTART", "SUMMARY", "UID"}
+    black = next(e for e in events.values() if e.event["title"] == "Refuse black bin")
+    assert black.event["start_date"] == dt.date(2020, 4, 2)
+    assert black.event["rrule"].startswith("FREQ=WEEKLY;UNTIL=20200916T230000Z")
+    assert any("2 règles RRULE" in w for w in black.warnings)
