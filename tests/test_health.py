@@ -1,7 +1,7 @@
 """Source health through the local HTTP server, with explicit clocks.
 
-Source: the real OpenAgenda export of Albi (75 events, 2023-11-25 → 2024-06-05; 71 still to come
-at 2023-12-01 12:00 UTC, counted by hand).
+Source: the real OpenAgenda export of Albi (75 events, 2023-11-25 → 2024-06-05), mostly its first
+20 events (to 23 December 2023; 16 still to come at 2023-12-01 12:00 UTC, counted by hand).
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from tests.conftest import FIXTURES, Route
 from tissu.pipeline import harvest_all, sync_registry
 
 T1 = dt.datetime(2023, 12, 1, 12, 0, tzinfo=dt.UTC)
-ALBI = (FIXTURES / "openagenda" / "oa_albi_events.json").read_bytes()
+ALL = (FIXTURES / "openagenda" / "oa_albi_events.json").read_bytes()
+ALBI = json.dumps(json.loads(ALL)[:20]).encode()
 
 
 def setup(server, settings, body: bytes = ALBI, status: int = 200):
@@ -53,14 +54,14 @@ def test_healthy_source_and_its_public_columns(http_server, tmp_settings):
     harvest_all(engine, specs, tmp_settings, now=T1)
     health = health_at(engine, T1)
     assert (health.status, health.reason) == ("ok", "collecte normale")
-    assert (health.recent_items, health.events_total, health.events_upcoming) == ([75], 75, 71)
+    assert (health.recent_items, health.events_total, health.events_upcoming) == ([20], 20, 16)
     assert (health.last_attempt_at, health.last_success_at, health.last_changed_at) == (T1, T1, T1)
     with Session(engine) as session:  # stored by the run for the published sources table
         source = session.get(Source, "albi")
         source.contact_email = "benevole@example.org"
         session.add(source)
         session.commit()
-        assert (source.health, source.events_upcoming, source.items_recent) == ("ok", 71, "[75]")
+        assert (source.health, source.events_upcoming, source.items_recent) == ("ok", 16, "[20]")
     from publish.build import build_database
 
     database = build_database(engine, tmp_settings.publish_dir)
@@ -68,7 +69,7 @@ def test_healthy_source_and_its_public_columns(http_server, tmp_settings):
         connection.row_factory = sqlite3.Row
         row = dict(connection.execute("SELECT * FROM sources").fetchone())
     assert (row["health"], row["health_reason"], row["events_upcoming"]) == (
-        "ok", "collecte normale", 71)
+        "ok", "collecte normale", 16)
     assert row["last_success_at"] == "2023-12-01T12:00:00Z"
     assert "contact_email" not in row and "benevole@example.org" not in row.values()
 
@@ -100,27 +101,28 @@ def test_zero_items_is_a_warning(http_server, tmp_settings):
 def test_count_dropped_by_more_than_half(http_server, tmp_settings):
     engine, specs = setup(http_server, tmp_settings)
     harvest_all(engine, specs, tmp_settings, now=T1)
-    http_server.routes["/albi.json"] = Route(body=json.dumps(json.loads(ALBI)[:30]).encode())
+    http_server.routes["/albi.json"] = Route(body=json.dumps(json.loads(ALBI)[:8]).encode())
     later = T1 + dt.timedelta(hours=6)
     harvest_all(engine, specs, tmp_settings, now=later)
     health = health_at(engine, later)
     assert health.status == "warning"
-    assert health.recent_items == [30, 75]
-    assert "nombre d'éléments en forte baisse (75 → 30)" in health.reasons
-    assert any(r.startswith("garde-fou : 45 événements") for r in health.reasons)
+    assert health.recent_items == [8, 20]
+    assert "nombre d'éléments en forte baisse (20 → 8)" in health.reasons
+    assert any(r.startswith("garde-fou : 12 événements") for r in health.reasons)
 
 
 def test_only_past_events(http_server, tmp_settings):
     engine, specs = setup(http_server, tmp_settings)
-    summer = dt.datetime(2024, 6, 20, 12, 0, tzinfo=dt.UTC)  # the last timing was on 5 June
-    harvest_all(engine, specs, tmp_settings, now=summer)
-    health = health_at(engine, summer)
+    new_year = dt.datetime(2024, 1, 2, 12, 0, tzinfo=dt.UTC)  # the last timing: 23 December
+    harvest_all(engine, specs, tmp_settings, now=new_year)
+    health = health_at(engine, new_year)
     assert (health.status, health.reasons) == ("warning", ["seulement des événements passés"])
-    assert (health.events_total, health.events_upcoming) == (75, 0)
+    assert (health.events_total, health.events_upcoming) == (20, 0)
 
 
 def test_unchanged_for_longer_than_the_setting(http_server, tmp_settings):
-    engine, specs = setup(http_server, tmp_settings)
+    late = json.dumps(json.loads(ALL)[-20:]).encode()  # the last 20: March to June 2024
+    engine, specs = setup(http_server, tmp_settings, body=late)
     harvest_all(engine, specs, tmp_settings, now=T1)
     day = T1 + dt.timedelta(days=29)
     [same] = harvest_all(engine, specs, tmp_settings, now=day)
@@ -149,4 +151,4 @@ def test_sources_status_command_prints_a_table(http_server, tmp_settings):
     assert result.exit_code == 0, result.output
     assert "État des sources" in result.output
     line = next(line for line in result.output.splitlines() if "albi" in line)
-    assert "75" in line and "/ 75" in line
+    assert "20" in line and "/ 20" in line

@@ -1,9 +1,9 @@
 """Sync semantics through the local HTTP server, with explicit clocks.
 
-The source is the real OpenAgenda export of Albi (tests/fixtures/openagenda/oa_albi_events.json:
-75 events between 2023-11-25 and 2024-06-05). At 2023-12-01 12:00 UTC, 71 of them are still to
-come and 4 are over (counted by hand from their timings). Each test serves the real events, or a
-subset of them, to simulate what a source does between two harvests.
+The source is the real OpenAgenda export of Albi (tests/fixtures/openagenda/oa_albi_events.json),
+its first 20 events (25 November → 23 December 2023) to keep the run short. At 2023-12-01 12:00
+UTC, 16 of them are still to come and 4 are over (counted by hand from their timings). Each test
+serves these events, or a subset of them, to simulate what a source does between two harvests.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ T1 = dt.datetime(2023, 12, 1, 12, 0, tzinfo=dt.UTC)
 T2 = T1 + dt.timedelta(hours=6)
 T3 = T2 + dt.timedelta(hours=6)
 PAST = ["48516406", "94820242", "28861567", "77878711"]  # 25–29 November 2023
-ALBI = json.loads((FIXTURES / "openagenda" / "oa_albi_events.json").read_text(encoding="utf-8"))
+ALBI = json.loads((FIXTURES / "openagenda" / "oa_albi_events.json").read_text(encoding="utf-8"))[:20]
 FUTURE = [str(e["uid"]) for e in ALBI if str(e["uid"]) not in PAST]
 
 
@@ -47,7 +47,7 @@ def setup(server, settings):
     engine = make_engine(settings.database_url)
     specs = load_registry(settings.registry)
     [first] = harvest_all(engine, specs, settings, now=T1)
-    assert (first.status, first.events) == ("ok", 75)
+    assert (first.status, first.events) == ("ok", 20)
     return engine, specs
 
 
@@ -56,7 +56,7 @@ def last_run(session: Session) -> HarvestRun:
 
 
 def test_counts_by_hand():
-    assert len(ALBI) == 75 and len(FUTURE) == 71
+    assert len(ALBI) == 20 and len(FUTURE) == 16
 
 
 def test_record_seen_again_is_updated_in_place(http_server, tmp_settings):
@@ -67,7 +67,7 @@ def test_record_seen_again_is_updated_in_place(http_server, tmp_settings):
     [second] = harvest_all(engine, specs, tmp_settings, now=T2)
     assert second.status == "ok"
     with Session(engine) as session:
-        assert len(session.exec(select(Event)).all()) == 75
+        assert len(session.exec(select(Event)).all()) == 20
         event = session.get(Event, "albi--99923953")
         assert event.title == "Plusieurs : un comédien et un pur-sang (complet)"
         assert (event.first_seen_at, event.updated_at) == (T1, T2)
@@ -84,7 +84,7 @@ def test_vanished_events_are_marked_not_deleted_and_future_ones_cancelled(http_s
     [second] = harvest_all(engine, specs, tmp_settings, now=T2)
     assert second.status == "ok"
     with Session(engine) as session:
-        assert len(session.exec(select(Event)).all()) == 75  # nothing deleted
+        assert len(session.exec(select(Event)).all()) == 20  # nothing deleted
         gone = session.get(Event, "albi--99923953")
         assert gone.removed_at_source == T2
         assert [o.status for o in session.exec(
@@ -104,22 +104,22 @@ def test_vanished_events_are_marked_not_deleted_and_future_ones_cancelled(http_s
 
 def test_exactly_half_is_not_guarded(http_server, tmp_settings):
     engine, specs = setup(http_server, tmp_settings)
-    serve(http_server, without(*FUTURE[:35]))  # 35 of 71: 70 <= 71, not more than half
+    serve(http_server, without(*FUTURE[:8]))  # 8 of 16: not more than half
     [second] = harvest_all(engine, specs, tmp_settings, now=T2)
     assert second.status == "ok"
     with Session(engine) as session:
-        assert last_run(session).removed == 35 and last_run(session).guarded == 0
+        assert last_run(session).removed == 8 and last_run(session).guarded == 0
 
 
 def test_guard_keeps_more_than_half_of_future_events_until_forced(http_server, tmp_settings):
     engine, specs = setup(http_server, tmp_settings)
-    serve(http_server, without(*FUTURE[:36], PAST[0]))  # 36 of 71 future, and one past event
+    serve(http_server, without(*FUTURE[:9], PAST[0]))  # 9 of 16 future, and one past event
     [second] = harvest_all(engine, specs, tmp_settings, now=T2)
     assert second.status == "partial"
-    assert any("garde-fou : 36 événements à venir sur 71" in w for w in second.warnings)
+    assert any("garde-fou : 9 événements à venir sur 16" in w for w in second.warnings)
     with Session(engine) as session:
         run = last_run(session)
-        assert (run.guarded, run.removed, run.forced) == (36, 1, False)
+        assert (run.guarded, run.removed, run.forced) == (9, 1, False)
         kept = session.get(Event, f"albi--{FUTURE[0]}")
         assert kept.removed_at_source is None
         assert session.get(SourceRecord, f"albi--{FUTURE[0]}").missing_since == T2
@@ -140,7 +140,7 @@ def test_guard_keeps_more_than_half_of_future_events_until_forced(http_server, t
     assert result.exit_code == 0, result.output
     with Session(engine) as session:
         run = last_run(session)
-        assert (run.forced, run.removed, run.guarded, run.status) == (True, 36, 0, "ok")
+        assert (run.forced, run.removed, run.guarded, run.status) == (True, 9, 0, "ok")
         assert session.get(Event, f"albi--{FUTURE[0]}").removed_at_source == later
         assert session.get(SourceRecord, f"albi--{FUTURE[0]}").missing_since is None
 
@@ -151,17 +151,17 @@ def test_empty_answer_is_guarded(http_server, tmp_settings):
     [second] = harvest_all(engine, specs, tmp_settings, now=T2)
     assert second.status == "partial"
     with Session(engine) as session:
-        assert last_run(session).guarded == 71
+        assert last_run(session).guarded == 16
         removed = session.exec(select(Event.id).where(Event.removed_at_source.is_not(None)))
         assert set(removed.all()) == {f"albi--{uid}" for uid in PAST}  # only the past ones
 
 
 def test_one_page_of_a_paginated_answer_removes_nothing(http_server, tmp_settings):
     engine, specs = setup(http_server, tmp_settings)
-    serve(http_server, {"success": True, "total": 75, "events": ALBI[:20], "after": [1, 2]})
+    serve(http_server, {"success": True, "total": 75, "events": ALBI[:5], "after": [1, 2]})
     [second] = harvest_all(engine, specs, tmp_settings, now=T2)
     assert second.status == "ok"
-    assert any("20 événements sur 75" in w for w in second.warnings)
+    assert any("5 événements sur 75" in w for w in second.warnings)
     with Session(engine) as session:
         assert last_run(session).removed == 0
         assert session.exec(select(Event).where(Event.removed_at_source.is_not(None))).all() == []
