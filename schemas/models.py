@@ -206,8 +206,8 @@ class Service(SQLModel, table=True):
     """A data.inclusion service offered by a structure (schema v1 ``service``).
 
     Codes follow the v1 reference lists (thematiques, publics, frais, modes-accueil,
-    types-de-services); codes outside them are kept in ``unknown_codes`` (JSON object
-    field → list). ``opening_hours`` is the OSM ``opening_hours`` string as given;
+    types-de-services); well-formed codes outside them (v0 codes) stay in their column and are
+    also listed in ``unknown_codes`` (JSON object field → list), malformed ones only there. ``opening_hours`` is the OSM ``opening_hours`` string as given;
     ``opening_hours_valid`` says whether it parses. ``contact_email``/``contact_phone`` are
     PRIVATE. Source: https://schema.data.inclusion.beta.gouv.fr/ (v1).
     """
