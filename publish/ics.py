@@ -39,7 +39,6 @@ from icalendar.parser import Contentline, Parameters
 from icalendar.prop import (
     vCategory,
     vDDDLists,
-    vDDDTypes,
     vDuration,
     vGeo,
     vInt,
@@ -80,6 +79,15 @@ def _zone(tzid: str | None) -> ZoneInfo | None:
 
 
 def _line(name: str, value: Any, params: dict[str, str] | None = None) -> bytes:
+    """One content line; the value is encoded by its icalendar type (escaping, RFC 5545 §3.3).
+
+    Short lines (≤ 75 octets, the common case) are joined here; longer ones, and any line with
+    parameters, go through icalendar's ``Contentline`` for quoting and folding (§3.1).
+    """
+    if not params:
+        line = name.encode() + b":" + value.to_ical()
+        if len(line) <= 75:
+            return line
     return Contentline.from_parts(name, Parameters(params or {}), value, sorted=False).to_ical()
 
 
@@ -90,8 +98,12 @@ def _when(value: dt.datetime | dt.date, zone: ZoneInfo | None) -> dt.datetime | 
 
 
 def _dt_line(name: str, value: dt.datetime | dt.date, zone: ZoneInfo | None) -> bytes:
-    prop = vDDDTypes(_when(value, zone))
-    return _line(name, prop, dict(prop.params))
+    """DATE-TIME or DATE line (RFC 5545 §3.3.4-5): UTC ``…Z``, ``TZID=<zone>`` local, or DATE."""
+    if isinstance(value, dt.datetime):
+        if zone is None:
+            return f"{name}:{value.astimezone(dt.UTC):%Y%m%dT%H%M%SZ}".encode()
+        return f"{name};TZID={zone.key}:{value.astimezone(zone):%Y%m%dT%H%M%S}".encode()
+    return f"{name};VALUE=DATE:{value:%Y%m%d}".encode()
 
 
 def _key_value(key: str) -> dt.datetime | dt.date:
@@ -211,12 +223,11 @@ def _common_lines(row: dict[str, Any]) -> list[bytes]:
         changed = removed
     lines = [_line("UID", vText(f"{row['id']}@tissu"))]
     if changed is not None:
-        stamp = vDDDTypes(changed.astimezone(dt.UTC))
-        lines.append(_line("DTSTAMP", stamp))
-        lines.append(_line("LAST-MODIFIED", stamp))
+        lines.append(_dt_line("DTSTAMP", changed, None))
+        lines.append(_dt_line("LAST-MODIFIED", changed, None))
     created = _parse_utc(row.get("first_seen_at"))
     if created is not None:
-        lines.append(_line("CREATED", vDDDTypes(created.astimezone(dt.UTC))))
+        lines.append(_dt_line("CREATED", created, None))
     return lines
 
 
@@ -340,18 +351,18 @@ def calendar_bytes(events: Iterable[FeedEvent], name: str = CALENDAR_NAME,
     calendar.add("X-WR-TIMEZONE", "Europe/Paris")
     calendar.add("REFRESH-INTERVAL", dt.timedelta(hours=6), parameters={"VALUE": "DURATION"})
     calendar.add("X-PUBLISHED-TTL", vDuration(dt.timedelta(hours=6)))
-    for zone in sorted({e.zone for e in events if e.zone}):
-        calendar.add_component(_timezone(zone))
     head = calendar.to_ical()
     end = b"END:VCALENDAR\r\n"
     assert head.endswith(end)
-    return head[: -len(end)] + b"".join(e.data for e in events) + end
+    zones = b"".join(_timezone(z) for z in sorted({e.zone for e in events if e.zone}))
+    return head[: -len(end)] + zones + b"".join(e.data for e in events) + end
 
 
-_TIMEZONES: dict[str, icalendar.Timezone] = {}
+_TIMEZONES: dict[str, bytes] = {}
 
 
-def _timezone(name: str) -> icalendar.Timezone:
+def _timezone(name: str) -> bytes:
+    """The serialised VTIMEZONE of an IANA zone (icalendar, 1970–2038), computed once."""
     if name not in _TIMEZONES:
-        _TIMEZONES[name] = icalendar.Timezone.from_tzid(name)
+        _TIMEZONES[name] = icalendar.Timezone.from_tzid(name).to_ical()
     return _TIMEZONES[name]
