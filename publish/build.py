@@ -49,9 +49,8 @@ _DEFAULT_SOURCES = {"events": "event", "occurrences": "occurrence", "sources": "
 _DERIVED = {"events": {"dtstart_local"}}
 # Indexes for the common queries; an index whose columns are missing is skipped.
 _INDEXES = [
-    ("occurrences", ("start_utc",)),
+    ("occurrences", ("start_utc", "end_utc", "event_id")),  # covers "this week" filters
     ("occurrences", ("event_id",)),
-    ("occurrences", ("end_utc",)),
     ("events", ("source_id",)),
     ("events", ("dtstart_utc",)),
     ("events", ("quartier",)),
@@ -83,6 +82,9 @@ def iso_utc(value: object) -> str | None:
     if value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NaT:
         return None
     if isinstance(value, str):
+        # fast path: SQLite text of a naive UTC value, "YYYY-MM-DD HH:MM:SS[.ffffff]"
+        if len(value) >= 19 and value[10] in " T" and (len(value) == 19 or value[19] == "."):
+            return f"{value[:10]}T{value[11:19]}Z"
         value = dt.datetime.fromisoformat(value)
     assert isinstance(value, dt.datetime)
     if value.tzinfo is not None:
