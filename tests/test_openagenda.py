@@ -183,3 +183,15 @@ def test_harvest_through_local_server_builds_events_and_occurrences(http_server,
                             .order_by(Occurrence.start_utc.desc())).first()
         assert last.start_utc == utc("2025-06-02T11:00:00")
         assert last.start_local == "2025-06-02T13:00:00+02:00"
+
+
+def test_cancelled_and_postponed_statuses_reach_the_occurrences():
+    event = json.loads((OA / "oa_begles.event.json").read_text(encoding="utf-8"))
+    for code, status, schema in ((6, "cancelled", "EventCancelled"),
+                                 (4, "tentative", "EventPostponed"),
+                                 (5, "confirmed", "EventScheduled")):
+        event["status"] = code
+        result = parse_openagenda(json.dumps(event).encode(), "oa")
+        found = payloads(result)["51028839"]
+        assert (found["status"], found["event_status"]) == (status, schema)
+        assert {o["status"] for o in occurrences(result, "51028839")} == {status}
