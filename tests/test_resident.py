@@ -14,7 +14,7 @@ import pytest
 import recurring_ical_events
 
 from publish.web import resident, resident_data
-from tests.browser.instance import NOW, SERVICE_ID, make_datasette, shared_instance
+from browser.instance import NOW, SERVICE_ID, make_datasette, shared_instance
 
 CSS = Path(resident.__file__).parent / "static" / "resident" / "resident.css"
 BUDGET = 50 * 1024

@@ -20,6 +20,7 @@ Identifiers in URLs are percent-encoded whole (``/`` included).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import importlib.util
 import os
@@ -368,8 +369,12 @@ async def poster_pdf(datasette: Any, request: Any) -> Response:
     context["pdf"] = True
     html = i18n.environment(page.lang).get_template("poster.html").render(context)
     css = (i18n.TEMPLATES_DIR.parent.parent / "static" / "resident" / "resident.css")
-    document = weasyprint.HTML(string=html, base_url=page.absolute("/"))
-    pdf = document.write_pdf(stylesheets=[weasyprint.CSS(filename=str(css))])
+    # Nothing is fetched while rendering (not even our own stylesheet over HTTP): the CSS is
+    # given as text and every URL but data: is refused.
+    fetcher = weasyprint.URLFetcher(allowed_protocols=("data",))
+    document = weasyprint.HTML(string=html, base_url=page.absolute("/"), url_fetcher=fetcher)
+    stylesheet = weasyprint.CSS(string=css.read_text(encoding="utf-8"), url_fetcher=fetcher)
+    pdf = await asyncio.to_thread(document.write_pdf, stylesheets=[stylesheet])
     return Response(pdf, status=200, content_type="application/pdf",
                     headers={"Content-Disposition": 'inline; filename="affiche.pdf"'})
 
