@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint clean messages
+.PHONY: install run test lint clean messages bench
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,14 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# Benchmarks W1–W6 (never part of `make test`): BENCH_SCALE=small for a quick run.
+# Writes bench/results/<UTC date>.json and the table of BENCHMARKS.md.
+BENCH_SCALE ?= full
+bench: $(STAMP)
+	$(BIN)/pip install --quiet "city-scrapers-core==0.11.0"
+	command -v wrk >/dev/null 2>&1 || (apt-get install -y -qq wrk >/dev/null 2>&1 || true)
+	$(BIN)/python -m bench.run --scale $(BENCH_SCALE)
 
 lint: $(STAMP)
 	$(BIN)/ruff check tissu connectors crawlers normalize publish schemas tests

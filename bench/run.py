@@ -1,0 +1,653 @@
+"""``make bench``: Tissu's workloads W1–W6, each beside a floor or ceiling measured in the same run.
+
+Absolute times vary a lot on a shared machine, so every figure comes with a reference measured
+in the same run on the same machine (the library's own speed on the same input, or the server's
+static-file ceiling) and the ratio between them. Writes ``bench/results/<UTC date>.json`` and
+rewrites the results table of ``BENCHMARKS.md`` (between its ``bench:results`` markers).
+
+Workloads (issue 8):
+    W1 cold harvest → normalise → publish of the generated corpus (``--sources`` × ``--events``),
+       one process on SQLite, then two ``tissu harvest --worker`` processes on PostgreSQL; floor:
+       parsing the same files with icalendar / feedparser / extruct alone.
+    W2 the same harvest again with nothing changed (304s and content hashes), as a share of W1.
+    W3 serving a published database of about 1M occurrences to 10 concurrent clients.
+    W4 exporting 100k events to iCalendar, JSON-LD and CSV; floor: icalendar's serialisation.
+    W5 deduplicating the generated events; precision and recall against the generator's truth.
+    W6 the HTML path: our schema.org extraction + normalisation beside city-scrapers-core.
+
+Run: ``.venv/bin/python -m bench.run [--scale small|full] [--only W1,W2]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+RESULTS = ROOT / "bench" / "results"
+BENCHMARKS = ROOT / "BENCHMARKS.md"
+PYTHON = sys.executable
+TISSU = [PYTHON, "-m", "tissu.cli"]
+POSTGRES_URL = os.environ.get("TISSU_BENCH_POSTGRES_URL",
+                              os.environ.get("TISSU_TEST_POSTGRES_URL", ""))
+
+SCALES = {
+    # sources, events per source, W3 events in the served database, W4 events, W5 events
+    "small": {"sources": 40, "events": 25, "serve_events": 5_000, "export_events": 5_000,
+              "dedupe_events": 5_000, "html_pages": 20, "duration": 5},
+    "full": {"sources": 500, "events": 100, "serve_events": 100_000, "export_events": 100_000,
+             "dedupe_events": 100_000, "html_pages": 200, "duration": 20},
+}
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def run_timed(command: list[str], env: dict[str, str], cwd: Path = ROOT,
+              timeout: float = 3600) -> dict[str, Any]:
+    """Run ``command``; return seconds, peak RSS (MB, from wait4) and the output's tail."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT)
+    assert process.stdout is not None
+    output = process.stdout.read()
+    _pid, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    process.stdout.close()
+    return {"seconds": time.perf_counter() - start, "peak_rss_mb": usage.ru_maxrss / 1024,
+            "returncode": process.returncode,
+            "tail": output.decode("utf-8", "replace")[-1500:]}
+
+
+def run_parallel(commands: list[list[str]], env: dict[str, str]) -> dict[str, Any]:
+    """Run ``commands`` at once; wall seconds, the largest peak RSS, every return code."""
+    start = time.perf_counter()
+    processes = [subprocess.Popen(c, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT) for c in commands]
+    outputs, peaks, codes = [], [], []
+    for process in processes:
+        assert process.stdout is not None
+        outputs.append(process.stdout.read())
+        _pid, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        process.stdout.close()
+        peaks.append(usage.ru_maxrss / 1024)
+        codes.append(process.returncode)
+    return {"seconds": time.perf_counter() - start, "peak_rss_mb": max(peaks),
+            "returncodes": codes,
+            "tail": b"\n".join(o[-600:] for o in outputs).decode("utf-8", "replace")}
+
+
+def bench_env(work: Path, database_url: str, publish_dir: Path) -> dict[str, str]:
+    """The environment of the ``tissu`` processes: loopback allowed, no politeness delay."""
+    return dict(os.environ, TISSU_ALLOW_LOOPBACK_FETCH="1", TISSU_HOST_DELAY="0",
+                TISSU_DATABASE_URL=database_url, TISSU_REGISTRY=str(work / "sources.yaml"),
+                TISSU_PUBLISH_DIR=str(publish_dir), TISSU_RAW_DIR=str(work / "raw"),
+                TISSU_RAW_RETENTION="1", TISSU_PUBLISH_DEBOUNCE="0", COLUMNS="120")
+
+
+def fresh_postgres_schema(name: str) -> str | None:
+    """A new empty schema in the bench PostgreSQL database; its SQLAlchemy URL, or None."""
+    if not POSTGRES_URL:
+        return None
+    import psycopg
+
+    conninfo = "postgresql://" + POSTGRES_URL.split("://", 1)[1]
+    try:
+        with psycopg.connect(conninfo, autocommit=True, connect_timeout=5) as connection:
+            connection.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+            connection.execute(f'CREATE SCHEMA "{name}"')
+    except psycopg.Error:
+        return None
+    separator = "&" if "?" in POSTGRES_URL else "?"
+    return f"{POSTGRES_URL}{separator}options=-csearch_path%3D{name}"
+
+
+def drop_postgres_schema(name: str) -> None:
+    import psycopg
+
+    conninfo = "postgresql://" + POSTGRES_URL.split("://", 1)[1]
+    with psycopg.connect(conninfo, autocommit=True) as connection:
+        connection.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(share * (len(ordered) - 1))))
+    return ordered[index]
+
+
+# --- W1 floor: the libraries alone on the same files -------------------------------------------
+
+
+def parse_floor(corpus: Any) -> dict[str, Any]:
+    """Parse every file of the corpus with icalendar, feedparser or extruct, reading each event.
+
+    Returns seconds, events read and events/s: the speed Tissu's harvest is compared with.
+    """
+    import extruct
+    import feedparser
+    import icalendar
+
+    events = 0
+    start = time.perf_counter()
+    for source in corpus.sources:
+        if source.format == "ical":
+            calendar = icalendar.Calendar.from_ical(source.content)
+            for event in calendar.walk("VEVENT"):
+                _ = (str(event.get("UID")), str(event.get("SUMMARY")), event.decoded("DTSTART"),
+                     event.decoded("DTEND", None), str(event.get("LOCATION")),
+                     str(event.get("DESCRIPTION")), event.get("RRULE"))
+                events += 1
+        elif source.format == "rss":
+            feed = feedparser.parse(source.content)
+            for entry in feed.entries:
+                _ = (entry.get("id"), entry.get("title"), entry.get("ev_startdate"),
+                     entry.get("ev_enddate"), entry.get("ev_location"), entry.get("summary"))
+                events += 1
+        else:
+            data = extruct.extract(source.content.decode("utf-8"), syntaxes=["json-ld"],
+                                   uniform=True)
+            for block in data["json-ld"]:
+                for node in block.get("@graph", [block]):
+                    _ = (node.get("@id"), node.get("name"), node.get("startDate"),
+                         node.get("endDate"), node.get("location"))
+                    events += 1
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "events": events, "events_per_s": events / seconds}
+
+
+# --- W1 / W2 -----------------------------------------------------------------------------------
+
+
+def w1_w2(scale: dict[str, Any], work: Path) -> dict[str, Any]:
+    """Cold harvest + publish (W1) and the unchanged rerun (W2) of a generated corpus."""
+    import yaml
+
+    from bench.generator import generate
+    from bench.server import CorpusServer
+
+    corpus = generate(scale["sources"], scale["events"], seed=42)
+    corpus.write(work / "corpus")
+    floor = parse_floor(corpus)
+    result: dict[str, Any] = {
+        "corpus": {"sources": len(corpus.sources), "events": corpus.events,
+                   "occurrences": corpus.occurrences,
+                   "bytes": sum(len(s.content) for s in corpus.sources),
+                   "formats": {f: sum(1 for s in corpus.sources if s.format == f)
+                               for f in ("ical", "rss", "html")}},
+        "floor": floor,
+    }
+    with CorpusServer(corpus.served()) as server:
+        (work / "sources.yaml").write_text(yaml.safe_dump(corpus.registry(server.base_url)),
+                                           encoding="utf-8")
+        # one process, SQLite
+        db = f"sqlite:///{work / 'w1' / 'tissu.db'}"
+        env = bench_env(work, db, work / "w1" / "publish")
+        harvest = run_timed(TISSU + ["harvest"], env)
+        publish = run_timed(TISSU + ["publish"], env)
+        seconds = harvest["seconds"] + publish["seconds"]
+        one = {"harvest": harvest, "publish": publish, "seconds": seconds,
+               "events_per_s": corpus.events / seconds,
+               "ratio_to_floor": corpus.events / seconds / floor["events_per_s"],
+               "peak_rss_mb": max(harvest["peak_rss_mb"], publish["peak_rss_mb"]),
+               "published_events": _count(work / "w1" / "publish" / "tissu-open.db", "events")}
+        result["one_process_sqlite"] = one
+        # W2: the same run again, nothing changed
+        hits_before = sum(server.hits.values())
+        not_modified_before = server.not_modified
+        again = run_timed(TISSU + ["harvest"], env)
+        publish_again = run_timed(TISSU + ["publish"], env)
+        result["w2"] = {"harvest": again, "publish": publish_again,
+                        "seconds": again["seconds"] + publish_again["seconds"],
+                        "share_of_w1": (again["seconds"] + publish_again["seconds"]) / seconds,
+                        "harvest_share_of_w1_harvest": again["seconds"] / harvest["seconds"],
+                        "requests": sum(server.hits.values()) - hits_before,
+                        "not_modified": server.not_modified - not_modified_before}
+        # two worker processes on one PostgreSQL store
+        schema = "tissu_bench_w1"
+        pg = fresh_postgres_schema(schema)
+        if pg is None:
+            result["two_workers_postgresql"] = {"status": "not measurable",
+                                                "reason": "no PostgreSQL (TISSU_TEST_POSTGRES_URL)"}
+        else:
+            env = bench_env(work, pg, work / "w1pg" / "publish")
+            env["TISSU_RAW_DIR"] = str(work / "raw-pg")
+            workers = run_parallel([TISSU + ["harvest", "--worker"]] * 2, env)
+            publish = run_timed(TISSU + ["publish"], env)
+            seconds = workers["seconds"] + publish["seconds"]
+            result["two_workers_postgresql"] = {
+                "harvest": workers, "publish": publish, "seconds": seconds,
+                "events_per_s": corpus.events / seconds,
+                "ratio_to_floor": corpus.events / seconds / floor["events_per_s"],
+                "peak_rss_mb": max(workers["peak_rss_mb"], publish["peak_rss_mb"]),
+                "published_events": _count(work / "w1pg" / "publish" / "tissu-open.db", "events")}
+            drop_postgres_schema(schema)
+    return result
+
+
+def _count(db: Path, table: str) -> int | None:
+    import sqlite3
+
+    if not db.exists():
+        return None
+    connection = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    finally:
+        connection.close()
+
+
+# --- W3 / W4: a large published database -------------------------------------------------------
+
+
+def large_publication(events: int, work: Path) -> tuple[Path, dict[str, Any]]:
+    """Build a working store of ``events`` events (publish_bench's generator) and publish it."""
+    from bench.publish_bench import NOW, build_store
+    from publish.run import publish
+    from schemas.store import make_engine
+
+    folder = work / f"published-{events}"
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    start = time.perf_counter()
+    made, occurrences = build_store(folder / "tissu.db", events, 0.2)
+    built = time.perf_counter() - start
+    engine = make_engine(f"sqlite:///{folder / 'tissu.db'}")
+    start = time.perf_counter()
+    outcome = publish(engine, folder / "publish", NOW)
+    engine.dispose()
+    return folder / "publish", {"events": made, "occurrences": occurrences,
+                                "store_seconds": built,
+                                "publish_seconds": time.perf_counter() - start,
+                                "publish_steps": dict(getattr(outcome, "timings", {}) or {})}
+
+
+def w4_exports(publish_dir: Path, info: dict[str, Any]) -> dict[str, Any]:
+    """Time the iCalendar, JSON-LD and CSV exports beside icalendar's own serialisation."""
+    import sqlite3
+
+    import icalendar
+
+    from bench.publish_bench import NOW
+    from publish.exports import write_csv_tables, write_jsonld
+    from publish.ics import calendar_bytes, prepare_feed_events, select_feed_rows
+
+    db = publish_dir / "tissu-open.db"
+    out = publish_dir.parent / "w4-exports"
+    out.mkdir(exist_ok=True)
+    connection = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    connection.row_factory = sqlite3.Row
+    try:
+        start = time.perf_counter()
+        feed_events = prepare_feed_events(connection, NOW)
+        data = calendar_bytes(feed_events)
+        ics_seconds = time.perf_counter() - start
+        (out / "agenda.ics").write_bytes(data)
+        rows = select_feed_rows(connection, NOW)
+        # the floor: the same events built and serialised with icalendar alone
+        start = time.perf_counter()
+        calendar = icalendar.Calendar()
+        calendar.add("PRODID", "-//bench//icalendar//FR")
+        calendar.add("VERSION", "2.0")
+        for row in rows:
+            event = icalendar.Event()
+            event.add("UID", row["id"])
+            event.add("SUMMARY", row["title"])
+            if row.get("all_day"):
+                event.add("DTSTART", dt.date.fromisoformat(row["start_date"]))
+            elif row.get("dtstart_utc"):
+                event.add("DTSTART", dt.datetime.fromisoformat(
+                    row["dtstart_utc"].replace("Z", "+00:00")))
+                if row.get("dtend_utc"):
+                    event.add("DTEND", dt.datetime.fromisoformat(
+                        row["dtend_utc"].replace("Z", "+00:00")))
+            if row.get("rrule"):
+                event.add("RRULE", icalendar.vRecur.from_ical(row["rrule"]))
+            if row.get("location"):
+                event.add("LOCATION", row["location"])
+            if row.get("description"):
+                event.add("DESCRIPTION", row["description"])
+            calendar.add_component(event)
+        floor_data = calendar.to_ical()
+        floor_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        jsonld_count = write_jsonld(connection, out / "events.jsonld")
+        jsonld_seconds = time.perf_counter() - start
+        connection.row_factory = None
+        start = time.perf_counter()
+        write_csv_tables(connection, out)
+        csv_seconds = time.perf_counter() - start
+    finally:
+        connection.close()
+    start = time.perf_counter()
+    parsed = icalendar.Calendar.from_ical(data)
+    vevents = parsed.walk("VEVENT")
+    roundtrip_seconds = time.perf_counter() - start
+    masters = {str(e["UID"]) for e in vevents if "RECURRENCE-ID" not in e}
+    return {
+        "events_in_store": info["events"], "feed_events": len(feed_events),
+        "ics": {"seconds": ics_seconds, "bytes": len(data),
+                "events_per_s": len(feed_events) / ics_seconds},
+        "icalendar_floor": {"seconds": floor_seconds, "bytes": len(floor_data),
+                            "events_per_s": len(rows) / floor_seconds},
+        "ics_speed_ratio": floor_seconds / ics_seconds,
+        "roundtrip": {"vevents": len(vevents), "distinct_uids": len(masters),
+                      "valid": len(masters) == len(feed_events), "seconds": roundtrip_seconds},
+        "jsonld": {"seconds": jsonld_seconds, "events": jsonld_count},
+        "csv": {"seconds": csv_seconds},
+    }
+
+
+def _wrk_script(path: Path) -> Path:
+    script = path / "report.lua"
+    script.write_text(
+        "done = function(summary, latency, requests)\n"
+        "  io.write(string.format('JSON{\"requests\":%d,\"errors\":%d,\"duration_us\":%d,"
+        "\"p50\":%d,\"p95\":%d,\"p99\":%d,\"non2xx\":%d}\\n', summary.requests,"
+        " summary.errors.connect + summary.errors.read + summary.errors.write"
+        " + summary.errors.timeout, summary.duration, latency:percentile(50),"
+        " latency:percentile(95), latency:percentile(99), summary.errors.status))\n"
+        "end\n", encoding="utf-8")
+    return script
+
+
+def load(url: str, seconds: int, clients: int, work: Path) -> dict[str, Any]:
+    """``clients`` concurrent connections for ``seconds``: req/s and p50/p95/p99 in ms (wrk)."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        return {"status": "not measurable", "reason": "wrk absent (apt-get install wrk)"}
+    completed = subprocess.run(
+        [wrk, "-t2", f"-c{clients}", f"-d{seconds}s", "--timeout", "30s",
+         "-s", str(_wrk_script(work)), url], capture_output=True, text=True, timeout=seconds + 60)
+    match = re.search(r"JSON(\{.*\})", completed.stdout)
+    if not match:
+        return {"status": "error", "reason": completed.stdout[-500:] + completed.stderr[-500:]}
+    data = json.loads(match.group(1))
+    duration = data["duration_us"] / 1e6
+    return {"req_per_s": data["requests"] / duration, "requests": data["requests"],
+            "errors": data["errors"], "non_2xx": data["non2xx"],
+            "p50_ms": data["p50"] / 1000, "p95_ms": data["p95"] / 1000,
+            "p99_ms": data["p99"] / 1000}
+
+
+def w3_serving(publish_dir: Path, info: dict[str, Any], scale: dict[str, Any],
+               work: Path) -> dict[str, Any]:
+    """Serve the published database with ``tissu serve`` and load five pages, one at a time."""
+    import socket
+    import urllib.request
+
+    from bench.publish_bench import NOW
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = dict(os.environ, TISSU_PUBLISH_DIR=str(publish_dir))
+    server = subprocess.Popen(TISSU + ["serve", "--out", str(publish_dir), "--port", str(port)],
+                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(base + "/-/versions.json", timeout=2).read()
+                break
+            except OSError:
+                time.sleep(0.5)
+        monday = (NOW.date() - dt.timedelta(days=NOW.weekday())).isoformat()
+        week_end = (NOW + dt.timedelta(days=7)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        week_start = NOW.strftime("%Y-%m-%dT%H:%M:%SZ")
+        quartier = "Quatre-Chemins"
+        pages = {
+            "resident_week_by_quartier": f"/?quartier={quartier}&date={NOW.date().isoformat()}",
+            "datasette_default_table": (
+                f"/tissu-open/occurrences?start_utc__gte={week_start}"
+                f"&start_utc__lt={week_end}&_sort=start_utc"),
+            "datasette_search_page": "/tissu-open/events?_search=atelier",
+            "search_json": "/tissu-open/events.json?_search=atelier&_shape=array&_size=20",
+            "week_json": (f"/tissu-open/occurrences.json?start_utc__gte={week_start}"
+                          f"&start_utc__lt={week_end}&_sort=start_utc&_shape=array&_size=50"),
+            "static_file_ceiling": "/-/static/app.css",
+        }
+        checks = {}
+        for name, path in pages.items():
+            try:
+                with urllib.request.urlopen(base + path, timeout=60) as response:
+                    checks[name] = {"status": response.status, "bytes": len(response.read())}
+            except OSError as exc:
+                checks[name] = {"status": "error", "reason": str(exc)}
+        results: dict[str, Any] = {"database": info, "monday": monday, "urls": pages,
+                                   "warm_check": checks}
+        for name, path in pages.items():
+            results[name] = load(base + path, scale["duration"], 10, work)
+        resident = results["resident_week_by_quartier"]
+        default = results["datasette_default_table"]
+        static = results["static_file_ceiling"]
+        if "req_per_s" in resident and "req_per_s" in default:
+            results["resident_vs_default_throughput"] = resident["req_per_s"] / default["req_per_s"]
+        if "req_per_s" in resident and "req_per_s" in static:
+            results["resident_share_of_static_ceiling"] = resident["req_per_s"] / static["req_per_s"]
+        return results
+    finally:  # tissu serve runs Datasette as a child: stop the whole process group
+        import signal
+
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+# --- W5: deduplication ---------------------------------------------------------------------------
+
+
+def w5_dedupe(scale: dict[str, Any], work: Path) -> dict[str, Any]:
+    """Deduplicate the generator's events (stored as normalised events); precision and recall."""
+    try:
+        from normalize.dedupe import run_deduplication
+    except ImportError as exc:
+        return {"status": "not measurable", "reason": f"normalize.dedupe absent ({exc})"}
+    from bench.generator import generate
+
+    per_source = 100
+    sources = max(2, scale["dedupe_events"] // per_source)
+    corpus = generate(sources, per_source, seed=5)
+    folder = work / "w5"
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    url = f"sqlite:///{folder / 'tissu.db'}"
+    store_generated_events(url, corpus)
+    from schemas.store import make_engine
+
+    engine = make_engine(url)
+    start = time.perf_counter()
+    outcome = run_deduplication(engine, corpus.now)
+    seconds = time.perf_counter() - start
+    found = found_duplicate_pairs(engine)
+    truth = corpus.duplicate_pairs()
+    true_positive = len(found & truth)
+    return {"events": corpus.events, "truth_pairs": len(truth), "found_pairs": len(found),
+            "seconds": seconds, "candidate_pairs": getattr(outcome, "candidate_pairs", None),
+            "review_pairs": getattr(outcome, "review_pairs", None),
+            "precision": true_positive / len(found) if found else None,
+            "recall": true_positive / len(truth) if truth else None}
+
+
+def store_generated_events(url: str, corpus: Any) -> None:
+    """Write the corpus's truth as normalised Event rows (what the harvest would have made)."""
+    import json as _json
+
+    from sqlmodel import Session
+
+    from schemas.models import Event, Source
+    from schemas.store import make_engine
+
+    engine = make_engine(url)
+
+    def when(text: str | None) -> dt.datetime | None:
+        return dt.datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+
+    with Session(engine) as session:
+        for s in corpus.sources:
+            session.add(Source(id=s.id, name=f"Agenda {s.id}",
+                               publisher_name=f"Association {s.id}",
+                               publisher_type="association", format=s.format,
+                               url=f"http://127.0.0.1/{s.path}", licence="Licence Ouverte 2.0",
+                               quartier=s.quartier))
+        session.commit()
+        for t in corpus.truth:
+            session.add(Event(
+                id=f"{t.source_id}--{t.uid}", source_id=t.source_id, source_uid=t.uid,
+                title=t.title, all_day=t.all_day, dtstart_utc=when(t.start_utc),
+                dtend_utc=when(t.end_utc),
+                start_date=dt.date.fromisoformat(t.start_date) if t.start_date else None,
+                tzid="Europe/Paris", rrule=t.rrule, location=t.location, quartier=t.quartier,
+                themes=_json.dumps([]), content_hash=t.uid))
+        session.commit()
+    engine.dispose()
+
+
+def found_duplicate_pairs(engine: Any) -> set[tuple[str, str]]:
+    """Pairs of event ids that the deduplication put in one cluster (sorted pairs)."""
+    from sqlalchemy import inspect, text
+
+    columns = {c["name"] for c in inspect(engine).get_columns("event")}
+    column = next((c for c in ("cluster_id", "duplicate_of", "canonical_id") if c in columns),
+                  None)
+    if column is None:
+        return set()
+    with engine.connect() as connection:
+        rows = connection.execute(text(f"SELECT id, {column} FROM event "
+                                       f"WHERE {column} IS NOT NULL")).all()
+    clusters: dict[str, list[str]] = {}
+    for event_id, key in rows:
+        clusters.setdefault(key, []).append(event_id)
+        if column != "cluster_id":
+            clusters[key].append(key)
+    pairs: set[tuple[str, str]] = set()
+    for members in clusters.values():
+        unique = sorted(set(members))
+        pairs.update((a, b) for i, a in enumerate(unique) for b in unique[i + 1:])
+    return pairs
+
+
+# --- W6: the HTML path beside city-scrapers-core ------------------------------------------------
+
+
+def w6_html(scale: dict[str, Any], work: Path) -> dict[str, Any]:
+    """Items/s of our extraction + normalisation and of city-scrapers-core on the same pages."""
+    from bench.html_peer import compare
+
+    return compare(scale["html_pages"], work / "w6")
+
+
+# --- report ----------------------------------------------------------------------------------
+
+
+WORKLOADS: dict[str, Callable[..., dict[str, Any]]] = {}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Tissu benchmarks W1–W6 (not tests).")
+    parser.add_argument("--scale", choices=sorted(SCALES), default="full")
+    parser.add_argument("--only", default="W1,W2,W3,W4,W5,W6",
+                        help="comma-separated workloads (W1 and W2 run together)")
+    parser.add_argument("--work", type=Path, default=None, help="working folder (temporary)")
+    parser.add_argument("--no-markdown", action="store_true",
+                        help="do not rewrite the table of BENCHMARKS.md")
+    args = parser.parse_args(argv)
+    scale = SCALES[args.scale]
+    wanted = {w.strip().upper() for w in args.only.split(",") if w.strip()}
+    work = args.work or Path(tempfile.mkdtemp(prefix="tissu-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    started = dt.datetime.now(dt.UTC)
+    report: dict[str, Any] = {
+        "started_utc": started.isoformat(timespec="seconds"), "scale": args.scale,
+        "command": " ".join(["make bench"] if argv is None and len(sys.argv) == 1
+                            else [".venv/bin/python -m bench.run", *(argv or sys.argv[1:])]),
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
+                    "platform": platform.platform(), "load_average": os.getloadavg()},
+        "git": _git_head(), "workloads": {},
+    }
+
+    def attempt(name: str, function: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
+        print(f"[bench] {name}…", flush=True)
+        clock = time.perf_counter()
+        try:
+            value = function()
+        except Exception as exc:  # noqa: BLE001 - one workload's failure is reported, not fatal
+            value = {"status": "error", "reason": f"{exc!r}",
+                     "traceback": traceback.format_exc()[-3000:]}
+        value.setdefault("status", "ok")
+        value["wall_seconds"] = time.perf_counter() - clock
+        report["workloads"][name] = value
+        print(f"[bench] {name}: {value['status']} in {value['wall_seconds']:.0f} s", flush=True)
+        return value
+
+    if wanted & {"W1", "W2"}:
+        attempt("W1+W2", lambda: w1_w2(scale, work))
+    if wanted & {"W3", "W4"}:
+        holder: dict[str, Any] = {}
+
+        def build() -> dict[str, Any]:
+            path, info = large_publication(scale["serve_events"], work)
+            holder["path"], holder["info"] = path, info
+            return info
+
+        attempt("publication", build)
+        if "path" in holder:
+            if "W4" in wanted:
+                attempt("W4", lambda: w4_exports(holder["path"], holder["info"]))
+            if "W3" in wanted:
+                attempt("W3", lambda: w3_serving(holder["path"], holder["info"], scale, work))
+    if "W5" in wanted:
+        attempt("W5", lambda: w5_dedupe(scale, work))
+    if "W6" in wanted:
+        attempt("W6", lambda: w6_html(scale, work))
+    report["finished_utc"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    name = started.strftime("%Y-%m-%d") + ("" if args.scale == "full" else f"-{args.scale}")
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(report, indent=1, ensure_ascii=False, default=str) + "\n",
+                    encoding="utf-8")
+    print(f"[bench] résultats : {path.relative_to(ROOT)}")
+    if not args.no_markdown:
+        from bench.report import update_benchmarks_md
+
+        update_benchmarks_md(BENCHMARKS, report, path.relative_to(ROOT))
+        print(f"[bench] tableau : {BENCHMARKS.relative_to(ROOT)}")
+    if args.work is None:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def _git_head() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                              capture_output=True, text=True, timeout=10).stdout.strip() or None
+    except OSError:
+        return None
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
