@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import re
 import sqlite3
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -14,7 +15,11 @@ import pytest
 import recurring_ical_events
 
 from publish.web import resident, resident_data
-from browser.instance import NOW, SERVICE_ID, make_datasette, shared_instance
+
+# The test instance helper lives beside the browser tests; imported by path so that no other
+# top-level ``tests`` or ``browser`` package on the machine can shadow it.
+sys.path.insert(0, str(Path(__file__).resolve().parent / "browser"))
+from resident_instance import NOW, SERVICE_ID, make_datasette, shared_instance  # noqa: E402
 
 CSS = Path(resident.__file__).parent / "static" / "resident" / "resident.css"
 BUDGET = 50 * 1024
@@ -335,3 +340,37 @@ def test_all_day_sessions_begun_before_the_week_show_on_its_first_day():
         False, "", "")
     grouped = resident_data.group_by_day([occurrence], dt.date(2026, 11, 29))
     assert grouped == [(dt.date(2026, 11, 29), [occurrence])]
+
+
+def test_a_crowded_week_with_long_texts_stays_within_the_budget(tmp_path, monkeypatch):
+    """Worst case: many sessions with long titles and places; pagination keeps 50 KB."""
+    db = tmp_path / "tissu-open.db"
+    connection = sqlite3.connect(db)
+    connection.executescript(
+        "CREATE TABLE events (id TEXT, title TEXT, status TEXT, location TEXT, organizer TEXT,"
+        " removed_at_source TEXT, themes TEXT, quartier TEXT, gratuit INTEGER);"
+        "CREATE TABLE occurrences (id TEXT, event_id TEXT, title TEXT, all_day INTEGER,"
+        " start_utc TEXT, end_utc TEXT, start_local TEXT, start_date TEXT, end_date TEXT,"
+        " status TEXT, location TEXT);")
+    title = "Distribution alimentaire et petit-déjeuner solidaire " * 3
+    place = "Maison de quartier des Quatre-Chemins, 42 avenue Édouard-Vaillant, 93500 Pantin"
+    for n in range(300):
+        start = NOW + dt.timedelta(hours=1 + n // 2)
+        connection.execute(
+            "INSERT INTO events VALUES (?, ?, 'confirmed', ?, NULL, NULL, ?, ?, 1)",
+            (f"source-longue--evenement-{n:04d}@example.org", f"{title} {n}", place,
+             '["alimentation", "sante", "seniors-isolement"]', "Quatre-Chemins"))
+        connection.execute(
+            "INSERT INTO occurrences VALUES (?, ?, NULL, 0, ?, ?, NULL, NULL, NULL,"
+            " 'confirmed', NULL)",
+            (f"o{n}", f"source-longue--evenement-{n:04d}@example.org",
+             resident_data.utc_text(start), resident_data.utc_text(start + dt.timedelta(hours=2))))
+    connection.commit()
+    connection.close()
+    monkeypatch.setattr(resident, "clock", lambda: NOW)
+    ds = make_datasette(tmp_path)
+    for path in ("/", "/?lang=ar&taille=grand"):
+        response = asyncio.run(ds.client.get(path))
+        assert "page=2" in response.text  # the rest is on the next page
+        css = asyncio.run(ds.client.get("/-/static-plugins/tissu/resident/resident.css"))
+        assert len(response.content) + len(css.content) <= BUDGET, len(response.content)

@@ -11,10 +11,12 @@ from __future__ import annotations
 import io
 import os
 import re
+import sys
 from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # resident_instance, by path
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(
     not os.access(CHROMIUM, os.X_OK),
@@ -27,7 +29,7 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 @pytest.fixture(scope="module")
 def site():
     from publish.web import resident
-    from browser.instance import (
+    from tests.browser.instance import (
         NOW,
         SERVICE_ID,
         ThreadServer,
@@ -279,3 +281,22 @@ def test_header_links_keep_their_contrast_when_they_are_the_current_page(site, p
         ratios = page.evaluate(CONTRAST_JS)
         assert len(ratios) >= 8
         assert all(ratio >= 4.5 for _, ratio in ratios), ratios
+
+
+def test_kiosk_touch_targets_are_large(site, browser):
+    base, service_id = site
+    context = browser.new_context(viewport={"width": 1080, "height": 1920}, has_touch=True)
+    try:
+        page = context.new_page()
+        for path in ("/?borne=1", "/agenda/evenement/lisbonne--EVENT2?borne=1",
+                     f"/annuaire/service/{service_id}?borne=1", "/agenda/abonnement?borne=1"):
+            page.goto(base + path)
+            page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
+            small = page.evaluate("""() => [...document.querySelectorAll(
+                    'a, button, select, input, summary')]
+                .filter(e => e.offsetParent !== null && !e.classList.contains('skip'))
+                .map(e => [e.outerHTML.slice(0, 60), e.getBoundingClientRect().height])
+                .filter(([, h]) => h < 44)""")
+            assert small == [], (path, small)
+    finally:
+        context.close()
