@@ -332,3 +332,23 @@ def test_raw_snapshot_kept_only_when_changed_and_retention_applies(http_server, 
     kept = sorted(folder.iterdir())
     assert [p.name for p in kept] == ["20261129T150000000000Z.ics", "20261129T160000000000Z.ics"]
     assert [p.read_bytes() for p in kept] == versions[2:]
+
+
+def test_harvest_records_an_unchanged_run_on_304(http_server, tmp_settings):
+    def answer(hit: int) -> tuple[int, bytes, dict[str, str]]:
+        if http_server.requests[-1].get("if-none-match") == '"abc"':
+            return 304, b"", {"ETag": '"abc"'}
+        return 200, ICS, {"ETag": '"abc"'}
+
+    http_server.routes["/c.ics"] = Route(answer)
+    engine = make_engine(tmp_settings.database_url)
+    with Session(engine) as session:
+        source = _source("cond", http_server.url("/c.ics"))
+        session.add(source)
+        session.commit()
+        first = harvest_source(session, source, tmp_settings, NOW)
+        second = harvest_source(session, source, tmp_settings, NOW + dt.timedelta(hours=6))
+        assert source.etag == '"abc"'
+    assert first.status == "ok" and second.status == "unchanged"
+    assert http_server.requests[-1]["if-none-match"] == '"abc"'
+    assert len(list((tmp_settings.raw_dir / "cond").iterdir())) == 1
