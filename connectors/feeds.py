@@ -125,7 +125,8 @@ def _from_pubdate(entry: Any) -> dict[str, Any] | None:
     parsed = entry.get("published_parsed") or entry.get("updated_parsed")
     if not parsed:
         return None
-    start = dt.datetime(*parsed[:6], tzinfo=dt.UTC)  # feedparser normalises to UTC
+    year, month, day, hour, minute, second = tuple(parsed)[:6]
+    start = dt.datetime(year, month, day, hour, minute, second, tzinfo=dt.UTC)  # already UTC
     # PHP's date('T') writes European zone abbreviations that feedparser reads as UTC.
     raw = str(entry.get("published") or entry.get("updated") or "")
     zone = _ZONE_ABBREVIATION_RE.search(raw)
@@ -296,10 +297,10 @@ def parse_feed(data: bytes, source_id: str = "", *,
     feed = parsed.get("feed") or {}
     result.title = str(feed.get("title") or "").strip()
     if parsed.get("bozo"):
-        exc = parsed.get("bozo_exception")
-        line = getattr(exc, "getLineNumber", lambda: None)()
-        kind = type(exc).__name__
-        result.warnings.append(Problem(f"flux mal formé, lu quand même ({kind}: {exc})", line,
+        bozo = parsed.get("bozo_exception")
+        line = getattr(bozo, "getLineNumber", lambda: None)()
+        kind = type(bozo).__name__
+        result.warnings.append(Problem(f"flux mal formé, lu quand même ({kind}: {bozo})", line,
                                        "bozo"))
     if pubdate_is_start is None:
         addresses = " ".join(str(link.get("href", "")) for link in feed.get("links", []) or [])

@@ -231,16 +231,17 @@ def parse_ical(data: bytes, source_id: str = "") -> ParseResult:
             return result
     lines, repairs = repair_lines(lines, shift)
     result.warnings.extend(repairs)
-    for line in lines[:200]:
-        if line.upper().startswith("X-WR-CALNAME"):
-            result.title = line.split(":", 1)[-1].strip()
+    for header_line in lines[:200]:
+        if header_line.upper().startswith("X-WR-CALNAME"):
+            result.title = header_line.split(":", 1)[-1].strip()
             break
     text = "\n".join(lines) + "\n"
     vevent_lines = [
-        i + 1 - shift for i, line in enumerate(lines) if line.strip().upper() == "BEGIN:VEVENT"
+        i + 1 - shift for i, text_line in enumerate(lines)
+        if text_line.strip().upper() == "BEGIN:VEVENT"
     ]
     unterminated = {first + 1 - shift for name, first, last in _blocks(lines) if last < 0}
-    if not any(line.strip().upper() == "END:VCALENDAR" for line in lines):
+    if not any(text_line.strip().upper() == "END:VCALENDAR" for text_line in lines):
         result.warnings.append(Problem("END:VCALENDAR manquant : fichier tronqué ?",
                                        len(lines) - shift, "truncated"))
     pairs: list[tuple[icalendar.Component, int | None, icalendar.Calendar | None]] = []
@@ -265,13 +266,13 @@ def parse_ical(data: bytes, source_id: str = "") -> ParseResult:
         result.warnings.append(Problem("le calendrier ne contient aucun VEVENT", code="empty"))
 
     chosen: dict[tuple[str, str], tuple[tuple[int, str], ParsedRecord]] = {}
-    for vevent, line, cal in pairs:
+    for vevent, line, owner in pairs:
         if line in unterminated:
             if not any(p.line == line and p.code == "truncated" for p in result.errors):
                 result.errors.append(Problem("VEVENT non terminé (END:VEVENT manquant) : ignoré",
                                              line, "truncated"))
             continue
-        record = _record(vevent, line, cal, result)
+        record = _record(vevent, line, owner, result)
         if record is None:
             continue
         key = (record.uid, record.recurrence_id)
