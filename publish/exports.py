@@ -334,7 +334,7 @@ def write_csv_tables(connection: sqlite3.Connection, out_dir: Path) -> dict[str,
 def write_datapackage(connection: sqlite3.Connection, out_dir: Path, csv_paths: dict[str, Path],
                       sources: list[dict[str, str]]) -> Path:
     """Write ``datapackage.json`` (Frictionless Data Package) describing the CSV files."""
-    resources = []
+    resources: list[dict[str, Any]] = []
     for table, path in csv_paths.items():
         spec = PUBLIC_TABLES.get(table, {})
         resources.append({

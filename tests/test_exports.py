@@ -217,3 +217,19 @@ def test_publish_dir_files_exist(published) -> None:
     assert {(f["kind"], f["code"]) for f in index} >= {
         ("all", None), ("quartier", "Quatre-Chemins"), ("quartier", "Centre"),
         ("theme", "seniors-isolement")}
+
+
+def test_datasette_pages_carry_french_labels_and_licence(published) -> None:
+    from datasette.app import Datasette
+
+    _site, out = published
+    metadata = json.loads(out.metadata.read_text(encoding="utf-8"))
+
+    async def run():
+        ds = Datasette([str(out.database)], immutables=[], metadata=metadata)
+        return await ds.client.get("/tissu-open/events")
+
+    page = asyncio.run(run()).text
+    assert "Licence des données" in page and "Source des données" in page
+    assert "Licence Ouverte 2.0 (Etalab)" in page
+    assert "Data license" not in page
