@@ -88,6 +88,7 @@ PUBLIC_TABLES: dict[str, dict[str, object]] = {
         },
     },
     "places": {
+        "source": "place",
         "description": (
             "Lieux connus de Pantin (data/places.yaml) : adresse, quartier, position. "
             "Informations publiques non revérifiées ; coordonnées approximatives."
@@ -108,6 +109,7 @@ PUBLIC_TABLES: dict[str, dict[str, object]] = {
         },
     },
     "event_sources": {
+        "source": "eventsource",
         "description": (
             "Provenance : chaque fiche de source derrière un événement publié (une ligne par "
             "membre d'un groupe de doublons, la fiche retenue comprise)."
