@@ -29,7 +29,7 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 @pytest.fixture(scope="module")
 def site():
     from publish.web import resident
-    from tests.browser.instance import (
+    from resident_instance import (
         NOW,
         SERVICE_ID,
         ThreadServer,
