@@ -19,7 +19,7 @@ from publish.web import resident, resident_data
 # The test instance helper lives beside the browser tests; imported by path so that no other
 # top-level ``tests`` or ``browser`` package on the machine can shadow it.
 sys.path.insert(0, str(Path(__file__).resolve().parent / "browser"))
-from resident_instance import NOW, SERVICE_ID, make_datasette, shared_instance  # noqa: E402
+from resident_instance import NOW, SERVICE_ID, make_datasette, shared_instance
 
 CSS = Path(resident.__file__).parent / "static" / "resident" / "resident.css"
 BUDGET = 50 * 1024

@@ -28,7 +28,6 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 
 @pytest.fixture(scope="module")
 def site():
-    from publish.web import resident
     from resident_instance import (
         NOW,
         SERVICE_ID,
@@ -36,6 +35,8 @@ def site():
         make_datasette,
         shared_instance,
     )
+
+    from publish.web import resident
 
     publish_dir = shared_instance()
     service_id = SERVICE_ID
