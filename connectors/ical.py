@@ -21,6 +21,7 @@ from collections.abc import Iterator
 
 import icalendar
 import x_wr_timezone
+from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
 
 from connectors.base import ParsedRecord, ParseResult, Problem, decode_text, stable_hash
 
@@ -177,6 +178,12 @@ def _parse_blockwise(lines: list[str], result: ParseResult,
 
 
 def _used_timezones(vevent: icalendar.Component, calendar: icalendar.Calendar | None) -> list:
+    """The VTIMEZONEs a VEVENT refers to, to embed in its record.
+
+    A Windows zone name ("W. Europe Standard Time") is left out: icalendar maps it to its IANA
+    zone through the CLDR table when no VTIMEZONE is given, and Exchange's definitions (rules
+    from 1601) make every later read of the record slow.
+    """
     if calendar is None:
         return []
     tzids: set[str] = set()
@@ -186,6 +193,7 @@ def _used_timezones(vevent: icalendar.Component, calendar: icalendar.Calendar | 
             params = getattr(item, "params", None)
             if params and "TZID" in params:
                 tzids.add(str(params["TZID"]))
+    tzids -= set(WINDOWS_TO_OLSON)
     return [tz for tz in calendar.walk("VTIMEZONE") if str(tz.get("TZID")) in tzids]
 
 
