@@ -12,6 +12,8 @@ from typing import Any
 
 from datasette import hookimpl
 
+from publish.web.reload import startup  # noqa: F401  (hook: follow republished files)
+
 FEATURE_MODULES: list[str] = ["publish.web.resident", "publish.web.registration",
                               "publish.web.exports", "publish.web.embed",
                               "publish.web.moderation", "publish.web.status"]
