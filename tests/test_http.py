@@ -352,3 +352,17 @@ def test_harvest_records_an_unchanged_run_on_304(http_server, tmp_settings):
     assert first.status == "ok" and second.status == "unchanged"
     assert http_server.requests[-1]["if-none-match"] == '"abc"'
     assert len(list((tmp_settings.raw_dir / "cond").iterdir())) == 1
+
+
+def test_chunked_gzip_body():
+    packed = gzip.compress(ICS * 20)
+
+    def handler(conn: socket.socket) -> None:
+        conn.sendall(head(Content_Encoding="gzip", Transfer_Encoding="chunked"))
+        for start in range(0, len(packed), 7):
+            piece = packed[start:start + 7]
+            conn.sendall(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+        conn.sendall(b"0\r\n\r\n")
+
+    with raw_server(handler) as url:
+        assert fetch(url, **FAST).content == ICS * 20
