@@ -39,6 +39,7 @@ _LINE_SPLIT_RE = re.compile(r"\r\n|\r|\n")
 # A content line starts with a property name (iana-token or x-name) then ";" or ":".
 _CONTENT_LINE_RE = re.compile(r"^[A-Za-z0-9-]+[;:]")
 _EMPTY_PARAM_RE = re.compile(r";(?=[;:])")
+MAX_CONTENT_LINE = 65536
 
 
 def split_lines(text: str) -> list[str]:
@@ -80,7 +81,46 @@ def repair_lines(lines: list[str], shift: int = 0) -> tuple[list[str], list[Prob
         problems.append(Problem(
             "ligne coupée sans espace de continuation (RFC 5545 §3.1) : recollée à la précédente",
             index + 1 - shift, "bad-folding"))
+    problems.extend(_cap_long_lines(fixed, shift))
     return fixed, problems
+
+
+def _cap_long_lines(lines: list[str], shift: int) -> list[Problem]:
+    """Cut content lines longer than MAX_CONTENT_LINE characters (after unfolding), in place.
+
+    icalendar reads and re-folds long values character by character (about 3 s per MB); a
+    value longer than this is no text a resident reads, and a 20 MB one would hold the source
+    for a minute.
+    """
+    problems: list[Problem] = []
+    start: int | None = None
+    length = 0
+    last_kept = 0
+    cut = False
+    for index, line in enumerate(lines):
+        if not line:
+            continue
+        if line[0] in " \t" and start is not None:
+            length += len(line) - 1
+        else:
+            start, length, cut = index, len(line), False
+        if length <= MAX_CONTENT_LINE:
+            last_kept = index
+            continue
+        if cut:
+            lines[index] = ""
+            continue
+        cut = True
+        excess = length - MAX_CONTENT_LINE
+        if len(lines[index]) - excess > 1:
+            lines[index] = lines[index][: len(lines[index]) - excess].rstrip("\\")
+        else:
+            lines[index] = ""
+            lines[last_kept] = lines[last_kept].rstrip("\\")
+        problems.append(Problem(
+            f"ligne de plus de {MAX_CONTENT_LINE} caractères : coupée", start + 1 - shift,
+            "long-line"))
+    return problems
 
 
 def _name_part_end(line: str) -> int:

@@ -158,3 +158,36 @@ def test_harvest_applies_the_time_limit_per_source(http_server, tmp_settings, mo
     assert time.monotonic() - started < 3
     assert outcome.status == "failed"
     assert "lecture interrompue" in outcome.errors[0]
+
+
+def test_huge_property_values_are_cut_bounded_in_time_and_memory():
+    import tracemalloc
+
+    import icalendar
+
+    one_line = (b"BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:a\r\nDTSTART:20260101T100000Z\r\n"
+                b"DESCRIPTION:" + b"x" * 5_000_000 + b"\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n")
+    tracemalloc.start()
+    started = time.monotonic()
+    try:
+        result = parse_ical(one_line, "t")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert time.monotonic() - started < 15  # icalendar alone needs ~15 s for 5 MB
+    assert peak < 200 * 1024 * 1024
+    assert [(p.line, p.code) for p in result.warnings] == [(5, "long-line")]
+    assert len(result.records) == 1
+    # the same with a properly folded value: the properties after it are kept
+    calendar = icalendar.Calendar()
+    event = icalendar.Event()
+    event.add("UID", "b")
+    event.add("DTSTART", dt.datetime(2026, 1, 1, 10, tzinfo=UTC))
+    event.add("DESCRIPTION", "y" * 300_000)
+    event.add("SUMMARY", "après la description")
+    calendar.add_component(event)
+    folded = parse_ical(calendar.to_ical(), "t")
+    [record] = folded.records
+    vevent = icalendar.Calendar.from_ical(record.payload).walk("VEVENT")[0]
+    assert len(str(vevent["DESCRIPTION"])) == 65536 - len("DESCRIPTION:")
+    assert str(vevent["SUMMARY"]) == "après la description"
