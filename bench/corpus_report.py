@@ -36,6 +36,7 @@ LABELS = {
     "no-uid": "UID reconstruit",
     "duplicate": "doublon UID écarté",
     "repeated-property": "propriété répétée",
+    "long-line": "ligne trop longue coupée",
     "truncated": "fichier tronqué",
     "empty": "aucun VEVENT",
     "bozo": "XML mal formé lu quand même",
