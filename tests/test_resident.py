@@ -151,7 +151,7 @@ def test_home_is_paginated_so_a_busy_week_stays_in_budget(instance, monkeypatch)
 
 def test_event_page_and_its_calendar_file(instance):
     page = get(instance, "/agenda/evenement/lisbonne--EVENT2").text
-    assert "<h1>MDS-t</h1>" in page
+    assert '<h1 dir="auto">MDS-t</h1>' in page
     assert "lundi 30 novembre 2026, <time" in page
     assert 'href="/agenda/evenement/lisbonne--EVENT2/evenement.ics"' in page
     response = get(instance, "/agenda/evenement/lisbonne--EVENT2/evenement.ics")
@@ -167,9 +167,13 @@ def test_event_page_and_its_calendar_file(instance):
 
 def test_event_ids_with_slashes_and_at_signs_round_trip(instance):
     home = get(instance, "/").text
-    link = re.search(r'href="(/agenda/evenement/portland[^"]+)">Dorkbot PDX', home).group(1)
+    # the title keeps the language detected for the event (RGAA 8.7), here English
+    link = re.search(r'href="(/agenda/evenement/portland[^"]+)"><span dir="auto" lang="en">'
+                     r'Dorkbot PDX</span>', home).group(1)
     assert "%40google.com" in link
-    assert "<h1>Dorkbot PDX</h1>" in get(instance, link).text
+    assert '<h1 dir="auto" lang="en">Dorkbot PDX</h1>' in get(instance, link).text
+    # no lang attribute when the event is in the page's language
+    assert '<span dir="auto" lang="en">Dorkbot PDX</span>' not in get(instance, "/?lang=en").text
     assert get(instance, "/agenda/evenement/nope--missing").status_code == 404
     assert "Page introuvable" in get(instance, "/agenda/evenement/nope--missing").text
     assert get(instance, "/agenda/evenement/nope--missing/evenement.ics").status_code == 404

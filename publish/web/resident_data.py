@@ -153,6 +153,7 @@ class Occurrence:
     themes: list[str] = field(default_factory=list)
     quartier: str = ""
     free: bool | None = None
+    language: str = ""  # ISO 639-1 of the event's text when known (events.language)
 
     @property
     def local_day(self) -> dt.date:
@@ -192,6 +193,7 @@ def _occurrence(row: sqlite3.Row, free_known: bool) -> Occurrence:
         themes=json_list(row["themes"]),
         quartier=row["quartier"] or "",
         free=bool(row["is_free_"]) if free_known else None,
+        language=row["language"] or "",
     )
 
 
@@ -230,13 +232,15 @@ def _occurrence_query(connection: sqlite3.Connection, filters: Filters,
         where.append(free)
     themes = "e.themes" if "themes" in event_columns else "'[]'"
     quartier = "e.quartier" if "quartier" in event_columns else "NULL"
+    language = "e.language" if "language" in event_columns else "NULL"
     sql = f"""
         SELECT o.id AS occurrence_id, o.event_id, COALESCE(o.title, e.title) AS title,
                o.all_day, o.start_utc, o.end_utc, o.start_local, o.start_date, o.end_date,
                CASE WHEN e.status = 'cancelled' OR o.status = 'cancelled' THEN 'cancelled'
                     ELSE COALESCE(o.status, 'confirmed') END AS status,
                COALESCE(o.location, e.location) AS location, e.organizer,
-               {themes} AS themes, {quartier} AS quartier, {free or 'NULL'} AS is_free_
+               {themes} AS themes, {quartier} AS quartier, {free or 'NULL'} AS is_free_,
+               {language} AS language
         FROM occurrences o JOIN events e ON e.id = o.event_id
         WHERE {' AND '.join(where)}
         ORDER BY o.start_utc, o.id
