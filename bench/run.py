@@ -55,6 +55,11 @@ SCALES = {
 }
 
 
+# W1's mix of publishers: half iCalendar, four in ten RSS, one in ten a web page crawled with
+# Scrapy (each crawl is a child process, see connectors/html.py).
+W1_FORMATS = ("ical", "rss", "ical", "rss", "ical", "rss", "ical", "rss", "ical", "html")
+
+
 # --- helpers ---------------------------------------------------------------------------------
 
 
@@ -184,7 +189,7 @@ def w1_w2(scale: dict[str, Any], work: Path) -> dict[str, Any]:
     from bench.generator import generate
     from bench.server import CorpusServer
 
-    corpus = generate(scale["sources"], scale["events"], seed=42)
+    corpus = generate(scale["sources"], scale["events"], seed=42, formats=W1_FORMATS)
     corpus.write(work / "corpus")
     floor = parse_floor(corpus)
     result: dict[str, Any] = {
@@ -468,29 +473,47 @@ def w5_dedupe(scale: dict[str, Any], work: Path) -> dict[str, Any]:
         return {"status": "not measurable", "reason": f"normalize.dedupe absent ({exc})"}
     from bench.generator import generate
 
-    per_source = 100
-    sources = max(2, scale["dedupe_events"] // per_source)
-    corpus = generate(sources, per_source, seed=5)
-    folder = work / "w5"
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
-    url = f"sqlite:///{folder / 'tissu.db'}"
-    store_generated_events(url, corpus)
     from schemas.store import make_engine
 
-    engine = make_engine(url)
-    start = time.perf_counter()
-    outcome = run_deduplication(engine, corpus.now)
-    seconds = time.perf_counter() - start
-    found = found_duplicate_pairs(engine)
-    truth = corpus.duplicate_pairs()
-    true_positive = len(found & truth)
-    return {"events": corpus.events, "truth_pairs": len(truth), "found_pairs": len(found),
+    per_source = 100
+    steps: list[dict[str, Any]] = []
+    # growing sizes up to the target, stopping when a step gets too long to try the next one
+    sizes = sorted({min(5_000, scale["dedupe_events"]), min(20_000, scale["dedupe_events"]),
+                    scale["dedupe_events"]})
+    for size in sizes:
+        corpus = generate(max(2, size // per_source), per_source, seed=5)
+        folder = work / f"w5-{size}"
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+        url = f"sqlite:///{folder / 'tissu.db'}"
+        store_generated_events(url, corpus)
+        engine = make_engine(url)
+        start = time.perf_counter()
+        outcome = run_deduplication(engine, corpus.now)
+        seconds = time.perf_counter() - start
+        found = found_duplicate_pairs(engine)
+        engine.dispose()
+        truth = corpus.duplicate_pairs()
+        true_positive = len(found & truth)
+        titles = {f"{t.source_id}--{t.uid}": (t.title, t.start_utc or t.start_date, t.location)
+                  for t in corpus.truth}
+        wrong = sorted(found - truth)[:8]
+        missed = sorted(truth - found)[:8]
+        steps.append({
+            "events": corpus.events, "truth_pairs": len(truth), "found_pairs": len(found),
             "seconds": seconds, "candidate_pairs": getattr(outcome, "candidate_pairs", None),
             "review_pairs": getattr(outcome, "review_pairs", None),
             "precision": true_positive / len(found) if found else None,
-            "recall": true_positive / len(truth) if truth else None}
+            "recall": true_positive / len(truth) if truth else None,
+            "false_positive_examples": [[titles.get(a), titles.get(b)] for a, b in wrong],
+            "missed_examples": [[titles.get(a), titles.get(b)] for a, b in missed]})
+        if seconds > 150 and size != sizes[-1]:
+            steps.append({"events": sizes[-1], "status": "not run",
+                          "reason": f"the {size}-event step took {seconds:.0f} s"})
+            break
+    measured = [s for s in steps if "seconds" in s]
+    return {**measured[-1], "steps": steps}
 
 
 def store_generated_events(url: str, corpus: Any) -> None:
@@ -572,11 +595,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", choices=sorted(SCALES), default="full")
     parser.add_argument("--only", default="W1,W2,W3,W4,W5,W6",
                         help="comma-separated workloads (W1 and W2 run together)")
+    parser.add_argument("--sources", type=int, default=None, help="W1: sources (overrides scale)")
+    parser.add_argument("--events", type=int, default=None,
+                        help="W1: events per source (overrides scale)")
     parser.add_argument("--work", type=Path, default=None, help="working folder (temporary)")
     parser.add_argument("--no-markdown", action="store_true",
                         help="do not rewrite the table of BENCHMARKS.md")
     args = parser.parse_args(argv)
-    scale = SCALES[args.scale]
+    scale = dict(SCALES[args.scale])
+    if args.sources:
+        scale["sources"] = args.sources
+    if args.events:
+        scale["events"] = args.events
     wanted = {w.strip().upper() for w in args.only.split(",") if w.strip()}
     work = args.work or Path(tempfile.mkdtemp(prefix="tissu-bench-"))
     work.mkdir(parents=True, exist_ok=True)

@@ -136,7 +136,7 @@ def _psycopg_conninfo(url: str) -> str:
     return "postgresql://" + url.split("://", 1)[1]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", "postgresql"] if POSTGRES_URL else ["sqlite"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty working store: a SQLite file, or a PostgreSQL schema of its own.
 
