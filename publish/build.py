@@ -148,19 +148,38 @@ def _source_table(table: str, spec: dict[str, Any]) -> str:
     return str(spec.get("source") or _DEFAULT_SOURCES.get(table) or table)
 
 
-def public_frames(engine: Engine, only: set[str] | None = None) -> dict[str, pd.DataFrame]:
+# Big tables copied store → published database inside SQLite (ATTACH + INSERT … SELECT) when the
+# working store is SQLite: a million occurrences take seconds instead of minutes through pandas.
+_STREAMED = {"occurrences"}
+
+
+def sqlite_store_path(engine: Engine) -> Path | None:
+    """The file of a SQLite working store, None for another database."""
+    if engine.url.get_backend_name() != "sqlite":
+        return None
+    database = engine.url.database
+    return Path(database) if database and database != ":memory:" else None
+
+
+def public_frames(engine: Engine, only: set[str] | None = None,
+                  stream: bool = False) -> dict[str, pd.DataFrame]:
     """Read the public columns of each table from the working store, ready to write.
 
     Datetimes (``*_utc``, ``*_at``) become ISO 8601 UTC text; ``events.dtstart_local`` is added;
     bundled sample paths are shown relative to the project. Tables whose source does not exist
     are left out; listed columns missing at the source are left out. ``only`` restricts the
-    tables read.
+    tables read; with ``stream``, the big tables of a SQLite store are left for
+    :func:`build_database` to copy directly.
     """
     inspector = sa_inspect(engine)
     store_tables = set(inspector.get_table_names())
+    store_path = sqlite_store_path(engine)
     frames: dict[str, pd.DataFrame] = {}
+    reader: Any = sqlite3.connect(store_path) if store_path else engine
     for table, spec in PUBLIC_TABLES.items():
         if only is not None and table not in only:
+            continue
+        if stream and store_path and table in _STREAMED:
             continue
         wanted = list(spec["columns"])  # type: ignore[call-overload]
         derived = _DERIVED.get(table, set())
@@ -171,7 +190,7 @@ def public_frames(engine: Engine, only: set[str] | None = None) -> dict[str, pd.
             columns = [c for c in wanted if c in present and c not in derived]
             order = "id" if "id" in present else columns[0]
             query = f"SELECT {', '.join(columns)} FROM {source} ORDER BY {order}"
-            frame = pd.read_sql_query(query, engine, dtype=object)
+            frame = pd.read_sql_query(query, reader, dtype=object)
         elif table in LOADERS:
             frame = LOADERS[table]()
             if frame is None:
@@ -186,6 +205,8 @@ def public_frames(engine: Engine, only: set[str] | None = None) -> dict[str, pd.
             if column in frame:
                 frame[column] = frame[column].map(_date_text)
         frames[table] = frame
+    if store_path:
+        reader.close()
     events = frames.get("events")
     if events is not None:
         position = events.columns.get_loc("dtend_utc") + 1 if "dtend_utc" in events else 0
@@ -264,20 +285,74 @@ def _create_indexes(connection: sqlite3.Connection, frames: dict[str, pd.DataFra
         connection.execute(f'CREATE INDEX "{name}" ON "{table}" ({quoted})')
 
 
+def _sql_value(column: str) -> str:
+    """SQL turning a store column into its published text (datetimes → ISO 8601 UTC ``Z``)."""
+    quoted = f'"{column}"'
+    if _is_datetime_column(column):
+        return (f"CASE WHEN {quoted} IS NULL THEN NULL ELSE substr({quoted}, 1, 10) || 'T' || "
+                f"substr({quoted}, 12, 8) || 'Z' END")
+    if column in ("start_date", "end_date"):
+        return f"substr({quoted}, 1, 10)"
+    return quoted
+
+
+def _copy_streamed(connection: sqlite3.Connection, engine: Engine, table: str) -> bool:
+    """Copy a big table from a SQLite store with one INSERT … SELECT; False when not possible."""
+    store_path = sqlite_store_path(engine)
+    spec = PUBLIC_TABLES.get(table)
+    if store_path is None or spec is None:
+        return False
+    source = _source_table(table, spec)
+    connection.execute("ATTACH DATABASE ? AS store", (f"file:{store_path}?mode=ro",))
+    try:
+        present = {r[1] for r in connection.execute(f'PRAGMA store.table_info("{source}")')}
+        if not present:
+            return False
+        columns = [c for c in spec["columns"] if c in present]  # type: ignore[attr-defined]
+        definitions = []
+        for column in columns:
+            kind = ("INTEGER" if column in _INTEGER_COLUMNS
+                    else "REAL" if column in _REAL_COLUMNS else "TEXT")
+            suffix = " PRIMARY KEY" if column == spec.get("primary_key", "id") else ""
+            definitions.append(f'"{column}" {kind}{suffix}')
+        connection.execute(f'CREATE TABLE "{table}" ({", ".join(definitions)})')
+        order = "id" if "id" in present else columns[0]
+        connection.execute(
+            f'INSERT INTO "{table}" SELECT {", ".join(_sql_value(c) for c in columns)} '
+            f'FROM store."{source}" ORDER BY "{order}"')
+        return True
+    finally:
+        connection.commit()
+        connection.execute("DETACH DATABASE store")
+
+
 def build_database(engine: Engine, out_dir: Path,
                    frames: dict[str, pd.DataFrame] | None = None) -> Path:
-    """Write ``out_dir/tissu-open.db`` atomically and return its path."""
+    """Write ``out_dir/tissu-open.db`` atomically and return its path.
+
+    ``frames`` come from :func:`public_frames` (read here when None); a big table missing from
+    them is copied straight from a SQLite store, or read through pandas otherwise.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
-    frames = frames if frames is not None else public_frames(engine)
+    frames = dict(frames) if frames is not None else public_frames(engine, stream=True)
     handle, temp_name = tempfile.mkstemp(prefix=".tissu-open-", suffix=".db", dir=out_dir)
     os.close(handle)
     try:
         connection = sqlite3.connect(temp_name)
         connection.execute("PRAGMA journal_mode=OFF")
         connection.execute("PRAGMA synchronous=OFF")
+        copied: set[str] = set()
+        for table in sorted(_STREAMED - set(frames)):
+            if _copy_streamed(connection, engine, table):
+                columns = [r[1] for r in connection.execute(f'PRAGMA table_info("{table}")')]
+                frames[table] = pd.DataFrame(columns=columns)  # for the index step only
+                copied.add(table)
+            else:
+                frames.update(public_frames(engine, only={table}))
         with connection:
             for table, frame in frames.items():
-                _create_table(connection, table, frame)
+                if table not in copied:
+                    _create_table(connection, table, frame)
             _create_indexes(connection, frames)
             connection.execute(
                 "CREATE VIRTUAL TABLE events_fts USING fts5(title, description, location, "
@@ -288,8 +363,10 @@ def build_database(engine: Engine, out_dir: Path,
                 "SELECT rowid, title, description, location FROM events"
             )
             connection.execute(UPCOMING_VIEW)
+        # statistics for the query planner, sampled (bounded cost); no VACUUM: the file was
+        # written in one pass and has nothing to reclaim
+        connection.execute("PRAGMA analysis_limit=1000")
         connection.execute("ANALYZE")
-        connection.execute("VACUUM")
         connection.close()
         target = out_dir / DB_NAME
         os.chmod(temp_name, 0o644)

@@ -47,6 +47,12 @@ def row_digest(values: dict[str, object]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def frame_digests(frame: pd.DataFrame) -> list[int]:
+    """One 64-bit digest per row of ``frame`` (pandas' stable row hash, independent of the
+    index); used to see which published rows changed between two publishes."""
+    return [int(v) for v in pd.util.hash_pandas_object(frame, index=False)]
+
+
 def _state(row: dict[str, object]) -> str:
     if row.get("removed_at_source"):
         return "removed"
@@ -60,7 +66,12 @@ def record_run(engine: Engine, events: pd.DataFrame, now: dt.datetime,
     Writes one ``PublishRun``, its ``PublishChange`` rows, and updates ``PublishedEvent``
     (bulk statements: 100k events take about a second). ``now`` is aware (UTC).
     """
-    records = events.astype(object).where(events.notna(), None).to_dict("records")
+    frame = events.astype(object).where(events.notna(), None)
+    digests = [f"{d:016x}" for d in frame_digests(frame)]
+    removed = frame["removed_at_source"] if "removed_at_source" in frame else [None] * len(frame)
+    statuses = frame["status"] if "status" in frame else ["confirmed"] * len(frame)
+    titles = frame["title"] if "title" in frame else [""] * len(frame)
+    records = list(zip(frame["id"], digests, removed, statuses, titles, strict=True))
     with Session(engine) as session:
         run = PublishRun(started_at=now, events=len(records), occurrences=occurrences,
                          upcoming_occurrences=upcoming)
@@ -79,12 +90,11 @@ def record_run(engine: Engine, events: pd.DataFrame, now: dt.datetime,
         inserts: list[dict[str, object]] = []
         updates: list[dict[str, object]] = []
         changes: list[dict[str, object]] = []
-        for row in records:
-            event_id = str(row["id"])
+        for raw_id, digest, removed_at, status, raw_title in records:
+            event_id = str(raw_id)
             seen.add(event_id)
-            digest = row_digest(row)
-            state = _state(row)
-            title = str(row.get("title") or "")
+            state = _state({"removed_at_source": removed_at, "status": status})
+            title = str(raw_title or "")
             before = previous.get(event_id)
             kind: str | None
             if before is None:

@@ -7,14 +7,16 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy import case, func, select
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
-from publish.build import build_database, iso_utc, public_frames
+from publish.build import build_database, public_frames
 from publish.exports import build_exports, write_atomic
 from publish.history import RunCounts, finish_run, record_run
 from publish.metadata import build_metadata
 from publish.snapshots import snapshot_name, write_snapshot
-from schemas.models import utcnow
+from schemas.models import Occurrence, utcnow
 
 
 @dataclass
@@ -41,14 +43,14 @@ def publish(engine: Engine, out_dir: Path, now: dt.datetime) -> PublishOutcome:
 
     timings: dict[str, float] = {}
     clock = time.perf_counter()
-    frames = public_frames(engine)
+    frames = public_frames(engine, stream=True)
     timings["read"] = time.perf_counter() - clock
     events = frames["events"]
-    occurrences = frames.get("occurrences")
-    now_text = iso_utc(now) or ""
-    upcoming = int((occurrences["end_utc"] >= now_text).sum()) if occurrences is not None else 0
-    counts = record_run(engine, events, now, len(occurrences) if occurrences is not None else 0,
-                        upcoming)
+    with Session(engine) as session:
+        total, upcoming = session.execute(select(
+            func.count(), func.sum(case((Occurrence.end_utc >= now, 1), else_=0))  # type: ignore[operator]
+        ).select_from(Occurrence)).one()
+    counts = record_run(engine, events, now, int(total or 0), int(upcoming or 0))
     name = snapshot_name(out_dir, now, counts.changed)
     finish_run(engine, counts.run_id, None, f"snapshots/{name}" if name else None)
     frames.update(public_frames(engine, only={"publish_runs", "changes"}))
