@@ -273,7 +273,9 @@ def write_jsonld(connection: sqlite3.Connection, path: Path) -> int:
         + " ORDER BY id").fetchall()
     document = {"@context": "https://schema.org",
                 "@graph": [schema_event(dict(r), labels) for r in rows]}
-    write_atomic(path, json.dumps(document, ensure_ascii=False, indent=1).encode("utf-8"))
+    # compact: json's C encoder is only used without indentation
+    write_atomic(path, json.dumps(document, ensure_ascii=False,
+                                  separators=(",", ":")).encode("utf-8"))
     return len(rows)
 
 

@@ -78,17 +78,35 @@ def _zone(tzid: str | None) -> ZoneInfo | None:
         return PARIS
 
 
+def fold(line: bytes) -> bytes:
+    """Fold a content line (RFC 5545 §3.1) exactly as icalendar does, faster: pieces of at most
+    74 octets, each continuation after CRLF + one space, never inside a UTF-8 sequence, and a
+    backslash (or ``^``) escape kept with the character it escapes."""
+    if len(line) < 75:
+        return line
+    parts = []
+    start = 0
+    while len(line) - start >= 75 or (parts and len(line) - start > 74):
+        end = start + 74
+        while line[end] & 0xC0 == 0x80:  # a UTF-8 continuation byte: cut before its sequence
+            end -= 1
+        if end - start > 1 and line[end - 1] in b"\\^":
+            end -= 1
+        parts.append(line[start:end])
+        start = end
+    parts.append(line[start:])
+    return b"\r\n ".join(parts)
+
+
 def _line(name: str, value: Any, params: dict[str, str] | None = None) -> bytes:
     """One content line; the value is encoded by its icalendar type (escaping, RFC 5545 §3.3).
 
-    Short lines (≤ 75 octets, the common case) are joined here; longer ones, and any line with
-    parameters, go through icalendar's ``Contentline`` for quoting and folding (§3.1).
+    Lines with parameters go through icalendar's ``Contentline`` (parameter quoting and
+    folding); the others are folded by :func:`fold`.
     """
     if not params:
-        line = name.encode() + b":" + value.to_ical()
-        if len(line) <= 75:
-            return line
-    return Contentline.from_parts(name, Parameters(params or {}), value, sorted=False).to_ical()
+        return fold(name.encode() + b":" + value.to_ical())
+    return Contentline.from_parts(name, Parameters(params), value, sorted=False).to_ical()
 
 
 def _when(value: dt.datetime | dt.date, zone: ZoneInfo | None) -> dt.datetime | dt.date:

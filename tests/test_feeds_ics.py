@@ -170,3 +170,22 @@ def test_second_parser_vobject_agrees(published) -> None:
     if name == "exdate":
         assert ("issue-20-exdate-ignored--f0f31ddb-6918-46af-a5a1-0a7254fbce71@tissu",
                 "20191022T141500Z") not in from_vobject
+
+
+@pytest.mark.parametrize("text", ["a" * 200, "é" * 100, "x" + "€" * 60, "ab" * 37 + "é", "z"])
+def test_fold_matches_icalendar(text: str) -> None:
+    from icalendar.parser import Contentline, Parameters
+    from icalendar.prop import vText
+
+    from publish.ics import fold
+
+    line = b"DESCRIPTION:" + vText(text).to_ical()
+    expected = Contentline.from_parts("DESCRIPTION", Parameters(), vText(text)).to_ical()
+    assert fold(line) == expected
+    assert all(len(part) <= 75 for part in fold(line).split(b"\r\n"))
+    assert fold(line).replace(b"\r\n ", b"") == line
+
+
+@pytest.mark.parametrize("text", ["a" * 73 + ",b" * 40, "x" * 72 + "\\\\" * 30, "é" * 37 + "a"])
+def test_fold_keeps_escapes_together(text: str) -> None:
+    test_fold_matches_icalendar(text)
