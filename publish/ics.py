@@ -28,14 +28,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import multiprocessing
+import os
 import sqlite3
 from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import icalendar
-from icalendar.parser import Contentline, Parameters
+from icalendar.parser import Contentline, Parameters, param_value
 from icalendar.prop import (
     vCategory,
     vDDDLists,
@@ -44,6 +47,7 @@ from icalendar.prop import (
     vInt,
     vRecur,
     vText,
+    vUri,
 )
 
 from normalize.times import PARIS
@@ -313,8 +317,8 @@ def _descriptive_lines(row: dict[str, Any], title: str, location: str | None,
         lines.append(_line("LOCATION", vText(location)))
     if row.get("geo"):
         lines.append(_line("GEO", vGeo(row["geo"])))
-    if row.get("url"):
-        lines.append(_line("URL", vText(row["url"]), {"VALUE": "URI"}))
+    if row.get("url"):  # a URI value: not TEXT-escaped (RFC 5545 §3.3.13)
+        lines.append(fold(b"URL;VALUE=URI:" + vUri(row["url"]).to_ical()))
     categories: list[str] = []
     for label in [theme_labels.get(t, t) for t in _json_list(row.get("themes"))] + _json_list(
             row.get("categories")):
@@ -323,8 +327,8 @@ def _descriptive_lines(row: dict[str, Any], title: str, location: str | None,
     if categories:
         lines.append(_line("CATEGORIES", vCategory(categories)))
     if row.get("organizer"):
-        lines.append(_line("ORGANIZER", vText("urn:tissu:organisateur"),
-                           {"CN": row["organizer"]}))
+        cn = param_value(row["organizer"]).encode()  # quoted when needed (RFC 6868 escapes)
+        lines.append(fold(b"ORGANIZER;CN=" + cn + b":urn:tissu:organisateur"))
     return lines
 
 
@@ -342,15 +346,38 @@ def prepare_feed_events(connection: sqlite3.Connection, now: dt.datetime,
         theme_labels = {c: fr for c, fr in connection.execute("SELECT code, fr FROM themes")}
     series = [r["id"] for r in rows if r.get("rrule") or r.get("rdate") not in (None, "[]")]
     overrides = _overrides(connection, series)
+    jobs = [(row, overrides.get(row["id"], [])) for row in rows]
+    serialised = _serialise_all(jobs, theme_labels)
     events = []
-    for row in rows:
-        data, zone = vevent_bytes(row, overrides.get(row["id"], []), theme_labels)
+    for row, (data, zone) in zip(rows, serialised, strict=True):
         events.append(FeedEvent(
             id=row["id"], data=data, zone=zone, themes=_json_list(row.get("themes")),
             quartier=row.get("quartier"), organisation_id=row.get("organisation_id"),
             publics=_json_list(row.get("publics")),
         ))
     return events
+
+
+PARALLEL_MIN_EVENTS = 5000  # below this, a process pool costs more than it saves
+
+
+def _serialise_chunk(jobs: list[tuple[dict[str, Any], list[dict[str, Any]]]],
+                     theme_labels: dict[str, str]) -> list[tuple[bytes, str | None]]:
+    return [vevent_bytes(row, overrides, theme_labels) for row, overrides in jobs]
+
+
+def _serialise_all(jobs: list[tuple[dict[str, Any], list[dict[str, Any]]]],
+                   theme_labels: dict[str, str]) -> list[tuple[bytes, str | None]]:
+    """:func:`vevent_bytes` for every job, on every core for big agendas (order kept)."""
+    workers = min(os.cpu_count() or 1, 4)
+    if len(jobs) < PARALLEL_MIN_EVENTS or workers < 2:
+        return _serialise_chunk(jobs, theme_labels)
+    size = -(-len(jobs) // (workers * 4))
+    chunks = [jobs[i:i + size] for i in range(0, len(jobs), size)]
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        results = pool.map(_serialise_chunk, chunks, [theme_labels] * len(chunks))
+        return [item for chunk in results for item in chunk]
 
 
 def calendar_bytes(events: Iterable[FeedEvent], name: str = CALENDAR_NAME,

@@ -189,3 +189,35 @@ def test_fold_matches_icalendar(text: str) -> None:
 @pytest.mark.parametrize("text", ["a" * 73 + ",b" * 40, "x" * 72 + "\\\\" * 30, "é" * 37 + "a"])
 def test_fold_keeps_escapes_together(text: str) -> None:
     test_fold_matches_icalendar(text)
+
+
+def test_uri_and_organizer_values_survive_a_round_trip() -> None:
+    from publish.ics import FeedEvent, calendar_bytes, vevent_bytes
+
+    row = {"id": "src--1", "all_day": 0, "dtstart_utc": "2026-12-01T09:00:00Z",
+           "dtend_utc": "2026-12-01T10:00:00Z", "tzid": "Europe/Paris", "title": "Café, thé",
+           "url": "https://ex.org/agenda?id=1,2;x", "organizer": 'Asso "Le Lien", Pantin',
+           "updated_at": "2026-11-01T00:00:00Z", "status": "confirmed", "themes": "[]",
+           "categories": '["Repas"]', "sequence": 1, "revision": 2}
+    data, zone = vevent_bytes(row, [], {})
+    calendar = icalendar.Calendar.from_ical(calendar_bytes([FeedEvent("src--1", data, zone)]))
+    event = calendar.walk("VEVENT")[0]
+    assert str(event["URL"]) == "https://ex.org/agenda?id=1,2;x"
+    assert event["ORGANIZER"].params["CN"] == 'Asso "Le Lien", Pantin'
+    assert str(event["SUMMARY"]) == "Café, thé"
+    assert int(event["SEQUENCE"]) == 3
+    assert event.decoded("DTSTART") == dt.datetime(2026, 12, 1, 9, tzinfo=dt.UTC)
+    assert event["DTSTART"].params["TZID"] == "Europe/Paris"
+    assert vobject.readOne(calendar.to_ical().decode()).vevent.url.value == row["url"]
+
+
+def test_parallel_serialisation_gives_the_same_bytes(monkeypatch) -> None:
+    from publish import ics
+
+    rows = [({"id": f"s--{n}", "all_day": 0, "dtstart_utc": "2026-12-01T09:00:00Z",
+              "dtend_utc": "2026-12-01T10:00:00Z", "tzid": "Europe/Paris",
+              "title": f"Atelier {n}", "status": "confirmed", "themes": "[]",
+              "categories": "[]"}, []) for n in range(40)]
+    sequential = ics._serialise_all(rows, {})
+    monkeypatch.setattr(ics, "PARALLEL_MIN_EVENTS", 10)
+    assert ics._serialise_all(rows, {}) == sequential
