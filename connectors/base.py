@@ -89,10 +89,40 @@ def stable_hash(*parts: str, length: int = 16) -> str:
     return digest[:length]
 
 
+def mixed_utf8(data: bytes) -> tuple[str, int]:
+    """Decode UTF-8, reading each invalid byte as Windows-1252 (Latin-1 where undefined).
+
+    Returns the text and the number of valid multi-byte UTF-8 characters met, which tells a
+    UTF-8 file with a few stray Latin-1 bytes (many) from a Latin-1 file (none).
+    """
+    out: list[str] = []
+    multibyte = 0
+    position = 0
+    while position < len(data):
+        try:
+            chunk = data[position:].decode("utf-8")
+            out.append(chunk)
+            multibyte += sum(1 for char in chunk if ord(char) > 0x7F)
+            break
+        except UnicodeDecodeError as exc:
+            chunk = data[position: position + exc.start].decode("utf-8")
+            out.append(chunk)
+            multibyte += sum(1 for char in chunk if ord(char) > 0x7F)
+            bad = data[position + exc.start: position + exc.start + 1]
+            try:
+                out.append(bad.decode("cp1252"))
+            except UnicodeDecodeError:
+                out.append(bad.decode("latin-1"))
+            position += exc.start + 1
+    return "".join(out), multibyte
+
+
 def decode_text(data: bytes, declared: str | None = None) -> tuple[str, list[Problem]]:
     """Decode bytes to text: BOM first, then UTF-8, then the declared charset, then Windows-1252.
 
-    Returns the text and a warning when the bytes were not valid UTF-8.
+    A file that is UTF-8 except for a few invalid bytes (text pasted from two tools) keeps its
+    UTF-8 characters and reads only the invalid bytes as Windows-1252. Returns the text and a
+    warning when the bytes were not valid UTF-8.
     """
     problems: list[Problem] = []
     if data.startswith(b"\xef\xbb\xbf"):
@@ -101,6 +131,11 @@ def decode_text(data: bytes, declared: str | None = None) -> tuple[str, list[Pro
         return data.decode("utf-8"), problems
     except UnicodeDecodeError:
         pass
+    text, multibyte = mixed_utf8(data)
+    if multibyte:
+        problems.append(Problem("le fichier mêle UTF-8 et Windows-1252 : octets invalides lus "
+                                "un par un", code="encoding"))
+        return text, problems
     for charset in (declared, "cp1252", "latin-1"):
         if not charset:
             continue

@@ -34,7 +34,7 @@ from typing import Any
 import feedparser
 import mf2py
 
-from connectors.base import ParsedRecord, ParseResult, Problem, stable_hash
+from connectors.base import ParsedRecord, ParseResult, Problem, mixed_utf8, stable_hash
 
 # (start key, end key, location key) as feedparser names namespaced elements.
 _EVENT_KEYS: tuple[tuple[str, str, str], ...] = (
@@ -152,25 +152,6 @@ def _plain(html: str) -> str:
 # ------------------------------------------------------------------------------- encodings
 
 
-def _mixed_utf8(data: bytes) -> str:
-    """Decode UTF-8, reading each invalid byte as Windows-1252 (Latin-1 when undefined)."""
-    out: list[str] = []
-    position = 0
-    while position < len(data):
-        try:
-            out.append(data[position:].decode("utf-8"))
-            break
-        except UnicodeDecodeError as exc:
-            out.append(data[position: position + exc.start].decode("utf-8"))
-            bad = data[position + exc.start: position + exc.start + 1]
-            try:
-                out.append(bad.decode("cp1252"))
-            except UnicodeDecodeError:
-                out.append(bad.decode("latin-1"))
-            position += exc.start + 1
-    return "".join(out)
-
-
 def repair_encoding(data: bytes) -> tuple[bytes, list[Problem]]:
     """Fix feed bytes whose encoding declaration lies; return UTF-8 bytes and warnings.
 
@@ -202,7 +183,7 @@ def repair_encoding(data: bytes) -> tuple[bytes, list[Problem]]:
             f"encodage déclaré {declared} mais le contenu est en UTF-8 : lu comme UTF-8",
             code="encoding")]
     if (is_utf8 or has_bom) and not valid_utf8:
-        text = _mixed_utf8(body)
+        text, _multibyte = mixed_utf8(body)
         fixed = text.encode("utf-8")
         if match:
             fixed = _XML_DECL_RE.sub(lambda m: m.group(1) + b"utf-8" + m.group(3), fixed, count=1)

@@ -553,3 +553,15 @@ def test_repeated_single_properties_keep_the_first():
     assert black.event["start_date"] == dt.date(2020, 4, 2)
     assert black.event["rrule"].startswith("FREQ=WEEKLY;UNTIL=20200916T230000Z")
     assert any("2 règles RRULE" in w for w in black.warnings)
+
+
+def test_utf8_file_with_a_stray_latin1_byte_keeps_its_utf8():
+    # issue_101 is UTF-8 ("im b\xc3\xbcro", "\xc3\xa4dmin"); make its ü a lone Latin-1 byte.
+    data = data_of("issue_101_icalendar_chokes_on_umlauts_in_organizer.ics")
+    mixed = data.replace(b"b\xc3\xbcro", b"b\xfcro")
+    assert mixed != data
+    result, events = normalize(mixed)
+    assert "encoding" in [p.code for p in result.warnings]
+    event = only(events).event
+    assert event["location"] == "im büro"
+    assert event["organizer"] == "acme, ädmin"  # not "acme, Ã¤dmin"
