@@ -218,6 +218,24 @@ def test_x_wr_timezone_with_value_parameter_and_date_only_start():
     assert event.occurrences == []  # far outside any horizon
 
 
+def test_floating_times_follow_x_wr_timezone_when_given():
+    text = (b"BEGIN:VCALENDAR\r\nX-WR-TIMEZONE:America/New_York\r\nBEGIN:VEVENT\r\nUID:f\r\n"
+            b"DTSTART:20260707T100000\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n")
+    event = only(normalize(text)[1])
+    assert event.event["dtstart_utc"] == dt.datetime(2026, 7, 7, 14, 0, tzinfo=UTC)  # EDT
+    assert (event.event["tzid"], event.event["floating"], event.warnings) == (
+        "America/New_York", False, [])
+
+
+def test_floating_times_without_any_zone_are_read_as_paris_and_flagged():
+    # ical_upcoming_many (Upcoming.org, 2008): 10 of its 20 VEVENTs have floating DTSTARTs.
+    _result, events = corpus("ical_upcoming_many.ics")
+    floating = [e for e in events.values() if e.event["floating"]]
+    assert len(floating) == 10
+    assert all(e.event["tzid"] == "Europe/Paris" for e in floating)
+    assert all(any("heure sans fuseau" in w for w in e.warnings) for e in floating)
+
+
 @pytest.mark.parametrize("with_vtimezone", [False, True])
 def test_weekly_paris_event_stays_at_15h_across_both_dst_changes(with_vtimezone):
     calendar = icalendar.Calendar()
