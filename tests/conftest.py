@@ -107,12 +107,16 @@ def http_server() -> Iterator[FakeServer]:
 
 
 @pytest.fixture
-def tmp_settings(tmp_path: Path):
-    """Settings whose every path lives under ``tmp_path``."""
+def tmp_settings(tmp_path: Path, database_url: str):
+    """Settings whose every path lives under ``tmp_path``.
+
+    The working store is ``database_url``: SQLite, and PostgreSQL too when
+    TISSU_TEST_POSTGRES_URL is set (CI), so every test using these settings runs on both.
+    """
     from tissu.settings import get_settings
 
     return get_settings(
-        database_url=f"sqlite:///{tmp_path / 'tissu.db'}",
+        database_url=database_url,
         registry=tmp_path / "sources.yaml",
         publish_dir=tmp_path / "publish",
         raw_dir=tmp_path / "raw",
@@ -167,14 +171,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 
 @pytest.fixture
-def store_settings(tmp_settings, database_url: str):
-    """``tmp_settings`` whose working store is ``database_url`` (SQLite, then PostgreSQL).
-
-    A test module opts its tests into both databases by overriding ``tmp_settings`` with it.
-    """
-    from dataclasses import replace
-
-    return replace(tmp_settings, database_url=database_url)
+def store_settings(tmp_settings):
+    """``tmp_settings`` (already on SQLite, then PostgreSQL when configured)."""
+    return tmp_settings
 
 
 @dataclass
