@@ -19,9 +19,10 @@ Properties of each VEVENT:
 - ``LOCATION``, ``GEO`` (when the place is known), ``URL``, ``CATEGORIES`` (theme labels then
   the source's categories), ``DESCRIPTION``, ``CREATED``.
 
-Speed: each VEVENT is serialised once and reused by every feed that contains it. Values are
-encoded by icalendar's own property types (``vText``, ``vDDDTypes``, ``vRecur`` …) and lines
-folded by its ``Contentline``; only the order of lines is ours.
+Speed: each VEVENT is serialised once and reused by every feed that contains it, on every core
+for big agendas. TEXT values are escaped by icalendar's own function (the one ``vText`` uses),
+RRULE/RDATE/EXDATE by its property types; DATE-TIME values are formatted per RFC 5545 §3.3.5 and
+lines folded per §3.1 the way icalendar folds them (checked against it in the tests).
 """
 
 from __future__ import annotations
@@ -38,15 +39,14 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import icalendar
-from icalendar.parser import Contentline, Parameters, param_value
+
+# _escape_char is what icalendar's own vText.to_ical calls (icalendar pinned to 7.3.0)
+from icalendar.parser import Contentline, Parameters, _escape_char, param_value
 from icalendar.prop import (
-    vCategory,
     vDDDLists,
     vDuration,
     vGeo,
-    vInt,
     vRecur,
-    vText,
     vUri,
 )
 
@@ -100,6 +100,11 @@ def fold(line: bytes) -> bytes:
         start = end
     parts.append(line[start:])
     return b"\r\n ".join(parts)
+
+
+def _text_line(name: str, text: str) -> bytes:
+    """A TEXT property: escaped as icalendar's ``vText`` does (RFC 5545 §3.3.11), folded."""
+    return fold(name.encode() + b":" + _escape_char(text).encode())
 
 
 def _line(name: str, value: Any, params: dict[str, str] | None = None) -> bytes:
@@ -243,7 +248,7 @@ def _common_lines(row: dict[str, Any]) -> list[bytes]:
     removed = _parse_utc(row.get("removed_at_source"))
     if removed is not None and (changed is None or removed > changed):
         changed = removed
-    lines = [_line("UID", vText(f"{row['id']}@tissu"))]
+    lines = [_text_line("UID", f"{row['id']}@tissu")]
     if changed is not None:
         lines.append(_dt_line("DTSTAMP", changed, None))
         lines.append(_dt_line("LAST-MODIFIED", changed, None))
@@ -262,7 +267,7 @@ def vevent_bytes(row: dict[str, Any], overrides: list[dict[str, Any]],
     zone_name = zone.key if zone is not None else None
     cancelled = _cancelled_at(row) is not None
     status = "CANCELLED" if cancelled else _STATUS.get(row.get("status") or "", "CONFIRMED")
-    sequence = vInt(int(row.get("sequence") or 0) + int(row.get("revision") or 0))
+    sequence = str(int(row.get("sequence") or 0) + int(row.get("revision") or 0)).encode()
     common = _common_lines(row)
     out = [b"BEGIN:VEVENT", *common]
     if row["all_day"]:
@@ -283,8 +288,8 @@ def vevent_bytes(row: dict[str, Any], overrides: list[dict[str, Any]],
             prop = vDDDLists([_when(v, zone) for v in values])
             out.append(_line(name, prop, dict(prop.params)))
     out.extend(_descriptive_lines(row, row["title"], row.get("location"), theme_labels))
-    out.append(_line("STATUS", vText(status)))
-    out.append(_line("SEQUENCE", sequence))
+    out.append(b"STATUS:" + status.encode())
+    out.append(b"SEQUENCE:" + sequence)
     out.append(b"END:VEVENT")
     for occ in overrides if is_series else []:
         recurrence = _key_value(occ["recurrence_id"])
@@ -303,18 +308,18 @@ def vevent_bytes(row: dict[str, Any], overrides: list[dict[str, Any]],
             out.append(_dt_line("DTEND", o_end, zone))
         out.extend(_descriptive_lines(row, occ.get("title") or row["title"],
                                       occ.get("location") or row.get("location"), theme_labels))
-        out.extend([_line("STATUS", vText(o_status)), _line("SEQUENCE", sequence),
+        out.extend([b"STATUS:" + o_status.encode(), b"SEQUENCE:" + sequence,
                     b"END:VEVENT"])
     return b"\r\n".join(out) + b"\r\n", zone_name
 
 
 def _descriptive_lines(row: dict[str, Any], title: str, location: str | None,
                        theme_labels: dict[str, str]) -> list[bytes]:
-    lines = [_line("SUMMARY", vText(title))]
+    lines = [_text_line("SUMMARY", title)]
     if row.get("description"):
-        lines.append(_line("DESCRIPTION", vText(row["description"])))
+        lines.append(_text_line("DESCRIPTION", row["description"]))
     if location:
-        lines.append(_line("LOCATION", vText(location)))
+        lines.append(_text_line("LOCATION", location))
     if row.get("geo"):
         lines.append(_line("GEO", vGeo(row["geo"])))
     if row.get("url"):  # a URI value: not TEXT-escaped (RFC 5545 §3.3.13)
@@ -325,7 +330,7 @@ def _descriptive_lines(row: dict[str, Any], title: str, location: str | None,
         if label and label not in categories:
             categories.append(label)
     if categories:
-        lines.append(_line("CATEGORIES", vCategory(categories)))
+        lines.append(fold(b"CATEGORIES:" + b",".join(_escape_char(c).encode() for c in categories)))
     if row.get("organizer"):
         cn = param_value(row["organizer"]).encode()  # quoted when needed (RFC 6868 escapes)
         lines.append(fold(b"ORGANIZER;CN=" + cn + b":urn:tissu:organisateur"))
