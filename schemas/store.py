@@ -26,7 +26,7 @@ from pathlib import Path
 from sqlalchemy import delete, event, or_, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlmodel import Field, Session, SQLModel, create_engine, select
+from sqlmodel import Field, Session, SQLModel, col, create_engine, select
 
 from schemas import models  # noqa: F401  (registers the tables)
 from schemas.models import Source, utc_field
@@ -143,12 +143,12 @@ def claim_source(engine: Engine, worker: str, now: dt.datetime,
     with Session(engine) as session:
         leased = {
             lease.source_id
-            for lease in session.exec(select(SourceLease).where(SourceLease.expires_at > now))
+            for lease in session.exec(select(SourceLease).where(col(SourceLease.expires_at) > now))
         }
         candidates = [
             s for s in session.exec(
-                select(Source).where(Source.status == "active",
-                                     Source.paused_by_moderator == False)
+                select(Source).where(col(Source.status) == "active",
+                                     col(Source.paused_by_moderator).is_(False))
             )
             if s.id not in leased and is_due(s, now)
         ]
@@ -166,9 +166,8 @@ def claim_source(engine: Engine, worker: str, now: dt.datetime,
                 continue
             taken = session.execute(
                 update(SourceLease)
-                .where(SourceLease.source_id == candidate_id,  # type: ignore[arg-type]
-                       or_(SourceLease.expires_at <= now,  # type: ignore[arg-type]
-                           SourceLease.worker == worker))
+                .where(col(SourceLease.source_id) == candidate_id,
+                       or_(col(SourceLease.expires_at) <= now, col(SourceLease.worker) == worker))
                 .values(worker=worker, claimed_at=now, expires_at=expires)
             ).rowcount  # type: ignore[attr-defined]
             if not taken:
@@ -190,7 +189,7 @@ def release_source(engine: Engine, source_id: str, worker: str) -> None:
     """Drop ``worker``'s lease on ``source_id`` (a lease taken over by another is left alone)."""
     with Session(engine) as session:
         session.execute(
-            delete(SourceLease).where(SourceLease.source_id == source_id,  # type: ignore[arg-type]
-                                      SourceLease.worker == worker)  # type: ignore[arg-type]
+            delete(SourceLease).where(col(SourceLease.source_id) == source_id,
+                                      col(SourceLease.worker) == worker)
         )
         session.commit()
