@@ -17,16 +17,18 @@ upcoming", so an unchanged agenda gives byte-identical files.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import filecmp
 import json
 import os
 import sqlite3
 import tempfile
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from feedgen.feed import FeedGenerator
 from icalendar.prop import vRecur
 
@@ -325,12 +327,27 @@ def write_csv_tables(connection: sqlite3.Connection, out_dir: Path) -> dict[str,
     for table in _tables(connection):
         if table in CSV_SKIP_TABLES:
             continue
-        frame = pd.read_sql_query(f'SELECT * FROM "{table}" ORDER BY rowid', connection)
-        text = frame.to_csv(index=False, lineterminator="\r\n")
         path = out_dir / f"{table}.csv"
-        write_atomic(path, text.encode("utf-8-sig"))
+        cursor = connection.execute(f'SELECT * FROM "{table}" ORDER BY rowid')
+        write_csv(path, [d[0] for d in cursor.description], cursor)
         paths[table] = path
     return paths
+
+
+def write_csv(path: Path, header: list[str], rows: Iterable[Iterable[object]]) -> None:
+    """Stream ``rows`` to ``path`` as CSV: UTF-8 with BOM, comma, CRLF, fields quoted only when
+    needed (RFC 4180, Python's csv writer); NULL → empty field. Atomic; an unchanged file is
+    left alone (its Last-Modified stays)."""
+    handle, temp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    os.chmod(temp, 0o644)
+    with os.fdopen(handle, "w", encoding="utf-8-sig", newline="") as stream:
+        writer = csv.writer(stream, lineterminator="\r\n")
+        writer.writerow(header)
+        writer.writerows(rows)
+    if path.exists() and filecmp.cmp(temp, path, shallow=False):
+        os.unlink(temp)
+        return
+    os.replace(temp, path)
 
 
 def write_datapackage(connection: sqlite3.Connection, out_dir: Path, csv_paths: dict[str, Path],
