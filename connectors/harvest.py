@@ -105,6 +105,8 @@ def harvest_source(session: Session, source: Source, settings: Settings,
             last_modified=None if force else source.last_modified,
             max_bytes=settings.max_body_bytes,
             timeout=(settings.connect_timeout, settings.read_timeout),
+            # only the seed registry may point at bundled files; registered URLs are hostile
+            allow_local=source.origin == "registry",
         )
     except FetchError as exc:
         outcome.status = "failed"
