@@ -38,7 +38,7 @@ _INTEGER_COLUMNS = {"all_day", "uid_repaired", "floating", "sequence", "revision
                     "new", "updated", "cancelled", "removed", "run_id", "is_canonical",
                     "gratuit", "registration_required", "coordinates_verified",
                     "opening_hours_valid", "age_min", "age_max", "events_total",
-                    "events_upcoming", "items_last_run"}
+                    "events_upcoming", "items_last_run", "live"}
 _REAL_COLUMNS = {"latitude", "longitude", "confidence"}
 # Working-store table of each published table, when it differs from the default (singular name).
 _DEFAULT_SOURCES = {"events": "event", "occurrences": "occurrence", "sources": "source",
@@ -46,10 +46,11 @@ _DEFAULT_SOURCES = {"events": "event", "occurrences": "occurrence", "sources": "
                     "changes": "publishchange", "places": "place", "services": "service",
                     "event_sources": "eventsource"}
 # Columns computed here rather than read from the store.
-_DERIVED = {"events": {"dtstart_local"}}
+_DERIVED = {"events": {"dtstart_local"}, "occurrences": {"quartier", "live"}}
 # Indexes for the common queries; an index whose columns are missing is skipped.
 _INDEXES = [
-    ("occurrences", ("start_utc", "end_utc", "event_id")),  # covers "this week" filters
+    # covers the "this week" queries (by quartier): an index-only range scan on start_utc
+    ("occurrences", ("start_utc", "end_utc", "live", "quartier", "event_id", "start_local")),
     ("occurrences", ("event_id",)),
     ("events", ("source_id",)),
     ("events", ("dtstart_utc",)),
@@ -286,14 +287,41 @@ def _create_indexes(connection: sqlite3.Connection, frames: dict[str, pd.DataFra
 
 
 def _sql_value(column: str) -> str:
-    """SQL turning a store column into its published text (datetimes → ISO 8601 UTC ``Z``)."""
-    quoted = f'"{column}"'
+    """SQL turning a store column (of ``s``) into its published text (datetimes → ISO 8601
+    UTC ``Z``)."""
+    quoted = f's."{column}"'
     if _is_datetime_column(column):
         return (f"CASE WHEN {quoted} IS NULL THEN NULL ELSE substr({quoted}, 1, 10) || 'T' || "
                 f"substr({quoted}, 12, 8) || 'Z' END")
     if column in ("start_date", "end_date"):
         return f"substr({quoted}, 1, 10)"
     return quoted
+
+
+def _live_condition(connection: sqlite3.Connection) -> str | None:
+    """SQL (over alias ``e`` of events) true for a published event; None without events."""
+    events = {r[1] for r in connection.execute("PRAGMA main.table_info(events)")}
+    if "removed_at_source" not in events:
+        return None
+    live = "e.removed_at_source IS NULL"
+    if "is_canonical" in events:
+        live += " AND (e.is_canonical IS NULL OR e.is_canonical = 1)"
+    return live
+
+
+def _add_occurrence_links(connection: sqlite3.Connection) -> None:
+    """Copy each event's quartier and published state onto its occurrences (columns
+    ``quartier`` and ``live``), so "this week, by quartier" reads one index only. (The copy
+    from a SQLite store fills them while copying.)"""
+    names = {r[1] for r in connection.execute("PRAGMA table_info(occurrences)")}
+    live = _live_condition(connection)
+    if not names or live is None or "quartier" in names:
+        return
+    connection.execute("ALTER TABLE occurrences ADD COLUMN quartier TEXT")
+    connection.execute("ALTER TABLE occurrences ADD COLUMN live INTEGER")
+    connection.execute(
+        f"UPDATE occurrences SET quartier = e.quartier, live = CASE WHEN {live} THEN 1 ELSE 0 "
+        "END FROM events e WHERE e.id = occurrences.event_id")
 
 
 def _copy_streamed(connection: sqlite3.Connection, engine: Engine, table: str) -> bool:
@@ -308,18 +336,26 @@ def _copy_streamed(connection: sqlite3.Connection, engine: Engine, table: str) -
         present = {r[1] for r in connection.execute(f'PRAGMA store.table_info("{source}")')}
         if not present:
             return False
-        columns = [c for c in spec["columns"] if c in present]  # type: ignore[attr-defined]
+        derived = _DERIVED.get(table, set())
+        columns = [c for c in spec["columns"]  # type: ignore[attr-defined]
+                   if c in present and c not in derived]
         definitions = []
         for column in columns:
             kind = ("INTEGER" if column in _INTEGER_COLUMNS
                     else "REAL" if column in _REAL_COLUMNS else "TEXT")
             suffix = " PRIMARY KEY" if column == spec.get("primary_key", "id") else ""
             definitions.append(f'"{column}" {kind}{suffix}')
+        values = [_sql_value(c) for c in columns]
+        join = ""
+        if table == "occurrences" and _live_condition(connection):
+            definitions += ['"quartier" TEXT', '"live" INTEGER']
+            values += ["e.quartier", f"CASE WHEN {_live_condition(connection)} THEN 1 ELSE 0 END"]
+            join = " LEFT JOIN main.events e ON e.id = s.event_id"
         connection.execute(f'CREATE TABLE "{table}" ({", ".join(definitions)})')
         order = "id" if "id" in present else columns[0]
         connection.execute(
-            f'INSERT INTO "{table}" SELECT {", ".join(_sql_value(c) for c in columns)} '
-            f'FROM store."{source}" ORDER BY "{order}"')
+            f'INSERT INTO "{table}" SELECT {", ".join(values)} '
+            f'FROM store."{source}" s{join} ORDER BY s."{order}"')
         return True
     finally:
         connection.commit()
@@ -341,18 +377,27 @@ def build_database(engine: Engine, out_dir: Path,
         connection = sqlite3.connect(temp_name)
         connection.execute("PRAGMA journal_mode=OFF")
         connection.execute("PRAGMA synchronous=OFF")
+        with connection:
+            for table, frame in frames.items():
+                _create_table(connection, table, frame)
         copied: set[str] = set()
         for table in sorted(_STREAMED - set(frames)):
             if _copy_streamed(connection, engine, table):
-                columns = [r[1] for r in connection.execute(f'PRAGMA table_info("{table}")')]
-                frames[table] = pd.DataFrame(columns=columns)  # for the index step only
                 copied.add(table)
             else:
-                frames.update(public_frames(engine, only={table}))
+                extra = public_frames(engine, only={table})
+                with connection:
+                    for name, frame in extra.items():
+                        _create_table(connection, name, frame)
+                frames.update(extra)
         with connection:
-            for table, frame in frames.items():
-                if table not in copied:
-                    _create_table(connection, table, frame)
+            _add_occurrence_links(connection)
+            for table in copied:
+                columns = [r[1] for r in connection.execute(f'PRAGMA table_info("{table}")')]
+                frames[table] = pd.DataFrame(columns=columns)  # for the index step only
+            if "occurrences" in frames:
+                frames["occurrences"] = pd.DataFrame(columns=[
+                    r[1] for r in connection.execute("PRAGMA table_info(occurrences)")])
             _create_indexes(connection, frames)
             connection.execute(
                 "CREATE VIRTUAL TABLE events_fts USING fts5(title, description, location, "

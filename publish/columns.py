@@ -149,6 +149,11 @@ PUBLIC_TABLES: dict[str, dict[str, object]] = {
             "status": "confirmed | tentative | cancelled (séance annulée)",
             "title": "Titre de la séance (celui de l'événement sauf modification)",
             "location": "Lieu de la séance (celui de l'événement sauf modification)",
+            "quartier": "Quartier de l'événement (copie de events.quartier, pour filtrer vite)",
+            "live": (
+                "1 si l'événement est publié (encore à sa source et non doublon d'un autre), "
+                "0 sinon : copie pour filtrer vite"
+            ),
         },
     },
     "sources": {

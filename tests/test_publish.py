@@ -206,5 +206,5 @@ def test_metadata_describes_every_column_and_canned_queries_run(tmp_path: Path) 
     assert [r[2] for r in results["seniors"]][:1] == ["MDS-t"]
     indexes = {r[0] for r in rows(out.database, "SELECT name FROM sqlite_master "
                                                 "WHERE type = 'index'")}
-    assert {"idx_occurrences_start_utc_end_utc_event_id", "idx_events_quartier",
+    assert {"idx_occurrences_start_utc_end_utc_live_quartier_event_id_start_local", "idx_events_quartier",
             "idx_events_updated_at_id"} <= indexes
