@@ -153,8 +153,12 @@ def rows(report: dict[str, Any]) -> list[list[str]]:
 def table(report: dict[str, Any], source: Path | str) -> str:
     """The Markdown block written between the markers."""
     machine = report.get("machine", {})
+    commands = list(dict.fromkeys(
+        [w.get("command") for w in report.get("workloads", {}).values() if w.get("command")]
+        or [report.get("command")]))
     head = (f"Run of {report.get('started_utc')} (scale `{report.get('scale')}`, commit "
-            f"`{report.get('git')}`), command `{report.get('command')}`, raw figures in "
+            f"`{report.get('git')}`), command(s) {'; '.join(f'`{c}`' for c in commands)}, "
+            "raw figures in "
             f"`{source}`. Machine: {machine.get('cpus')} cores, Python {machine.get('python')}, "
             f"load average at start {', '.join(f'{x:.1f}' for x in machine.get('load_average', []))}.")
     lines = [head, "",

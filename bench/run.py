@@ -630,6 +630,8 @@ def main(argv: list[str] | None = None) -> int:
                      "traceback": traceback.format_exc()[-3000:]}
         value.setdefault("status", "ok")
         value["wall_seconds"] = time.perf_counter() - clock
+        value["command"] = report["command"]
+        value["load_average_after"] = os.getloadavg()
         report["workloads"][name] = value
         print(f"[bench] {name}: {value['status']} in {value['wall_seconds']:.0f} s", flush=True)
         return value
@@ -658,6 +660,13 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = started.strftime("%Y-%m-%d") + ("" if args.scale == "full" else f"-{args.scale}")
     path = RESULTS / f"{name}.json"
+    if path.exists() and wanted != {"W1", "W2", "W3", "W4", "W5", "W6"}:
+        # a partial run completes the day's report instead of replacing it
+        previous = json.loads(path.read_text(encoding="utf-8"))
+        previous["workloads"].update(report["workloads"])
+        previous.setdefault("runs", []).append(
+            {k: report[k] for k in ("started_utc", "finished_utc", "command", "git", "machine")})
+        report = previous
     path.write_text(json.dumps(report, indent=1, ensure_ascii=False, default=str) + "\n",
                     encoding="utf-8")
     print(f"[bench] résultats : {path.relative_to(ROOT)}")
