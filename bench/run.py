@@ -633,6 +633,9 @@ def main(argv: list[str] | None = None) -> int:
         value["command"] = report["command"]
         value["load_average_after"] = os.getloadavg()
         report["workloads"][name] = value
+        partial = work / "partial-report.json"  # survives an interrupted run
+        partial.write_text(json.dumps(report, indent=1, ensure_ascii=False, default=str),
+                           encoding="utf-8")
         print(f"[bench] {name}: {value['status']} in {value['wall_seconds']:.0f} s", flush=True)
         return value
 
