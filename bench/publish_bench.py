@@ -17,6 +17,7 @@ import argparse
 import datetime as dt
 import hashlib
 import json
+import math
 import random
 import sqlite3
 import statistics
@@ -163,7 +164,9 @@ def main() -> None:
               f"agenda.ics {(exports / 'agenda.ics').stat().st_size / 1e6:.1f} MB")
         connection = sqlite3.connect(f"file:{outcome.database}?mode=ro", uri=True)
         columns = {r[1] for r in connection.execute("PRAGMA table_info(events)")}
-        sql = canned_queries(columns)["par_quartier"]["sql"].replace(
+        longest = connection.execute("SELECT max(julianday(end_utc) - julianday(start_utc)) "
+                                     "FROM occurrences").fetchone()[0]
+        sql = canned_queries(columns, math.ceil(longest) + 1)["par_quartier"]["sql"].replace(
             "'now'", f"'{NOW:%Y-%m-%d %H:%M:%S}'")
         published = connection.execute("SELECT count(*) FROM occurrences").fetchone()[0]
         timings = []

@@ -21,11 +21,15 @@ import csv
 import datetime as dt
 import filecmp
 import json
+import multiprocessing
 import os
 import sqlite3
 import tempfile
+import time
 from collections import defaultdict
 from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -464,34 +468,91 @@ def write_atom_feeds(connection: sqlite3.Connection, out_dir: Path, limit: int =
 # --- all of them --------------------------------------------------------------------------
 
 
-def build_exports(db_path: Path, out_dir: Path, now: dt.datetime) -> dict[str, Path]:
-    """Write every export from ``db_path`` into ``out_dir``; returns the main paths by kind.
+def _export_ics(db_path: Path, out_dir: Path, now: dt.datetime) -> dict[str, float]:
+    connection = _open(db_path)
+    try:
+        clock = time.perf_counter()
+        write_feeds(connection, out_dir, now)
+        return {"exports.ics": time.perf_counter() - clock}
+    finally:
+        connection.close()
 
-    ``now`` (aware) decides which events are upcoming in the calendar feeds.
-    """
+
+def _export_documents(db_path: Path, out_dir: Path, now: dt.datetime) -> dict[str, float]:
     from publish.datainclusion import write_datainclusion
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    connection = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-    connection.row_factory = sqlite3.Row
+    connection = _open(db_path)
     try:
-        paths = {"ics": out_dir / "agenda.ics", "feeds": out_dir / "feeds.json",
-                 "jsonld": out_dir / "events.jsonld", "csv": out_dir / "events.csv"}
-        write_feeds(connection, out_dir, now)
-        write_jsonld(connection, paths["jsonld"])
-        connection.row_factory = None
+        clock = time.perf_counter()
+        write_jsonld(connection, out_dir / "events.jsonld")
+        write_atom_feeds(connection, out_dir)
+        connection.row_factory = sqlite3.Row
+        write_datainclusion(connection, out_dir / "datainclusion", now)
+        return {"exports.jsonld+atom+datainclusion": time.perf_counter() - clock}
+    finally:
+        connection.close()
+
+
+def _export_tables(db_path: Path, out_dir: Path, now: dt.datetime) -> dict[str, float]:
+    connection = _open(db_path)
+    connection.row_factory = None
+    try:
+        clock = time.perf_counter()
         csv_paths = write_csv_tables(connection, out_dir)
         sources = [{"title": f"{name} ({licence})", "path": url}
                    for name, licence, url in connection.execute(
                        "SELECT name, licence, url FROM sources ORDER BY id")]
-        paths["datapackage"] = write_datapackage(connection, out_dir, csv_paths, sources)
-        write_atom_feeds(connection, out_dir)
-        paths["atom"] = out_dir / "nouveautes.atom"
-        paths["changes_atom"] = out_dir / "changes.atom"
-        connection.row_factory = sqlite3.Row
-        di = write_datainclusion(connection, out_dir / "datainclusion", now)
-        paths["datainclusion_structures"] = di.structures
-        paths["datainclusion_services"] = di.services
-        return paths
+        write_datapackage(connection, out_dir, csv_paths, sources)
+        return {"exports.csv+datapackage": time.perf_counter() - clock}
     finally:
         connection.close()
+
+
+def _open(db_path: Path) -> sqlite3.Connection:
+    connection = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    connection.row_factory = sqlite3.Row
+    return connection
+
+
+PARALLEL_MIN_EVENTS = 5000  # below this the three export groups run one after the other
+
+
+def build_exports(db_path: Path, out_dir: Path, now: dt.datetime,
+                  timings: dict[str, float] | None = None) -> dict[str, Path]:
+    """Write every export from ``db_path`` into ``out_dir``; returns the main paths by kind.
+
+    ``now`` (aware) decides which events are upcoming in the calendar feeds. The three groups
+    (calendars; JSON-LD, Atom and data.inclusion; CSV and data package) write different files
+    from the read-only database, so a big agenda runs them in parallel processes. ``timings``,
+    when given, receives the seconds of each group.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    groups = (_export_ics, _export_documents, _export_tables)
+    with closing(_open(db_path)) as connection:
+        events = connection.execute("SELECT count(*) FROM events").fetchone()[0]
+    found: dict[str, float] = {}
+    if events >= PARALLEL_MIN_EVENTS and (os.cpu_count() or 1) > 1:
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=len(groups), mp_context=context,
+                                 initializer=_no_nested_pool) as pool:
+            for result in [pool.submit(g, db_path, out_dir, now) for g in groups]:
+                found.update(result.result())
+    else:
+        for group in groups:
+            found.update(group(db_path, out_dir, now))
+    if timings is not None:
+        timings.update(found)
+    folder = out_dir / "datainclusion"
+    return {"ics": out_dir / "agenda.ics", "feeds": out_dir / "feeds.json",
+            "jsonld": out_dir / "events.jsonld", "csv": out_dir / "events.csv",
+            "datapackage": out_dir / "datapackage.json", "atom": out_dir / "nouveautes.atom",
+            "changes_atom": out_dir / "changes.atom",
+            "datainclusion_structures": folder / "structures.json",
+            "datainclusion_services": folder / "services.json"}
+
+
+def _no_nested_pool() -> None:
+    """In an export worker, serialise calendars in that process (the cores are taken)."""
+    from publish import ics
+
+    ics.PARALLEL_MIN_EVENTS = 10**12

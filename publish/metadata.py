@@ -7,6 +7,7 @@ each source keeps its own licence, listed with its link.
 from __future__ import annotations
 
 import html
+import math
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,9 @@ def build_metadata(db_path: Path) -> dict[str, Any]:
         sources = connection.execute(
             "SELECT id, name, publisher_name, licence, url FROM sources ORDER BY id"
         ).fetchall()
+        longest = connection.execute(
+            "SELECT max(julianday(end_utc) - julianday(start_utc)) FROM occurrences"
+        ).fetchone()[0]
     finally:
         connection.close()
     items = "".join(
@@ -89,7 +93,8 @@ def build_metadata(db_path: Path) -> dict[str, Any]:
                 "license": LICENCE,
                 "license_url": LICENCE_URL,
                 "tables": tables,
-                "queries": canned_queries(present.get("events", set())),
+                "queries": canned_queries(present.get("events", set()),
+                                          math.ceil(longest or 0) + 1),
             }
         },
     }
@@ -114,13 +119,21 @@ _WEEK = ("+o.end_utc >= strftime('%Y-%m-%dT%H:%M:%SZ', 'now') AND o.start_utc < 
 _LIVE = "e.removed_at_source IS NULL"
 
 
-def canned_queries(event_columns: set[str]) -> dict[str, dict[str, str]]:
+def canned_queries(event_columns: set[str],
+                   longest_days: int | None = None) -> dict[str, dict[str, str]]:
     """The canned queries, written for the columns the published ``events`` table has.
+
+    ``longest_days`` (the longest occurrence, in whole days, rounded up) bounds the start of
+    the occurrences still running now, so "this week" scans only that much of the index.
 
     "Gratuit" uses ``events.gratuit`` when enrichment filled it, else a full-text search for
     "gratuit"/"entrée libre"; "Pour les seniors" uses ``publics`` (code ``seniors``) and the theme
     ``seniors-isolement``.
     """
+    week = _WEEK
+    if longest_days is not None:
+        week += (f" AND o.start_utc >= strftime('%Y-%m-%dT%H:%M:%SZ', 'now', "
+                 f"'-{longest_days} days')")
     canonical = " AND (e.is_canonical IS NULL OR e.is_canonical = 1)" \
         if "is_canonical" in event_columns else ""
     select = ("SELECT o.start_local AS debut, o.end_local AS fin, "
@@ -140,7 +153,7 @@ def canned_queries(event_columns: set[str]) -> dict[str, dict[str, str]]:
         "cette_semaine": {
             "title": "Cette semaine",
             "description": "Les séances des 7 prochains jours, dans l'ordre chronologique.",
-            "sql": f"{select} WHERE {_WEEK} AND {_LIVE}{canonical} ORDER BY o.start_utc",
+            "sql": f"{select} WHERE {week} AND {_LIVE}{canonical} ORDER BY o.start_utc",
         },
         "par_quartier": {
             "title": "Cette semaine, par quartier",
@@ -150,7 +163,7 @@ def canned_queries(event_columns: set[str]) -> dict[str, dict[str, str]]:
             "sql": ("SELECT COALESCE(o.quartier, '(quartier non précisé)') AS quartier, "
                     "count(*) AS seances, count(DISTINCT o.event_id) AS evenements, "
                     "min(o.start_local) AS prochaine FROM occurrences o "
-                    f"WHERE {_WEEK} AND o.live = 1 GROUP BY o.quartier ORDER BY seances DESC"),
+                    f"WHERE {week} AND o.live = 1 GROUP BY o.quartier ORDER BY seances DESC"),
         },
         "gratuit": {
             "title": "Gratuit",

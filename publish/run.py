@@ -59,7 +59,7 @@ def publish(engine: Engine, out_dir: Path, now: dt.datetime) -> PublishOutcome:
     database = build_database(engine, out_dir, frames)
     timings["database"] = time.perf_counter() - clock
     clock = time.perf_counter()
-    exports = build_exports(database, out_dir / "exports", now)
+    exports = build_exports(database, out_dir / "exports", now, timings)
     timings["exports"] = time.perf_counter() - clock
     metadata_path = out_dir / "metadata.json"
     write_atomic(metadata_path, json.dumps(build_metadata(database), ensure_ascii=False,
