@@ -83,6 +83,8 @@ def make_engine(database_url: str) -> Engine:
         for attempt in range(5):
             try:
                 SQLModel.metadata.create_all(engine)
+                with engine.begin() as connection:
+                    add_missing_columns(connection)
                 break
             except OperationalError as exc:  # another process created a table meanwhile
                 if "already exists" not in str(exc) or attempt == 4:
@@ -96,11 +98,49 @@ def make_engine(database_url: str) -> Engine:
         with engine.begin() as connection:
             connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SCHEMA_LOCK_KEY})
             SQLModel.metadata.create_all(connection)
+            add_missing_columns(connection)
         _ENGINES.append(engine)
         return engine
     engine = create_engine(database_url, pool_pre_ping=True)
     SQLModel.metadata.create_all(engine)
     return engine
+
+
+def add_missing_columns(connection: object) -> list[str]:
+    """Add to existing tables the columns that the models gained since they were created.
+
+    ``create_all`` creates missing tables but never alters existing ones, so a working store
+    made by an older Tissu would lack new columns. Each missing column is added as nullable,
+    with the model's scalar default when it has one. Returns ``table.column`` names added.
+    """
+    from sqlalchemy import inspect
+
+    inspector = inspect(connection)
+    dialect = connection.dialect  # type: ignore[attr-defined]
+    existing_tables = set(inspector.get_table_names())
+    added: list[str] = []
+    for table in SQLModel.metadata.sorted_tables:
+        if table.name not in existing_tables:
+            continue
+        present = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present:
+                continue
+            kind = column.type.compile(dialect=dialect)
+            default = ""
+            arg = getattr(column.default, "arg", None)
+            if isinstance(arg, bool):
+                default = f" DEFAULT {'TRUE' if arg else 'FALSE'}" if dialect.name != "sqlite" \
+                    else f" DEFAULT {int(arg)}"
+            elif isinstance(arg, (int, float)):
+                default = f" DEFAULT {arg}"
+            elif isinstance(arg, str):
+                default = " DEFAULT '" + arg.replace("'", "''") + "'"
+            connection.execute(  # type: ignore[attr-defined]
+                text(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}{default}')
+            )
+            added.append(f"{table.name}.{column.name}")
+    return added
 
 
 def dispose_engines() -> None:
