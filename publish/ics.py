@@ -114,7 +114,10 @@ def _line(name: str, value: Any, params: dict[str, str] | None = None) -> bytes:
     folding); the others are folded by :func:`fold`.
     """
     if not params:
-        return fold(name.encode() + b":" + value.to_ical())
+        encoded = value.to_ical()  # bytes for most types, str for some (vGeo)
+        if isinstance(encoded, str):
+            encoded = encoded.encode()
+        return fold(name.encode() + b":" + encoded)
     return Contentline.from_parts(name, Parameters(params), value, sorted=False).to_ical()
 
 

@@ -198,7 +198,9 @@ def test_uri_and_organizer_values_survive_a_round_trip() -> None:
            "dtend_utc": "2026-12-01T10:00:00Z", "tzid": "Europe/Paris", "title": "Café, thé",
            "url": "https://ex.org/agenda?id=1,2;x", "organizer": 'Asso "Le Lien", Pantin',
            "updated_at": "2026-11-01T00:00:00Z", "status": "confirmed", "themes": "[]",
-           "categories": '["Repas"]', "sequence": 1, "revision": 2}
+           "categories": '["Repas"]', "sequence": 1, "revision": 2,
+           "latitude": 48.8951, "longitude": 2.4093}
+    row["geo"] = (row["latitude"], row["longitude"])  # as select_feed_rows sets it
     data, zone = vevent_bytes(row, [], {})
     calendar = icalendar.Calendar.from_ical(calendar_bytes([FeedEvent("src--1", data, zone)]))
     event = calendar.walk("VEVENT")[0]
@@ -206,6 +208,7 @@ def test_uri_and_organizer_values_survive_a_round_trip() -> None:
     assert event["ORGANIZER"].params["CN"] == 'Asso "Le Lien", Pantin'
     assert str(event["SUMMARY"]) == "Café, thé"
     assert int(event["SEQUENCE"]) == 3
+    assert (event["GEO"].latitude, event["GEO"].longitude) == (48.8951, 2.4093)
     assert event.decoded("DTSTART") == dt.datetime(2026, 12, 1, 9, tzinfo=dt.UTC)
     assert event["DTSTART"].params["TZID"] == "Europe/Paris"
     assert vobject.readOne(calendar.to_ical().decode()).vevent.url.value == row["url"]
