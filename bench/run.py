@@ -468,52 +468,93 @@ def w3_serving(publish_dir: Path, info: dict[str, Any], scale: dict[str, Any],
 def w5_dedupe(scale: dict[str, Any], work: Path) -> dict[str, Any]:
     """Deduplicate the generator's events (stored as normalised events); precision and recall."""
     try:
-        from normalize.dedupe import run_deduplication
+        from normalize.dedupe import run_deduplication  # noqa: F401
     except ImportError as exc:
         return {"status": "not measurable", "reason": f"normalize.dedupe absent ({exc})"}
-    from bench.generator import generate
-
-    from schemas.store import make_engine
-
     per_source = 100
     steps: list[dict[str, Any]] = []
     # growing sizes up to the target, stopping when a step gets too long to try the next one
     sizes = sorted({min(5_000, scale["dedupe_events"]), min(20_000, scale["dedupe_events"]),
                     scale["dedupe_events"]})
     for size in sizes:
-        corpus = generate(max(2, size // per_source), per_source, seed=5)
-        folder = work / f"w5-{size}"
-        if folder.exists():
-            shutil.rmtree(folder)
-        folder.mkdir(parents=True)
-        url = f"sqlite:///{folder / 'tissu.db'}"
-        store_generated_events(url, corpus)
-        engine = make_engine(url)
-        start = time.perf_counter()
-        outcome = run_deduplication(engine, corpus.now)
-        seconds = time.perf_counter() - start
-        found = found_duplicate_pairs(engine)
-        engine.dispose()
-        truth = corpus.duplicate_pairs()
-        true_positive = len(found & truth)
-        titles = {f"{t.source_id}--{t.uid}": (t.title, t.start_utc or t.start_date, t.location)
-                  for t in corpus.truth}
-        wrong = sorted(found - truth)[:8]
-        missed = sorted(truth - found)[:8]
-        steps.append({
-            "events": corpus.events, "truth_pairs": len(truth), "found_pairs": len(found),
-            "seconds": seconds, "candidate_pairs": getattr(outcome, "candidate_pairs", None),
-            "review_pairs": getattr(outcome, "review_pairs", None),
-            "precision": true_positive / len(found) if found else None,
-            "recall": true_positive / len(truth) if truth else None,
-            "false_positive_examples": [[titles.get(a), titles.get(b)] for a, b in wrong],
-            "missed_examples": [[titles.get(a), titles.get(b)] for a, b in missed]})
-        if seconds > 150 and size != sizes[-1]:
+        step = _in_child(_dedupe_step, (size, per_source, work), W5_STEP_TIMEOUT)
+        steps.append(step)
+        if "seconds" not in step:
+            break
+        if step["seconds"] > 150 and size != sizes[-1]:
             steps.append({"events": sizes[-1], "status": "not run",
-                          "reason": f"the {size}-event step took {seconds:.0f} s"})
+                          "reason": f"the {size}-event step took {step['seconds']:.0f} s"})
             break
     measured = [s for s in steps if "seconds" in s]
+    if not measured:
+        return {"status": "error", "reason": str(steps[-1].get("reason")), "steps": steps}
     return {**measured[-1], "steps": steps}
+
+
+W5_STEP_TIMEOUT = 900  # seconds: a slower deduplication step is stopped and reported
+
+
+def _in_child(function: Callable[..., dict[str, Any]], args: tuple[Any, ...],
+              timeout: float) -> dict[str, Any]:
+    """Run ``function(*args)`` in a forked child; stop it after ``timeout`` seconds."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+
+    def target() -> None:
+        try:
+            queue.put(function(*args))
+        except Exception as exc:  # noqa: BLE001
+            queue.put({"status": "error", "reason": repr(exc)})
+
+    child = context.Process(target=target)
+    child.start()
+    child.join(timeout)
+    if child.is_alive():
+        child.terminate()
+        child.join()
+        return {"events": args[0], "status": "not finished",
+                "reason": f"stopped after {timeout:.0f} s"}
+    try:
+        return queue.get(timeout=10)
+    except Exception:  # noqa: BLE001 - the child died without a result
+        return {"events": args[0], "status": "error", "reason": f"exit code {child.exitcode}"}
+
+
+def _dedupe_step(size: int, per_source: int, work: Path) -> dict[str, Any]:
+    """One W5 step: ``size`` generated events deduplicated; precision/recall vs the truth."""
+    from bench.generator import generate
+    from normalize.dedupe import run_deduplication
+    from schemas.store import make_engine
+
+    corpus = generate(max(2, size // per_source), per_source, seed=5)
+    folder = work / f"w5-{size}"
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    url = f"sqlite:///{folder / 'tissu.db'}"
+    store_generated_events(url, corpus)
+    engine = make_engine(url)
+    start = time.perf_counter()
+    outcome = run_deduplication(engine, corpus.now)
+    seconds = time.perf_counter() - start
+    found = found_duplicate_pairs(engine)
+    engine.dispose()
+    truth = corpus.duplicate_pairs()
+    true_positive = len(found & truth)
+    titles = {f"{t.source_id}--{t.uid}": (t.title, t.start_utc or t.start_date, t.location)
+              for t in corpus.truth}
+    wrong = sorted(found - truth)[:8]
+    missed = sorted(truth - found)[:8]
+    return {
+        "events": corpus.events, "truth_pairs": len(truth), "found_pairs": len(found),
+        "seconds": seconds, "candidate_pairs": getattr(outcome, "candidate_pairs", None),
+        "review_pairs": getattr(outcome, "review_pairs", None),
+        "precision": true_positive / len(found) if found else None,
+        "recall": true_positive / len(truth) if truth else None,
+        "false_positive_examples": [[titles.get(a), titles.get(b)] for a, b in wrong],
+        "missed_examples": [[titles.get(a), titles.get(b)] for a, b in missed]}
 
 
 def store_generated_events(url: str, corpus: Any) -> None:
