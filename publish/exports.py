@@ -518,28 +518,40 @@ PARALLEL_MIN_EVENTS = 5000  # below this the three export groups run one after t
 
 
 def build_exports(db_path: Path, out_dir: Path, now: dt.datetime,
-                  timings: dict[str, float] | None = None) -> dict[str, Path]:
+                  timings: dict[str, float] | None = None,
+                  errors: list[str] | None = None) -> dict[str, Path]:
     """Write every export from ``db_path`` into ``out_dir``; returns the main paths by kind.
 
     ``now`` (aware) decides which events are upcoming in the calendar feeds. The three groups
     (calendars; JSON-LD, Atom and data.inclusion; CSV and data package) write different files
     from the read-only database, so a big agenda runs them in parallel processes. ``timings``,
-    when given, receives the seconds of each group.
+    when given, receives the seconds of each group. A group that fails does not stop the
+    others; its files keep their previous version and ``errors`` receives a French message.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     groups = (_export_ics, _export_documents, _export_tables)
     with closing(_open(db_path)) as connection:
         events = connection.execute("SELECT count(*) FROM events").fetchone()[0]
     found: dict[str, float] = {}
+    failed: list[str] = []
     if events >= PARALLEL_MIN_EVENTS and (os.cpu_count() or 1) > 1:
         context = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(max_workers=len(groups), mp_context=context,
                                  initializer=_no_nested_pool) as pool:
-            for result in [pool.submit(g, db_path, out_dir, now) for g in groups]:
-                found.update(result.result())
+            futures = [(g, pool.submit(g, db_path, out_dir, now)) for g in groups]
+            for group, future in futures:
+                try:
+                    found.update(future.result())
+                except Exception as exc:  # noqa: BLE001 - one export group costs only itself
+                    failed.append(f"exports {group.__name__.removeprefix('_export_')} : {exc!r}")
     else:
         for group in groups:
-            found.update(group(db_path, out_dir, now))
+            try:
+                found.update(group(db_path, out_dir, now))
+            except Exception as exc:  # noqa: BLE001 - one export group costs only itself
+                failed.append(f"exports {group.__name__.removeprefix('_export_')} : {exc!r}")
+    if errors is not None:
+        errors.extend(failed)
     if timings is not None:
         timings.update(found)
     folder = out_dir / "datainclusion"

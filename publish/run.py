@@ -29,6 +29,7 @@ class PublishOutcome:
     counts: RunCounts | None = None
     snapshot: Path | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
 
 
 def publish(engine: Engine, out_dir: Path, now: dt.datetime) -> PublishOutcome:
@@ -59,7 +60,8 @@ def publish(engine: Engine, out_dir: Path, now: dt.datetime) -> PublishOutcome:
     database = build_database(engine, out_dir, frames)
     timings["database"] = time.perf_counter() - clock
     clock = time.perf_counter()
-    exports = build_exports(database, out_dir / "exports", now, timings)
+    errors: list[str] = []
+    exports = build_exports(database, out_dir / "exports", now, timings, errors)
     timings["exports"] = time.perf_counter() - clock
     metadata_path = out_dir / "metadata.json"
     write_atomic(metadata_path, json.dumps(build_metadata(database), ensure_ascii=False,
@@ -68,4 +70,4 @@ def publish(engine: Engine, out_dir: Path, now: dt.datetime) -> PublishOutcome:
     # the end time reaches the published publish_runs table at the next publish
     finish_run(engine, counts.run_id, utcnow(), f"snapshots/{name}" if name else None)
     return PublishOutcome(database=database, metadata=metadata_path, exports=exports,
-                          counts=counts, snapshot=snapshot, timings=timings)
+                          counts=counts, snapshot=snapshot, timings=timings, errors=errors)

@@ -208,3 +208,27 @@ def test_metadata_describes_every_column_and_canned_queries_run(tmp_path: Path) 
                                                 "WHERE type = 'index'")}
     assert {"idx_occurrences_start_utc_end_utc_live_quartier_event_id_start_local", "idx_events_quartier",
             "idx_events_updated_at_id"} <= indexes
+
+
+def test_a_failing_export_group_keeps_the_others_and_its_previous_files(tmp_path: Path,
+                                                                        monkeypatch) -> None:
+    site = make_site(tmp_path, {"lisbon.ics": (LISBON, {})})
+    try:
+        site.harvest(NOW)
+        first = site.publish(NOW)
+        before = first.exports["jsonld"].read_bytes()
+
+        def broken(*args: object) -> None:
+            raise OSError("disque plein")
+
+        monkeypatch.setattr("publish.exports.write_jsonld", broken)
+        later = NOW + dt.timedelta(days=8)  # the first Monday meeting has passed
+        second = site.publish(later)
+    finally:
+        stop(site)
+    assert second.errors == ["exports documents : OSError('disque plein')"]
+    assert first.exports["jsonld"].read_bytes() == before
+    # the CSV group still ran: publish_runs.csv lists both runs
+    runs = (second.exports["csv"].parent / "publish_runs.csv").read_text(encoding="utf-8-sig")
+    assert len(runs.strip().splitlines()) == 3
+    assert "exports.ics" in second.timings and "exports.csv+datapackage" in second.timings

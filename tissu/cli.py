@@ -87,6 +87,8 @@ def _do_publish(settings: Settings) -> int:
     console.print(f"Base publiée : {outcome.database}")
     for path in outcome.exports.values():
         console.print(f"Export : {path}")
+    for error in outcome.errors:
+        console.print(f"[red]erreur[/red] {error} (la version précédente reste publiée)")
     return 0
 
 
