@@ -249,7 +249,8 @@ async def api_events(request: Any, datasette: Any) -> Response:
     next_cursor = encode_cursor(rows[-1].get("updated_at"), rows[-1]["id"]) if more else None
     next_url = None
     if next_cursor:
-        query = {k: args.get(k) for k in args.keys() if k != "cursor"} | {"cursor": next_cursor}
+        names = args.keys()  # Datasette MultiParams: keys() is its documented accessor
+        query = {k: args.get(k) for k in names if k != "cursor"} | {"cursor": next_cursor}
         next_url = request.path + "?" + urlencode(query)
     body = json.dumps({"events": rows, "count": len(rows), "next_cursor": next_cursor,
                        "next": next_url}, ensure_ascii=False).encode("utf-8")
