@@ -195,7 +195,9 @@ def vary_title(title: str, rng: random.Random) -> str:
         return f"{title} - Pantin"
     if choice == 3:
         return title.lower().capitalize() + " !"
-    return title.replace(" pour ", " à destination des ") if " pour " in title else f"{title}."
+    if " pour les " in title:
+        return title.replace(" pour les ", " à destination des ")
+    return f"{title} (entrée libre)"
 
 
 def vary_location(location: str, rng: random.Random) -> str:
@@ -210,7 +212,7 @@ class _Builder:
     def __init__(self, seed: int, now: dt.datetime) -> None:
         self.rng = random.Random(seed)
         self.now = now
-        self.used: set[tuple[str, str]] = set()
+        self.used: set[tuple[str, str, str]] = set()
         self.first_day = (now.astimezone(PARIS) + dt.timedelta(days=2)).date()
         changes = [d for y in (self.first_day.year, self.first_day.year + 1)
                    for d in dst_sundays(y) if self.first_day < d < self.first_day
@@ -230,8 +232,8 @@ class _Builder:
         if kind == "dst" and self.dst_days:
             day = rng.choice(self.dst_days)
             # valid local times on both sides of the change (never 02:00-02:59)
-            hour, minute = rng.choice([(0, 30), (1, 30), (3, 30), (9, 0), (18, 0)])
-            return self.local(day, hour, minute), kind
+            hour = rng.choice([0, 1, 3, 4, 9, 10, 11, 14, 15, 16, 17, 18, 19, 20])
+            return self.local(day, hour, rng.choice([0, 15, 30, 45])), kind
         day = self.first_day + dt.timedelta(days=rng.randrange(290))
         hour = rng.choice([9, 10, 11, 14, 15, 16, 17, 18, 19])
         minute = rng.choice([0, 0, 15, 30, 45])
@@ -332,20 +334,26 @@ def _original(builder: _Builder, source: SourceFile, counter: int) -> TruthEvent
         if roll < edge:
             kind = name
             break
-    place, street, quartier = rng.choice(PLACES)
-    location = f"{place}, {street}, 93500 Pantin"
-    for _attempt in range(20):
+    # Two originals never share a room at the same time, nor a title at the same time: a
+    # deduplicator could not tell them from duplicates. After 20 tries in a crowded special
+    # slot (clock-change days), the event becomes an ordinary one.
+    for attempt in range(200):
+        place, street, quartier = rng.choice(PLACES)
         title = builder.title()
-        start, tag = builder.pick_start(kind if kind in {"midnight", "dst"} else "")
-        if kind == "recurring" and builder.dst_days and rng.random() < 0.3:
-            # a weekly series that crosses a clock change
+        special = kind if kind in {"midnight", "dst"} and attempt < 20 else ""
+        start, tag = builder.pick_start(special)
+        if kind == "recurring" and builder.dst_days and rng.random() < 0.3 and attempt < 20:
+            # a weekly series that crosses a clock change, same local time every week
             change = rng.choice(builder.dst_days)
-            start = builder.local(change - dt.timedelta(days=14), 18, 0)
+            start = builder.local(change - dt.timedelta(days=7 * rng.randrange(1, 4)),
+                                  rng.choice([9, 10, 14, 16, 17, 18, 19]),
+                                  rng.choice([0, 15, 30, 45]))
             tag = "dst-series"
-        key = (title, start.isoformat())
-        if key not in builder.used:
-            builder.used.add(key)
+        keys = {("title", title, start.isoformat()), ("room", place, start.isoformat())}
+        if not keys & builder.used:
+            builder.used |= keys
             break
+    location = f"{place}, {street}, 93500 Pantin"
     uid = f"evt-{counter:07d}@{source.id}.bench.tissu"
     if source.format == "html":
         uid = f"https://{source.id}.bench.tissu/evenements/{counter:07d}"
@@ -363,6 +371,8 @@ def _original(builder: _Builder, source: SourceFile, counter: int) -> TruthEvent
     if kind == "recurring":
         count = rng.randrange(4, 9)
         exdate_index = rng.randrange(1, count) if rng.random() < 1 / 3 else None
+        if tag == "dst-series":  # keep an occurrence on each side of the change
+            exdate_index = None
         rrule = f"FREQ=WEEKLY;COUNT={count}"
         occurrences, excluded = _occurrences(start, count, exdate_index, False)
         exdates = [e.strftime("%Y%m%dT%H%M%S") for e in excluded]

@@ -639,6 +639,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sources", type=int, default=None, help="W1: sources (overrides scale)")
     parser.add_argument("--events", type=int, default=None,
                         help="W1: events per source (overrides scale)")
+    parser.add_argument("--dedupe-events", type=int, default=None,
+                        help="W5: largest step (overrides scale)")
     parser.add_argument("--work", type=Path, default=None, help="working folder (temporary)")
     parser.add_argument("--no-markdown", action="store_true",
                         help="do not rewrite the table of BENCHMARKS.md")
@@ -648,6 +650,8 @@ def main(argv: list[str] | None = None) -> int:
         scale["sources"] = args.sources
     if args.events:
         scale["events"] = args.events
+    if args.dedupe_events:
+        scale["dedupe_events"] = args.dedupe_events
     wanted = {w.strip().upper() for w in args.only.split(",") if w.strip()}
     work = args.work or Path(tempfile.mkdtemp(prefix="tissu-bench-"))
     work.mkdir(parents=True, exist_ok=True)
