@@ -24,6 +24,7 @@ import email.utils
 import hashlib
 import json
 import mimetypes
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -161,15 +162,20 @@ def _keep(args: dict[str, str]) -> Any:
     return keep
 
 
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+
+
 async def live_calendar(request: Any, datasette: Any) -> Response:
     """The agenda filtered by any combination of theme, quartier, organisation, public, gratuit."""
-    args = {k: request.args.get(k) for k in FILTERS if request.args.get(k)}
+    # control characters cannot match a code and would break the calendar's content lines
+    args = {k: _CONTROL_RE.sub(" ", request.args.get(k))[:120].strip()
+            for k in FILTERS if request.args.get(k)}
+    args = {k: v for k, v in args.items() if v}
     now = clock()
 
     def build(connection: sqlite3.Connection) -> tuple[bytes, str | None]:
         connection.row_factory = sqlite3.Row
         events = prepare_feed_events(connection, now, _keep(args))
-        connection.row_factory = None
         label = ", ".join(f"{k} : {v}" for k, v in args.items())
         modified = connection.execute("SELECT max(updated_at) FROM events").fetchone()[0]
         return calendar_bytes(events, f"{CALENDAR_NAME} — {label}",
@@ -219,17 +225,27 @@ async def api_events(request: Any, datasette: Any) -> Response:
     args = request.args
     where = ["1=1"]
     params: dict[str, Any] = {}
-    try:
-        limit = min(max(int(args.get("limit") or 100), 1), 1000)
-        if args.get("modified_since"):
+    def refuse(message: str) -> Response:
+        return Response.json({"error": message}, status=400, headers=dict(CORS))
+
+    raw_limit = (args.get("limit") or "100").strip()
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
+        return refuse("paramètre « limit » invalide : un nombre entier de 1 à 1000 est attendu")
+    limit = int(raw_limit)
+    if args.get("modified_since"):
+        try:
             params["since"] = _iso_utc(args["modified_since"])
-            where.append("updated_at >= :since")
-        if args.get("cursor"):
+        except (ValueError, OverflowError):
+            return refuse("paramètre « modified_since » invalide : une date ISO 8601 est attendue, "
+                          "par exemple 2026-11-29T12:00:00Z")
+        where.append("updated_at >= :since")
+    if args.get("cursor"):
+        try:
             params["c_at"], params["c_id"] = decode_cursor(args["cursor"])
-            where.append("(updated_at > :c_at OR (updated_at = :c_at AND id > :c_id))")
-    except ValueError as exc:
-        return Response.json({"error": f"paramètre invalide : {exc}"}, status=400,
-                             headers=dict(CORS))
+        except ValueError:
+            return refuse("paramètre « cursor » invalide : reprenez l'adresse « next » "
+                          "de la page précédente")
+        where.append("(updated_at > :c_at OR (updated_at = :c_at AND id > :c_id))")
     if args.get("theme"):
         where.append("EXISTS (SELECT 1 FROM json_each(events.themes) WHERE value = :theme)")
         params["theme"] = args["theme"]

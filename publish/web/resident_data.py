@@ -108,6 +108,8 @@ class Filters:
                 start = dt.date.fromisoformat(raw_date)
             except ValueError:
                 start = None
+            if start is not None and not 2000 <= start.year <= 2100:
+                start = None  # far dates overflow week arithmetic and mean nothing here
         return cls(
             theme=(get("theme") or "").strip()[:80],
             quartier=(get("quartier") or "").strip()[:120],
