@@ -156,8 +156,15 @@ def _default_harvest(engine: Engine, source_id: str, settings: Settings, now: dt
 
 
 def _default_publish(engine: Engine, settings: Settings, now: dt.datetime) -> Any:
+    """Deduplicate across sources, then publish.
+
+    Scheduled harvests run one source at a time (:func:`tissu.pipeline.run_source`), so the
+    cross-source step that ``harvest_all`` runs at its end happens here, before each publish.
+    """
+    from normalize.dedupe import run_deduplication
     from publish.run import publish
 
+    run_deduplication(engine, now)
     return publish(engine, settings.publish_dir, now)
 
 
