@@ -103,6 +103,32 @@ class SourceSpec(BaseModel):
         return self.url.startswith(("http://", "https://"))
 
 
+# pydantic error types → French (https://docs.pydantic.dev/latest/errors/validation_errors/)
+_FRENCH_ERRORS = {
+    "missing": "champ obligatoire absent",
+    "extra_forbidden": "champ inconnu (vérifiez l'orthographe)",
+    "string_type": "du texte est attendu",
+    "list_type": "une liste est attendue, par exemple [alimentation, sante]",
+    "dict_type": "un objet avec des champs est attendu",
+    "model_type": "un objet avec des champs est attendu",
+    "string_too_short": "ne doit pas être vide",
+    "literal_error": "valeur non reconnue",
+}
+
+
+def _french(error: Any) -> str:
+    """A French message for one pydantic error (our own validators already speak French)."""
+    kind = error.get("type", "")
+    if kind == "literal_error":
+        expected = (error.get("ctx") or {}).get("expected", "")
+        if tuple(error.get("loc", ()))[-1:] == ("format",):
+            expected += " ou 'scrapy:<nom de l'araignée>'"
+        return f"valeur non reconnue ; valeurs possibles : {expected}"
+    if kind == "value_error":
+        return str(error.get("msg", "")).removeprefix("Value error, ")
+    return _FRENCH_ERRORS.get(kind, str(error.get("msg", "valeur invalide")))
+
+
 def load_registry(path: Path | str) -> list[SourceSpec]:
     """Read and validate a registry file.
 
@@ -139,11 +165,18 @@ def load_registry(path: Path | str) -> list[SourceSpec]:
         except ValidationError as exc:
             first = exc.errors()[0]
             field_name = ".".join(str(p) for p in first["loc"]) or "?"
-            raise RegistryError(f"{label} : champ '{field_name}' : {first['msg']}") from exc
+            raise RegistryError(f"{label} : champ '{field_name}' : {_french(first)}") from exc
         if spec.id in seen:
             raise RegistryError(f"{label} : champ 'id' : identifiant déjà utilisé")
         seen.add(spec.id)
         if not spec.is_remote:
-            spec = spec.model_copy(update={"url": str((path.parent / spec.url).resolve())})
+            folder = path.parent.resolve()
+            local = (folder / spec.url).resolve()
+            if Path(spec.url).is_absolute() or not local.is_relative_to(folder):
+                raise RegistryError(
+                    f"{label} : champ 'url' : un fichier local doit être donné par un chemin "
+                    "relatif qui reste dans le dossier du registre"
+                )
+            spec = spec.model_copy(update={"url": str(local)})
         specs.append(spec)
     return specs

@@ -53,11 +53,18 @@ def test_valid_registry_resolves_relative_paths(tmp_path):
     [
         ("type: association", "type: club", "entrée n°1 (id='secours-pantin') : champ 'publisher.type'"),
         ("format: rss", "format: pdf", "entrée n°2 (id='local-file') : champ 'format'"),
+        ("format: rss", "format: pdf", "valeurs possibles"),
         ("id: secours-pantin", "id: Secours Pantin", "champ 'id'"),
         ("refresh: 6h", "refresh: souvent", "champ 'refresh'"),
         ("url: https://example.org/agenda.ics", "url: ftp://example.org/a.ics", "champ 'url'"),
         ("    licence: CC-BY\n", "", "entrée n°2 (id='local-file') : champ 'licence'"),
         ("id: local-file", "id: secours-pantin", "identifiant déjà utilisé"),
+        ("url: samples/x.xml", "url: /etc/passwd", "reste dans le dossier du registre"),
+        ("url: samples/x.xml", "url: ../../../../etc/passwd", "reste dans le dossier du registre"),
+        ("    licence: CC-BY\n", "", "champ 'licence' : champ obligatoire absent"),
+        ("themes: [alimentation]", "themes: alimentation", "une liste est attendue"),
+        ("refresh: 6h", "refresh: 6h\n    couleur: rouge", "champ 'couleur' : champ inconnu"),
+        ("format: rss", "format: pdf", "scrapy:<nom"),
     ],
 )
 def test_malformed_registry_names_entry_and_field(tmp_path, old, new, expected):

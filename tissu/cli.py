@@ -31,7 +31,11 @@ OutOpt = Annotated[Path | None, typer.Option("--out", help="Dossier de publicati
 
 
 def _settings(registry: Path | None, db: str | None, out: Path | None) -> Settings:
-    return get_settings(registry=registry, database_url=db, publish_dir=out)
+    raw_dir = None
+    if db and db.startswith("sqlite:///") and not os.environ.get("TISSU_RAW_DIR"):
+        # raw snapshots live beside the working store they belong to (data/tissu.db → data/raw)
+        raw_dir = Path(db.removeprefix("sqlite:///")).parent / "raw"
+    return get_settings(registry=registry, database_url=db, publish_dir=out, raw_dir=raw_dir)
 
 
 def _do_harvest(settings: Settings, jobs: int = 1, per_host: int = 2, worker: bool = False,

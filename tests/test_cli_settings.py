@@ -1,0 +1,12 @@
+from pathlib import Path
+
+from tissu.cli import _settings
+
+
+def test_raw_snapshots_follow_an_explicit_sqlite_store(tmp_path, monkeypatch):
+    monkeypatch.delenv("TISSU_RAW_DIR", raising=False)
+    settings = _settings(None, f"sqlite:///{tmp_path / 'x' / 'tissu.db'}", None)
+    assert settings.raw_dir == tmp_path / "x" / "raw"
+    monkeypatch.setenv("TISSU_RAW_DIR", str(tmp_path / "ailleurs"))
+    assert _settings(None, f"sqlite:///{tmp_path / 'tissu.db'}", None).raw_dir == Path(
+        tmp_path / "ailleurs")
