@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import icalendar
 import recurring_ical_events
 
-from normalize.text import html_to_text, one_line
+from normalize.text import html_to_text, one_line, organizer_name
 from normalize.times import PARIS, UTC, local_iso, make_aware, paris_midnight_utc, resolve_tzid
 
 _STATUS = {"CANCELLED": "cancelled", "TENTATIVE": "tentative", "CONFIRMED": "confirmed"}
@@ -240,7 +240,7 @@ def normalize_ical_group(
         "sequence": _int(base.get("SEQUENCE")),
         "location": location,
         "url": _text(base, "URL"),
-        "organizer": _organizer(base),
+        "organizer": organizer_name(_organizer(base)),
         "categories": json.dumps(_categories(base), ensure_ascii=False),
         "content_hash": group_hash(records),
         "rdate": json.dumps(_date_list(base, "RDATE", tzid) if master is not None else []),
@@ -384,7 +384,7 @@ def normalize_json_record(source_id: str, record: RecordView, horizon: Horizon) 
         "sequence": 0,
         "location": one_line(data.get("location")),
         "url": data.get("url"),
-        "organizer": one_line(data.get("organizer")),
+        "organizer": organizer_name(data.get("organizer")),
         "categories": json.dumps(data.get("categories") or [], ensure_ascii=False),
         "content_hash": record.content_hash,
     }

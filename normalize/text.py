@@ -38,3 +38,20 @@ def one_line(value: str | None) -> str | None:
     """Plain text on a single line (titles, locations)."""
     text = html_to_text(value)
     return " ".join(text.split()) if text else None
+
+
+_EMAIL_IN_TEXT_RE = re.compile(r"(mailto:)?[\w.+-]+@[\w-]+(\.[\w-]+)*\.?", re.IGNORECASE)
+
+
+def organizer_name(value: str | None) -> str | None:
+    """A publishable organiser name: plain text on one line with every e-mail address removed.
+
+    Organisers' addresses are personal data more often than not; the open data keeps names only
+    (e.g. ``"loupiac@vins-loupiac.com|chateau@wanadoo."`` → None, ``"Asso X <a@b.fr>"`` → "Asso X").
+    """
+    text = one_line(value)
+    if not text:
+        return None
+    text = _EMAIL_IN_TEXT_RE.sub(" ", text)
+    text = re.sub(r"[\s|,;<>()\[\]]+", " ", text).strip(" -:")
+    return text or None

@@ -111,3 +111,14 @@ def test_windows_timezone_names_map_to_iana():
     assert resolve_tzid("W. Europe Standard Time") == "Europe/Berlin"
     assert resolve_tzid("/Europe/Paris") == "Europe/Paris"
     assert resolve_tzid("Nowhere/Atlantis") is None
+
+
+def test_organizer_e_mail_addresses_are_never_published():
+    from normalize.text import organizer_name
+
+    # the organizer field of the Région Aquitaine SPIP feed (data/samples)
+    assert organizer_name("loupiac@vins-loupiac.com|chateaupeyruchet@wanadoo.") is None
+    assert organizer_name("Secours populaire <contact@example.org>") == "Secours populaire"
+    assert organizer_name("mailto:contact@example.org") is None
+    assert organizer_name("Maison de quartier des Courtillières") == (
+        "Maison de quartier des Courtillières")
