@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml requirements.lock
 
 install: $(STAMP)
 
+PORT ?= 8001
 run: $(STAMP)
-	$(BIN)/tissu run
+	$(BIN)/tissu run --port $(PORT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

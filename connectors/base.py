@@ -183,3 +183,25 @@ def parse_with_time_limit(
         return ParseResult(errors=[Problem("erreur interne du lecteur (aucun résultat)",
                                            code="internal")])
     return result
+
+
+def content_hint(data: bytes) -> str:
+    """A French hint on what ``data`` actually is, for "wrong format" messages.
+
+    Returns e.g. " (le fichier est vide)", " (c'est un calendrier iCalendar : indiquez
+    « format: ical »)", " (c'est une page web)", or "" when nothing is recognised.
+    """
+    head = data[:65536].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if not head:
+        return " (le fichier est vide)"
+    if b"begin:vcalendar" in head or head.startswith(b"begin:vevent"):
+        return " (c'est un calendrier iCalendar : indiquez « format: ical »)"
+    if b"<rss" in head or b"<rdf:rdf" in head:
+        return " (c'est un flux RSS : indiquez « format: rss »)"
+    if b"<feed" in head and b"http://www.w3.org/2005/atom" in head:
+        return " (c'est un flux Atom : indiquez « format: atom »)"
+    if b"<html" in head or b"<!doctype html" in head:
+        return " (c'est une page web)"
+    if head.startswith((b"{", b"[")):
+        return " (c'est du JSON : « format: openagenda » ou « format: datainclusion » ?)"
+    return ""

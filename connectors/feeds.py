@@ -34,7 +34,14 @@ from typing import Any
 import feedparser
 import mf2py
 
-from connectors.base import ParsedRecord, ParseResult, Problem, mixed_utf8, stable_hash
+from connectors.base import (
+    ParsedRecord,
+    ParseResult,
+    Problem,
+    content_hint,
+    mixed_utf8,
+    stable_hash,
+)
 
 # (start key, end key, location key) as feedparser names namespaced elements.
 _EVENT_KEYS: tuple[tuple[str, str, str], ...] = (
@@ -270,7 +277,7 @@ def parse_feed(data: bytes, source_id: str = "", *,
             return result
     version = parsed.get("version") or ""
     if not version and not parsed.get("entries"):
-        hint = " (c'est une page web)" if b"<html" in data[:4096].lower() else ""
+        hint = content_hint(data)
         result.errors.append(Problem(f"ce n'est pas un flux RSS ou Atom{hint}", code="not-feed"))
         return result
     result.detected_format = ("atom" if version.startswith("atom")

@@ -23,7 +23,14 @@ import icalendar
 import x_wr_timezone
 from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
 
-from connectors.base import ParsedRecord, ParseResult, Problem, decode_text, stable_hash
+from connectors.base import (
+    ParsedRecord,
+    ParseResult,
+    Problem,
+    content_hint,
+    decode_text,
+    stable_hash,
+)
 
 _BEGIN_RE = re.compile(r"^BEGIN:(VEVENT|VTIMEZONE|VCALENDAR)\s*$", re.IGNORECASE)
 _END_RE = re.compile(r"^END:(VEVENT|VTIMEZONE|VCALENDAR)\s*$", re.IGNORECASE)
@@ -273,7 +280,7 @@ def parse_ical(data: bytes, source_id: str = "") -> ParseResult:
                      "END:VCALENDAR"]
             shift = 3
         else:
-            hint = " (c'est une page web)" if "<html" in text[:4096].lower() else ""
+            hint = content_hint(data)
             result.errors.append(Problem(
                 f"aucun calendrier iCalendar (BEGIN:VCALENDAR absent){hint}", code="not-ical"))
             return result

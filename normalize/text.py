@@ -53,5 +53,6 @@ def organizer_name(value: str | None) -> str | None:
     if not text:
         return None
     text = _EMAIL_IN_TEXT_RE.sub(" ", text)
-    text = re.sub(r"[\s|,;<>()\[\]]+", " ", text).strip(" -:")
-    return text or None
+    text = re.sub(r"<\s*>|\(\s*\)|\[\s*\]", " ", text)  # brackets that held an address
+    parts = [" ".join(p.split()).strip(" ,-:") for p in re.split(r"[|;]", text)]
+    return " ; ".join(p for p in parts if p) or None

@@ -10,3 +10,17 @@ def test_raw_snapshots_follow_an_explicit_sqlite_store(tmp_path, monkeypatch):
     monkeypatch.setenv("TISSU_RAW_DIR", str(tmp_path / "ailleurs"))
     assert _settings(None, f"sqlite:///{tmp_path / 'tissu.db'}", None).raw_dir == Path(
         tmp_path / "ailleurs")
+
+
+def test_port_in_use_is_explained_in_french():
+    import socket
+
+    from tissu.cli import port_problem
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        message = port_problem("127.0.0.1", port)
+    assert message is not None and f"le port {port} est déjà utilisé" in message
+    assert f"--port {port + 1}" in message

@@ -122,3 +122,4 @@ def test_organizer_e_mail_addresses_are_never_published():
     assert organizer_name("mailto:contact@example.org") is None
     assert organizer_name("Maison de quartier des Courtillières") == (
         "Maison de quartier des Courtillières")
+    assert organizer_name("acme, ädmin") == "acme, ädmin"

@@ -80,7 +80,27 @@ def _do_harvest(settings: Settings, jobs: int = 1, per_host: int = 2, worker: bo
     for s in summaries:
         for error in s.errors[:5]:
             console.print(f"[red]erreur[/red] {error}")
+    failed = [s.source_id for s in summaries if s.status == "failed"]
+    if failed:
+        console.print(f"[red]{len(failed)} source(s) en échec sur {len(summaries)}[/red] : "
+                      f"{', '.join(failed)} (leurs derniers événements restent publiés)")
+        return 1
     return 0
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """A French message when ``host:port`` cannot be listened on (already in use), else None."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
+                       socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return (f"le port {port} est déjà utilisé sur {host} : choisissez-en un autre, "
+                    f"par exemple « tissu run --port {port + 1} » ou « make run PORT={port + 1} »")
+    return None
 
 
 def _do_publish(settings: Settings) -> int:
@@ -100,6 +120,10 @@ def _do_serve(settings: Settings, host: str, port: int, with_scheduler: bool = F
     database = settings.publish_dir / "tissu-open.db"
     if not database.exists():
         console.print("[red]Aucune base publiée[/red] : lancez d'abord « tissu publish ».")
+        return 2
+    problem = port_problem(host, port)
+    if problem:
+        console.print(f"[red]Impossible de servir[/red] : {problem}")
         return 2
     command = [
         sys.executable, "-m", "datasette", "serve", "-i", str(database),
@@ -167,8 +191,12 @@ def run(registry: RegistryOpt = None, db: DbOpt = None, out: OutOpt = None,
         host: str = "127.0.0.1", port: int = 8001) -> None:
     """Collecte, publie, puis sert avec Datasette et lance le planificateur, ensemble."""
     settings = _settings(registry, db, out)
+    problem = port_problem(host, port)  # say it before a long harvest, not after
+    if problem:
+        console.print(f"[red]Impossible de servir[/red] : {problem}")
+        raise typer.Exit(2)
     code = _do_harvest(settings)
-    if code == 0:
+    if code in (0, 1):  # 1: some sources failed; the others are still worth serving
         code = _do_publish(settings)
     if code == 0:
         code = _do_serve(settings, host, port, with_scheduler=True)
