@@ -88,9 +88,12 @@ def rows(report: dict[str, Any]) -> list[list[str]]:
                  None),
                 ("static_file_ceiling", "fichier statique (plafond)", None)):
             r = w3.get(key, {})
-            if "req_per_s" not in r:
-                out.append([f"W3 ({_n(occurrences)} séances)", label, "non mesurable", "–", "–",
-                            "–", str(r.get("reason", "–"))[:120]])
+            if "req_per_s" not in r or not r.get("requests"):
+                reason = r.get("reason") or "aucune réponse complète pendant la mesure (> 20 s)"
+                out.append([f"W3 ({_n(occurrences)} séances, 10 clients)", label,
+                            "0 req/s", "–", "–",
+                            f"p95 ≤ {target_p95} ms" if target_p95 else "–",
+                            f"**non** ({str(reason)[:100]})"])
                 continue
             figure = (f"{_n(r['req_per_s'])} req/s ; p50 {_n(r['p50_ms'])} / p95 "
                       f"{_n(r['p95_ms'])} / p99 {_n(r['p99_ms'])} ms")
@@ -154,8 +157,8 @@ def table(report: dict[str, Any], source: Path | str) -> str:
     """The Markdown block written between the markers."""
     machine = report.get("machine", {})
     commands = list(dict.fromkeys(
-        [w.get("command") for w in report.get("workloads", {}).values() if w.get("command")]
-        or [report.get("command")]))
+        [report.get("command")]
+        + [w.get("command") for w in report.get("workloads", {}).values() if w.get("command")]))
     head = (f"Run of {report.get('started_utc')} (scale `{report.get('scale')}`, commit "
             f"`{report.get('git')}`), command(s) {'; '.join(f'`{c}`' for c in commands)}, "
             "raw figures in "
