@@ -86,3 +86,14 @@ def test_language_choice_query_then_cookie_then_french():
     assert i18n.pick_language(None, "en") == "en"
     assert i18n.pick_language("de", "xx") == "fr"
     assert i18n.text_direction("ar") == "rtl" and i18n.text_direction("en") == "ltr"
+
+
+def test_first_of_the_month_is_an_ordinal_in_french():
+    import datetime as dt
+
+    from publish.web.resident_i18n import format_day, format_long_date
+
+    assert format_day("fr", dt.date(2026, 12, 1)) == "mardi 1er décembre"
+    assert format_long_date("fr", dt.date(2027, 5, 1)) == "samedi 1er mai 2027"
+    assert format_day("fr", dt.date(2026, 12, 11)) == "vendredi 11 décembre"
+    assert format_day("en", dt.date(2026, 12, 1)) == "Tuesday 1 December"

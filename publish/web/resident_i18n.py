@@ -11,6 +11,7 @@ French. Dates and times are formatted with Babel's CLDR data (https://cldr.unico
 from __future__ import annotations
 
 import datetime as dt
+import re
 from functools import cache
 from pathlib import Path
 
@@ -54,14 +55,22 @@ def text_direction(lang: str) -> str:
     return "rtl" if lang in RTL_LANGUAGES else "ltr"
 
 
+def _french_first(lang: str, day: dt.date, text: str) -> str:
+    """French writes the first day of a month as an ordinal: « mardi 1er décembre »."""
+    if lang != "fr" or day.day != 1:
+        return text
+    return re.sub(r"(?<!\d)1(?= )", "1er", text, count=1)
+
+
 def format_day(lang: str, day: dt.date) -> str:
     """A full day name and date in ``lang``, e.g. ``lundi 30 novembre`` (CLDR pattern)."""
-    return format_date(day, format="EEEE d MMMM", locale=Locale.parse(lang))
+    return _french_first(lang, day,
+                         format_date(day, format="EEEE d MMMM", locale=Locale.parse(lang)))
 
 
 def format_long_date(lang: str, day: dt.date) -> str:
     """A full date with the year in ``lang``, e.g. ``lundi 30 novembre 2026``."""
-    return format_date(day, format="full", locale=Locale.parse(lang))
+    return _french_first(lang, day, format_date(day, format="full", locale=Locale.parse(lang)))
 
 
 def format_clock(lang: str, moment: dt.datetime) -> str:
