@@ -77,6 +77,10 @@ class KnownPlace:
     lat: float | None
     lon: float | None
     verified: bool = False
+    """True when the page in ``source`` states the name and street address."""
+    coordinates_verified: bool = False
+    """True only for a position checked against the BAN or a cited page."""
+    source: str | None = None
 
 
 @dataclass
@@ -129,6 +133,8 @@ def load_places(path: Path = PLACES_FILE) -> tuple[KnownPlace, ...]:
             postal_code=str(entry["postal_code"]) if entry.get("postal_code") else None,
             city=entry.get("city"), quartier=entry.get("quartier"),
             lat=entry.get("lat"), lon=entry.get("lon"), verified=bool(entry.get("verified")),
+            coordinates_verified=bool(entry.get("coordinates_verified")),
+            source=entry.get("source"),
         ))
     return tuple(places)
 
@@ -316,11 +322,13 @@ def sync_places(session: Session) -> int:
         row.name, row.kind, row.address = known.name, known.kind, known.address
         row.postal_code, row.city, row.quartier = known.postal_code, known.city, known.quartier
         row.latitude, row.longitude = known.lat, known.lon
-        row.coordinates_verified = known.verified
+        row.coordinates_verified = known.coordinates_verified
         row.aliases = json.dumps(list(known.aliases), ensure_ascii=False)
-        row.source_note = ("data/places.yaml : informations publiques de la Ville de Pantin, "
-                           "non revérifiées ; coordonnées approximatives (≈ 100 m à quelques "
-                           "centaines de mètres)")
+        address_note = (f"adresse vérifiée : {known.source}" if known.verified and known.source
+                        else "adresse non vérifiée")
+        position_note = ("position vérifiée" if known.coordinates_verified else
+                         "coordonnées approximatives (≈ 100 m à quelques centaines de mètres)")
+        row.source_note = f"data/places.yaml : {address_note} ; {position_note}"
         session.add(row)
         count += 1
     session.commit()

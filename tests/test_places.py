@@ -31,9 +31,23 @@ def test_registry_files_load_and_are_consistent() -> None:
     for place in places:
         assert place.quartier is None or place.quartier in quartiers | {"Église", "Haut-Pantin",
                                                                         "Mairie-Hoche"}
-        assert place.verified is False  # nothing was checked online: say so
+        # An address is only "verified" with the URL of the page that states it.
+        assert not place.verified or (place.source and place.address)
+        assert place.coordinates_verified is False  # no position was checked against the BAN
         if place.lat is not None:
             assert 48.88 < place.lat < 48.92 and 2.38 < place.lon < 2.43  # inside Pantin
+
+
+def test_registry_holds_the_cited_addresses() -> None:
+    places = {p.id: p for p in load_places()}
+    # patrimoine.ville-pantin.fr: hôtel de ville at 45, services at the centre administratif 84-88.
+    assert places["mairie-pantin"].address == "45 avenue du Général-Leclerc"
+    assert places["centre-administratif-pantin"].address == "84-88 avenue du Général-Leclerc"
+    # pantin.fr (Canal n°312): one maison de quartier for Haut- and Petit-Pantin.
+    assert match_place("MQ du Petit-Pantin")[0].id == "maison-de-quartier-haut-et-petit-pantin"
+    assert match_place("Maison de quartier du Haut-Pantin")[0].id == (
+        "maison-de-quartier-haut-et-petit-pantin")
+    assert resolve_location("CMS Ténine, Pantin").address == "7 avenue des Courtillières"
 
 
 def test_place_key_expands_abbreviations_and_ignores_small_words() -> None:
