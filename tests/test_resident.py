@@ -79,7 +79,7 @@ def test_home_lists_this_weeks_sessions_by_day_in_french(instance):
     assert "8 rendez-vous cette semaine" in page
     # the Lisbon weekly meeting, Monday 11:30 UTC = 12:30 in Paris
     monday = page.index("<h2>lundi 30 novembre</h2>")
-    assert page.index("MDS-t", monday) < page.index("<h2>mardi 1 décembre</h2>")
+    assert page.index("MDS-t", monday) < page.index("<h2>mardi 1er décembre</h2>")
     assert '<time datetime="2026-11-30T12:30:00+01:00">12:30</time>' in page
     # theme labels come from the published themes table (data/vocab/themes.yaml)
     assert '<option value="numerique">Numérique</option>' in page
@@ -273,7 +273,7 @@ def test_directory_of_organisations_and_their_events(instance):
     assert f'<a href="/annuaire/service/{SERVICE_ID}">Épicerie solidaire</a>' in services
     assert "<p>Association fablab · Pantin</p>" in services
     service = get(instance, f"/annuaire/service/{SERVICE_ID}").text
-    assert '<th scope="row">mardi 1 décembre</th><td>14:00 – 18:00</td>' in service
+    assert '<th scope="row">mardi 1er décembre</th><td>14:00 – 18:00</td>' in service
     assert '<th scope="row">lundi 30 novembre</th><td>fermé</td>' in service
     assert "1 rue de l&#39;Exemple 93500 Pantin" in service
     fablab = get(instance, "/annuaire/organisation/association-fablab").text

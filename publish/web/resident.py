@@ -161,6 +161,41 @@ async def _run(datasette: Any, fn: Callable[..., Any], *args: Any) -> Any:
     return await database.execute_fn(lambda connection: fn(connection, *args))
 
 
+#: :class:`resident_data.DatabaseFacts` by published file (path, inode, mtime, size).
+_FACTS: dict[tuple[object, ...], data.DatabaseFacts] = {}
+_FACTS_KEPT = 4
+
+
+async def _facts(datasette: Any, now: dt.datetime) -> data.DatabaseFacts:
+    """The published file's :class:`resident_data.DatabaseFacts`, read once per file.
+
+    Keyed by the file's identity as the database last saw it (publish/web/reload.py), read
+    before the query runs: a file replaced in between is read under the older key, so a cached
+    entry is never older than its key. Read again when ``now`` is before the cached moment.
+    """
+    database = datasette.get_database(DATABASE)
+    refresh = getattr(database, "refresh", None)
+    if refresh is not None:
+        refresh()
+    identity = getattr(database, "_identity", None)
+    if identity is None and database.path:
+        try:
+            stat = os.stat(database.path)
+            identity = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            identity = None
+    key = (database.path, identity) if database.path and identity else None
+    cached = _FACTS.get(key) if key is not None else None
+    if cached is not None and cached.computed_at <= now:
+        return cached
+    facts = await _run(datasette, data.database_facts, now)
+    if key is not None:
+        while len(_FACTS) >= _FACTS_KEPT:
+            _FACTS.pop(next(iter(_FACTS)))
+        _FACTS[key] = facts
+    return facts
+
+
 def qr_svg(url: str, label: str) -> str:
     """An inline SVG QR code (segno, error correction M) for ``url``, labelled for screen readers.
 
@@ -227,23 +262,25 @@ async def home(datasette: Any, request: Any) -> Response:
     page = Page(datasette, request)
     filters = data.Filters.from_args(request.args)
     first = filters.start or page.today
-    occurrences = await _run(datasette, data.week_occurrences, filters, page.now)
-    choices = await _run(datasette, data.filter_choices, page.lang, page.now)
-    free_supported = await _run(datasette, data.supports_free)
-    labels = await _run(datasette, data.theme_labels, page.lang)
     try:
         number = max(1, int(request.args.get("page") or 1))
     except ValueError:
         number = 1
-    shown = occurrences[(number - 1) * HOME_PAGE_ROWS: number * HOME_PAGE_ROWS]
-    more = len(occurrences) > number * HOME_PAGE_ROWS
+    number = min(number, 100_000)  # OFFSET stays small enough for SQLite
+    facts = await _facts(datasette, page.now)
+    shown, total = await _run(datasette, data.week_page, filters, page.now,
+                              (number - 1) * HOME_PAGE_ROWS, HOME_PAGE_ROWS, facts)
+    choices = await _run(datasette, data.filter_choices, page.lang, page.now, facts)
+    free_supported = await _run(datasette, data.supports_free)
+    labels = await _run(datasette, data.theme_labels, page.lang)
+    more = total > number * HOME_PAGE_ROWS
     context = page.context(
         "agenda",
         filters=filters,
         first=first,
         last=first + dt.timedelta(days=data.WEEK_DAYS - 1),
         days=data.group_by_day(shown, first),
-        total=len(occurrences),
+        total=total,
         page_number=number,
         next_page=page.url("/", filters.params() + [("page", str(number + 1))]) if more else None,
         choices=choices,
@@ -306,7 +343,8 @@ async def subscribe(datasette: Any, request: Any) -> Response:
     """The "S'abonner" page of a selection: links, instructions and a QR code."""
     page = Page(datasette, request)
     filters = data.Filters.from_args(request.args)
-    choices = await _run(datasette, data.filter_choices, page.lang, page.now)
+    facts = await _facts(datasette, page.now)
+    choices = await _run(datasette, data.filter_choices, page.lang, page.now, facts)
     free_supported = await _run(datasette, data.supports_free)
     links = feed_links(page, filters)
     context = page.context(
@@ -331,8 +369,9 @@ def weasyprint_available() -> bool:
 async def _poster_context(page: Page, datasette: Any, request: Any) -> dict[str, Any]:
     filters = data.Filters.from_args(request.args)
     first = filters.start or page.today
-    occurrences = await _run(datasette, data.week_occurrences, filters, page.now)
-    choices = await _run(datasette, data.filter_choices, page.lang, page.now)
+    facts = await _facts(datasette, page.now)
+    occurrences, total = await _run(datasette, data.week_page, filters, page.now, 0, 80, facts)
+    choices = await _run(datasette, data.filter_choices, page.lang, page.now, facts)
     links = feed_links(page, data.Filters(quartier=filters.quartier))
     return page.context(
         "affiche",
@@ -340,8 +379,8 @@ async def _poster_context(page: Page, datasette: Any, request: Any) -> dict[str,
         choices=choices,
         first=first,
         last=first + dt.timedelta(days=data.WEEK_DAYS - 1),
-        days=data.group_by_day(occurrences[:80], first),
-        total=len(occurrences),
+        days=data.group_by_day(occurrences, first),
+        total=total,
         feed=links["https"],
         qr=qr_svg(links["https"], page._("QR code de l'agenda du quartier") + " "
                   + links["https"]),

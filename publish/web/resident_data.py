@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -210,18 +211,29 @@ def _free_expression(event_columns: list[str]) -> str | None:
     return None
 
 
-def _occurrence_query(connection: sqlite3.Connection, filters: Filters,
-                      extra_where: list[str], params: dict[str, object],
-                      limit: int = MAX_ROWS) -> list[Occurrence]:
-    event_columns = table_columns(connection, "events")
-    where = ["e.removed_at_source IS NULL", *extra_where]
-    if "is_canonical" in event_columns:
-        where.append("COALESCE(e.is_canonical, 1) = 1")
+def _filter_where(filters: Filters, event_columns: list[str], occurrence_columns: list[str],
+                  extra_where: list[str],
+                  params: dict[str, object]) -> tuple[list[str], bool, str | None]:
+    """WHERE terms for ``filters``; also whether they need ``events`` and the "free" SQL.
+
+    When ``occurrences`` carries ``live`` and ``quartier`` (publish/build.py copies them from
+    the event), the published state and the quartier are read there, so "this week, by
+    quartier" stays inside the occurrences index; otherwise from ``events`` (alias ``e``).
+    """
+    on_occurrences = "live" in occurrence_columns and "quartier" in occurrence_columns
+    needs_events = not on_occurrences
+    if on_occurrences:
+        where = ["o.live = 1", *extra_where]
+    else:
+        where = ["e.removed_at_source IS NULL", *extra_where]
+        if "is_canonical" in event_columns:
+            where.append("COALESCE(e.is_canonical, 1) = 1")
     if filters.theme and "themes" in event_columns:
         where.append("EXISTS (SELECT 1 FROM json_each(e.themes) WHERE json_each.value = :theme)")
         params["theme"] = filters.theme
+        needs_events = True
     if filters.quartier and "quartier" in event_columns:
-        where.append("e.quartier = :quartier")
+        where.append(("o" if on_occurrences else "e") + ".quartier = :quartier")
         params["quartier"] = filters.quartier
     publics = _first(event_columns, _PUBLICS_COLUMNS)
     if filters.public and publics:
@@ -229,9 +241,22 @@ def _occurrence_query(connection: sqlite3.Connection, filters: Filters,
             f"EXISTS (SELECT 1 FROM json_each(e.{publics}) WHERE json_each.value = :public)"
         )
         params["public"] = filters.public
+        needs_events = True
     free = _free_expression(event_columns)
     if filters.free and free:
         where.append(free)
+        needs_events = True
+    return where, needs_events, free
+
+
+def _occurrence_query(connection: sqlite3.Connection, filters: Filters,
+                      extra_where: list[str], params: dict[str, object],
+                      limit: int = MAX_ROWS, offset: int = 0,
+                      columns: tuple[list[str], list[str]] | None = None) -> list[Occurrence]:
+    event_columns, occurrence_columns = columns or (table_columns(connection, "events"),
+                                                    table_columns(connection, "occurrences"))
+    where, _, free = _filter_where(filters, event_columns, occurrence_columns, extra_where,
+                                   params)
     themes = "e.themes" if "themes" in event_columns else "'[]'"
     quartier = "e.quartier" if "quartier" in event_columns else "NULL"
     language = "e.language" if "language" in event_columns else "NULL"
@@ -246,11 +271,99 @@ def _occurrence_query(connection: sqlite3.Connection, filters: Filters,
         FROM occurrences o JOIN events e ON e.id = o.event_id
         WHERE {' AND '.join(where)}
         ORDER BY o.start_utc, o.id
-        LIMIT {int(limit)}
+        LIMIT {int(limit)} OFFSET {max(0, int(offset))}
     """
     connection.row_factory = sqlite3.Row
     rows = connection.execute(sql, params).fetchall()
     return [_occurrence(row, free is not None) for row in rows]
+
+
+@dataclass
+class DatabaseFacts:
+    """What the resident pages read once per published file rather than on every request.
+
+    ``event_columns`` and ``occurrence_columns`` are the column names; ``longest_days`` the
+    longest occurrence in whole days, rounded up, plus one (None when unknown), which bounds the
+    start of the sessions still running at a moment so that "this week" scans only that much
+    of the ``start_utc`` index; ``choice_ends`` maps ``theme``/``quartier``/``public`` to
+    {code: last end (ISO 8601 UTC text) of an occurrence of a published event with that code},
+    for the events not over at ``computed_at`` (aware UTC). A code is offered at ``now`` when
+    its last end is after ``now`` — the same answer as asking the database then, as long as
+    ``now >= computed_at``.
+    """
+
+    event_columns: list[str]
+    occurrence_columns: list[str]
+    longest_days: int | None
+    choice_ends: dict[str, dict[str, str]]
+    computed_at: dt.datetime
+
+
+def database_facts(connection: sqlite3.Connection, now: dt.datetime) -> DatabaseFacts:
+    """Read :class:`DatabaseFacts` of the published database at ``now`` (aware).
+
+    Two passes over the occurrences (the longest one; the last end of each coming event),
+    meant to run once per published file (publish/web/resident.py caches the result).
+    """
+    event_columns = table_columns(connection, "events")
+    occurrence_columns = table_columns(connection, "occurrences")
+    longest = None
+    if {"start_utc", "end_utc"} <= set(occurrence_columns):
+        days = connection.execute(
+            "SELECT max(julianday(end_utc) - julianday(start_utc)) FROM occurrences"
+        ).fetchone()[0]
+        longest = int(math.ceil(days)) + 1 if days is not None else None
+    choice_ends: dict[str, dict[str, str]] = {"theme": {}, "quartier": {}, "public": {}}
+    publics = _first(event_columns, _PUBLICS_COLUMNS)
+    picked = [("theme", "themes" if "themes" in event_columns else None),
+              ("quartier", "quartier" if "quartier" in event_columns else None),
+              ("public", publics)]
+    picked = [(kind, column) for kind, column in picked if column]
+    if picked and occurrence_columns:
+        names = ", ".join(f"e.{column}" for _, column in picked)
+        params: dict[str, object] = {"now": utc_text(now)}
+        bound = ""
+        if longest is not None:
+            bound = " AND start_utc >= :lower"
+            params["lower"] = utc_text(now - dt.timedelta(days=longest))
+        rows = connection.execute(
+            f"SELECT {names}, m.last FROM (SELECT event_id, max(end_utc) AS last "
+            f"FROM occurrences WHERE end_utc > :now{bound} GROUP BY event_id) m "
+            "JOIN events e ON e.id = m.event_id WHERE e.removed_at_source IS NULL", params)
+        for row in rows:
+            last = str(row[-1])
+            for (kind, column), value in zip(picked, row[:-1], strict=True):
+                if kind == "quartier":
+                    codes = [str(value)] if value not in (None, "") else []
+                else:
+                    codes = _json_codes(value)
+                ends = choice_ends[kind]
+                for code in codes:
+                    if code and (code not in ends or ends[code] < last):
+                        ends[code] = last
+    return DatabaseFacts(event_columns, occurrence_columns, longest, choice_ends, now)
+
+
+def _json_codes(value: object) -> list[str]:
+    """The codes of a JSON list column as ``json_each`` would give them (invalid JSON → [])."""
+    if value in (None, ""):
+        return []
+    try:
+        parsed = json.loads(str(value))
+    except ValueError:
+        return []
+    items = parsed if isinstance(parsed, list) else [parsed]
+    return [str(v) for v in items if v not in (None, "") and not isinstance(v, (list, dict))]
+
+
+def _week_window(filters: Filters, now: dt.datetime) -> tuple[str, str]:
+    today = now.astimezone(PARIS).date()
+    first = filters.start or today
+    window_start = paris_midnight_utc(first)
+    if first <= today:
+        window_start = max(window_start, utc_text(now))
+    window_end = paris_midnight_utc(first + dt.timedelta(days=WEEK_DAYS))
+    return window_start, window_end
 
 
 def week_occurrences(connection: sqlite3.Connection, filters: Filters,
@@ -260,16 +373,40 @@ def week_occurrences(connection: sqlite3.Connection, filters: Filters,
     On the current day, sessions that already ended at ``now`` (aware) are left out. Ordered by
     start; at most ``MAX_ROWS``.
     """
-    today = now.astimezone(PARIS).date()
-    first = filters.start or today
-    window_start = paris_midnight_utc(first)
-    if first <= today:
-        window_start = max(window_start, utc_text(now))
-    window_end = paris_midnight_utc(first + dt.timedelta(days=WEEK_DAYS))
-    return _occurrence_query(
-        connection, filters, ["o.end_utc > :from_utc", "o.start_utc < :to_utc"],
-        {"from_utc": window_start, "to_utc": window_end},
-    )
+    return week_page(connection, filters, now, 0, MAX_ROWS, count=False)[0]
+
+
+def week_page(connection: sqlite3.Connection, filters: Filters, now: dt.datetime,
+              offset: int, limit: int, facts: DatabaseFacts | None = None,
+              count: bool = True) -> tuple[list[Occurrence], int]:
+    """One page of the week's occurrences (see :func:`week_occurrences`) and how many in all.
+
+    Rows ``offset`` to ``offset + limit`` in (start, id) order, paged by SQLite; the total is
+    one COUNT with the same filters (0 when ``count`` is False). With ``facts``, the start of
+    the scan is bounded by the longest occurrence, so both read one index range of about a
+    week (publish/build.py's covering index on occurrences).
+    """
+    window_start, window_end = _week_window(filters, now)
+    if facts is None:
+        facts = DatabaseFacts(table_columns(connection, "events"),
+                              table_columns(connection, "occurrences"), None, {}, now)
+    extra = ["o.end_utc > :from_utc", "o.start_utc < :to_utc"]
+    params: dict[str, object] = {"from_utc": window_start, "to_utc": window_end}
+    if facts.longest_days is not None:
+        extra.append("o.start_utc >= :lower_utc")
+        lower = dt.datetime.fromisoformat(window_start) - dt.timedelta(days=facts.longest_days)
+        params["lower_utc"] = utc_text(lower)
+    columns = (facts.event_columns, facts.occurrence_columns)
+    rows = _occurrence_query(connection, filters, list(extra), dict(params), limit=limit,
+                             offset=offset, columns=columns)
+    total = 0
+    if count:
+        where, needs_events, _ = _filter_where(filters, *columns, extra, params)
+        join = " JOIN events e ON e.id = o.event_id" if needs_events else ""
+        total = connection.execute(
+            f"SELECT count(*) FROM occurrences o{join} WHERE {' AND '.join(where)}", params
+        ).fetchone()[0]
+    return rows, int(total)
 
 
 def group_by_day(occurrences: list[Occurrence], first: dt.date) -> list[tuple[dt.date,
@@ -382,35 +519,32 @@ def theme_labels(connection: sqlite3.Connection, lang: str) -> dict[str, str]:
     return {str(code): str(text) for code, text in rows if code}
 
 
-def filter_choices(connection: sqlite3.Connection, lang: str,
-                   now: dt.datetime) -> dict[str, list[Choice]]:
-    """Options for the theme, quartier and public filters, from events still to come."""
-    event_columns = table_columns(connection, "events")
-    upcoming = ("FROM occurrences o JOIN events e ON e.id = o.event_id "
-                "WHERE o.end_utc > :now AND e.removed_at_source IS NULL")
-    params = {"now": utc_text(now)}
+def filter_choices(connection: sqlite3.Connection, lang: str, now: dt.datetime,
+                   facts: DatabaseFacts | None = None) -> dict[str, list[Choice]]:
+    """Options for the theme, quartier and public filters, from events still to come at
+    ``now`` (aware): each code of a published event with an occurrence ending after ``now``.
+
+    ``facts`` (from :func:`database_facts`, computed at or before ``now``) saves the scan.
+    """
+    if facts is None or facts.computed_at > now:
+        facts = database_facts(connection, now)
+    moment = utc_text(now)
+    live = {kind: [code for code, last in ends.items() if last > moment]
+            for kind, ends in facts.choice_ends.items()}
+    event_columns = facts.event_columns
     choices: dict[str, list[Choice]] = {"theme": [], "quartier": [], "public": []}
     if "themes" in event_columns:
         labels = theme_labels(connection, lang)
-        codes = [r[0] for r in connection.execute(
-            f"SELECT DISTINCT j.value FROM (SELECT DISTINCT e.themes AS t {upcoming}) x, "
-            "json_each(x.t) j WHERE json_valid(x.t)", params)]
         choices["theme"] = sorted(
-            (Choice(str(c), labels.get(str(c), str(c))) for c in codes if c),
+            (Choice(c, labels.get(c, c)) for c in live["theme"]),
             key=lambda c: c.label.casefold())
     if "quartier" in event_columns:
-        names = [r[0] for r in connection.execute(
-            f"SELECT DISTINCT e.quartier {upcoming} AND e.quartier IS NOT NULL "
-            "AND e.quartier != ''", params)]
-        choices["quartier"] = sorted((Choice(n, n) for n in names), key=lambda c: c.label)
-    publics = _first(event_columns, _PUBLICS_COLUMNS)
-    if publics:
-        codes = [r[0] for r in connection.execute(
-            f"SELECT DISTINCT j.value FROM (SELECT DISTINCT e.{publics} AS p {upcoming}) x, "
-            "json_each(x.p) j WHERE json_valid(x.p)", params)]
+        choices["quartier"] = sorted((Choice(n, n) for n in live["quartier"]),
+                                     key=lambda c: c.label)
+    if _first(event_columns, _PUBLICS_COLUMNS):
         public_labels = vocab_labels("publics", lang)
         choices["public"] = sorted(
-            (Choice(str(c), public_labels.get(str(c), str(c))) for c in codes if c),
+            (Choice(c, public_labels.get(c, c)) for c in live["public"]),
             key=lambda c: c.label.casefold())
     return choices
 

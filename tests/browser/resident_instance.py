@@ -39,8 +39,10 @@ def build_instance(folder: Path, now: dt.datetime = NOW) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     entries = []
     for source_id, name, themes, quartier in SOURCES:
+        # a local file of the registry stays inside its folder (schemas/registry.py)
+        (folder / name).write_bytes((SAMPLES / name).read_bytes())
         entry = {"id": source_id, "name": f"Agenda {source_id}", "format": "ical",
-                 "url": str(SAMPLES / name), "licence": "Licence Ouverte 2.0",
+                 "url": name, "licence": "Licence Ouverte 2.0",
                  "publisher": {"name": f"Association {source_id}", "type": "association",
                                "website": f"https://{source_id}.example.org/"},
                  "themes": themes}
