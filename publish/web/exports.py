@@ -243,8 +243,8 @@ async def api_events(request: Any, datasette: Any) -> Response:
         try:
             params["c_at"], params["c_id"] = decode_cursor(args["cursor"])
         except ValueError:
-            return refuse("paramètre « cursor » invalide : reprenez l'adresse « next » "
-                          "de la page précédente")
+            return refuse("paramètre « cursor » invalide (curseur illisible) : reprenez "
+                          "l'adresse « next » de la page précédente")
         where.append("(updated_at > :c_at OR (updated_at = :c_at AND id > :c_id))")
     if args.get("theme"):
         where.append("EXISTS (SELECT 1 FROM json_each(events.themes) WHERE value = :theme)")
