@@ -128,6 +128,20 @@ def harvest_source(session: Session, source: Source, settings: Settings,
                                        settings.parse_time_limit)
     except Exception as exc:  # noqa: BLE001 - a parser bug must not stop the other sources
         parsed = ParseResult(errors=[Problem(f"erreur interne du lecteur ({exc!r})")])
+    if record_parsed(session, source, run, outcome, parsed, now, force):
+        source.content_hash = digest
+        source.etag, source.last_modified = fetched.etag, fetched.last_modified
+    return _finish(session, source, run, outcome, now)
+
+
+def record_parsed(session: Session, source: Source, run: HarvestRun, outcome: HarvestOutcome,
+                  parsed: ParseResult, now: dt.datetime, force: bool = False) -> bool:
+    """Fill ``outcome`` from a parse result and store its records (fetched or crawled sources).
+
+    ``failed`` when nothing could be read (stored records untouched), ``partial`` when some
+    records were unreadable (nothing is then marked removed at source) or when the deletion
+    guard held vanished records back, ``ok`` otherwise. Returns False when the run failed.
+    """
     outcome.warnings = [f"{source.id} : {p}" for p in parsed.warnings]
     outcome.errors = [f"{source.id} : {p}" for p in parsed.errors]
     outcome.records, outcome.events, outcome.news = (
@@ -135,7 +149,7 @@ def harvest_source(session: Session, source: Source, settings: Settings,
     )
     if parsed.errors and not parsed.records:
         outcome.status = "failed"
-        return _finish(session, source, run, outcome, now)
+        return False
     outcome.status = "partial" if parsed.errors else "ok"
     sync = sync_records(session, source.id, parsed, now,
                         complete=not parsed.errors and parsed.complete, force=force)
@@ -148,9 +162,7 @@ def harvest_source(session: Session, source: Source, settings: Settings,
             f"{source.id} : garde-fou : {len(sync.guarded)} {what} sur "
             f"{sync.guarded_of} ont disparu de la source d'un coup ; ils sont gardés "
             "(« tissu harvest --force » pour accepter leur retrait)")
-    source.content_hash = digest
-    source.etag, source.last_modified = fetched.etag, fetched.last_modified
-    return _finish(session, source, run, outcome, now)
+    return True
 
 
 @dataclass

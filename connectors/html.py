@@ -218,24 +218,8 @@ def harvest_crawl(session: Session, source: Source, run: HarvestRun, outcome: Ha
     marked removed at source), ``ok`` otherwise; the deletion guard applies. No raw snapshot and
     no content-hash skip: a crawl has no single payload.
     """
-    from connectors.harvest import _finish, sync_records
+    from connectors.harvest import _finish, record_parsed
 
     parsed = crawl_source(source.id, source.url, source.format, settings, now)
-    outcome.warnings = [f"{source.id} : {p}" for p in parsed.warnings]
-    outcome.errors = [f"{source.id} : {p}" for p in parsed.errors]
-    outcome.records, outcome.events = len(parsed.records), parsed.events
-    if parsed.errors and not parsed.records:
-        outcome.status = "failed"
-        return _finish(session, source, run, outcome, now)
-    outcome.status = "partial" if parsed.errors else "ok"
-    sync = sync_records(session, source.id, parsed, now,
-                        complete=not parsed.errors and parsed.complete, force=force)
-    outcome.changed = sync.changed
-    run.removed, run.guarded = sync.removed, len(sync.guarded)
-    if sync.guarded:
-        outcome.status = "partial"
-        outcome.warnings.append(
-            f"{source.id} : garde-fou : {len(sync.guarded)} événements à venir sur "
-            f"{sync.guarded_of} ont disparu du site d'un coup ; ils sont gardés "
-            "(« tissu harvest --force » pour accepter leur retrait)")
+    record_parsed(session, source, run, outcome, parsed, now, force)
     return _finish(session, source, run, outcome, now)
