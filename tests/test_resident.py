@@ -378,3 +378,77 @@ def test_a_crowded_week_with_long_texts_stays_within_the_budget(tmp_path, monkey
         assert "page=2" in response.text  # the rest is on the next page
         css = asyncio.run(ds.client.get("/-/static-plugins/tissu/resident/resident.css"))
         assert len(response.content) + len(css.content) <= BUDGET, len(response.content)
+
+
+def _published_like(path):
+    """Events and occurrences as publish/build.py writes them (``live``, ``quartier`` copied)."""
+    connection = sqlite3.connect(path)
+    connection.executescript(
+        "CREATE TABLE events (id TEXT PRIMARY KEY, title TEXT, status TEXT, location TEXT,"
+        " organizer TEXT, removed_at_source TEXT, is_canonical INTEGER, themes TEXT,"
+        " quartier TEXT);"
+        "CREATE TABLE occurrences (id TEXT PRIMARY KEY, event_id TEXT, title TEXT,"
+        " all_day INTEGER, start_utc TEXT, end_utc TEXT, start_local TEXT, start_date TEXT,"
+        " end_date TEXT, status TEXT, location TEXT, quartier TEXT, live INTEGER);"
+        "CREATE INDEX o_week ON occurrences (start_utc, end_utc, live, quartier, event_id,"
+        " start_local);"
+        "INSERT INTO events VALUES"
+        " ('a', 'Atelier', 'confirmed', NULL, NULL, NULL, 1, '[\"sante\"]', 'Hoche'),"
+        " ('b', 'Braderie', 'confirmed', NULL, NULL, NULL, 1, '[\"famille\"]', 'Centre'),"
+        " ('c', 'Retiré', 'confirmed', NULL, NULL, '2026-11-28', 1, '[\"emploi\"]', 'Hoche'),"
+        " ('d', 'Doublon', 'confirmed', NULL, NULL, NULL, 0, '[\"famille\"]', 'Centre');")
+    rows = [("a--long", "a", "2026-11-20T09:00:00Z", "2026-12-02T10:00:00Z"),
+            ("a--old", "a", "2026-11-01T09:00:00Z", "2026-11-01T10:00:00Z"),
+            ("b--1", "b", "2026-12-01T08:00:00Z", "2026-12-01T09:00:00Z"),
+            ("b--late", "b", "2027-01-10T08:00:00Z", "2027-01-10T09:00:00Z"),
+            ("c--1", "c", "2026-12-01T08:00:00Z", "2026-12-01T09:00:00Z"),
+            ("d--1", "d", "2026-12-01T08:00:00Z", "2026-12-01T09:00:00Z")]
+    rows += [(f"a--{n}", "a", f"2026-{day}T09:00:00Z", f"2026-{day}T10:00:00Z")
+             for n, day in enumerate(["11-30", "12-01", "12-02", "12-03", "12-04"], start=1)]
+    connection.executemany(
+        "INSERT INTO occurrences SELECT ?, e.id, NULL, 0, ?, ?, NULL, NULL, NULL, 'confirmed',"
+        " NULL, e.quartier, CASE WHEN e.removed_at_source IS NULL AND"
+        " COALESCE(e.is_canonical, 1) = 1 THEN 1 ELSE 0 END FROM events e WHERE e.id = ?",
+        [(o, start, end, e) for o, e, start, end in rows])
+    connection.commit()
+    return connection
+
+
+@pytest.mark.parametrize("cached", [False, True])
+def test_week_page_pages_in_sql_and_counts_the_whole_week(tmp_path, cached):
+    connection = _published_like(tmp_path / "week.db")
+    facts = resident_data.database_facts(connection, NOW) if cached else None
+    if cached:
+        assert facts.longest_days == 14  # a--long lasts 12 days 1 hour
+    hoche = resident_data.Filters(quartier="Hoche")
+    first, total = resident_data.week_page(connection, hoche, NOW, 0, 2, facts)
+    assert ([o.occurrence_id for o in first], total) == (["a--long", "a--1"], 6)
+    second, total = resident_data.week_page(connection, hoche, NOW, 2, 2, facts)
+    assert ([o.occurrence_id for o in second], total) == (["a--2", "a--3"], 6)
+    everything, total = resident_data.week_page(connection, resident_data.Filters(), NOW, 0, 50,
+                                                facts)
+    assert [o.occurrence_id for o in everything] == [
+        "a--long", "a--1", "b--1", "a--2", "a--3", "a--4", "a--5"]  # not removed, no duplicate
+    assert total == 7
+    themed, total = resident_data.week_page(
+        connection, resident_data.Filters(theme="famille"), NOW, 0, 50, facts)
+    assert ([o.occurrence_id for o in themed], total) == (["b--1"], 1)
+
+
+def test_filter_choices_from_facts_read_earlier_match_a_fresh_read(tmp_path):
+    connection = _published_like(tmp_path / "choices.db")
+    facts = resident_data.database_facts(connection, NOW)
+
+    def codes(choices):
+        return {kind: [c.value for c in values] for kind, values in choices.items()}
+
+    at_now = codes(resident_data.filter_choices(connection, "fr", NOW, facts))
+    assert sorted(at_now["theme"]) == ["famille", "sante"]  # 'emploi' was removed at source
+    assert at_now["quartier"] == ["Centre", "Hoche"]
+    later = dt.datetime(2026, 12, 20, tzinfo=dt.UTC)  # every session of 'a' is over
+    from_facts = codes(resident_data.filter_choices(connection, "fr", later, facts))
+    assert from_facts == codes(resident_data.filter_choices(connection, "fr", later))
+    assert from_facts == {"theme": ["famille"], "quartier": ["Centre"], "public": []}
+    # facts read after the moment asked about are not trusted: read again
+    newer = resident_data.database_facts(connection, later)
+    assert codes(resident_data.filter_choices(connection, "fr", NOW, newer)) == at_now

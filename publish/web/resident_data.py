@@ -312,7 +312,7 @@ def database_facts(connection: sqlite3.Connection, now: dt.datetime) -> Database
         days = connection.execute(
             "SELECT max(julianday(end_utc) - julianday(start_utc)) FROM occurrences"
         ).fetchone()[0]
-        longest = int(math.ceil(days)) + 1 if days is not None else None
+        longest = math.ceil(days) + 1 if days is not None else None
     choice_ends: dict[str, dict[str, str]] = {"theme": {}, "quartier": {}, "public": {}}
     publics = _first(event_columns, _PUBLICS_COLUMNS)
     picked = [("theme", "themes" if "themes" in event_columns else None),
