@@ -145,7 +145,7 @@ class PreviewItem:
 
     @property
     def when(self) -> str:
-        """The date and times in French words, e.g. ``mardi 1 décembre 2026, 04:00 → 06:00``."""
+        """The date and times in French words, e.g. ``mardi 1er décembre 2026, 04:00 → 06:00``."""
         return french_when(self.start_local, self.end_local, self.all_day)
 
 
@@ -155,8 +155,9 @@ _MONTHS = ("janvier", "février", "mars", "avril", "mai", "juin", "juillet", "ao
 
 
 def french_date(day: dt.date) -> str:
-    """``mardi 1 décembre 2026``."""
-    return f"{_DAYS[day.weekday()]} {day.day} {_MONTHS[day.month - 1]} {day.year}"
+    """``mardi 1er décembre 2026``, ``mercredi 2 décembre 2026`` (French writes « 1er »)."""
+    number = "1er" if day.day == 1 else str(day.day)
+    return f"{_DAYS[day.weekday()]} {number} {_MONTHS[day.month - 1]} {day.year}"
 
 
 def french_when(start_local: str, end_local: str | None, all_day: bool) -> str:

@@ -41,7 +41,7 @@ def test_healthy_calendar_shows_format_count_and_next_five(http_server, tmp_sett
         ("2026-12-04T02:30:00+01:00", "Final Cut Pro Users Group"),
     ]
     text = diagnosis.to_text()
-    assert "mardi 1 décembre 2026, 04:00 → 06:00 : Dorkbot PDX" in text
+    assert "mardi 1er décembre 2026, 04:00 → 06:00 : Dorkbot PDX" in text
     assert "Aucun problème trouvé" in text
 
 
