@@ -98,11 +98,11 @@ def _bounds(
     component: icalendar.Component,
 ) -> tuple[dt.date | dt.datetime, dt.date | dt.datetime | None, str | None]:
     start_prop = component["DTSTART"]
-    start = start_prop.dt
-    tzid = start_prop.params.get("TZID") if hasattr(start_prop, "params") else None
+    start: dt.date | dt.datetime = start_prop.dt  # type: ignore[assignment]  # DATE or DATE-TIME
+    tzid: str | None = start_prop.params.get("TZID") if hasattr(start_prop, "params") else None
     end: dt.date | dt.datetime | None = None
     if component.get("DTEND") is not None:
-        end = component["DTEND"].dt
+        end = component["DTEND"].dt  # type: ignore[assignment]  # DATE or DATE-TIME
     elif component.get("DURATION") is not None:
         end = start + component["DURATION"].dt
     return start, end, tzid
@@ -196,9 +196,9 @@ def normalize_ical_group(
     for record in sorted(records, key=lambda r: r.recurrence_id):
         part = icalendar.Calendar.from_ical(record.payload)
         for timezone in part.walk("VTIMEZONE"):
-            tzid = str(timezone.get("TZID"))
-            if tzid not in timezones:
-                timezones.add(tzid)
+            zone_id = str(timezone.get("TZID"))
+            if zone_id not in timezones:
+                timezones.add(zone_id)
                 calendar.add_component(timezone)
         for vevent in part.walk("VEVENT"):
             calendar.add_component(vevent)

@@ -88,7 +88,7 @@ def fold(line: bytes) -> bytes:
     backslash (or ``^``) escape kept with the character it escapes."""
     if len(line) < 75:
         return line
-    parts = []
+    parts: list[bytes] = []
     start = 0
     while len(line) - start >= 75 or (parts and len(line) - start > 74):
         end = start + 74

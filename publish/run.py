@@ -49,7 +49,7 @@ def publish(engine: Engine, out_dir: Path, now: dt.datetime) -> PublishOutcome:
     events = frames["events"]
     with Session(engine) as session:
         total, upcoming = session.execute(select(
-            func.count(), func.sum(case((Occurrence.end_utc >= now, 1), else_=0))  # type: ignore[operator]
+            func.count(), func.sum(case((Occurrence.end_utc >= now, 1), else_=0))  # type: ignore[operator,arg-type]
         ).select_from(Occurrence)).one()
     counts = record_run(engine, events, now, int(total or 0), int(upcoming or 0))
     name = snapshot_name(out_dir, now, counts.changed)

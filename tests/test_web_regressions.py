@@ -5,7 +5,7 @@ import asyncio
 from datasette.app import Datasette
 
 from tests.conftest import NOW
-from tests.test_exports import published, served  # noqa: F401  (fixtures)
+from tests.test_exports import published, served  # noqa: F401  (fixtures used by name)
 
 
 def run_requests(out, paths):
@@ -17,21 +17,21 @@ def run_requests(out, paths):
     return asyncio.run(scenario())
 
 
-def test_filtered_calendar_leaves_datasette_connections_usable(served):
+def test_filtered_calendar_leaves_datasette_connections_usable(served):  # noqa: F811
     paths = ["/exports/agenda.ics?theme=numerique"] * 6 + [
         "/api/events.json?limit=5", "/tissu-open/events.json?_size=2"] * 5
     responses = run_requests(served, paths)
     assert [r.status_code for r in responses] == [200] * len(paths)
 
 
-def test_control_characters_in_feed_filters_are_not_a_server_error(served):
+def test_control_characters_in_feed_filters_are_not_a_server_error(served):  # noqa: F811
     theme, quartier = run_requests(
         served, ["/exports/agenda.ics?theme=a%0aB", "/exports/agenda.ics?quartier=a%0d%0ab"])
     assert theme.status_code == 200 and quartier.status_code == 200
     assert b"BEGIN:VCALENDAR" in theme.content
 
 
-def test_api_parameter_errors_are_french(served):
+def test_api_parameter_errors_are_french(served):  # noqa: F811
     cases = {
         "/api/events.json?limit=abc": "limit",
         "/api/events.json?limit=-1": "limit",
@@ -48,7 +48,7 @@ def test_api_parameter_errors_are_french(served):
         assert "invalid literal" not in message and "must be" not in message
 
 
-def test_far_dates_on_resident_pages_are_ignored(served, monkeypatch):
+def test_far_dates_on_resident_pages_are_ignored(served, monkeypatch):  # noqa: F811
     monkeypatch.setattr("publish.web.resident.clock", lambda: NOW, raising=False)
     responses = run_requests(served, ["/?date=9999-12-31", "/?date=0001-01-01",
                                       "/agenda/affiche?date=9999-12-31", "/?date=2026-99-99"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import time
 from typing import Any
 
@@ -35,6 +36,7 @@ class ReloadingDatabase(Database):
 
     def __init__(self, ds: Any, path: str, is_mutable: bool = False) -> None:
         super().__init__(ds, path=path, is_mutable=is_mutable)
+        self._read_connection: sqlite3.Connection | None = None
         self._identity = _identity(path)
         self._generation = 0
         self._checked = time.monotonic()
