@@ -53,3 +53,16 @@ def test_far_dates_on_resident_pages_are_ignored(served, monkeypatch):  # noqa: 
     responses = run_requests(served, ["/?date=9999-12-31", "/?date=0001-01-01",
                                       "/agenda/affiche?date=9999-12-31", "/?date=2026-99-99"])
     assert [r.status_code for r in responses] == [200, 200, 200, 200]
+
+
+def test_directory_order_folds_accents():
+    import sqlite3
+
+    from publish.web.resident_data import organisations
+
+    connection = sqlite3.connect(":memory:")
+    connection.execute("CREATE TABLE organisations (id TEXT PRIMARY KEY, name TEXT)")
+    connection.executemany("INSERT INTO organisations VALUES (?, ?)", [
+        ("r", "Région Aquitaine"), ("e", "Épicerie solidaire de Pantin"), ("a", "Asso Zèbre")])
+    assert [o["name"] for o in organisations(connection)] == [
+        "Asso Zèbre", "Épicerie solidaire de Pantin", "Région Aquitaine"]

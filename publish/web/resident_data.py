@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
+from normalize.fold import fold
 from tissu.settings import DATA_DIR
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -559,10 +560,9 @@ def organisations(connection: sqlite3.Connection) -> list[dict[str, object]]:
     if not has_table(connection, "organisations"):
         return []
     connection.row_factory = sqlite3.Row
-    rows = connection.execute(
-        "SELECT * FROM organisations ORDER BY name COLLATE NOCASE, id"
-    ).fetchall()
-    return [dict(r) for r in rows]
+    rows = connection.execute("SELECT * FROM organisations").fetchall()
+    # accent-folded order: « Épicerie » files under E, not after Z as SQLite's NOCASE puts it
+    return sorted((dict(r) for r in rows), key=lambda r: (fold(str(r["name"] or "")), r["id"]))
 
 
 def organisation(connection: sqlite3.Connection, org_id: str) -> dict[str, object] | None:
@@ -605,8 +605,9 @@ def services(connection: sqlite3.Connection,
             return []
         sql += f' WHERE "{link}" = ?'
         params = (org_id,)
-    sql += f' ORDER BY "{name}" COLLATE NOCASE, id'
-    return [normalise_service(dict(r)) for r in connection.execute(sql, params).fetchall()]
+    rows = sorted((dict(r) for r in connection.execute(sql, params).fetchall()),
+                  key=lambda r: (fold(str(r.get(name) or "")), str(r.get("id"))))
+    return [normalise_service(row) for row in rows]
 
 
 def service(connection: sqlite3.Connection, service_id: str) -> dict[str, object] | None:
