@@ -55,6 +55,12 @@ def text_direction(lang: str) -> str:
     return "rtl" if lang in RTL_LANGUAGES else "ltr"
 
 
+@cache
+def _locale(lang: str) -> Locale:
+    """Babel's locale for ``lang``, parsed once (it is read on every date and time shown)."""
+    return Locale.parse(lang)
+
+
 def _french_first(lang: str, day: dt.date, text: str) -> str:
     """French writes the first day of a month as an ordinal: « mardi 1er décembre »."""
     if lang != "fr" or day.day != 1:
@@ -65,17 +71,17 @@ def _french_first(lang: str, day: dt.date, text: str) -> str:
 def format_day(lang: str, day: dt.date) -> str:
     """A full day name and date in ``lang``, e.g. ``lundi 30 novembre`` (CLDR pattern)."""
     return _french_first(lang, day,
-                         format_date(day, format="EEEE d MMMM", locale=Locale.parse(lang)))
+                         format_date(day, format="EEEE d MMMM", locale=_locale(lang)))
 
 
 def format_long_date(lang: str, day: dt.date) -> str:
     """A full date with the year in ``lang``, e.g. ``lundi 30 novembre 2026``."""
-    return _french_first(lang, day, format_date(day, format="full", locale=Locale.parse(lang)))
+    return _french_first(lang, day, format_date(day, format="full", locale=_locale(lang)))
 
 
 def format_clock(lang: str, moment: dt.datetime) -> str:
     """The local time of ``moment`` (aware, already in Europe/Paris) in ``lang``, e.g. ``14:30``."""
-    return format_time(moment, format="short", locale=Locale.parse(lang))
+    return format_time(moment, format="short", locale=_locale(lang))
 
 
 @cache
