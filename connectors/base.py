@@ -8,9 +8,11 @@ number when known, so that one broken record costs only that record.
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -205,3 +207,22 @@ def content_hint(data: bytes) -> str:
     if head.startswith((b"{", b"[")):
         return " (c'est du JSON : « format: openagenda » ou « format: datainclusion » ?)"
     return ""
+
+
+NO_JSON = object()  # sentinel: the bytes were not JSON
+
+
+def load_json(data: bytes, result: ParseResult) -> Any:
+    """Decode JSON bytes for a JSON connector, reporting into ``result`` instead of raising.
+
+    Returns the document, or :data:`NO_JSON` after adding one error with the line and column
+    of the fault (and any charset warning from :func:`decode_text`).
+    """
+    text, problems = decode_text(data)
+    result.warnings.extend(problems)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        result.errors.append(Problem(f"JSON illisible : {exc.msg} (colonne {exc.colno})",
+                                     line=exc.lineno, code="json"))
+        return NO_JSON

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from connectors.base import ParsedRecord, ParseResult, Problem, decode_text
+from connectors.base import NO_JSON, ParsedRecord, ParseResult, Problem, load_json
 
 KINDS = ("structure", "service")
 
@@ -75,13 +75,8 @@ def parse_datainclusion(data: bytes, source_id: str) -> ParseResult:
     count) is read and marked incomplete, so absent records are not marked removed.
     """
     result = ParseResult(detected_format="datainclusion")
-    text, problems = decode_text(data)
-    result.warnings.extend(problems)
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        result.errors.append(Problem(f"JSON illisible : {exc.msg} (colonne {exc.colno})",
-                                     line=exc.lineno, code="json"))
+    document = load_json(data, result)
+    if document is NO_JSON:
         return result
     items, envelope = _items(document)
     if envelope.get("unknown"):

@@ -24,7 +24,7 @@ import datetime as dt
 import json
 from typing import Any
 
-from connectors.base import ParsedRecord, ParseResult, Problem, decode_text, stable_hash
+from connectors.base import NO_JSON, ParsedRecord, ParseResult, Problem, load_json, stable_hash
 
 LANGUAGE_ORDER = ("fr", "en")
 # OpenAgenda status → (RFC 5545 STATUS as stored in Event.status, schema.org EventStatusType).
@@ -261,13 +261,8 @@ def parse_openagenda(data: bytes, source_id: str) -> ParseResult:
     response whose ``total`` exceeds its events is read and marked incomplete.
     """
     result = ParseResult(detected_format="openagenda")
-    text, problems = decode_text(data)
-    result.warnings.extend(problems)
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        result.errors.append(Problem(f"JSON illisible : {exc.msg} (colonne {exc.colno})",
-                                     line=exc.lineno, code="json"))
+    document = load_json(data, result)
+    if document is NO_JSON:
         return result
     events, total, shape = _events(document)
     if not shape:
