@@ -261,6 +261,19 @@ def _common_lines(row: dict[str, Any]) -> list[bytes]:
     return lines
 
 
+
+def _row_bounds(all_day: object, start_date: str | None, end_date: str | None,
+                start_utc: str | None, end_utc: str | None
+                ) -> tuple[dt.datetime | dt.date, dt.datetime | dt.date | None]:
+    """(start, end) of a published row: dates for all-day rows, aware UTC datetimes otherwise."""
+    if all_day:
+        assert start_date is not None
+        return (dt.date.fromisoformat(start_date),
+                dt.date.fromisoformat(end_date) if end_date else None)
+    start = _parse_utc(start_utc)
+    assert start is not None
+    return start, _parse_utc(end_utc)
+
 def vevent_bytes(row: dict[str, Any], overrides: list[dict[str, Any]],
                  theme_labels: dict[str, str]) -> tuple[bytes, str | None]:
     """Serialise one event (and its overrides) → (bytes of its VEVENTs, TZID used or None)."""
@@ -273,13 +286,8 @@ def vevent_bytes(row: dict[str, Any], overrides: list[dict[str, Any]],
     sequence = str(int(row.get("sequence") or 0) + int(row.get("revision") or 0)).encode()
     common = _common_lines(row)
     out = [b"BEGIN:VEVENT", *common]
-    if row["all_day"]:
-        start: dt.datetime | dt.date = dt.date.fromisoformat(row["start_date"])
-        end: dt.datetime | dt.date | None = (dt.date.fromisoformat(row["end_date"])
-                                             if row.get("end_date") else None)
-    else:
-        start = _parse_utc(row["dtstart_utc"])  # type: ignore[assignment]
-        end = _parse_utc(row.get("dtend_utc"))
+    start, end = _row_bounds(row["all_day"], row.get("start_date"), row.get("end_date"),
+                             row.get("dtstart_utc"), row.get("dtend_utc"))
     out.append(_dt_line("DTSTART", start, zone))
     if end is not None and end > start:  # type: ignore[operator]
         out.append(_dt_line("DTEND", end, zone))
@@ -296,13 +304,8 @@ def vevent_bytes(row: dict[str, Any], overrides: list[dict[str, Any]],
     out.append(b"END:VEVENT")
     for occ in overrides if is_series else []:
         recurrence = _key_value(occ["recurrence_id"])
-        if occ["all_day"]:
-            o_start: dt.datetime | dt.date = dt.date.fromisoformat(occ["start_date"])
-            o_end: dt.datetime | dt.date | None = (dt.date.fromisoformat(occ["end_date"])
-                                                   if occ.get("end_date") else None)
-        else:
-            o_start = _parse_utc(occ["start_utc"])  # type: ignore[assignment]
-            o_end = _parse_utc(occ.get("end_utc"))
+        o_start, o_end = _row_bounds(occ["all_day"], occ.get("start_date"), occ.get("end_date"),
+                                     occ.get("start_utc"), occ.get("end_utc"))
         o_status = "CANCELLED" if cancelled or occ["status"] == "cancelled" else _STATUS.get(
             occ["status"], "CONFIRMED")
         out.extend([b"BEGIN:VEVENT", *common, _dt_line("RECURRENCE-ID", recurrence, zone),
