@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urljoin, urlparse
 
+from babel.dates import format_date
 from rapidfuzz import fuzz
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import StaticPool
@@ -149,15 +150,13 @@ class PreviewItem:
         return french_when(self.start_local, self.end_local, self.all_day)
 
 
-_DAYS = ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche")
-_MONTHS = ("janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août",
-           "septembre", "octobre", "novembre", "décembre")
-
-
 def french_date(day: dt.date) -> str:
-    """``mardi 1er décembre 2026``, ``mercredi 2 décembre 2026`` (French writes « 1er »)."""
-    number = "1er" if day.day == 1 else str(day.day)
-    return f"{_DAYS[day.weekday()]} {number} {_MONTHS[day.month - 1]} {day.year}"
+    """``mardi 1er décembre 2026``, ``mercredi 2 décembre 2026``: Babel's French CLDR names.
+
+    French writes the first of the month « 1er », which CLDR date patterns cannot express.
+    """
+    text = format_date(day, "EEEE d MMMM y", locale="fr")
+    return text.replace(" 1 ", " 1er ", 1) if day.day == 1 else text
 
 
 def french_when(start_local: str, end_local: str | None, all_day: bool) -> str:

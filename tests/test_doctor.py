@@ -205,3 +205,10 @@ def test_private_and_metadata_addresses_are_refused_in_plain_french(tmp_settings
         assert problem.message.count("adresse refusée") == 1
         assert "adresse publique" in problem.fix
         assert not diagnosis.usable
+
+
+def test_french_when_first_of_month_and_times():
+    # « 1er » for the first of the month (CLDR cannot say it), Babel's names elsewhere.
+    assert french_when("2026-12-01", None, True) == "mardi 1er décembre 2026"
+    assert french_when("2027-01-11T09:30:00", "2027-01-11T12:00:00", False).startswith(
+        "lundi 11 janvier 2027, 09:30")
