@@ -12,6 +12,7 @@ import json
 from functools import lru_cache
 
 from normalize.extract import extract_details
+from normalize.geocode import geocode_unknown_location
 from normalize.places import HOME_CITY, resolve_location
 from normalize.themes import assign_themes, load_mapping
 from schemas.models import Event, Source
@@ -40,7 +41,9 @@ def enrich_event(event: Event, source: Source) -> Event:
       :func:`normalize.extract.extract_details` on title and description;
     - ``place_id``, ``postal_code``, ``city``, ``quartier``, ``latitude``/``longitude``:
       :func:`normalize.places.resolve_location` on ``location``; the source registry's
-      ``quartier`` is used when no place or street gives one.
+      ``quartier`` is used when no place or street gives one. A LOCATION naming no known
+      venue is geocoded by :func:`normalize.geocode.geocode_unknown_location` (BAN, only with
+      ``TISSU_GEOCODER=ban``).
     """
     categories = _json_list(event.categories)
     themes = assign_themes(event.title, event.description, categories,
@@ -67,5 +70,11 @@ def enrich_event(event: Event, source: Source) -> Event:
     event.city = event.city or where.city
     if event.latitude is None and where.latitude is not None:
         event.latitude, event.longitude = where.latitude, where.longitude
+    if where.place_id is None and event.latitude is None:  # TISSU_GEOCODER=ban only
+        found = geocode_unknown_location(event.location, event.postal_code)
+        if found is not None:
+            event.latitude, event.longitude = found.latitude, found.longitude
+            event.postal_code, event.city = event.postal_code or found.postal_code, event.city or found.city
+            where.quartier = where.quartier or found.quartier
     event.quartier = where.quartier or source.quartier
     return event

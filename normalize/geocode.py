@@ -7,23 +7,35 @@
   FeatureCollection whose features have ``geometry.coordinates`` = [lon, lat] and
   ``properties`` label, score (0–1), postcode, city, citycode, type). Answers are cached in a
   JSON file so that an address is asked once; tested only against a local fake server.
+
+Normalisation uses :func:`geocode_unknown_location` for a LOCATION that names no known venue:
+with ``TISSU_GEOCODER=offline`` (default) it does nothing; with ``TISSU_GEOCODER=ban`` it asks
+the BAN at ``TISSU_BAN_URL`` for the street address the LOCATION contains, cached in
+``TISSU_GEOCODE_CACHE`` (tissu/settings.py).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+import os
+from dataclasses import asdict, dataclass, replace
+from functools import lru_cache
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import requests
 
 from normalize.fold import words
-from normalize.places import HOME_CITY, resolve_location
+from normalize.places import HOME_CITY, parse_location, resolve_location, street_quartier
+
+if TYPE_CHECKING:
+    from tissu.settings import Settings
 
 BAN_URL = "https://api-adresse.data.gouv.fr"
 MAX_BODY_BYTES = 1_000_000
+GEOCODERS = ("offline", "ban")
+HOME_CITYCODE = "93055"  # code INSEE de Pantin
 log = logging.getLogger(__name__)
 
 
@@ -43,6 +55,8 @@ class GeocodeResult:
     citycode: str | None = None
     score: float = 0.0
     precision: str | None = None
+    quartier: str | None = None
+    """Quartier of Pantin from data/quartiers.yaml (set by :func:`geocode_unknown_location`)."""
 
 
 class Geocoder(Protocol):
@@ -57,13 +71,14 @@ class OfflineGeocoder:
     """Known venues only (data/places.yaml); no network, no guess."""
 
     def geocode(self, address: str, postal_code: str | None = None) -> GeocodeResult | None:
-        """Position of the known venue ``address`` designates, or None."""
+        """Cited position (WGS 84) of the known venue ``address`` designates, or None (unknown
+        venue, or a venue whose position no cited source gives)."""
         found = resolve_location(address, postal_code=postal_code, default_city=HOME_CITY)
         if found.place_id is None or found.latitude is None or found.longitude is None:
             return None
         return GeocodeResult(found.latitude, found.longitude, label=found.address,
                              postal_code=found.postal_code, city=found.city, score=1.0,
-                             precision="approximate-venue")
+                             precision="venue", quartier=found.quartier)
 
 
 class BANGeocoder:
@@ -151,3 +166,77 @@ class BANGeocoder:
                              postal_code=props.get("postcode"), city=props.get("city"),
                              citycode=props.get("citycode"), score=score,
                              precision=props.get("type"))
+
+
+def make_geocoder(settings: Settings) -> OfflineGeocoder | BANGeocoder:
+    """The geocoder ``settings.geocoder`` names: ``offline`` or ``ban`` (``settings.ban_url``,
+    cache file ``settings.geocode_cache``).
+
+    Raises:
+        ValueError: any other value of ``TISSU_GEOCODER`` (message in French).
+    """
+    if settings.geocoder == "offline":
+        return OfflineGeocoder()
+    if settings.geocoder == "ban":
+        return BANGeocoder(settings.ban_url, cache_path=settings.geocode_cache)
+    raise ValueError(f"TISSU_GEOCODER doit valoir {' ou '.join(GEOCODERS)} "
+                     f"(reçu {settings.geocoder!r})")
+
+
+@lru_cache(maxsize=4)
+def _ban_for(mode: str, url: str, cache: str) -> BANGeocoder | None:
+    """One BAN geocoder per setting for the whole process (None when offline or invalid)."""
+    if mode == "ban":
+        return BANGeocoder(url, cache_path=Path(cache))
+    if mode != "offline":
+        log.warning("TISSU_GEOCODER=%r inconnu : géocodage hors ligne (valeurs : %s)", mode,
+                    ", ".join(GEOCODERS))
+    return None
+
+
+def geocode_unknown_location(location: str | None, postal_code: str | None = None,
+                             settings: Settings | None = None) -> GeocodeResult | None:
+    """Position of a LOCATION that names no known venue, from the BAN when
+    ``TISSU_GEOCODER=ban``; None otherwise.
+
+    Only the street address found in ``location`` is sent (``"12 rue Berthier, 93500 Pantin"``
+    → ``q="12 rue Berthier"``, ``postcode=93500``; a city named without postal code is added to
+    ``q``); a LOCATION without a street is never sent. When the BAN answers with Pantin
+    (citycode 93055), ``quartier`` comes from data/quartiers.yaml. Never raises: network and
+    format trouble give None (logged), as does an unknown ``TISSU_GEOCODER`` value.
+
+    Args:
+        location: the event's LOCATION text.
+        postal_code: a postal code the source gave (wins over the one in ``location``).
+        settings: defaults to :func:`tissu.settings.get_settings` (environment).
+    """
+    if not location or not location.strip():
+        return None
+    if settings is None:
+        if os.environ.get("TISSU_GEOCODER", "offline").strip().lower() in ("", "offline"):
+            return None  # fast path: the default costs nothing per event
+        from tissu.settings import get_settings
+
+        settings = get_settings()
+    geocoder = _ban_for(settings.geocoder, settings.ban_url, str(settings.geocode_cache))
+    if geocoder is None:
+        return None
+    parsed = parse_location(location)
+    if not parsed.street:
+        return None
+    query = " ".join(p for p in (parsed.street_number, parsed.street) if p)
+    code = postal_code or parsed.postal_code
+    if not code and parsed.city:
+        query = f"{query} {parsed.city}"
+    try:
+        found = geocoder.geocode(query, postal_code=code)
+    except Exception as exc:  # noqa: BLE001 - a geocoder never costs the event
+        log.warning("géocodage impossible pour %r : %s", location, exc)
+        return None
+    if found is None or found.latitude is None:
+        return None
+    if found.citycode == HOME_CITYCODE:
+        known, quartier = street_quartier(parsed.street)
+        if known and quartier:
+            found = replace(found, quartier=quartier)
+    return found

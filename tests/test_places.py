@@ -119,7 +119,7 @@ def test_sync_places_writes_rows(tmp_path: Path) -> None:
 def test_offline_geocoder_knows_venues_only() -> None:
     geocoder = OfflineGeocoder()
     found = geocoder.geocode("104 avenue Jean-Lolive")
-    assert found is not None and found.precision == "approximate-venue"
+    assert found is not None and found.precision == "venue"
     assert geocoder.geocode("17 rue Inconnue") is None
 
 

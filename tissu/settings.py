@@ -87,6 +87,13 @@ class Settings:
             follow links at most this deep (``TISSU_CRAWL_DEPTH``, 2) and read at most this many
             pages (``TISSU_CRAWL_MAX_PAGES``, 50); ``host_delay`` is their delay per request.
         crawl_timeout: longest website crawl in seconds (``TISSU_CRAWL_TIMEOUT``, 300).
+        geocoder: ``offline`` (default: known venues of data/places.yaml only, no network) or
+            ``ban`` (Base Adresse Nationale, for LOCATIONs that name no known venue)
+            (``TISSU_GEOCODER``).
+        ban_url: root of the BAN search API (``TISSU_BAN_URL``,
+            https://api-adresse.data.gouv.fr).
+        geocode_cache: JSON file caching BAN answers (``TISSU_GEOCODE_CACHE``, default
+            ``data/raw/geocode-ban.json``).
     """
 
     database_url: str = field(
@@ -163,6 +170,17 @@ class Settings:
     crawl_depth: int = field(default_factory=lambda: _int("TISSU_CRAWL_DEPTH", 2))
     crawl_max_pages: int = field(default_factory=lambda: _int("TISSU_CRAWL_MAX_PAGES", 50))
     crawl_timeout: int = field(default_factory=lambda: _int("TISSU_CRAWL_TIMEOUT", 300))
+    geocoder: str = field(
+        default_factory=lambda: os.environ.get("TISSU_GEOCODER", "offline").strip().lower()
+        or "offline"
+    )
+    ban_url: str = field(
+        default_factory=lambda: os.environ.get("TISSU_BAN_URL", "https://api-adresse.data.gouv.fr")
+    )
+    geocode_cache: Path = field(
+        default_factory=lambda: Path(os.environ.get("TISSU_GEOCODE_CACHE",
+                                                    DATA_DIR / "raw" / "geocode-ban.json"))
+    )
 
 
 def get_settings(**overrides: object) -> Settings:
