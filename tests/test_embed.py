@@ -71,7 +71,7 @@ def test_iframe_page_renders_without_javascript(published, monkeypatch) -> None:
     page.feed(response.text)
     tags = [t for t, _ in page.tags]
     assert "script" not in tags  # works with JavaScript off
-    assert ("html", {"lang": "fr"}) in page.tags
+    assert ("html", {"lang": "fr", "dir": "ltr"}) in page.tags
     # no third-party request: no external stylesheet, script, image or font
     for tag, attrs in page.tags:
         if tag in {"link", "img", "script", "iframe"}:
@@ -125,3 +125,43 @@ def test_script_renders_the_data_in_node(published, monkeypatch, tmp_path) -> No
         "h3: MDS-t",
         "time 2026-12-07T12:30:00+01:00: lundi 7 décembre, 12 h 30 – 14 h 00",
     ]
+
+
+def test_embed_follows_lang_like_the_resident_pages(published, monkeypatch) -> None:
+    """``/embed?lang=en`` is English, ``lang=ar`` Arabic right to left, French otherwise."""
+    french = _Page()
+    french.feed(_get(published, "/embed?quartier=Quatre-Chemins&limite=1", monkeypatch).text)
+    assert ("html", {"lang": "fr", "dir": "ltr"}) in french.tags
+    assert "Tous les thèmes" in french.text
+
+    response = _get(published, "/embed?quartier=Quatre-Chemins&limite=1&lang=en", monkeypatch)
+    assert response.status_code == 200
+    english = _Page()
+    english.feed(response.text)
+    assert ("html", {"lang": "en", "dir": "ltr"}) in english.tags
+    text = " ".join(english.text)
+    assert "Solidarity agenda — Quatre-Chemins" in text
+    assert "All themes" in text and "Tous les thèmes" not in text
+    assert "Monday 30 November, 12:30\u202fPM – 2:00\u202fPM" in text
+    # the language survives the filter form, and the theme list is in English
+    assert ("input", {"type": "hidden", "name": "lang", "value": "en"}) in english.tags
+    assert "Older people and loneliness" in english.text
+    assert "set-cookie" not in response.headers
+
+    arabic = _Page()
+    arabic.feed(_get(published, "/embed?quartier=Quatre-Chemins&limite=1&lang=ar",
+                     monkeypatch).text)
+    assert ("html", {"lang": "ar", "dir": "rtl"}) in arabic.tags
+    assert "تقويم التضامن — Quatre-Chemins" in " ".join(arabic.text)
+    assert "الاثنين 30 نوفمبر، 12:30 م – 2:00 م" in arabic.text
+
+    unknown = _Page()
+    unknown.feed(_get(published, "/embed?lang=xx&limite=1", monkeypatch).text)
+    assert ("html", {"lang": "fr", "dir": "ltr"}) in unknown.tags
+
+
+def test_embed_json_when_labels_follow_lang(published, monkeypatch) -> None:
+    body = _get(published, "/embed/agenda.json?theme=seniors-isolement&limite=1&lang=en",
+                monkeypatch).json()
+    assert [s["when"] for s in body["sessions"]] == ["Monday 30 November, 12:30\u202fPM – 2:00\u202fPM"]
+    assert body["filters"]["lang"] == "en" and "lang=en" in body["page"]

@@ -4,8 +4,11 @@ Routes:
 
 - ``/embed``: a complete, light HTML page for an ``<iframe>``: the next sessions, filterable by
   ``theme`` and ``quartier`` (a plain GET form: works without JavaScript), ``limite`` (1–50,
-  default 10), French by default. No third-party request: the only resource is inline CSS.
-- ``/embed/agenda.json``: the same selection as JSON for the ``<script>`` snippet (CORS allowed).
+  default 10). French by default; ``lang=en`` or ``lang=ar`` (right to left) like the resident
+  pages, with the same Babel catalogues (publish/web/locales). No cookie is read or set: a
+  framed page follows its URL only. No third-party request: the only resource is inline CSS.
+- ``/embed/agenda.json``: the same selection as JSON for the ``<script>`` snippet (CORS allowed);
+  ``lang`` sets the language of the ``when`` labels.
 - ``/embed/agenda.js``: the snippet's script. It fills every ``<div data-tissu-agenda>`` of the
   host page with the sessions of its ``data-theme``/``data-quartier``/``data-limite``, fetching
   only from the Tissu server it was loaded from; its style is scoped to ``.tissu-agenda``.
@@ -25,6 +28,7 @@ from urllib.parse import urlencode
 from datasette.utils.asgi import Response
 
 from normalize.times import PARIS
+from publish.web import resident_i18n as i18n
 from publish.web.exports import CORS, cached_response
 
 DATABASE = "tissu-open"
@@ -56,6 +60,37 @@ def french_when(start_local: str, end_local: str | None, all_day: bool) -> str:
     return label
 
 
+def _(lang: str, message: str) -> str:
+    return i18n.gettext(lang, message)
+
+
+def when_label(lang: str, start_local: str, end_local: str | None, all_day: bool) -> str:
+    """A session's label in ``lang`` (``fr``, ``en`` or ``ar``), times in Europe/Paris.
+
+    French keeps :func:`french_when`'s wording; English and Arabic use Babel's CLDR day and
+    time formats with the catalogue's « toute la journée » (e.g. ``Monday 30 November, 12:30 –
+    2:00 PM``). Raises ValueError on a malformed ISO 8601 ``start_local``.
+    """
+    if lang == i18n.DEFAULT_LANGUAGE or lang not in i18n.LANGUAGES:
+        return french_when(start_local, end_local, all_day)
+    comma = "، " if lang == "ar" else ", "  # the Arabic comma
+    if all_day:
+        day = dt.date.fromisoformat(start_local[:10])
+        return f"{i18n.format_day(lang, day)}{comma}{_(lang, 'toute la journée')}"
+    start = dt.datetime.fromisoformat(start_local).astimezone(PARIS)
+    label = f"{i18n.format_day(lang, start.date())}{comma}{i18n.format_clock(lang, start)}"
+    if end_local:
+        end = dt.datetime.fromisoformat(end_local).astimezone(PARIS)
+        if end > start and end.date() == start.date():
+            label += f" – {i18n.format_clock(lang, end)}"
+    return label
+
+
+def _language(request: Any) -> str:
+    """``?lang=`` when supported, else French (the embed page reads no cookie)."""
+    return i18n.pick_language(request.args.get("lang"), None)
+
+
 def _limit(raw: str | None) -> int:
     try:
         return min(max(int(raw or DEFAULT_LIMIT), 1), MAX_LIMIT)
@@ -64,12 +99,13 @@ def _limit(raw: str | None) -> int:
 
 
 def select_sessions(connection: sqlite3.Connection, now: dt.datetime, theme: str | None,
-                    quartier: str | None, limit: int) -> dict[str, Any]:
+                    quartier: str | None, limit: int, lang: str = "fr") -> dict[str, Any]:
     """Upcoming sessions (not ended at ``now``, aware) of events still published, filtered.
 
     Returns ``{"sessions": [...], "themes": [(code, label)], "quartiers": [name]}``; each session
-    has id, event_id, title, when (French label), start (ISO, Paris), location, quartier, url,
-    cancelled (bool).
+    has id, event_id, title, when (label in ``lang``, see :func:`when_label`), start (ISO,
+    Paris), location, quartier, url, cancelled (bool). Theme labels are in ``lang`` when the
+    ``themes`` table has that column, else French.
     """
     connection.row_factory = sqlite3.Row
     event_columns = {r[1] for r in connection.execute("PRAGMA table_info(events)")}
@@ -93,40 +129,54 @@ def select_sessions(connection: sqlite3.Connection, now: dt.datetime, theme: str
     ).fetchall()
     sessions = [{
         "id": r["id"], "event_id": r["event_id"], "title": r["title"],
-        "when": french_when(r["start_local"], r["end_local"], bool(r["all_day"])),
+        "when": when_label(lang, r["start_local"], r["end_local"], bool(r["all_day"])),
         "start": r["start_local"], "location": r["location"], "quartier": r["quartier"],
         "url": r["url"], "cancelled": bool(r["cancelled"]),
     } for r in rows]
     tables = {r[0] for r in connection.execute("SELECT name FROM sqlite_master")}
-    themes = ([(c, fr) for c, fr in connection.execute("SELECT code, fr FROM themes ORDER BY fr")]
-              if "themes" in tables else [])
+    themes: list[tuple[str, str]] = []
+    if "themes" in tables:
+        theme_columns = {r[1] for r in connection.execute("PRAGMA table_info(themes)")}
+        label = lang if lang in i18n.LANGUAGES and lang in theme_columns else "fr"
+        themes = sorted(((str(c), str(t or fr)) for c, t, fr in connection.execute(
+            f'SELECT code, "{label}", fr FROM themes')), key=lambda pair: pair[1].casefold())
     quartiers = [q for (q,) in connection.execute(
         "SELECT DISTINCT quartier FROM events WHERE quartier IS NOT NULL ORDER BY quartier")]
     return {"sessions": sessions, "themes": themes, "quartiers": quartiers}
 
 
 async def _selection(request: Any, datasette: Any) -> tuple[dict[str, Any], dict[str, str]]:
+    lang = _language(request)
     args = {"theme": request.args.get("theme") or "",
             "quartier": request.args.get("quartier") or "",
-            "limite": str(_limit(request.args.get("limite")))}
+            "limite": str(_limit(request.args.get("limite"))),
+            "lang": "" if lang == i18n.DEFAULT_LANGUAGE else lang}
     now = clock()
     database = datasette.get_database(DATABASE)
     found = await database.execute_fn(lambda connection: select_sessions(
-        connection, now, args["theme"] or None, args["quartier"] or None, int(args["limite"])))
+        connection, now, args["theme"] or None, args["quartier"] or None, int(args["limite"]),
+        lang))
     return found, args
 
 
 async def embed_page(request: Any, datasette: Any) -> Response:
     """``/embed``: the agenda page for an iframe (no JavaScript needed)."""
     found, args = await _selection(request, datasette)
+    lang = args["lang"] or i18n.DEFAULT_LANGUAGE
+
+    def _(message: str) -> str:
+        return i18n.gettext(lang, message)
+
     theme_labels = dict(found["themes"])
-    heading = "Agenda solidaire"
+    heading = _("Agenda solidaire")
     if args["theme"]:
         heading += " — " + theme_labels.get(args["theme"], args["theme"])
     if args["quartier"]:
         heading += " — " + args["quartier"]
     feed_args = {k: v for k, v in args.items() if v and k in ("theme", "quartier")}
-    html = await datasette.render_template("embed/agenda.html", {
+    html = i18n.environment(lang, "embed").get_template("agenda.html").render({
+        "lang": lang,
+        "dir": i18n.text_direction(lang),
         "heading": heading,
         "sessions": found["sessions"],
         "themes": found["themes"],
@@ -134,7 +184,8 @@ async def embed_page(request: Any, datasette: Any) -> Response:
         "args": args,
         "css": (STATIC / "embed.css").read_text(encoding="utf-8"),
         "feed_url": "/exports/agenda.ics" + ("?" + urlencode(feed_args) if feed_args else ""),
-    }, request=request)
+        "home_url": "/" + ("?" + urlencode({"lang": lang}) if args["lang"] else ""),
+    })
     response = cached_response(request, html.encode("utf-8"), "text/html; charset=utf-8", None)
     # framed by any site: no X-Frame-Options; say so explicitly for CSP-aware browsers
     response.headers["Content-Security-Policy"] = (

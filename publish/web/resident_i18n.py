@@ -85,13 +85,14 @@ def format_clock(lang: str, moment: dt.datetime) -> str:
 
 
 @cache
-def environment(lang: str) -> jinja2.Environment:
-    """A Jinja environment for the resident templates with ``lang``'s gettext installed.
+def environment(lang: str, folder: str = "resident") -> jinja2.Environment:
+    """A Jinja environment for the templates of ``templates/<folder>`` (``resident`` or
+    ``embed``) with ``lang``'s gettext installed.
 
     One environment per language keeps concurrent requests in different languages apart.
     """
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
+        loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR.parent / folder)),
         autoescape=jinja2.select_autoescape(["html", "xml", "svg"]),
         extensions=["jinja2.ext.i18n"],
         trim_blocks=True,
