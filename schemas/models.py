@@ -103,6 +103,12 @@ class Source(SQLModel, table=True):
     items_recent: str = Field(default="[]", description="JSON list: records per recent read")
     events_total: int = 0
     events_upcoming: int = 0
+    # Incremental runs (tissu/pipeline.py): private bookkeeping, never published.
+    normalized_at: dt.datetime | None = utc_field()
+    normalized_key: str | None = Field(
+        default=None, description="Fingerprint of what the last normalisation depended on")
+    deduped_at: dt.datetime | None = utc_field()
+    crawl_pages: str | None = text_field()  # JSON: pages of the last complete crawl + validators
 
 
 class HarvestRun(SQLModel, table=True):

@@ -6,7 +6,10 @@ publish.build) and collects their outcomes.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import functools
+import hashlib
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -35,6 +38,66 @@ class SourceSummary:
     occurrences: int = 0
     warnings: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    #: True when the source's events were rebuilt this run (normalize.pipeline), False when
+    #: normalisation was skipped because nothing it depends on had changed.
+    normalised: bool = False
+
+
+# A source whose records did not change is normalised again at most this often anyway, so
+# that its occurrences follow the moving expansion horizon (TISSU_HORIZON_*_DAYS).
+RENORMALISE_AFTER = dt.timedelta(hours=24)
+# Inputs of normalisation besides the records: normalisation code and reference data. Their
+# (path, size, mtime) enter every source's normalisation key, so editing them re-normalises.
+_NORMALISATION_INPUTS = ("normalize/*.py", "data/places.yaml", "data/quartiers.yaml",
+                         "data/vocab/*.yaml", "data/mappings/*.yaml")
+
+
+@functools.lru_cache(maxsize=1)
+def _normalisation_inputs_stamp() -> str:
+    """SHA-256 over (path, size, mtime) of the files normalisation reads (code and data)."""
+    from tissu.settings import PROJECT_ROOT
+
+    digest = hashlib.sha256()
+    for pattern in _NORMALISATION_INPUTS:
+        for path in sorted(PROJECT_ROOT.glob(pattern)):
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            digest.update(f"{path.relative_to(PROJECT_ROOT)}:{stat.st_size}:"
+                          f"{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def normalisation_key(source: Source, settings: Settings) -> str:
+    """Fingerprint of everything but the records that ``normalize_source`` reads for ``source``.
+
+    Registry fields copied onto its events (publisher, themes, quartier, address, format), the
+    expansion horizon's length, and the normalisation code and data files
+    (:data:`_NORMALISATION_INPUTS`). Hex SHA-256.
+    """
+    basis = json.dumps([
+        source.id, source.format, source.url, source.publisher_name, source.publisher_type,
+        source.publisher_website, source.themes, source.quartier,
+        settings.horizon_past_days, settings.horizon_future_days,
+        _normalisation_inputs_stamp(),
+    ], ensure_ascii=False)
+    return hashlib.sha256(basis.encode("utf-8")).hexdigest()
+
+
+def needs_normalisation(source: Source, harvested: HarvestOutcome, key: str,
+                        now: dt.datetime, force: bool = False) -> bool:
+    """Whether ``normalize_source`` must run for ``source`` after this harvest.
+
+    False only when the harvest changed none of its stored records (``harvested.changed``
+    false: HTTP 304, identical bytes, or the same records again), its last normalisation
+    succeeded with the same :func:`normalisation_key` less than :data:`RENORMALISE_AFTER`
+    before ``now`` (aware UTC), and the run is not forced.
+    """
+    if force or harvested.changed or source.normalized_key != key:
+        return True
+    done = source.normalized_at
+    return done is None or not (now - RENORMALISE_AFTER < done <= now)
 
 
 def sync_registry(session: Session, specs: Iterable[SourceSpec]) -> list[Source]:
@@ -92,6 +155,11 @@ def run_source(engine: Engine, source_id: str, settings: Settings,
             return SourceSummary(source_id, "failed", errors=[f"{source_id} : {exc!r}"])
         summary = SourceSummary(source_id, harvested.status, harvested.records, harvested.events,
                                 warnings=harvested.warnings, errors=harvested.errors)
+        key = normalisation_key(source, settings)
+        if not needs_normalisation(source, harvested, key, now, force):
+            # Same records, same inputs, normalised recently: its events are already right.
+            _refresh_health(session, source, settings, now)
+            return summary
         try:
             try:
                 normalized = normalize_source(session, source, horizon, now)
@@ -109,6 +177,12 @@ def run_source(engine: Engine, source_id: str, settings: Settings,
         summary.occurrences = normalized.occurrences
         summary.warnings.extend(normalized.warnings)
         summary.errors.extend(normalized.errors)
+        summary.normalised = True
+        # a record that failed (no key stored) is tried again at the next run
+        source.normalized_at = now
+        source.normalized_key = None if normalized.errors else key
+        session.add(source)
+        session.commit()
         _refresh_health(session, source, settings, now)
         return summary
 
@@ -130,16 +204,51 @@ def harvest_all(engine: Engine, specs: list[SourceSpec], settings: Settings,
     if jobs > 1:
         summaries = harvest_parallel(engine, active, settings, now, jobs, per_host, progress,
                                      force=force)
-        run_deduplication(engine, now)  # once, after every source is normalised
-        return summaries
-    summaries = []
-    for source_id in active:
-        summary = run_source(engine, source_id, settings, now, force=force)
-        summaries.append(summary)
-        if progress:
-            progress(summary)
-    run_deduplication(engine, now)  # once, after every source is normalised (normalize/dedupe)
+    else:
+        summaries = []
+        for source_id in active:
+            summary = run_source(engine, source_id, settings, now, force=force)
+            summaries.append(summary)
+            if progress:
+                progress(summary)
+    deduplicate_if_needed(engine, now, force=force)  # once, after every source is normalised
     return summaries
+
+
+def deduplicate_if_needed(engine: Engine, now: dt.datetime, force: bool = False) -> bool:
+    """Run ``normalize.dedupe.run_deduplication`` unless no source changed since the last one.
+
+    A source normalised after the last successful deduplication (``Source.normalized_at`` later
+    than its ``deduped_at``, or never deduplicated) makes it due; so does ``force``. After a
+    run without a "déduplication impossible" warning, every normalised source's ``deduped_at``
+    becomes ``now`` (aware UTC). Returns True when deduplication ran. Never raises.
+    """
+    from sqlalchemy import or_, update
+    from sqlmodel import col
+
+    try:
+        with Session(engine) as session:
+            pending = session.exec(
+                select(Source.id).where(
+                    col(Source.normalized_at).is_not(None),
+                    or_(col(Source.deduped_at).is_(None),
+                        col(Source.deduped_at) < col(Source.normalized_at))).limit(1)
+            ).first()
+    except Exception:  # noqa: BLE001 - when in doubt, deduplicate
+        pending = "?"
+    if pending is None and not force:
+        return False
+    outcome = run_deduplication(engine, now)
+    if any("déduplication impossible" in w for w in getattr(outcome, "warnings", [])):
+        return True
+    # on failure the next run deduplicates again: harmless
+    with contextlib.suppress(Exception), Session(engine) as session:
+        session.execute(update(Source)
+                        .where(col(Source.normalized_at).is_not(None),
+                               col(Source.normalized_at) <= now)
+                        .values(deduped_at=now))
+        session.commit()
+    return True
 
 
 # --- Parallel harvest: a bounded pool in one process, and workers sharing one store ------------
