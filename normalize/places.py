@@ -1,8 +1,9 @@
 """Places: LOCATION strings → known Pantin venues, postal code, city and quartier.
 
-- ``data/places.yaml``: known venues (name, aliases, address, quartier, approximate WGS 84
-  position; see its header for where each fact comes from and what is unverified).
-- ``data/quartiers.yaml``: street → quartier of Pantin (null for streets crossing quartiers).
+- ``data/places.yaml``: known venues (name, aliases, and only facts a cited public page gives:
+  address, quartier, WGS 84 position; see its header). :func:`place_gaps` lists what is missing.
+- ``data/quartiers.yaml``: quartier names with the page attesting each, and street → quartier
+  (null unless a cited page ties the whole street to one quartier).
 
 Matching is accent- and case-insensitive, expands the abbreviations used in local agendas ("MQ"
 → maison de quartier, "CMS" → centre municipal de santé, "av." → avenue, "4" → quatre…),
@@ -31,6 +32,8 @@ PLACES_FILE = DATA / "places.yaml"
 QUARTIERS_FILE = DATA / "quartiers.yaml"
 HOME_CITY = "Pantin"
 HOME_POSTAL_CODES = frozenset({"93500"})
+PANTIN_BOX = (48.88, 48.92, 2.38, 2.43)
+"""(south, north, west, east) bounds in WGS 84 degrees around the commune of Pantin."""
 NAME_THRESHOLD = 90.0
 STREET_THRESHOLD = 92.0
 
@@ -79,8 +82,12 @@ class KnownPlace:
     verified: bool = False
     """True when the page in ``source`` states the name and street address."""
     coordinates_verified: bool = False
-    """True only for a position checked against the BAN or a cited page."""
+    """True when ``coordinates_source`` gives ``lat``/``lon`` (always, since a position without
+    a cited source is refused by :func:`load_places`)."""
     source: str | None = None
+    coordinates_source: str | None = None
+    quartier_source: str | None = None
+    note: str | None = None
 
 
 @dataclass
@@ -116,7 +123,9 @@ def load_places(path: Path = PLACES_FILE) -> tuple[KnownPlace, ...]:
     """The venues of ``data/places.yaml``.
 
     Raises:
-        ValueError: an entry without ``id`` or ``name``, or a duplicate ``id`` (names the entry).
+        ValueError: an entry without ``id`` or ``name``, a duplicate ``id``, an address marked
+            ``verified`` without ``source``, or a position (``lat``/``lon``) without
+            ``coordinates_source`` or outside Pantin (names the entry).
     """
     document = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     places: list[KnownPlace] = []
@@ -127,21 +136,39 @@ def load_places(path: Path = PLACES_FILE) -> tuple[KnownPlace, ...]:
         if entry["id"] in seen:
             raise ValueError(f"{path} : lieu n°{position} : id en double {entry['id']!r}")
         seen.add(entry["id"])
+        where = f"{path} : lieu {entry['id']!r}"
+        if entry.get("verified") and not (entry.get("source") and entry.get("address")):
+            raise ValueError(f"{where} : adresse 'verified' sans 'source' ni 'address'")
+        lat, lon = entry.get("lat"), entry.get("lon")
+        if (lat is None) != (lon is None):
+            raise ValueError(f"{where} : 'lat' et 'lon' vont ensemble")
+        if lat is not None and not entry.get("coordinates_source"):
+            raise ValueError(f"{where} : position sans 'coordinates_source' (jamais inventée)")
+        if lat is not None and not (PANTIN_BOX[0] <= lat <= PANTIN_BOX[1]
+                                    and PANTIN_BOX[2] <= lon <= PANTIN_BOX[3]):
+            raise ValueError(f"{where} : position ({lat}, {lon}) hors de Pantin")
         places.append(KnownPlace(
             id=entry["id"], name=entry["name"], kind=entry.get("kind"),
             aliases=tuple(entry.get("aliases") or ()), address=entry.get("address"),
             postal_code=str(entry["postal_code"]) if entry.get("postal_code") else None,
             city=entry.get("city"), quartier=entry.get("quartier"),
-            lat=entry.get("lat"), lon=entry.get("lon"), verified=bool(entry.get("verified")),
-            coordinates_verified=bool(entry.get("coordinates_verified")),
-            source=entry.get("source"),
+            lat=lat, lon=lon, verified=bool(entry.get("verified")),
+            coordinates_verified=lat is not None, source=entry.get("source"),
+            coordinates_source=entry.get("coordinates_source"),
+            quartier_source=entry.get("quartier_source"), note=entry.get("note"),
         ))
     return tuple(places)
 
 
 @lru_cache(maxsize=2)
 def load_streets(path: Path = QUARTIERS_FILE) -> dict[str, str | None]:
-    """Street key (:func:`place_key`) → quartier name, or None for streets crossing quartiers."""
+    """Street key (:func:`place_key`) → quartier name, or None when no cited source ties the
+    whole street to one quartier (boundary streets, streets crossing quartiers, unknown).
+
+    Raises:
+        ValueError: a street whose quartier is not among ``quartiers:``, or one tied to a
+            quartier as ``verified`` without a ``source`` (names the street).
+    """
     document = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     names = {q["name"] for q in document.get("quartiers") or []}
     streets: dict[str, str | None] = {}
@@ -149,6 +176,8 @@ def load_streets(path: Path = QUARTIERS_FILE) -> dict[str, str | None]:
         quartier = entry.get("quartier")
         if quartier is not None and quartier not in names:
             raise ValueError(f"{path} : rue {entry.get('street')!r} : quartier inconnu {quartier!r}")
+        if entry.get("verified") and not entry.get("source"):
+            raise ValueError(f"{path} : rue {entry.get('street')!r} : 'verified' sans 'source'")
         streets[place_key(entry["street"])] = quartier
     return streets
 
@@ -308,7 +337,8 @@ def resolve_location(location: str | None, *, postal_code: str | None = None,
         if known and quartier:
             result.quartier, result.quartier_from = quartier, "street"
         elif known:
-            result.notes.append(f"{parsed.street} traverse plusieurs quartiers")
+            result.notes.append(f"{parsed.street} : quartier non établi (rue-frontière, rue qui "
+                                "traverse plusieurs quartiers, ou aucune source)")
     if result.city is None and home and place is None and default_city:
         result.city = default_city
     return result
@@ -326,10 +356,41 @@ def sync_places(session: Session) -> int:
         row.aliases = json.dumps(list(known.aliases), ensure_ascii=False)
         address_note = (f"adresse vérifiée : {known.source}" if known.verified and known.source
                         else "adresse non vérifiée")
-        position_note = ("position vérifiée" if known.coordinates_verified else
-                         "coordonnées approximatives (≈ 100 m à quelques centaines de mètres)")
+        position_note = (f"position : {known.coordinates_source}" if known.coordinates_verified
+                         else "position inconnue (aucune source citée)")
         row.source_note = f"data/places.yaml : {address_note} ; {position_note}"
         session.add(row)
         count += 1
     session.commit()
     return count
+
+
+@dataclass(frozen=True)
+class PlaceGap:
+    """What :func:`place_gaps` found missing for one venue (labels in French)."""
+
+    id: str
+    name: str
+    missing: tuple[str, ...]
+    note: str | None = None
+
+
+def place_gaps(places: tuple[KnownPlace, ...] | None = None) -> list[PlaceGap]:
+    """The venues of data/places.yaml that lack a cited fact, in file order.
+
+    ``missing`` lists, in French: ``adresse`` (no address verified against a cited page),
+    ``position`` (no cited latitude/longitude), ``quartier`` (no quartier, or one with no
+    cited source). Venues with nothing missing are left out.
+    """
+    gaps: list[PlaceGap] = []
+    for place in places or load_places():
+        missing = []
+        if not (place.verified and place.address and place.source):
+            missing.append("adresse")
+        if not place.coordinates_verified:
+            missing.append("position")
+        if not (place.quartier and place.quartier_source):
+            missing.append("quartier")
+        if missing:
+            gaps.append(PlaceGap(place.id, place.name, tuple(missing), place.note))
+    return gaps

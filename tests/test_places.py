@@ -1,53 +1,148 @@
-"""Places, quartiers and geocoders (normalize/places.py, normalize/geocode.py)."""
+"""Places, quartiers and geocoders (normalize/places.py, normalize/geocode.py).
+
+Every fact of data/places.yaml and data/quartiers.yaml must be written on the public page it
+cites: tests/fixtures/places/cited_pages.yaml holds the lines of those pages that state them
+(provenance in tests/fixtures/PROVENANCE.md).
+"""
 
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import yaml
 from sqlmodel import Session, select
 
-from normalize.geocode import BANGeocoder, OfflineGeocoder
+from normalize.geocode import (
+    BANGeocoder,
+    OfflineGeocoder,
+    geocode_unknown_location,
+    make_geocoder,
+)
 from normalize.places import (
+    QUARTIERS_FILE,
     load_places,
     load_streets,
     match_place,
     parse_location,
+    place_gaps,
     place_key,
     resolve_location,
     sync_places,
 )
-from schemas.models import Place
+from schemas.models import Event, Place, Source
 from schemas.store import make_engine
 from tests.conftest import Route
+
+FIXTURE = Path(__file__).parent / "fixtures" / "places" / "cited_pages.yaml"
+CITED = {p["url"]: p["text"] for p in yaml.safe_load(FIXTURE.read_text("utf-8"))["pages"]}
+QUARTIER_NAMES = {q["name"] for q in
+                  yaml.safe_load(QUARTIERS_FILE.read_text("utf-8"))["quartiers"]}
+
+
+def _dms(degrees: str, minutes: str, seconds: str) -> float:
+    return int(degrees) + int(minutes) / 60 + int(seconds) / 3600
+
+
+def _positions(text: str) -> list[tuple[float, float]]:
+    """Every (lat, lon) written on a page: decimal pairs and degree-minute-second pairs."""
+    found = [(float(a), float(b)) for a, b in re.findall(r"(4\d\.\d{3,}),\s*(2\.\d{3,})", text)]
+    dms = re.findall(r"(\d+)°\s*(\d+)′\s*(\d+)″\s*N,?\s*(\d+)°\s*(\d+)′\s*(\d+)″\s*E", text)
+    found += [(_dms(*m[:3]), _dms(*m[3:])) for m in dms]
+    return found
 
 
 def test_registry_files_load_and_are_consistent() -> None:
     places = load_places()
-    assert len(places) >= 15
-    streets = load_streets()
-    quartiers = {q for q in streets.values() if q}
+    assert len(places) == 25
+    assert len({p.id for p in places}) == len(places)
     for place in places:
-        assert place.quartier is None or place.quartier in quartiers | {"Église", "Haut-Pantin",
-                                                                        "Mairie-Hoche"}
-        # An address is only "verified" with the URL of the page that states it.
-        assert not place.verified or (place.source and place.address)
-        assert place.coordinates_verified is False  # no position was checked against the BAN
-        if place.lat is not None:
-            assert 48.88 < place.lat < 48.92 and 2.38 < place.lon < 2.43  # inside Pantin
+        assert place.quartier is None or place.quartier in QUARTIER_NAMES, place.id
+        assert place.quartier is None or place.quartier_source, place.id  # no uncited quartier
+        assert not place.verified or (place.source and place.address), place.id
+        assert (place.lat is None) == (place.coordinates_source is None), place.id
+        assert place.coordinates_verified == (place.lat is not None)
+    streets = load_streets()
+    assert set(streets.values()) <= QUARTIER_NAMES | {None}
 
 
-def test_registry_holds_the_cited_addresses() -> None:
+def test_every_cited_address_is_written_on_its_cited_page() -> None:
+    checked = 0
+    for place in load_places():
+        if not place.verified:
+            continue
+        assert place.source in CITED, f"{place.id} : page {place.source} absente de la fixture"
+        assert f" {place_key(place.address)} " in f" {place_key(CITED[place.source])} ", place.id
+        checked += 1
+    assert checked == 14  # venues whose address a cited page gives
+
+
+def test_every_cited_position_is_written_on_its_cited_page() -> None:
+    positioned = [p for p in load_places() if p.lat is not None]
+    assert {p.id for p in positioned} == {"gare-de-pantin", "eglise-saint-germain-pantin"}
+    for place in positioned:
+        written = _positions(CITED[place.coordinates_source])
+        assert any(abs(place.lat - lat) < 1e-5 and abs(place.lon - lon) < 1e-5
+                   for lat, lon in written), (place.id, written)
+
+
+def test_every_cited_quartier_is_written_on_its_cited_page() -> None:
+    with_quartier = [p for p in load_places() if p.quartier]
+    assert len(with_quartier) == 8
+    for place in with_quartier:
+        assert place_key(place.quartier) in place_key(CITED[place.quartier_source]), place.id
+
+
+def test_cited_streets_are_written_on_their_page() -> None:
+    document = yaml.safe_load(QUARTIERS_FILE.read_text("utf-8"))
+    cited = [s for s in document["streets"] if s.get("verified")]
+    assert len(cited) == 6
+    for street in cited:
+        name = place_key(street["street"]).split(maxsplit=1)[1]  # without rue / allée…
+        assert name in place_key(CITED[street["source"]]), street["street"]
+    # Only the Serpentin is tied to a quartier; boundary streets of the Quatre-Chemins are not.
+    assert load_streets()[place_key("allée du Serpentin")] == "Courtillières"
+    assert load_streets()[place_key("rue Lapérouse")] is None
+
+
+def test_cited_values() -> None:
     places = {p.id: p for p in load_places()}
     # patrimoine.ville-pantin.fr: hôtel de ville at 45, services at the centre administratif 84-88.
     assert places["mairie-pantin"].address == "45 avenue du Général-Leclerc"
     assert places["centre-administratif-pantin"].address == "84-88 avenue du Général-Leclerc"
-    # pantin.fr (Canal n°312): one maison de quartier for Haut- and Petit-Pantin.
-    assert match_place("MQ du Petit-Pantin")[0].id == "maison-de-quartier-haut-et-petit-pantin"
-    assert match_place("Maison de quartier du Haut-Pantin")[0].id == (
-        "maison-de-quartier-haut-et-petit-pantin")
-    assert resolve_location("CMS Ténine, Pantin").address == "7 avenue des Courtillières"
+    assert places["piscine-alice-milliat"].address == "49 avenue du Général-Leclerc"
+    # fr.wikipedia.org/wiki/Gare_de_Pantin: 48.89789, 2.400438.
+    assert (places["gare-de-pantin"].lat, places["gare-de-pantin"].lon) == (48.89789, 2.400438)
+    # No number cited for the Ciné 104 nor La Dynamo: no address at all.
+    assert places["cine-104"].address is None and places["la-dynamo"].address is None
+
+
+@pytest.mark.parametrize(("location", "place_id", "quartier"), [
+    # LOCATION strings as public agendas write them (tests/fixtures/places/cited_pages.yaml).
+    ("Les Magasins Généraux 1 rue de l'Ancien Canal, 93500, Pantin", "magasins-generaux",
+     "Église"),
+    ("Théâtre du Fil de l'Eau 20 Rue Delizy, 93500 Pantin", "theatre-du-fil-de-l-eau", None),
+    ("Théâtre du Fil de l’eau, 20, rue Delizy", "theatre-du-fil-de-l-eau", None),
+    ("CMS TÉNINE, 7, avenue des Courtillières", "centre-municipal-de-sante-tenine",
+     "Courtillières"),
+    ("La Maison de santé pantinoise (4, rue des Grilles)", "maison-de-sante-pantinoise", None),
+    ("centre Au fil de l’eau (7, rue du Débarcadère)", "centre-de-sante-au-fil-de-l-eau", None),
+    ("maison de quartier des Courtillières", "maison-de-quartier-courtillieres", "Courtillières"),
+    ("bibliothèque Romain-Rolland", "bibliotheque-romain-rolland", "Courtillières"),
+    ("CMS des Quatre-Chemins", "centre-municipal-de-sante-quatre-chemins", "Quatre-Chemins"),
+    ("Piscine Leclerc", "piscine-alice-milliat", None),
+    # Address only: the cited address finds the venue.
+    ("49 avenue du Général-Leclerc, 93500 Pantin", "piscine-alice-milliat", None),
+    ("18 rue Ste-Marguerite 93500 Pantin", "centre-municipal-de-sante-sainte-marguerite",
+     "Quatre-Chemins"),
+])
+def test_public_location_strings_find_venue_and_quartier(location: str, place_id: str,
+                                                         quartier: str | None) -> None:
+    where = resolve_location(location)
+    assert (where.place_id, where.quartier, where.postal_code) == (place_id, quartier, "93500")
 
 
 def test_place_key_expands_abbreviations_and_ignores_small_words() -> None:
@@ -64,6 +159,13 @@ def test_place_key_expands_abbreviations_and_ignores_small_words() -> None:
 def test_spellings_of_one_venue(text: str) -> None:
     found = match_place(text)
     assert found is not None and found[0].id == "maison-de-quartier-quatre-chemins"
+
+
+def test_one_maison_de_quartier_for_haut_and_petit_pantin() -> None:
+    # pantin.fr (Canal n°312) names one « maison de quartier du Haut-et-Petit-Pantin ».
+    assert match_place("MQ du Petit-Pantin")[0].id == "maison-de-quartier-haut-et-petit-pantin"
+    assert match_place("Maison de quartier du Haut-Pantin")[0].id == (
+        "maison-de-quartier-haut-et-petit-pantin")
 
 
 def test_other_venues_do_not_match() -> None:
@@ -92,18 +194,17 @@ def test_single_word_aliases_need_pantin() -> None:
     assert resolve_location("Mairie de Bobigny").place_id is None
 
 
-def test_resolution_brings_quartier_from_place_or_street() -> None:
-    venue = resolve_location("Ciné 104, 104 avenue Jean-Lolive, Pantin")
-    assert (venue.place_id, venue.quartier, venue.quartier_from, venue.postal_code) == (
-        "cine-104", "Église", "place", "93500")
-    street = resolve_location("12 rue Berthier, 93500 Pantin")
+def test_quartier_from_street_only_when_cited() -> None:
+    street = resolve_location("3 allée du Serpentin, 93500 Pantin")
     assert (street.place_id, street.quartier, street.quartier_from, street.address) == (
-        None, "Quatre-Chemins", "street", "12 rue Berthier")
+        None, "Courtillières", "street", "3 allée du Serpentin")
     # Same street name elsewhere: no Pantin quartier.
-    assert resolve_location("3 rue Victor Hugo 75016 Paris").quartier is None
-    # A street crossing quartiers stays without quartier, with a note.
-    long_street = resolve_location("40 avenue Jean-Lolive 93500 Pantin")
-    assert long_street.quartier is None and long_street.notes
+    assert resolve_location("3 allée du Serpentin 75019 Paris").quartier is None
+    # A boundary street, a long street, a street whose old quartier had no source: no quartier.
+    for location in ("12 rue Lapérouse 93500 Pantin", "40 avenue Jean-Lolive 93500 Pantin",
+                     "12 rue Berthier, 93500 Pantin"):
+        where = resolve_location(location)
+        assert where.quartier is None and where.notes, location
 
 
 def test_sync_places_writes_rows(tmp_path: Path) -> None:
@@ -111,15 +212,41 @@ def test_sync_places_writes_rows(tmp_path: Path) -> None:
     with Session(engine) as session:
         assert sync_places(session) == len(load_places())
         assert sync_places(session) == len(load_places())  # idempotent
-        rows = session.exec(select(Place)).all()
+        rows = {r.id: r for r in session.exec(select(Place)).all()}
     assert len(rows) == len(load_places())
-    assert all(r.coordinates_verified is False for r in rows)
+    gare = rows["gare-de-pantin"]
+    assert (gare.latitude, gare.longitude, gare.coordinates_verified) == (48.89789, 2.400438, True)
+    assert "fr.wikipedia.org/wiki/Gare_de_Pantin" in gare.source_note
+    cine = rows["cine-104"]
+    assert (cine.latitude, cine.coordinates_verified) == (None, False)
+    assert "aucune source" in cine.source_note
 
 
-def test_offline_geocoder_knows_venues_only() -> None:
+def test_place_gaps_lists_what_the_city_should_complete() -> None:
+    gaps = {g.id: g.missing for g in place_gaps()}
+    assert gaps["ccas-pantin"] == ("adresse", "position", "quartier")
+    assert gaps["gare-de-pantin"] == ("quartier",)
+    assert gaps["centre-municipal-de-sante-quatre-chemins"] == ("position",)
+    assert len(gaps) == len(load_places())  # no venue has all three facts cited yet
+
+
+def test_places_check_command() -> None:
+    from typer.testing import CliRunner
+
+    from tissu.cli import app
+
+    result = CliRunner().invoke(app, ["places", "check"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "25 lieu(x) sur 25 à compléter" in result.output
+    assert "(ccas-pantin)" in result.output and "adresse, position, quartier" in result.output
+
+
+def test_offline_geocoder_gives_cited_positions_only() -> None:
     geocoder = OfflineGeocoder()
-    found = geocoder.geocode("104 avenue Jean-Lolive")
-    assert found is not None and found.precision == "venue"
+    found = geocoder.geocode("Gare de Pantin")
+    assert found is not None
+    assert (found.latitude, found.longitude, found.precision) == (48.89789, 2.400438, "venue")
+    assert geocoder.geocode("Ciné 104") is None  # known venue, no cited position
     assert geocoder.geocode("17 rue Inconnue") is None
 
 
@@ -136,16 +263,18 @@ BAN_ANSWER = {
 }
 
 
+def _ban_route(answer: dict[str, object] = BAN_ANSWER) -> Route:
+    return Route(body=json.dumps(answer).encode(), headers={"Content-Type": "application/json"})
+
+
 def test_ban_geocoder_reads_answer_and_caches(http_server, tmp_path: Path) -> None:
-    http_server.routes["/search/"] = Route(body=json.dumps(BAN_ANSWER).encode(),
-                                           headers={"Content-Type": "application/json"})
+    http_server.routes["/search/"] = _ban_route()
     cache = tmp_path / "ban.json"
     geocoder = BANGeocoder(http_server.base, cache_path=cache)
     found = geocoder.geocode("104 avenue Jean-Lolive", postal_code="93500")
     assert found is not None
     assert (found.latitude, found.longitude, found.citycode, found.precision) == (
         48.891952, 2.404071, "93055", "housenumber")
-    assert "postcode" in http_server.requests[0]["path"] or http_server.hits["/search/"] == 1
     again = BANGeocoder(http_server.base, cache_path=cache).geocode(
         "104 Avenue Jean Lolive", postal_code="93500")
     assert again == found
@@ -167,3 +296,65 @@ def test_ban_geocoder_low_score_empty_and_errors(http_server) -> None:
     assert geocoder.requests == 2  # errors are not cached: asked again
     http_server.routes["/search/"] = Route(body=b"x" * 1_100_000)
     assert BANGeocoder(http_server.base).geocode("trop gros") is None
+
+
+def test_make_geocoder_follows_the_setting(tmp_settings) -> None:
+    assert isinstance(make_geocoder(tmp_settings), OfflineGeocoder)  # default
+    ban = make_geocoder(replace(tmp_settings, geocoder="ban", ban_url="http://127.0.0.1:9"))
+    assert isinstance(ban, BANGeocoder) and ban.base_url == "http://127.0.0.1:9"
+    with pytest.raises(ValueError, match="TISSU_GEOCODER doit valoir offline ou ban"):
+        make_geocoder(replace(tmp_settings, geocoder="google"))
+
+
+def test_unknown_location_goes_to_the_ban_only_when_asked(http_server, tmp_settings,
+                                                          tmp_path: Path) -> None:
+    serpentin = dict(BAN_ANSWER, features=[dict(
+        BAN_ANSWER["features"][0], geometry={"type": "Point", "coordinates": [2.4131, 48.9105]},
+        properties=dict(BAN_ANSWER["features"][0]["properties"],
+                        label="3 Allée du Serpentin 93500 Pantin"))])
+    http_server.routes["/search/"] = _ban_route(serpentin)
+    # Default (offline): nothing is sent.
+    assert geocode_unknown_location("3 allée du Serpentin, 93500 Pantin",
+                                    settings=tmp_settings) is None
+    assert http_server.hits.get("/search/") is None
+    ban = replace(tmp_settings, geocoder="ban", ban_url=http_server.base,
+                  geocode_cache=tmp_path / "geocode.json")
+    found = geocode_unknown_location("Permanence, 3 allée du Serpentin, 93500 Pantin",
+                                     settings=ban)
+    assert found is not None
+    assert (found.latitude, found.longitude, found.postal_code, found.quartier) == (
+        48.9105, 2.4131, "93500", "Courtillières")
+    # Only the street address was asked, with the postal code (the cache key says so).
+    cached = json.loads((tmp_path / "geocode.json").read_text("utf-8"))
+    assert list(cached) == ["3 allee du serpentin|93500"]
+    # A LOCATION without a street is never sent; an unknown setting is treated as offline.
+    assert geocode_unknown_location("Salle des fêtes", settings=ban) is None
+    assert geocode_unknown_location("3 allée du Serpentin 93500 Pantin",
+                                    settings=replace(ban, geocoder="google")) is None
+    assert http_server.hits["/search/"] == 1
+
+
+def test_enrichment_uses_the_ban_for_unknown_places(http_server, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from normalize.enrich import enrich_event
+
+    http_server.routes["/search/"] = _ban_route()
+    source = Source(id="asso", name="asso", publisher_name="Asso", publisher_type="association",
+                    format="ical", url="https://example.org/a.ics", licence="CC0")
+    event = Event(id="asso--1", source_id="asso", source_uid="1", title="Permanence",
+                  location="Local associatif, 104 avenue Jean-Lolive, 93500 Pantin")
+    enrich_event(event, source)  # offline by default: no position, no request
+    assert event.latitude is None and not http_server.hits
+    monkeypatch.setenv("TISSU_GEOCODER", "ban")
+    monkeypatch.setenv("TISSU_BAN_URL", http_server.base)
+    monkeypatch.setenv("TISSU_GEOCODE_CACHE", str(tmp_path / "cache.json"))
+    enrich_event(event, source)
+    assert (event.latitude, event.longitude, event.postal_code, event.city) == (
+        48.891952, 2.404071, "93500", "Pantin")
+    assert event.quartier is None  # avenue Jean-Lolive crosses quartiers
+    # A known venue keeps the registry's facts and never asks the BAN.
+    known = Event(id="asso--2", source_id="asso", source_uid="2", title="Visite",
+                  location="Église Saint-Germain-l'Auxerrois")
+    enrich_event(known, source)
+    assert (known.place_id, known.latitude) == ("eglise-saint-germain-pantin", 48.892778)
+    assert http_server.hits["/search/"] == 1

@@ -411,5 +411,25 @@ def dedupe_review(db: DbOpt = None,
     console.print("Décisions prises en compte au prochain « tissu dedupe run » ou « tissu harvest ».")
 
 
+places_app = typer.Typer(help="Lieux connus de Pantin (data/places.yaml).", no_args_is_help=True)
+app.add_typer(places_app, name="places")
+
+
+@places_app.command("check")
+def places_check() -> None:
+    """Liste les lieux sans adresse, position ou quartier établis par une source citée."""
+    from normalize.places import load_places, place_gaps
+
+    gaps = place_gaps()
+    table = Table(title=f"{len(gaps)} lieu(x) sur {len(load_places())} à compléter")
+    for column in ("lieu", "manque", "note"):
+        table.add_column(column)
+    for gap in gaps:
+        table.add_row(f"{gap.name}\n({gap.id})", ", ".join(gap.missing), gap.note or "")
+    console.print(table)
+    console.print("Ajouter la page qui établit chaque fait dans data/places.yaml (champs source, "
+                  "coordinates_source, quartier_source).")
+
+
 if __name__ == "__main__":
     app()
