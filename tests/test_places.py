@@ -358,3 +358,13 @@ def test_enrichment_uses_the_ban_for_unknown_places(http_server, tmp_path: Path,
     enrich_event(known, source)
     assert (known.place_id, known.latitude) == ("eglise-saint-germain-pantin", 48.892778)
     assert http_server.hits["/search/"] == 1
+
+
+def test_changing_the_geocoder_renormalises_sources(tmp_settings) -> None:
+    from tissu.pipeline import normalisation_key
+
+    source = Source(id="asso", name="asso", publisher_name="Asso", publisher_type="association",
+                    format="ical", url="https://example.org/a.ics", licence="CC0")
+    offline = normalisation_key(source, tmp_settings)
+    assert normalisation_key(source, tmp_settings) == offline
+    assert normalisation_key(source, replace(tmp_settings, geocoder="ban")) != offline

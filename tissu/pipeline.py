@@ -73,13 +73,14 @@ def normalisation_key(source: Source, settings: Settings) -> str:
     """Fingerprint of everything but the records that ``normalize_source`` reads for ``source``.
 
     Registry fields copied onto its events (publisher, themes, quartier, address, format), the
-    expansion horizon's length, and the normalisation code and data files
+    expansion horizon's length, the geocoder setting, and the normalisation code and data files
     (:data:`_NORMALISATION_INPUTS`). Hex SHA-256.
     """
     basis = json.dumps([
         source.id, source.format, source.url, source.publisher_name, source.publisher_type,
         source.publisher_website, source.themes, source.quartier,
         settings.horizon_past_days, settings.horizon_future_days,
+        settings.geocoder, settings.ban_url,  # TISSU_GEOCODER=ban fills positions (enrich.py)
         _normalisation_inputs_stamp(),
     ], ensure_ascii=False)
     return hashlib.sha256(basis.encode("utf-8")).hexdigest()
