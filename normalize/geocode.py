@@ -1,7 +1,7 @@
 """Geocoders: an address → WGS 84 position, postal code, city.
 
-- :class:`OfflineGeocoder` (default): no network; knows the venues of ``data/places.yaml`` and
-  the streets of ``data/quartiers.yaml`` (positions only for known venues).
+- :class:`OfflineGeocoder` (default): no network; knows the cited positions of the venues of
+  ``data/places.yaml`` (none for a venue whose position no public page gives).
 - :class:`BANGeocoder`: the Base Adresse Nationale search API
   (https://adresse.data.gouv.fr/api-doc/adresse, ``GET /search/?q=…&limit=1``, answer a GeoJSON
   FeatureCollection whose features have ``geometry.coordinates`` = [lon, lat] and
@@ -44,7 +44,7 @@ class GeocodeResult:
     """A position (WGS 84 degrees) and what the geocoder says of the address.
 
     ``score`` is 0–1 (BAN's score; 1.0 for a known venue); ``precision`` is BAN's ``type``
-    (housenumber, street, locality, municipality) or ``venue`` / ``approximate-venue``.
+    (housenumber, street, locality, municipality) or ``venue`` (cited position of a known venue).
     """
 
     latitude: float | None
