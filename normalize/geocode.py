@@ -89,11 +89,16 @@ class BANGeocoder:
         cache_path: JSON file of past answers (query key → result or null); None: memory only.
         min_score: answers below this BAN score are treated as "not found".
         timeout: seconds for connect and read.
+        max_failures: after this many failed requests in a row (network, HTTP or format
+            error), the geocoder stops asking for the rest of the process (cache still read),
+            so that an unreachable BAN cannot slow a whole harvest.
     """
 
     def __init__(self, base_url: str = BAN_URL, cache_path: Path | None = None,
-                 min_score: float = 0.6, timeout: float = 10.0) -> None:
+                 min_score: float = 0.6, timeout: float = 10.0, max_failures: int = 3) -> None:
         self.base_url = base_url.rstrip("/")
+        self.max_failures = max_failures
+        self.failures = 0
         self.cache_path = Path(cache_path) if cache_path else None
         self.min_score = min_score
         self.timeout = timeout
@@ -121,7 +126,8 @@ class BANGeocoder:
         """Best BAN match for ``address`` (restricted to ``postal_code`` when given).
 
         Network errors, HTTP errors, bodies over 1 MB and malformed JSON give None and are
-        not cached (they may be temporary); "no match" answers are cached.
+        not cached (they may be temporary); "no match" answers are cached. After
+        ``max_failures`` errors in a row, None without asking.
         """
         if not address or not address.strip():
             return None
@@ -129,6 +135,8 @@ class BANGeocoder:
         if key in self._cache:
             cached = self._cache[key]
             return GeocodeResult(**cached) if cached else None  # type: ignore[arg-type]
+        if self.failures >= self.max_failures:
+            return None  # BAN unreachable or broken: not asked again in this process
         params = {"q": address, "limit": "1"}
         if postal_code:
             params["postcode"] = postal_code
@@ -138,19 +146,28 @@ class BANGeocoder:
                               stream=True, allow_redirects=False) as response:
                 if response.status_code != 200:
                     log.warning("BAN : HTTP %s pour %r", response.status_code, address)
-                    return None
+                    return self._failed()
                 body = response.raw.read(MAX_BODY_BYTES + 1, decode_content=True)
             if len(body) > MAX_BODY_BYTES:
                 log.warning("BAN : réponse trop grande pour %r", address)
-                return None
+                return self._failed()
             document = json.loads(body)
             result = self._parse(document)
         except (requests.RequestException, ValueError, KeyError, TypeError, IndexError) as exc:
             log.warning("BAN : %r : %s", address, exc)
-            return None
+            return self._failed()
+        self.failures = 0
         self._cache[key] = asdict(result) if result else None
         self._save()
         return result
+
+    def _failed(self) -> GeocodeResult | None:
+        """Count one failed request; always None (the caller returns it)."""
+        self.failures += 1
+        if self.failures == self.max_failures:
+            log.warning("BAN : %d échecs de suite, géocodage arrêté pour ce traitement",
+                        self.failures)
+        return None
 
     def _parse(self, document: dict[str, object]) -> GeocodeResult | None:
         features = document.get("features")

@@ -298,6 +298,14 @@ def test_ban_geocoder_low_score_empty_and_errors(http_server) -> None:
     assert BANGeocoder(http_server.base).geocode("trop gros") is None
 
 
+def test_ban_geocoder_stops_asking_after_repeated_failures(http_server) -> None:
+    http_server.routes["/search/"] = Route(body=b"", status=503)
+    geocoder = BANGeocoder(http_server.base, max_failures=3)
+    for number in range(5):
+        assert geocoder.geocode(f"{number} rue Hoche") is None
+    assert http_server.hits["/search/"] == 3  # an unreachable BAN cannot slow a harvest
+
+
 def test_make_geocoder_follows_the_setting(tmp_settings) -> None:
     assert isinstance(make_geocoder(tmp_settings), OfflineGeocoder)  # default
     ban = make_geocoder(replace(tmp_settings, geocoder="ban", ban_url="http://127.0.0.1:9"))
