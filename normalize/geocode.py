@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -90,15 +91,18 @@ class BANGeocoder:
         min_score: answers below this BAN score are treated as "not found".
         timeout: seconds for connect and read.
         max_failures: after this many failed requests in a row (network, HTTP or format
-            error), the geocoder stops asking for the rest of the process (cache still read),
-            so that an unreachable BAN cannot slow a whole harvest.
+            error), the geocoder stops asking for ``pause`` seconds (600; cache still read), so
+            that an unreachable BAN cannot slow a whole harvest; then one request probes it.
     """
 
     def __init__(self, base_url: str = BAN_URL, cache_path: Path | None = None,
-                 min_score: float = 0.6, timeout: float = 10.0, max_failures: int = 3) -> None:
+                 min_score: float = 0.6, timeout: float = 10.0, max_failures: int = 3,
+                 pause: float = 600.0) -> None:
         self.base_url = base_url.rstrip("/")
         self.max_failures = max_failures
+        self.pause = pause
         self.failures = 0
+        self._paused_at = 0.0
         self.cache_path = Path(cache_path) if cache_path else None
         self.min_score = min_score
         self.timeout = timeout
@@ -127,7 +131,7 @@ class BANGeocoder:
 
         Network errors, HTTP errors, bodies over 1 MB and malformed JSON give None and are
         not cached (they may be temporary); "no match" answers are cached. After
-        ``max_failures`` errors in a row, None without asking.
+        ``max_failures`` errors in a row, None without asking for ``pause`` seconds.
         """
         if not address or not address.strip():
             return None
@@ -136,7 +140,9 @@ class BANGeocoder:
             cached = self._cache[key]
             return GeocodeResult(**cached) if cached else None  # type: ignore[arg-type]
         if self.failures >= self.max_failures:
-            return None  # BAN unreachable or broken: not asked again in this process
+            if time.monotonic() - self._paused_at < self.pause:
+                return None  # BAN unreachable or broken: not asked for a while
+            self.failures = self.max_failures - 1  # one probe; a new failure pauses again
         params = {"q": address, "limit": "1"}
         if postal_code:
             params["postcode"] = postal_code
@@ -165,8 +171,9 @@ class BANGeocoder:
         """Count one failed request; always None (the caller returns it)."""
         self.failures += 1
         if self.failures == self.max_failures:
-            log.warning("BAN : %d échecs de suite, géocodage arrêté pour ce traitement",
-                        self.failures)
+            self._paused_at = time.monotonic()
+            log.warning("BAN : %d échecs de suite, géocodage suspendu %d s", self.failures,
+                        self.pause)
         return None
 
     def _parse(self, document: dict[str, object]) -> GeocodeResult | None:

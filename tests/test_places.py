@@ -304,6 +304,10 @@ def test_ban_geocoder_stops_asking_after_repeated_failures(http_server) -> None:
     for number in range(5):
         assert geocoder.geocode(f"{number} rue Hoche") is None
     assert http_server.hits["/search/"] == 3  # an unreachable BAN cannot slow a harvest
+    geocoder.pause = 0.0  # the pause is over: one probe, which succeeds
+    http_server.routes["/search/"] = _ban_route()
+    assert geocoder.geocode("104 avenue Jean-Lolive") is not None
+    assert (http_server.hits["/search/"], geocoder.failures) == (4, 0)
 
 
 def test_make_geocoder_follows_the_setting(tmp_settings) -> None:
