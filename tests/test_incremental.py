@@ -7,6 +7,7 @@ events in Europe/Paris, one weekly series) so that every expected value is known
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 from pathlib import Path
 
 import yaml
@@ -142,3 +143,55 @@ def test_deduplication_runs_only_after_a_change(http_server, tmp_settings):
         assert (source.normalized_at, source.deduped_at) == (T2, T2)
     assert deduplicate_if_needed(engine, T3) is False
     assert deduplicate_if_needed(engine, T3, force=True) is True
+
+
+# --- tissu publish: nothing is rebuilt when the store did not change ---------------------------
+
+
+def published_runs(settings) -> list[tuple]:
+    connection = sqlite3.connect(settings.publish_dir / "tissu-open.db")
+    try:
+        return connection.execute("SELECT id FROM publish_runs ORDER BY id").fetchall()
+    finally:
+        connection.close()
+
+
+def test_publish_is_kept_when_the_store_did_not_change(http_server, tmp_settings):
+    from tissu.fingerprint import publish_if_changed, store_fingerprint
+
+    serve(http_server)
+    specs = write_registry(tmp_settings, http_server)
+    engine = make_engine(tmp_settings.database_url)
+    out = tmp_settings.publish_dir
+    harvest_all(engine, specs, tmp_settings, now=T1)
+    first = publish_if_changed(engine, out, T1)
+    assert first.published and first.outcome is not None and not first.outcome.errors
+    assert len(published_runs(tmp_settings)) == 1
+    database_inode = (out / "tissu-open.db").stat().st_ino
+
+    # An unchanged harvest (304 / same bytes) moves only bookkeeping: the fingerprint holds.
+    before = store_fingerprint(engine)
+    harvest_all(engine, specs, tmp_settings, now=T1 + dt.timedelta(minutes=10))
+    assert store_fingerprint(engine) == before
+    kept = publish_if_changed(engine, out, T1 + dt.timedelta(minutes=10))
+    assert (kept.published, kept.outcome) == (False, None)
+    assert (out / "tissu-open.db").stat().st_ino == database_inode  # not rewritten
+
+    # --force, a changed source, an old publication or a missing file: published again.
+    assert publish_if_changed(engine, out, T1 + dt.timedelta(minutes=11), force=True).published
+    serve(http_server, "Distribution alimentaire (reportée)")
+    harvest_all(engine, specs, tmp_settings, now=T1 + dt.timedelta(minutes=20))
+    assert store_fingerprint(engine) != before
+    changed = publish_if_changed(engine, out, T1 + dt.timedelta(minutes=20))
+    assert changed.published
+    connection = sqlite3.connect(out / "tissu-open.db")
+    try:
+        assert ("Distribution alimentaire (reportée)",) in connection.execute(
+            "SELECT title FROM events").fetchall()
+    finally:
+        connection.close()
+    assert not publish_if_changed(engine, out, T1 + dt.timedelta(minutes=30)).published
+    assert publish_if_changed(engine, out, T1 + dt.timedelta(minutes=90)).published
+    (out / "metadata.json").unlink()
+    assert publish_if_changed(engine, out, T1 + dt.timedelta(minutes=91)).published
+    assert len(published_runs(tmp_settings)) == 5

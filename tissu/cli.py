@@ -103,11 +103,17 @@ def port_problem(host: str, port: int) -> str | None:
     return None
 
 
-def _do_publish(settings: Settings) -> int:
-    from publish.run import publish
+def _do_publish(settings: Settings, force: bool = False) -> int:
+    from tissu.fingerprint import publish_if_changed
 
     engine = make_engine(settings.database_url)
-    outcome = publish(engine, settings.publish_dir, utcnow())
+    decision = publish_if_changed(engine, settings.publish_dir, utcnow(), force=force)
+    outcome = decision.outcome
+    if outcome is None:
+        console.print(f"Publication gardée telle quelle ({decision.reason}) : "
+                      f"{settings.publish_dir / 'tissu-open.db'} ; « tissu publish --force » "
+                      "pour la refaire.")
+        return 0
     console.print(f"Base publiée : {outcome.database}")
     for path in outcome.exports.values():
         console.print(f"Export : {path}")
@@ -174,9 +180,16 @@ def harvest(
 
 
 @app.command()
-def publish(registry: RegistryOpt = None, db: DbOpt = None, out: OutOpt = None) -> None:
-    """Construit la base ouverte tissu-open.db et les exports (ICS, JSON-LD, CSV)."""
-    raise typer.Exit(_do_publish(_settings(registry, db, out)))
+def publish(registry: RegistryOpt = None, db: DbOpt = None, out: OutOpt = None,
+            force: Annotated[bool, typer.Option(
+                "--force", help="Republie même si rien n'a changé depuis la dernière "
+                                "publication")] = False) -> None:
+    """Construit la base ouverte tissu-open.db et les exports (ICS, JSON-LD, CSV).
+
+    Rien n'est refait quand la base de travail n'a pas changé depuis la dernière publication
+    (de moins d'une heure, le même jour) : voir tissu/fingerprint.py.
+    """
+    raise typer.Exit(_do_publish(_settings(registry, db, out), force))
 
 
 @app.command()
