@@ -24,7 +24,7 @@ import asyncio
 import datetime as dt
 import importlib.util
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode
@@ -32,6 +32,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode
 import segno
 from datasette.utils.asgi import Response
 
+from publish.web import page_cache
 from publish.web import resident_data as data
 from publish.web import resident_i18n as i18n
 from publish.web.resident_hours import week_schedule
@@ -74,6 +75,20 @@ class Page:
         self.size_from_query = args.get("taille") in ("grand", "normal")
         self.now = clock()
         self.today = self.now.astimezone(data.PARIS).date()
+        #: Until when (aware UTC) the page rendered at ``now`` stays right; views lower it.
+        self.valid_until = next_paris_midnight(self.now)
+        self.rendered: tuple[str, int] | None = None
+
+    def expire_at(self, moment: dt.datetime | None) -> None:
+        """The page may change at ``moment`` (aware): keep it no longer than that."""
+        if moment is not None:
+            self.valid_until = min(self.valid_until, moment)
+
+    def variant(self) -> tuple[Hashable, ...]:
+        """Everything but the URL and the data that the rendered page depends on."""
+        return (self.lang, self.large, self.kiosk, self.instance_kiosk, self.idle_seconds,
+                os.environ.get("TISSU_PUBLIC_URL", "").strip(), self.request.scheme,
+                self.request.host)
 
     def _state(self) -> list[tuple[str, str]]:
         state: list[tuple[str, str]] = []
@@ -139,8 +154,20 @@ class Page:
     def render(self, template: str, context: dict[str, Any], status: int = 200) -> Response:
         """Render a resident template; sets the language and size cookies outside kiosk mode."""
         html = i18n.environment(self.lang).get_template(template).render(context)
+        self.rendered = (html, status)
         response = Response.html(html, status=status)
         return self.finish(response)
+
+    def respond(self, entry: page_cache.Entry) -> Response:
+        """A cached page: 200 with its ETag, or 304 when ``If-None-Match`` names it."""
+        headers = {"ETag": entry.etag, "Vary": "Cookie", "Cache-Control": "no-cache"}
+        match = self.request.headers.get("if-none-match")
+        if entry.status == 200 and match is not None:
+            tags = {t.strip().removeprefix("W/") for t in match.split(",")}
+            if "*" in tags or entry.etag in tags:
+                return self.finish(Response(b"", status=304, headers=headers))
+        return self.finish(Response(entry.body, status=entry.status, headers=headers,
+                                    content_type="text/html; charset=utf-8"))
 
     def finish(self, response: Response) -> Response:
         """Cookies for the remembered choices (never in kiosk mode) and cache rules."""
@@ -154,6 +181,67 @@ class Page:
             response.set_cookie(SIZE_COOKIE, "grand" if self.large else "normal",
                                 max_age=COOKIE_MAX_AGE, samesite="lax")
         return response
+
+
+def next_paris_midnight(now: dt.datetime) -> dt.datetime:
+    """The next midnight in Europe/Paris after ``now`` (aware), as aware UTC: "today" changes."""
+    tomorrow = now.astimezone(data.PARIS).date() + dt.timedelta(days=1)
+    return dt.datetime.combine(tomorrow, dt.time(0, 0), tzinfo=data.PARIS).astimezone(dt.UTC)
+
+
+def _file_identity(datasette: Any) -> tuple[object, ...] | None:
+    """The published file as the database last saw it: (path, (inode, mtime ns, size)).
+
+    Asks publish/web/reload.py to look for a replaced file first (at most once a second).
+    None for an in-memory database.
+    """
+    database = datasette.get_database(DATABASE)
+    refresh = getattr(database, "refresh", None)
+    if refresh is not None:
+        refresh()
+    identity = getattr(database, "_identity", None)
+    if identity is None and database.path:
+        try:
+            stat = os.stat(database.path)
+            identity = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            identity = None
+    return (database.path, identity) if database.path and identity else None
+
+
+View = Callable[[Any, Any, "Page"], Awaitable[Response]]
+
+
+def cached(*depends: Callable[[], Hashable]) -> Callable[[View], Callable[..., Any]]:
+    """Serve a resident view from :data:`page_cache.PAGES` (see publish/web/page_cache.py).
+
+    The key is the file, the path and query string, :meth:`Page.variant` and the values of
+    ``depends`` (module settings the page reads); the view says how long its page stays
+    right through :meth:`Page.expire_at`.
+    """
+    def decorate(view: View) -> Callable[..., Any]:
+        async def wrapper(datasette: Any, request: Any) -> Response:
+            page = Page(datasette, request)
+            file = _file_identity(datasette) if page_cache.enabled() else None
+            if file is None:
+                return await view(datasette, request, page)
+            key = (request.path, request.query_string, page.variant(),
+                   tuple(f() for f in depends))
+            entry = page_cache.PAGES.get(file, key, page.now)
+            if entry is not None:
+                return page.respond(entry)
+            response = await view(datasette, request, page)
+            if page.rendered is None:
+                return response
+            html, status = page.rendered
+            entry = page_cache.make_entry(html, status, page.now, page.valid_until)
+            page_cache.PAGES.put(file, key, entry)
+            return page.respond(entry)
+        # not functools.wraps: Datasette reads the signature to pass (datasette, request)
+        wrapper.__name__, wrapper.__doc__ = view.__name__, view.__doc__
+        wrapper.__qualname__ = view.__qualname__
+        return wrapper
+    return decorate
 
 
 async def _run(datasette: Any, fn: Callable[..., Any], *args: Any) -> Any:
@@ -173,21 +261,10 @@ async def _facts(datasette: Any, now: dt.datetime) -> data.DatabaseFacts:
     before the query runs: a file replaced in between is read under the older key, so a cached
     entry is never older than its key. Read again when ``now`` is before the cached moment.
     """
-    database = datasette.get_database(DATABASE)
-    refresh = getattr(database, "refresh", None)
-    if refresh is not None:
-        refresh()
-    identity = getattr(database, "_identity", None)
-    if identity is None and database.path:
-        try:
-            stat = os.stat(database.path)
-            identity = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
-        except OSError:
-            identity = None
-    key = (database.path, identity) if database.path and identity else None
-    cached = _FACTS.get(key) if key is not None else None
-    if cached is not None and cached.computed_at <= now:
-        return cached
+    key = _file_identity(datasette)
+    known = _FACTS.get(key) if key is not None else None
+    if known is not None and known.computed_at <= now:
+        return known
     facts = await _run(datasette, data.database_facts, now)
     if key is not None:
         while len(_FACTS) >= _FACTS_KEPT:
@@ -257,9 +334,9 @@ def _selection_label(page: Page, filters: data.Filters,
     return labels
 
 
-async def home(datasette: Any, request: Any) -> Response:
+@cached(lambda: HOME_PAGE_ROWS)
+async def home(datasette: Any, request: Any, page: Page) -> Response:
     """This week's agenda with its filters."""
-    page = Page(datasette, request)
     filters = data.Filters.from_args(request.args)
     first = filters.start or page.today
     try:
@@ -268,8 +345,11 @@ async def home(datasette: Any, request: Any) -> Response:
         number = 1
     number = min(number, 100_000)  # OFFSET stays small enough for SQLite
     facts = await _facts(datasette, page.now)
-    shown, total = await _run(datasette, data.week_page, filters, page.now,
-                              (number - 1) * HOME_PAGE_ROWS, HOME_PAGE_ROWS, facts)
+    listing = await _run(datasette, data.week_listing, filters, page.now,
+                         (number - 1) * HOME_PAGE_ROWS, HOME_PAGE_ROWS, facts)
+    shown, total = listing.rows, listing.total
+    page.expire_at(listing.changes_at)
+    page.expire_at(facts.next_choice_change(page.now))
     choices = await _run(datasette, data.filter_choices, page.lang, page.now, facts)
     free_supported = await _run(datasette, data.supports_free)
     labels = await _run(datasette, data.theme_labels, page.lang)
@@ -296,14 +376,15 @@ async def home(datasette: Any, request: Any) -> Response:
     return page.render("home.html", context)
 
 
-async def event(datasette: Any, request: Any) -> Response:
+@cached()
+async def event(datasette: Any, request: Any, page: Page) -> Response:
     """One event: when, where, who, its coming sessions and its calendar file."""
-    page = Page(datasette, request)
     event_id = unquote(request.url_vars["event_id"])
     record = await _run(datasette, data.event_record, event_id)
     if record is None:
         return not_found(page)
     sessions = await _run(datasette, data.event_occurrences, event_id, page.now)
+    page.expire_at(_first_end(sessions))
     labels = await _run(datasette, data.theme_labels, page.lang)
     public_labels = data.vocab_labels("publics", page.lang)
     ics_path = f"/agenda/evenement/{quote(event_id, safe='')}/evenement.ics"
@@ -339,11 +420,12 @@ async def event_ics(datasette: Any, request: Any) -> Response:
     )
 
 
-async def subscribe(datasette: Any, request: Any) -> Response:
+@cached()
+async def subscribe(datasette: Any, request: Any, page: Page) -> Response:
     """The "S'abonner" page of a selection: links, instructions and a QR code."""
-    page = Page(datasette, request)
     filters = data.Filters.from_args(request.args)
     facts = await _facts(datasette, page.now)
+    page.expire_at(facts.next_choice_change(page.now))
     choices = await _run(datasette, data.filter_choices, page.lang, page.now, facts)
     free_supported = await _run(datasette, data.supports_free)
     links = feed_links(page, filters)
@@ -370,7 +452,10 @@ async def _poster_context(page: Page, datasette: Any, request: Any) -> dict[str,
     filters = data.Filters.from_args(request.args)
     first = filters.start or page.today
     facts = await _facts(datasette, page.now)
-    occurrences, total = await _run(datasette, data.week_page, filters, page.now, 0, 80, facts)
+    listing = await _run(datasette, data.week_listing, filters, page.now, 0, 80, facts)
+    occurrences, total = listing.rows, listing.total
+    page.expire_at(listing.changes_at)
+    page.expire_at(facts.next_choice_change(page.now))
     choices = await _run(datasette, data.filter_choices, page.lang, page.now, facts)
     links = feed_links(page, data.Filters(quartier=filters.quartier))
     return page.context(
@@ -389,9 +474,9 @@ async def _poster_context(page: Page, datasette: Any, request: Any) -> dict[str,
     )
 
 
-async def poster(datasette: Any, request: Any) -> Response:
+@cached(lambda: weasyprint_available())
+async def poster(datasette: Any, request: Any, page: Page) -> Response:
     """The A4 weekly poster of one quartier (or of all), printable from the browser."""
-    page = Page(datasette, request)
     context = await _poster_context(page, datasette, request)
     return page.render("poster.html", context)
 
@@ -418,22 +503,23 @@ async def poster_pdf(datasette: Any, request: Any) -> Response:
                     headers={"Content-Disposition": 'inline; filename="affiche.pdf"'})
 
 
-async def organisations(datasette: Any, request: Any) -> Response:
+@cached()
+async def organisations(datasette: Any, request: Any, page: Page) -> Response:
     """The directory of organisations."""
-    page = Page(datasette, request)
     rows = await _run(datasette, data.organisations)
     return page.render("organisations.html", page.context("annuaire", organisations=rows))
 
 
-async def organisation(datasette: Any, request: Any) -> Response:
+@cached()
+async def organisation(datasette: Any, request: Any, page: Page) -> Response:
     """One organisation: contact details, opening hours, services and coming events."""
-    page = Page(datasette, request)
     org_id = unquote(request.url_vars["org_id"])
     record = await _run(datasette, data.organisation, org_id)
     if record is None:
         return not_found(page)
     services = await _run(datasette, data.services, org_id)
     events = await _run(datasette, data.organisation_events, org_id, page.now)
+    page.expire_at(_first_end(events))
     context = page.context(
         "annuaire",
         org=record,
@@ -445,18 +531,18 @@ async def organisation(datasette: Any, request: Any) -> Response:
     return page.render("organisation.html", context)
 
 
-async def services(datasette: Any, request: Any) -> Response:
+@cached()
+async def services(datasette: Any, request: Any, page: Page) -> Response:
     """The directory of services (data.inclusion services), with opening hours."""
-    page = Page(datasette, request)
     rows = await _run(datasette, data.services)
     names = {o["id"]: o["name"] for o in await _run(datasette, data.organisations)}
     return page.render("services.html", page.context("services", services=rows,
                                                      org_names=names))
 
 
-async def service(datasette: Any, request: Any) -> Response:
+@cached()
+async def service(datasette: Any, request: Any, page: Page) -> Response:
     """One service: what, for whom, where, when (opening hours), how to reach it."""
-    page = Page(datasette, request)
     service_id = unquote(request.url_vars["service_id"])
     record = await _run(datasette, data.service, service_id)
     if record is None:
@@ -477,6 +563,13 @@ async def service(datasette: Any, request: Any) -> Response:
 def not_found(page: Page, message: str | None = None) -> Response:
     """A 404 page in the resident layout."""
     return page.render("not_found.html", page.context("", message=message), status=404)
+
+
+def _first_end(sessions: list[data.Occurrence]) -> dt.datetime | None:
+    """When the first of the listed sessions ends (aware UTC): the list changes then."""
+    ends = [moment for moment in (data.parse_utc(o.end_utc) for o in sessions if o.end_utc)
+            if moment is not None]
+    return min(ends, default=None)
 
 
 def _paragraphs(text: object) -> list[str]:

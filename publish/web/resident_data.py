@@ -11,6 +11,7 @@ offset, or a date for an all-day occurrence. A "week" is seven days from a given
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import json
 import math
@@ -80,6 +81,15 @@ def paris_midnight_utc(day: dt.date) -> str:
 def utc_text(moment: dt.datetime) -> str:
     """Aware datetime → ISO 8601 UTC text (``…Z``)."""
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_utc(text: str) -> dt.datetime | None:
+    """ISO 8601 UTC text as published (``…Z`` or ``+00:00``) → aware UTC datetime; junk → None."""
+    try:
+        moment = dt.datetime.fromisoformat(str(text))  # Python 3.11 reads a final Z
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -158,6 +168,7 @@ class Occurrence:
     quartier: str = ""
     free: bool | None = None
     language: str = ""  # ISO 639-1 of the event's text when known (events.language)
+    end_utc: str = ""  # ISO 8601 UTC text of the end as published (when it stops being shown)
 
     @property
     def local_day(self) -> dt.date:
@@ -198,6 +209,7 @@ def _occurrence(row: sqlite3.Row, free_known: bool) -> Occurrence:
         quartier=row["quartier"] or "",
         free=bool(row["is_free_"]) if free_known else None,
         language=row["language"] or "",
+        end_utc=str(row["end_utc"] or ""),
     )
 
 
@@ -298,6 +310,16 @@ class DatabaseFacts:
     longest_days: int | None
     choice_ends: dict[str, dict[str, str]]
     computed_at: dt.datetime
+    _ends: list[str] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def next_choice_change(self, now: dt.datetime) -> dt.datetime | None:
+        """The first moment after ``now`` (aware) when a filter option runs out of coming
+        events (aware UTC), or None when none will. Options only disappear with time."""
+        if self._ends is None:
+            self._ends = sorted({last for ends in self.choice_ends.values()
+                                 for last in ends.values()})
+        index = bisect.bisect_right(self._ends, utc_text(now))
+        return parse_utc(self._ends[index]) if index < len(self._ends) else None
 
 
 def database_facts(connection: sqlite3.Connection, now: dt.datetime) -> DatabaseFacts:
@@ -377,6 +399,17 @@ def week_occurrences(connection: sqlite3.Connection, filters: Filters,
     return week_page(connection, filters, now, 0, MAX_ROWS, count=False)[0]
 
 
+@dataclass
+class WeekListing:
+    """One page of a week: its rows, the number of sessions in the whole week, and the first
+    moment (aware UTC) one of those sessions ends — when the week shown at ``now`` changes
+    (None when unknown or when none ends)."""
+
+    rows: list[Occurrence]
+    total: int
+    changes_at: dt.datetime | None
+
+
 def week_page(connection: sqlite3.Connection, filters: Filters, now: dt.datetime,
               offset: int, limit: int, facts: DatabaseFacts | None = None,
               count: bool = True) -> tuple[list[Occurrence], int]:
@@ -386,6 +419,18 @@ def week_page(connection: sqlite3.Connection, filters: Filters, now: dt.datetime
     one COUNT with the same filters (0 when ``count`` is False). With ``facts``, the start of
     the scan is bounded by the longest occurrence, so both read one index range of about a
     week (publish/build.py's covering index on occurrences).
+    """
+    listing = week_listing(connection, filters, now, offset, limit, facts, count)
+    return listing.rows, listing.total
+
+
+def week_listing(connection: sqlite3.Connection, filters: Filters, now: dt.datetime,
+                 offset: int, limit: int, facts: DatabaseFacts | None = None,
+                 count: bool = True) -> WeekListing:
+    """:func:`week_page` with the moment its answer changes (:class:`WeekListing`).
+
+    The COUNT also reads the earliest end of the week's sessions: until then (and until the
+    next midnight in Europe/Paris, which moves "today"), the same rows and total are shown.
     """
     window_start, window_end = _week_window(filters, now)
     if facts is None:
@@ -401,13 +446,16 @@ def week_page(connection: sqlite3.Connection, filters: Filters, now: dt.datetime
     rows = _occurrence_query(connection, filters, list(extra), dict(params), limit=limit,
                              offset=offset, columns=columns)
     total = 0
+    first_end = min((o.end_utc for o in rows if o.end_utc), default=None)
     if count:
         where, needs_events, _ = _filter_where(filters, *columns, extra, params)
         join = " JOIN events e ON e.id = o.event_id" if needs_events else ""
-        total = connection.execute(
-            f"SELECT count(*) FROM occurrences o{join} WHERE {' AND '.join(where)}", params
-        ).fetchone()[0]
-    return rows, int(total)
+        total, first_end = connection.execute(
+            f"SELECT count(*), min(o.end_utc) FROM occurrences o{join} "
+            f"WHERE {' AND '.join(where)}", params
+        ).fetchone()
+    changes_at = parse_utc(first_end) if first_end else None
+    return WeekListing(rows, int(total), changes_at)
 
 
 def group_by_day(occurrences: list[Occurrence], first: dt.date) -> list[tuple[dt.date,
