@@ -73,6 +73,9 @@ class ParseResult:
     complete: bool = True
     #: The calendar's or feed's own title (X-WR-CALNAME, RSS/Atom/JSON Feed title), '' if none.
     title: str = ""
+    #: Website crawls only: every page answer of the crawl (``url``, ``method``, ``status``,
+    #: ``sha256``, ``etag``, ``last_modified``), to tell next time whether a page changed.
+    pages: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def events(self) -> int:

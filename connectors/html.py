@@ -35,6 +35,7 @@ PAYLOAD_KEYS = ("title", "description", "url", "dtstart", "dtend", "tzid", "rrul
                 "status", "location", "online_url", "organizer", "categories", "schema_type",
                 "dtstart_anchored")
 _GRACE_SECONDS = 30
+_PAGE_KEYS = ("url", "method", "status", "sha256", "etag", "last_modified")
 
 
 def is_crawl_format(fmt: str) -> bool:
@@ -171,6 +172,9 @@ def read_crawl_lines(lines: list[str], start_url: str, max_pages: int,
                     result.warnings.append(Problem(f"{page} : {problem}", code="page"))
         elif kind == "stats":
             stats = data
+        elif kind == "response" and isinstance(data.get("url"), str) and all(
+                p.get("url") != data["url"] for p in result.pages):
+            result.pages.append({key: data.get(key) for key in _PAGE_KEYS})
     if start_error:
         result.errors.append(Problem(start_error, code="start-page"))
     elif pages_ok == 0 and not result.errors:
@@ -215,11 +219,65 @@ def harvest_crawl(session: Session, source: Source, run: HarvestRun, outcome: Ha
 
     Same outcome rules as a fetched source: ``failed`` when nothing could be read, ``partial``
     when the crawl had errors (start page unreadable, page or time limit reached: nothing is then
-    marked removed at source), ``ok`` otherwise; the deletion guard applies. No raw snapshot and
-    no content-hash skip: a crawl has no single payload.
+    marked removed at source), ``ok`` otherwise; the deletion guard applies. No raw snapshot.
+
+    Unless ``force``, the site is not crawled again when every page of its last complete crawl
+    answers the same (:func:`pages_unchanged`): the run is then ``unchanged``, like a feed
+    answering 304. After a complete crawl (no error, only GET requests) its pages are kept in
+    ``source.crawl_pages``; after any other, that list is cleared so that the next run crawls.
     """
     from connectors.harvest import _finish, record_parsed
 
+    if not force and source.crawl_pages and pages_unchanged(source.crawl_pages, settings):
+        # every page of the last complete crawl answered 304 or the same bytes: same crawl
+        outcome.status = "unchanged"
+        return _finish(session, source, run, outcome, now)
     parsed = crawl_source(source.id, source.url, source.format, settings, now)
-    record_parsed(session, source, run, outcome, parsed, now, force)
+    stored = record_parsed(session, source, run, outcome, parsed, now, force)
+    complete = stored and not parsed.errors and bool(parsed.pages) and all(
+        page.get("method") == "GET" for page in parsed.pages)
+    source.crawl_pages = json.dumps(parsed.pages) if complete else None
     return _finish(session, source, run, outcome, now)
+
+
+def pages_unchanged(crawl_pages: str, settings: Settings) -> bool:
+    """True when every page of the last complete crawl still answers the same (never raises).
+
+    ``crawl_pages`` is the JSON list kept by :func:`harvest_crawl` (see ``ParseResult.pages``).
+    Each page is fetched again with ``connectors.http.fetch`` and its validators (ETag,
+    Last-Modified): it is unchanged when it answers HTTP 304 or a body of the same SHA-256; a
+    page that answered an HTTP error last time is unchanged when it still fails. Any other
+    answer, or a list that cannot be read, means the site must be crawled again.
+    """
+    import hashlib
+
+    from connectors.http import FetchError, fetch
+
+    try:
+        pages = json.loads(crawl_pages)
+    except ValueError:
+        return False
+    if not isinstance(pages, list) or not pages or len(pages) > settings.crawl_max_pages + 1:
+        return False
+    for page in pages:
+        url = page.get("url") if isinstance(page, dict) else None
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")) or \
+                page.get("method") != "GET":
+            return False
+        status = page.get("status") if isinstance(page.get("status"), int) else 0
+        try:
+            fetched = fetch(url, etag=page.get("etag"), last_modified=page.get("last_modified"),
+                            max_bytes=settings.max_body_bytes,
+                            timeout=(settings.connect_timeout, settings.read_timeout),
+                            retries=0, allow_local=False)
+        except FetchError:
+            if status >= 400:  # failed last time too: the crawl would read the same
+                continue
+            return False
+        except Exception:  # noqa: BLE001 - when in doubt, crawl
+            return False
+        if fetched.not_modified and status == 200:
+            continue
+        if status != 200 or hashlib.sha256(fetched.content).hexdigest() != page.get("sha256"):
+            return False
+    return True

@@ -8,6 +8,7 @@ Scrapy's counters (pages, HTTP statuses, robots.txt refusals).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import IO, Any
@@ -55,6 +56,7 @@ class JsonLinesWriterPipeline:
         self.path = crawler.settings.get("TISSU_OUTPUT")
         self.handle: IO[str] | None = None
         crawler.signals.connect(self.spider_closed, signal=signals.spider_closed)
+        crawler.signals.connect(self.response_received, signal=signals.response_received)
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> JsonLinesWriterPipeline:
@@ -77,6 +79,27 @@ class JsonLinesWriterPipeline:
         """Write the item; return it unchanged."""
         self._write(ItemAdapter(item).asdict())
         return item
+
+    def response_received(self, response: Any, request: Any, spider: Spider | None = None
+                          ) -> None:
+        """Write a ``{"kind": "response", ...}`` line for every final answer (robots.txt too).
+
+        Fields: ``url``, ``method``, ``status``, ``sha256`` (hex, of the body as received),
+        ``etag`` and ``last_modified`` (validators, or None). Redirections (3xx) are left out:
+        the answer they lead to is written. ``connectors.html`` keeps these lines to tell,
+        before the next crawl, whether any page changed.
+        """
+        if 300 <= response.status < 400:
+            return
+
+        def header(name: bytes) -> str | None:
+            value = response.headers.get(name)
+            return value.decode("latin-1") if value else None
+
+        self._write({"kind": "response", "url": response.url, "method": request.method,
+                     "status": response.status,
+                     "sha256": hashlib.sha256(response.body).hexdigest(),
+                     "etag": header(b"ETag"), "last_modified": header(b"Last-Modified")})
 
     def spider_closed(self, spider: Spider, reason: str) -> None:
         """Write the closing ``stats`` line and close the file."""

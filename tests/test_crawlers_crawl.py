@@ -112,3 +112,48 @@ def test_harvest_all_with_html_sources(http_server: FakeServer, tmp_settings) ->
         assert sessions[0].start_local == "2026-01-05T09:00:00+01:00"
         assert sessions[-1].start_local == "2026-04-02T09:00:00+02:00"
         assert session.get(Source, "concerts").last_error is None
+
+
+def test_unchanged_site_is_not_crawled_again_a_changed_page_is(http_server: FakeServer,
+                                                                tmp_settings, monkeypatch) -> None:
+    """Second run: every page of the last crawl answers the same, so no crawl (no Scrapy child)
+    and no normalisation; once a detail page changes, the next run crawls and reads it."""
+    import connectors.html
+
+    serve_site(http_server)
+    tmp_settings.registry.write_text(yaml.safe_dump({"sources": [{
+        "id": "site", "name": "Agenda du site", "format": "html",
+        "url": http_server.url("/agenda"), "licence": "Licence Ouverte 2.0",
+        "publisher": {"name": "Associations de Pantin", "type": "association"}}]}),
+        encoding="utf-8")
+    engine = make_engine(tmp_settings.database_url)
+    specs = load_registry(tmp_settings.registry)
+    crawls: list[str] = []
+    real_crawl = connectors.html.crawl_source
+
+    def counting_crawl(*args, **kwargs):
+        crawls.append(args[0])
+        return real_crawl(*args, **kwargs)
+
+    monkeypatch.setattr(connectors.html, "crawl_source", counting_crawl)
+    [first] = harvest_all(engine, specs, tmp_settings, now=NOW)
+    assert (first.status, first.events, crawls) == ("ok", 12, ["site"])
+    with Session(engine) as session:
+        pages = json.loads(session.get(Source, "site").crawl_pages)
+    urls = {page["url"].removeprefix(http_server.base) for page in pages}
+    assert {"/robots.txt", "/agenda", "/agenda/tove-styrke", "/agenda/conseils",
+            "/agenda/page-2", "/agenda/annule"} <= urls
+    assert all(len(page["sha256"]) == 64 for page in pages)
+
+    [second] = harvest_all(engine, specs, tmp_settings, now=NOW.replace(hour=14))
+    assert (second.status, second.normalised, crawls) == ("unchanged", False, ["site"])
+
+    http_server.routes["/agenda/tove-styrke"] = page("songkick_elysianfields.html")
+    [third] = harvest_all(engine, specs, tmp_settings, now=NOW.replace(hour=16))
+    assert (third.status, third.normalised, crawls) == ("ok", True, ["site", "site"])
+    with Session(engine) as session:
+        titles = {e.title for e in session.exec(select(Event).where(
+            Event.removed_at_source.is_(None)))}  # type: ignore[union-attr]
+    assert "Tove Styrke" not in titles
+    [forced] = harvest_all(engine, specs, tmp_settings, now=NOW.replace(hour=18), force=True)
+    assert forced.status == "ok" and len(crawls) == 3

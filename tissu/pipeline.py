@@ -112,6 +112,7 @@ def sync_registry(session: Session, specs: Iterable[SourceSpec]) -> list[Source]
         )
         if row.url != spec.url or row.format != spec.format:
             row.content_hash = row.etag = row.last_modified = None  # force a full read
+            row.crawl_pages = None
         row.name, row.format, row.url, row.licence = spec.name, spec.format, spec.url, spec.licence
         row.publisher_name, row.publisher_type = spec.publisher.name, spec.publisher.type
         row.publisher_website = spec.publisher.website
