@@ -6,6 +6,7 @@ Routes (Datasette ``register_routes``, https://docs.datasette.io/en/0.65/plugin_
   ``gratuit`` and ``date`` (first day, AAAA-MM-JJ).
 - ``/agenda/evenement/<id>`` — one event; ``…/<id>/evenement.ics`` its RFC 5545 calendar file.
 - ``/agenda/abonnement`` — "S'abonner": webcal:// and https links, instructions, QR code (SVG).
+- ``/recherche?q=…`` — full-text search of the coming events (``events_fts``), by next session.
 - ``/agenda/affiche`` — the A4 weekly poster of a quartier (print CSS); ``/agenda/affiche.pdf``
   when WeasyPrint is installed.
 - ``/annuaire``, ``/annuaire/organisation/<id>``, ``/annuaire/services``,
@@ -420,6 +421,29 @@ async def event_ics(datasette: Any, request: Any) -> Response:
     )
 
 
+SEARCH_ROWS = 20
+
+
+@cached(lambda: SEARCH_ROWS)
+async def search(datasette: Any, request: Any, page: Page) -> Response:
+    """``/recherche?q=…``: the coming events whose title, description or place contain the
+    words, by date of their next session (full-text index, no count, at most ``SEARCH_ROWS``)."""
+    text = " ".join((request.args.get("q") or "").split())[:200]
+    rows: list[data.Occurrence] = []
+    more = False
+    if data.fts_query(text):
+        facts = await _facts(datasette, page.now)
+        found = await _run(datasette, data.search_upcoming, text, page.now, SEARCH_ROWS, facts)
+        rows, more = found.rows, found.more
+        page.expire_at(found.changes_at)
+    labels = await _run(datasette, data.theme_labels, page.lang)
+    context = page.context(
+        "recherche", q=text, rows=rows, more=more, theme_labels=labels,
+        days=data.group_by_day(rows, page.today) if rows else [],
+    )
+    return page.render("search.html", context)
+
+
 @cached()
 async def subscribe(datasette: Any, request: Any, page: Page) -> Response:
     """The "S'abonner" page of a selection: links, instructions and a QR code."""
@@ -585,6 +609,7 @@ ROUTES = [
     (r"^/agenda/evenement/" + _ID.format("event_id") + r"/evenement\.ics$", event_ics),
     (r"^/agenda/evenement/" + _ID.format("event_id") + r"$", event),
     (r"^/agenda/abonnement$", subscribe),
+    (r"^/recherche$", search),
     (r"^/agenda/affiche\.pdf$", poster_pdf),
     (r"^/agenda/affiche$", poster),
     (r"^/annuaire$", organisations),

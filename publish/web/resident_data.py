@@ -15,6 +15,7 @@ import bisect
 import datetime as dt
 import json
 import math
+import re
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -696,3 +697,155 @@ def normalise_service(row: dict[str, object]) -> dict[str, object]:
     row["_themes"] = json_list(pick("themes", "thematiques"))
     row["_free"] = pick("free", "is_free", "gratuit", "frais")
     return row
+
+
+#: Words of a search kept for the full-text query (letters and digits, any script).
+_WORD = re.compile(r"\w+", re.UNICODE)
+SEARCH_MAX_WORDS = 8
+#: Up to this many matching events, their next sessions are read event by event; beyond,
+#: the coming sessions are read in time order and kept when their event matches.
+_FEW_MATCHES = 2000
+#: Beyond this many matching events, matching is checked in the index chunk by chunk.
+_MANY_MATCHES = 20_000
+_WALK_FIRST = 100
+_WALK_CHUNK = 400
+_WALK_CHUNKS = 60
+
+
+def fts_query(text: str) -> str:
+    """A resident's words as an FTS5 query: each word a quoted string, all required.
+
+    ``"aide  alimentaire!"`` → ``'"aide" "alimentaire"'``; punctuation and FTS5 operators are
+    dropped (no syntax error can reach SQLite); at most ``SEARCH_MAX_WORDS`` words; ``""`` when
+    no word is left. Accents are folded by the index's tokenizer (``remove_diacritics 2``).
+    """
+    words = _WORD.findall(text or "")[:SEARCH_MAX_WORDS]
+    return " ".join(f'"{word}"' for word in words)
+
+
+@dataclass
+class SearchResult:
+    """Events matching a search, each shown by its next session (``rows``, in time order),
+    whether more matched than shown (``more``), and the first moment (aware UTC) the answer
+    changes (a shown session ends), or None."""
+
+    rows: list[Occurrence]
+    more: bool
+    changes_at: dt.datetime | None
+
+
+def search_upcoming(connection: sqlite3.Connection, text: str, now: dt.datetime,
+                    limit: int = 20, facts: DatabaseFacts | None = None) -> SearchResult:
+    """Published events whose title, description or place match ``text`` (full-text index
+    ``events_fts``, FTS5), with a session not ended at ``now`` (aware): the ``limit`` whose
+    next session comes first, each with that session.
+
+    No count and no ranking over all matches: a few matches are read one by one through the
+    ``occurrences(event_id)`` index; many are found by reading the coming sessions in time
+    order (the ``start_utc`` index) until ``limit`` events are found. Returns an empty result
+    when the database has no ``events_fts`` table or ``text`` has no word.
+    """
+    query = fts_query(text)
+    if not query or not has_table(connection, "events_fts"):
+        return SearchResult([], False, None)
+    if facts is None or facts.computed_at > now:
+        facts = database_facts(connection, now)
+    event_columns, occurrence_columns = facts.event_columns, facts.occurrence_columns
+    params: dict[str, object] = {"from_utc": utc_text(now)}
+    where, _, _ = _filter_where(Filters(), event_columns, occurrence_columns,
+                                ["o.end_utc > :from_utc"], params)
+    how_many = connection.execute(
+        "SELECT count(*) FROM (SELECT rowid FROM events_fts WHERE events_fts MATCH ? LIMIT ?)",
+        (query, _MANY_MATCHES + 1)).fetchone()[0]
+    picked: list[str] = []  # occurrence ids, one per event, in time order
+    more = False
+    if how_many <= _FEW_MATCHES:
+        matches = [row[0] for row in connection.execute(
+            "SELECT rowid FROM events_fts WHERE events_fts MATCH ?", (query,))]
+        if matches:
+            rows = connection.execute(
+                f"SELECT e.id, (SELECT o.id FROM occurrences o WHERE o.event_id = e.id AND "
+                f"{' AND '.join(where)} ORDER BY o.start_utc, o.id LIMIT 1) AS next_id, "
+                f"(SELECT min(o.start_utc) FROM occurrences o WHERE o.event_id = e.id AND "
+                f"{' AND '.join(where)}) AS next_start "
+                "FROM events e WHERE e.rowid IN (SELECT value FROM json_each(:ids))",
+                {**params, "ids": json.dumps(matches)}).fetchall()
+            found = sorted((str(start), str(event_id), str(next_id))
+                           for event_id, next_id, start in rows if next_id)
+            more = len(found) > limit
+            picked = [next_id for _, _, next_id in found[:limit]]
+    else:
+        picked, more = _walk_coming(connection, query, where, params, facts, limit,
+                                    how_many <= _MANY_MATCHES)
+    if not picked:
+        return SearchResult([], False, None)
+    chosen = "o.id IN (SELECT value FROM json_each(:picked))"
+    shown = _occurrence_query(connection, Filters(), [chosen], {"picked": json.dumps(picked)},
+                              limit=limit,
+                              columns=(event_columns, occurrence_columns))
+    first_end = min((o.end_utc for o in shown if o.end_utc), default=None)
+    return SearchResult(shown, more, parse_utc(first_end) if first_end else None)
+
+
+def _walk_coming(connection: sqlite3.Connection, query: str, where: list[str],
+                 params: dict[str, object], facts: DatabaseFacts, limit: int,
+                 read_all: bool) -> tuple[list[str], bool]:
+    """Many events match ``query``: read the coming sessions in time order (index-only on
+    ``start_utc``) and keep each matching event's first one, until ``limit`` + 1 are found.
+
+    Matching is read once for all with ``read_all`` (at most ``_MANY_MATCHES`` events match),
+    else checked in the full-text index for each chunk of sessions (FTS5 ``rowid IN``; chunks
+    grow from 100 sessions, since most events match then). Returns (occurrence ids in time
+    order, whether more than ``limit`` were found).
+    """
+    wanted: set[int] | None = None
+    if read_all:
+        wanted = {row[0] for row in connection.execute(
+            "SELECT rowid FROM events_fts WHERE events_fts MATCH ?", (query,))}
+    walk = dict(params)
+    bound = ""
+    if facts.longest_days is not None:
+        bound = " AND o.start_utc >= :lower_utc"
+        walk["lower_utc"] = utc_text(dt.datetime.fromisoformat(str(params["from_utc"]))
+                                     - dt.timedelta(days=facts.longest_days))
+    seen: set[str] = set()
+    found: list[tuple[str, str]] = []  # (start_utc, event_id)
+    walk["after"] = ""
+    strict = False
+    size = _WALK_FIRST
+    for _ in range(_WALK_CHUNKS):
+        chunk = connection.execute(
+            "SELECT o.start_utc, o.event_id, e.rowid FROM occurrences o "
+            f"JOIN events e ON e.id = o.event_id WHERE {' AND '.join(where)}{bound} "
+            f"AND o.start_utc {'>' if strict else '>='} :after ORDER BY o.start_utc "
+            f"LIMIT {size}", walk).fetchall()
+        fresh = [(str(row[0]), str(row[1]), int(row[2])) for row in chunk if row[1] not in seen]
+        if wanted is None and fresh:
+            rowids = sorted({row[2] for row in fresh})
+            hits = {row[0] for row in connection.execute(
+                "SELECT rowid FROM events_fts WHERE events_fts MATCH ? AND rowid IN "
+                f"({', '.join(str(int(r)) for r in rowids)})", (query,))}
+        else:
+            hits = wanted or set()
+        for start, event_id, rowid in sorted(fresh):
+            if rowid in hits and event_id not in seen:
+                seen.add(event_id)
+                found.append((start, event_id))
+        if len(found) > limit or len(chunk) < size:
+            break
+        size = min(2 * size, _WALK_CHUNK)
+        # sessions starting at the chunk's last moment may go on in the next chunk; when a
+        # whole chunk starts at one moment, step past it
+        strict = chunk[0][0] == chunk[-1][0]
+        walk["after"] = chunk[-1][0]
+    found.sort()
+    more = len(found) > limit
+    found = found[:limit]
+    if not found:
+        return [], more
+    pairs = json.dumps([[event_id, start] for start, event_id in found])
+    ids = {str(row[0]): str(row[1]) for row in connection.execute(
+        "SELECT o.event_id, o.id FROM occurrences o WHERE (o.event_id, o.start_utc) IN "
+        "(SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') "
+        "FROM json_each(?)) ORDER BY o.id DESC", (pairs,))}
+    return [ids[event_id] for _, event_id in found if event_id in ids], more

@@ -1,0 +1,105 @@
+"""``/recherche``: full-text search of the coming events, checked against a plain reading."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import sqlite3
+import sys
+from pathlib import Path
+
+import pytest
+
+from publish.web import page_cache, resident, resident_data
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "browser"))
+from resident_instance import NOW, make_datasette, shared_instance
+
+
+@pytest.fixture(scope="module")
+def database():
+    return shared_instance() / "tissu-open.db"
+
+
+def reference(db: Path, text: str, now: dt.datetime, limit: int) -> list[tuple[str, str]]:
+    """Every matching published event's next session, read the long way: (event id, start)."""
+    connection = sqlite3.connect(db)
+    query = resident_data.fts_query(text)
+    matching = {row[0] for row in connection.execute(
+        "SELECT e.id FROM events e WHERE e.rowid IN "
+        "(SELECT rowid FROM events_fts WHERE events_fts MATCH ?)", (query,))}
+    moment = resident_data.utc_text(now)
+    nexts: dict[str, str] = {}
+    for event_id, start, end, live in connection.execute(
+            "SELECT event_id, start_utc, end_utc, live FROM occurrences"):
+        if event_id in matching and live == 1 and end > moment \
+                and (event_id not in nexts or start < nexts[event_id]):
+            nexts[event_id] = start
+    ordered = sorted((start, event_id) for event_id, start in nexts.items())
+    return [(event_id, start) for start, event_id in ordered[:limit]]
+
+
+def test_fts_query_keeps_words_only():
+    assert resident_data.fts_query('aide  "alimentaire"!') == '"aide" "alimentaire"'
+    assert resident_data.fts_query('NEAR(a b) OR "x*') == '"NEAR" "a" "b" "OR" "x"'
+    assert resident_data.fts_query("  ;; ") == ""
+    assert resident_data.fts_query("café العربية") == '"café" "العربية"'
+    assert len(resident_data.fts_query("a " * 30).split()) == resident_data.SEARCH_MAX_WORDS
+
+
+@pytest.mark.parametrize("path", ["few", "all matches read", "checked chunk by chunk"])
+@pytest.mark.parametrize("text", ["group", "MDS", "dorkbot", "linux", "user", "pdx", "zzzz"])
+def test_search_finds_the_next_session_of_each_matching_event(database, monkeypatch, path,
+                                                              text):
+    # the three ways of reading, chosen by the number of matches, give the same answer
+    if path != "few":
+        monkeypatch.setattr(resident_data, "_FEW_MATCHES", 0)
+        # small chunks, so that the walk goes on over many of them and their seams
+        monkeypatch.setattr(resident_data, "_WALK_FIRST", 2)
+        monkeypatch.setattr(resident_data, "_WALK_CHUNK", 5)
+        monkeypatch.setattr(resident_data, "_WALK_CHUNKS", 10_000)
+    if path == "checked chunk by chunk":
+        monkeypatch.setattr(resident_data, "_MANY_MATCHES", 0)
+    connection = sqlite3.connect(database)
+    for limit in (1, 3, 10, 40):
+        found = resident_data.search_upcoming(connection, text, NOW, limit)
+        expected = reference(database, text, NOW, limit + 1)
+        got = [(o.event_id, resident_data.utc_text(o.start) if o.start else None)
+               for o in found.rows]
+        assert [event_id for event_id, _ in got] == [e for e, _ in expected[:limit]], \
+            (text, limit)
+        assert found.more == (len(expected) > limit)
+        for occurrence, (_, start) in zip(found.rows, expected, strict=False):
+            assert occurrence.start is None or resident_data.utc_text(occurrence.start) == start
+        if found.rows:
+            assert found.changes_at == min(dt.datetime.fromisoformat(o.end_utc)
+                                           for o in found.rows)
+    if text != "zzzz":
+        assert reference(database, text, NOW, 50), text  # the query does find something
+
+
+def test_search_page(monkeypatch):
+    monkeypatch.setattr(resident, "clock", lambda: NOW)
+    monkeypatch.delenv("TISSU_KIOSK", raising=False)
+    page_cache.PAGES.clear()
+    ds = make_datasette(shared_instance())
+
+    def get(path):
+        return asyncio.run(ds.client.get(path))
+
+    empty = get("/recherche")
+    assert empty.status_code == 200 and 'name="q"' in empty.text
+    assert "Aucun rendez-vous" not in empty.text
+    found = get("/recherche?q=MDS")
+    assert found.status_code == 200
+    assert "MDS-t" in found.text and "Les prochains rendez-vous qui contiennent « MDS »" in found.text
+    assert '<h2>lundi 30 novembre</h2>' in found.text
+    nothing = get("/recherche?q=zzzz")
+    assert "Aucun rendez-vous à venir ne contient « zzzz »" in nothing.text
+    hostile = get('/recherche?q=%22NEAR(%20OR%20*')  # FTS5 syntax is not passed through
+    assert hostile.status_code == 200
+    arabic = get("/recherche?q=MDS&lang=ar")
+    assert '<html lang="ar" dir="rtl">' in arabic.text and "MDS-t" in arabic.text
+    assert '<input type="hidden" name="lang" value="ar">' in arabic.text
+    home = get("/")
+    assert '<a href="/recherche">Rechercher</a>' in home.text
