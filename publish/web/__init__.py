@@ -12,11 +12,19 @@ from typing import Any
 
 from datasette import hookimpl
 
-from publish.web.reload import startup  # noqa: F401  (hook: follow republished files)
+from publish.web import reload, serving
 
 FEATURE_MODULES: list[str] = ["publish.web.resident", "publish.web.registration",
                               "publish.web.exports", "publish.web.embed",
                               "publish.web.moderation", "publish.web.status"]
+
+
+@hookimpl
+def startup(datasette: Any) -> None:
+    """Follow republished files (publish/web/reload.py) and set the serving defaults
+    (publish/web/serving.py)."""
+    reload.startup(datasette)
+    serving.apply_serving_settings(datasette)
 
 
 @hookimpl
