@@ -9,6 +9,8 @@
    prints p50/p95/max in ms. Target: p95 ≤ 50 ms.
 
 Run: ``.venv/bin/python bench/publish_bench.py [--events 100000] [--series 0.2]``
+(``--store FILE`` keeps the generated working store in FILE and reuses it on the next run; each
+run publishes a fresh copy of it, so every publish is a first publish.)
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ import hashlib
 import json
 import math
 import random
+import shutil
 import sqlite3
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -45,7 +49,7 @@ def _text(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-def _defaults(model: type) -> dict[str, object]:
+def _defaults(model: Any) -> dict[str, object]:
     found: dict[str, object] = {}
     for name, info in model.model_fields.items():
         default = info.default
@@ -146,13 +150,27 @@ def main() -> None:
     parser.add_argument("--series", type=float, default=0.2,
                         help="share of weekly series (56 occurrences each, the horizon)")
     parser.add_argument("--repeat", type=int, default=200)
+    parser.add_argument("--store", type=Path, default=None,
+                        help="keep the generated working store in this file and reuse it "
+                             "(built with the same --events/--series when absent)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="tissu-bench-") as folder:
         root = Path(folder)
         clock = time.perf_counter()
-        events, occurrences = build_store(root / "tissu.db", args.events, args.series)
-        print(f"working store: {events} events, {occurrences} occurrences "
-              f"({time.perf_counter() - clock:.1f} s to generate)")
+        if args.store is not None and args.store.exists():
+            shutil.copyfile(args.store, root / "tissu.db")
+            with sqlite3.connect(root / "tissu.db") as reader:
+                events = reader.execute("SELECT count(*) FROM event").fetchone()[0]
+                occurrences = reader.execute("SELECT count(*) FROM occurrence").fetchone()[0]
+            print(f"working store: {events} events, {occurrences} occurrences "
+                  f"(copied from {args.store})")
+        else:
+            events, occurrences = build_store(root / "tissu.db", args.events, args.series)
+            print(f"working store: {events} events, {occurrences} occurrences "
+                  f"({time.perf_counter() - clock:.1f} s to generate)")
+            if args.store is not None:
+                args.store.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(root / "tissu.db", args.store)
         engine = make_engine(f"sqlite:///{root / 'tissu.db'}")
         clock = time.perf_counter()
         outcome = publish(engine, root / "publish", NOW)

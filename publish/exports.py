@@ -536,8 +536,7 @@ def build_exports(db_path: Path, out_dir: Path, now: dt.datetime,
     failed: list[str] = []
     if events >= PARALLEL_MIN_EVENTS and (os.cpu_count() or 1) > 1:
         context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(max_workers=len(groups), mp_context=context,
-                                 initializer=_no_nested_pool) as pool:
+        with ProcessPoolExecutor(max_workers=len(groups), mp_context=context) as pool:
             futures = [(g, pool.submit(g, db_path, out_dir, now)) for g in groups]
             for group, future in futures:
                 try:
@@ -562,9 +561,3 @@ def build_exports(db_path: Path, out_dir: Path, now: dt.datetime,
             "datainclusion_structures": folder / "structures.json",
             "datainclusion_services": folder / "services.json"}
 
-
-def _no_nested_pool() -> None:
-    """In an export worker, serialise calendars in that process (the cores are taken)."""
-    from publish import ics
-
-    ics.PARALLEL_MIN_EVENTS = 10**12

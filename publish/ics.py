@@ -19,8 +19,8 @@ Properties of each VEVENT:
 - ``LOCATION``, ``GEO`` (when the place is known), ``URL``, ``CATEGORIES`` (theme labels then
   the source's categories), ``DESCRIPTION``, ``CREATED``.
 
-Speed: each VEVENT is serialised once and reused by every feed that contains it, on every core
-for big agendas. TEXT values are escaped by icalendar's own function (the one ``vText`` uses),
+Speed: each VEVENT is serialised once and reused by every feed that contains it; values that
+events share (local times, places, organisers, rules, categories) are encoded once. TEXT values are escaped by icalendar's own function (the one ``vText`` uses),
 RRULE/RDATE/EXDATE by its property types; DATE-TIME values are formatted per RFC 5545 §3.3.5 and
 lines folded per §3.1 the way icalendar folds them (checked against it in the tests).
 """
@@ -29,11 +29,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import multiprocessing
-import os
 import sqlite3
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -188,16 +185,21 @@ def select_feed_rows(connection: sqlite3.Connection, now: dt.datetime) -> list[d
 
     An event belongs when one of its occurrences has not ended yet; an event cancelled or removed
     at its source belongs only during :data:`CANCELLED_KEEP_DAYS` days after that change.
-    Extra keys: ``geo`` (latitude, longitude) when known.
+    Extra keys: ``geo`` (latitude, longitude) when known. Leaves ``sqlite3.Row`` as the
+    connection's row factory.
     """
     connection.row_factory = sqlite3.Row
     now_text = utc_text(now)
-    rows = connection.execute(
+    cursor = connection.cursor()
+    cursor.row_factory = None  # plain tuples, zipped with the column names: faster than Row
+    cursor.execute(
         "SELECT e.* FROM events e WHERE EXISTS (SELECT 1 FROM occurrences o "
         "WHERE o.event_id = e.id AND o.end_utc >= ?) ORDER BY e.id",
         (now_text,),
-    ).fetchall()
-    event_columns = {r[1] for r in connection.execute("PRAGMA table_info(events)")}
+    )
+    names = [d[0] for d in cursor.description]
+    rows = cursor.fetchall()
+    event_columns = set(names)
     places: dict[str, tuple[float, float]] = {}
     tables = {r[0] for r in connection.execute("SELECT name FROM sqlite_master")}
     if "place_id" in event_columns and "places" in tables:
@@ -209,15 +211,17 @@ def select_feed_rows(connection: sqlite3.Connection, now: dt.datetime) -> list[d
                 if lat is not None and lon is not None:
                     places[str(pid)] = (float(lat), float(lon))
     limit = now - dt.timedelta(days=CANCELLED_KEEP_DAYS)
+    has_coordinates = {"latitude", "longitude"} <= event_columns
     selected = []
-    for sql_row in rows:
-        row = dict(sql_row)
-        gone = _cancelled_at(row)
-        if gone is not None and gone < limit:
-            continue
-        if row.get("latitude") is not None and row.get("longitude") is not None:
+    for values in rows:
+        row = dict(zip(names, values, strict=True))
+        if row.get("removed_at_source") or row.get("status") == "cancelled":
+            gone = _cancelled_at(row)
+            if gone is not None and gone < limit:
+                continue
+        if has_coordinates and row["latitude"] is not None and row["longitude"] is not None:
             row["geo"] = (float(row["latitude"]), float(row["longitude"]))
-        elif row.get("place_id") in places:
+        elif places and row.get("place_id") in places:
             row["geo"] = places[row["place_id"]]
         selected.append(row)
     return selected
@@ -237,7 +241,7 @@ def _overrides(connection: sqlite3.Connection, event_ids: list[str]) -> dict[str
         "JOIN _series s ON s.id = o.event_id JOIN events e ON e.id = o.event_id "
         "WHERE o.title IS NOT NULL OR o.location IS NOT NULL OR o.status != e.status "
         "OR o.recurrence_id != CASE WHEN o.all_day THEN replace(o.start_date, '-', '') "
-        "ELSE replace(replace(replace(o.start_utc, '-', ''), ':', ''), 'Z', 'Z') END "
+        "ELSE replace(replace(o.start_utc, '-', ''), ':', '') END "
         "ORDER BY o.event_id, o.start_utc"
     )
     for row in connection.execute(query):
@@ -246,19 +250,190 @@ def _overrides(connection: sqlite3.Connection, event_ids: list[str]) -> dict[str
     return found
 
 
-def _common_lines(row: dict[str, Any]) -> list[bytes]:
-    changed = _parse_utc(row.get("updated_at")) or _parse_utc(row.get("first_seen_at"))
-    removed = _parse_utc(row.get("removed_at_source"))
-    if removed is not None and (changed is None or removed > changed):
-        changed = removed
-    lines = [_text_line("UID", f"{row['id']}@tissu")]
-    if changed is not None:
-        lines.append(_dt_line("DTSTAMP", changed, None))
-        lines.append(_dt_line("LAST-MODIFIED", changed, None))
-    created = _parse_utc(row.get("first_seen_at"))
-    if created is not None:
-        lines.append(_dt_line("CREATED", created, None))
-    return lines
+def _stamp(text: str) -> str:
+    """Published UTC text (``YYYY-MM-DDTHH:MM:SSZ``) → RFC 5545 UTC DATE-TIME
+    ``YYYYMMDDTHHMMSSZ`` (§3.3.5, form #2); other ISO 8601 forms are parsed."""
+    if len(text) == 20 and text[10] == "T" and text[19] == "Z":
+        return text[:19].replace("-", "").replace(":", "") + "Z"
+    value = _parse_utc(text)
+    assert value is not None
+    return f"{value.astimezone(dt.UTC):%Y%m%dT%H%M%SZ}"
+
+
+class _VeventWriter:
+    """Serialises VEVENTs (see :func:`vevent_bytes`), remembering the values events share
+    (times, places, organisers, rules, category lists) so that each is encoded once per batch."""
+
+    def __init__(self, theme_labels: dict[str, str]) -> None:
+        self.theme_labels = theme_labels
+        self._lines: dict[tuple[str, str], bytes] = {}
+        self._categories: dict[tuple[object, object], bytes | None] = {}
+        self._local: dict[tuple[str, str], bytes] = {}
+        self._rules: dict[str, bytes] = {}
+        self._geo: dict[tuple[float, float], bytes] = {}
+        self._organizers: dict[str, bytes] = {}
+
+    def _shared_line(self, name: str, text: str) -> bytes:
+        """A TEXT line whose value many events share (LOCATION), encoded once."""
+        key = (name, text)
+        line = self._lines.get(key)
+        if line is None:
+            line = self._lines[key] = _text_line(name, text)
+        return line
+
+    def _start_line(self, name: str, text: str, zone: ZoneInfo | None) -> bytes:
+        """``name`` at the UTC instant ``text`` (published ISO text), local to ``zone``."""
+        key = (text, zone.key if zone is not None else "")
+        value = self._local.get(key)
+        if value is None:
+            if zone is None:
+                value = b":" + _stamp(text).encode()
+            else:
+                instant = _parse_utc(text)
+                assert instant is not None
+                local = instant.astimezone(zone).isoformat()[:19]
+                value = (f";TZID={zone.key}:"
+                         + local.replace("-", "").replace(":", "")).encode()
+            self._local[key] = value
+        return name.encode() + value
+
+    def _rule(self, rrule: str) -> bytes:
+        line = self._rules.get(rrule)
+        if line is None:
+            line = self._rules[rrule] = _line("RRULE", vRecur.from_ical(rrule))
+        return line
+
+    def _categories_line(self, themes: object, categories: object) -> bytes | None:
+        key = (themes, categories)
+        if key in self._categories:
+            return self._categories[key]
+        found: list[str] = []
+        for label in [self.theme_labels.get(t, t) for t in _json_list(themes)] + _json_list(
+                categories):
+            if label and label not in found:
+                found.append(label)
+        line = (fold(b"CATEGORIES:" + b",".join(_escape_char(c).encode() for c in found))
+                if found else None)
+        self._categories[key] = line
+        return line
+
+    def _organizer_line(self, organizer: str) -> bytes:
+        line = self._organizers.get(organizer)
+        if line is None:
+            cn = param_value(organizer).encode()  # quoted when needed (RFC 6868 escapes)
+            line = self._organizers[organizer] = fold(
+                b"ORGANIZER;CN=" + cn + b":urn:tissu:organisateur")
+        return line
+
+    def _geo_line(self, geo: tuple[float, float]) -> bytes:
+        key = (geo[0], geo[1])
+        line = self._geo.get(key)
+        if line is None:
+            line = self._geo[key] = _line("GEO", vGeo(geo))
+        return line
+
+    def common_lines(self, row: dict[str, Any]) -> list[bytes]:
+        """UID, DTSTAMP, LAST-MODIFIED and CREATED of an event (shared by its overrides)."""
+        updated, first_seen = row.get("updated_at"), row.get("first_seen_at")
+        changed = _stamp(updated) if updated else _stamp(first_seen) if first_seen else None
+        removed = row.get("removed_at_source")
+        if removed:
+            removed = _stamp(removed)
+            if changed is None or removed > changed:  # same fixed-width UTC form: text order
+                changed = removed
+        lines = [_text_line("UID", f"{row['id']}@tissu")]
+        if changed is not None:
+            lines.append(b"DTSTAMP:" + changed.encode())
+            lines.append(b"LAST-MODIFIED:" + changed.encode())
+        if first_seen:
+            lines.append(b"CREATED:" + _stamp(first_seen).encode())
+        return lines
+
+    def descriptive_lines(self, row: dict[str, Any], title: str, location: str | None
+                          ) -> list[bytes]:
+        """SUMMARY, DESCRIPTION, LOCATION, GEO, URL, CATEGORIES and ORGANIZER."""
+        lines = [_text_line("SUMMARY", title)]
+        description = row.get("description")
+        if description:
+            lines.append(_text_line("DESCRIPTION", description))
+        if location:
+            lines.append(self._shared_line("LOCATION", location))
+        geo = row.get("geo")
+        if geo:
+            lines.append(self._geo_line(geo))
+        url = row.get("url")
+        if url:  # a URI value: not TEXT-escaped (RFC 5545 §3.3.13)
+            if "\r" in url or "\n" in url:
+                vUri(url)  # raises icalendar's ValueError: no CR or LF in a URI
+            lines.append(fold(b"URL;VALUE=URI:" + url.encode()))
+        categories = self._categories_line(row.get("themes"), row.get("categories"))
+        if categories is not None:
+            lines.append(categories)
+        organizer = row.get("organizer")
+        if organizer:
+            lines.append(self._organizer_line(organizer))
+        return lines
+
+    def vevent(self, row: dict[str, Any], overrides: list[dict[str, Any]]
+               ) -> tuple[bytes, str | None]:
+        """See :func:`vevent_bytes`."""
+        rdate = row.get("rdate")
+        has_rdate = rdate not in (None, "", "[]")
+        is_series = bool(row.get("rrule")) or has_rdate
+        # a series expands in the zone its source meant (DST rules differ); single events in
+        # Paris
+        all_day = row["all_day"]
+        zone = None if all_day else _zone(row.get("tzid")) if is_series else PARIS
+        cancelled = _cancelled_at(row) is not None
+        status = "CANCELLED" if cancelled else _STATUS.get(row.get("status") or "", "CONFIRMED")
+        sequence = str(int(row.get("sequence") or 0) + int(row.get("revision") or 0)).encode()
+        common = self.common_lines(row)
+        out = [b"BEGIN:VEVENT", *common]
+        start_text, end_text = row.get("dtstart_utc"), row.get("dtend_utc")
+        if not all_day and start_text:
+            out.append(self._start_line("DTSTART", start_text, zone))
+            if end_text and _parse_utc(end_text) > _parse_utc(start_text):  # type: ignore[operator]
+                out.append(self._start_line("DTEND", end_text, zone))
+        else:
+            start, end = _row_bounds(all_day, row.get("start_date"), row.get("end_date"),
+                                     start_text, end_text)
+            out.append(_dt_line("DTSTART", start, zone))
+            if end is not None and end > start:  # type: ignore[operator]
+                out.append(_dt_line("DTEND", end, zone))
+        if row.get("rrule"):
+            out.append(self._rule(row["rrule"]))
+        for name, raw in (("RDATE", rdate if has_rdate else None), ("EXDATE", row.get("exdate"))):
+            if raw in (None, "", "[]"):
+                continue
+            values = _list_values(raw)
+            if values:
+                prop = vDDDLists([_when(v, zone) for v in values])
+                out.append(_line(name, prop, dict(prop.params)))
+        descriptive = self.descriptive_lines(row, row["title"], row.get("location"))
+        out.extend(descriptive)
+        out.append(b"STATUS:" + status.encode())
+        out.append(b"SEQUENCE:" + sequence)
+        out.append(b"END:VEVENT")
+        for occ in overrides if is_series else []:
+            recurrence = _key_value(occ["recurrence_id"])
+            o_start, o_end = _row_bounds(occ["all_day"], occ.get("start_date"),
+                                         occ.get("end_date"), occ.get("start_utc"),
+                                         occ.get("end_utc"))
+            o_status = "CANCELLED" if cancelled or occ["status"] == "cancelled" else (
+                _STATUS.get(occ["status"], "CONFIRMED"))
+            out.extend([b"BEGIN:VEVENT", *common, _dt_line("RECURRENCE-ID", recurrence, zone),
+                        _dt_line("DTSTART", o_start, zone)])
+            if o_end is not None and o_end > o_start:  # type: ignore[operator]
+                out.append(_dt_line("DTEND", o_end, zone))
+            if occ.get("title") or occ.get("location"):
+                out.extend(self.descriptive_lines(row, occ.get("title") or row["title"],
+                                                  occ.get("location") or row.get("location")))
+            else:
+                out.extend(descriptive)
+            out.extend([b"STATUS:" + o_status.encode(), b"SEQUENCE:" + sequence,
+                        b"END:VEVENT"])
+        out.append(b"")
+        return b"\r\n".join(out), zone.key if zone is not None else None
 
 
 
@@ -274,73 +449,18 @@ def _row_bounds(all_day: object, start_date: str | None, end_date: str | None,
     assert start is not None
     return start, _parse_utc(end_utc)
 
+
 def vevent_bytes(row: dict[str, Any], overrides: list[dict[str, Any]],
                  theme_labels: dict[str, str]) -> tuple[bytes, str | None]:
-    """Serialise one event (and its overrides) → (bytes of its VEVENTs, TZID used or None)."""
-    is_series = bool(row.get("rrule")) or row.get("rdate") not in (None, "", "[]")
-    # a series expands in the zone its source meant (DST rules differ); single events in Paris
-    zone = None if row["all_day"] else _zone(row.get("tzid")) if is_series else PARIS
-    zone_name = zone.key if zone is not None else None
-    cancelled = _cancelled_at(row) is not None
-    status = "CANCELLED" if cancelled else _STATUS.get(row.get("status") or "", "CONFIRMED")
-    sequence = str(int(row.get("sequence") or 0) + int(row.get("revision") or 0)).encode()
-    common = _common_lines(row)
-    out = [b"BEGIN:VEVENT", *common]
-    start, end = _row_bounds(row["all_day"], row.get("start_date"), row.get("end_date"),
-                             row.get("dtstart_utc"), row.get("dtend_utc"))
-    out.append(_dt_line("DTSTART", start, zone))
-    if end is not None and end > start:  # type: ignore[operator]
-        out.append(_dt_line("DTEND", end, zone))
-    if row.get("rrule"):
-        out.append(_line("RRULE", vRecur.from_ical(row["rrule"])))
-    for name in ("RDATE", "EXDATE"):
-        values = _list_values(row.get(name.lower()))
-        if values:
-            prop = vDDDLists([_when(v, zone) for v in values])
-            out.append(_line(name, prop, dict(prop.params)))
-    out.extend(_descriptive_lines(row, row["title"], row.get("location"), theme_labels))
-    out.append(b"STATUS:" + status.encode())
-    out.append(b"SEQUENCE:" + sequence)
-    out.append(b"END:VEVENT")
-    for occ in overrides if is_series else []:
-        recurrence = _key_value(occ["recurrence_id"])
-        o_start, o_end = _row_bounds(occ["all_day"], occ.get("start_date"), occ.get("end_date"),
-                                     occ.get("start_utc"), occ.get("end_utc"))
-        o_status = "CANCELLED" if cancelled or occ["status"] == "cancelled" else _STATUS.get(
-            occ["status"], "CONFIRMED")
-        out.extend([b"BEGIN:VEVENT", *common, _dt_line("RECURRENCE-ID", recurrence, zone),
-                    _dt_line("DTSTART", o_start, zone)])
-        if o_end is not None and o_end > o_start:  # type: ignore[operator]
-            out.append(_dt_line("DTEND", o_end, zone))
-        out.extend(_descriptive_lines(row, occ.get("title") or row["title"],
-                                      occ.get("location") or row.get("location"), theme_labels))
-        out.extend([b"STATUS:" + o_status.encode(), b"SEQUENCE:" + sequence,
-                    b"END:VEVENT"])
-    return b"\r\n".join(out) + b"\r\n", zone_name
+    """Serialise one event and its overrides → (bytes of its VEVENTs, TZID used or None).
 
-
-def _descriptive_lines(row: dict[str, Any], title: str, location: str | None,
-                       theme_labels: dict[str, str]) -> list[bytes]:
-    lines = [_text_line("SUMMARY", title)]
-    if row.get("description"):
-        lines.append(_text_line("DESCRIPTION", row["description"]))
-    if location:
-        lines.append(_text_line("LOCATION", location))
-    if row.get("geo"):
-        lines.append(_line("GEO", vGeo(row["geo"])))
-    if row.get("url"):  # a URI value: not TEXT-escaped (RFC 5545 §3.3.13)
-        lines.append(fold(b"URL;VALUE=URI:" + vUri(row["url"]).to_ical()))
-    categories: list[str] = []
-    for label in [theme_labels.get(t, t) for t in _json_list(row.get("themes"))] + _json_list(
-            row.get("categories")):
-        if label and label not in categories:
-            categories.append(label)
-    if categories:
-        lines.append(fold(b"CATEGORIES:" + b",".join(_escape_char(c).encode() for c in categories)))
-    if row.get("organizer"):
-        cn = param_value(row["organizer"]).encode()  # quoted when needed (RFC 6868 escapes)
-        lines.append(fold(b"ORGANIZER;CN=" + cn + b":urn:tissu:organisateur"))
-    return lines
+    ``row`` is a published ``events`` row as a dict (UTC times as ISO 8601 text, JSON lists as
+    text) with an optional ``geo`` (latitude, longitude); ``overrides`` are its
+    :func:`_overrides` occurrences; ``theme_labels`` maps theme codes to CATEGORIES labels. The
+    bytes are content lines of RFC 5545 (CRLF, folded at 75 octets), ready to go between
+    BEGIN:VCALENDAR and END:VCALENDAR. Raises ValueError for an RRULE or URL icalendar refuses.
+    """
+    return _VeventWriter(theme_labels).vevent(row, overrides)
 
 
 def prepare_feed_events(connection: sqlite3.Connection, now: dt.datetime,
@@ -355,40 +475,26 @@ def prepare_feed_events(connection: sqlite3.Connection, now: dt.datetime,
     tables = {r[0] for r in connection.execute("SELECT name FROM sqlite_master")}
     if "themes" in tables:
         theme_labels = {c: fr for c, fr in connection.execute("SELECT code, fr FROM themes")}
-    series = [r["id"] for r in rows if r.get("rrule") or r.get("rdate") not in (None, "[]")]
+    series = [r["id"] for r in rows if r.get("rrule") or r.get("rdate") not in (None, "", "[]")]
     overrides = _overrides(connection, series)
-    jobs = [(row, overrides.get(row["id"], [])) for row in rows]
-    serialised = _serialise_all(jobs, theme_labels)
+    writer = _VeventWriter(theme_labels)
+    lists: dict[object, list[str]] = {}
+
+    def listed(raw: object) -> list[str]:
+        found = lists.get(raw)
+        if found is None:
+            found = lists[raw] = _json_list(raw)
+        return found
+
     events = []
-    for row, (data, zone) in zip(rows, serialised, strict=True):
+    for row in rows:
+        data, zone = writer.vevent(row, overrides.get(row["id"], []))
         events.append(FeedEvent(
-            id=row["id"], data=data, zone=zone, themes=_json_list(row.get("themes")),
+            id=row["id"], data=data, zone=zone, themes=listed(row.get("themes")),
             quartier=row.get("quartier"), organisation_id=row.get("organisation_id"),
-            publics=_json_list(row.get("publics")),
+            publics=listed(row.get("publics")),
         ))
     return events
-
-
-PARALLEL_MIN_EVENTS = 5000  # below this, a process pool costs more than it saves
-
-
-def _serialise_chunk(jobs: list[tuple[dict[str, Any], list[dict[str, Any]]]],
-                     theme_labels: dict[str, str]) -> list[tuple[bytes, str | None]]:
-    return [vevent_bytes(row, overrides, theme_labels) for row, overrides in jobs]
-
-
-def _serialise_all(jobs: list[tuple[dict[str, Any], list[dict[str, Any]]]],
-                   theme_labels: dict[str, str]) -> list[tuple[bytes, str | None]]:
-    """:func:`vevent_bytes` for every job, on every core for big agendas (order kept)."""
-    workers = min(os.cpu_count() or 1, 4)
-    if len(jobs) < PARALLEL_MIN_EVENTS or workers < 2:
-        return _serialise_chunk(jobs, theme_labels)
-    size = -(-len(jobs) // (workers * 4))
-    chunks = [jobs[i:i + size] for i in range(0, len(jobs), size)]
-    context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        results = pool.map(_serialise_chunk, chunks, [theme_labels] * len(chunks))
-        return [item for chunk in results for item in chunk]
 
 
 def calendar_bytes(events: Iterable[FeedEvent], name: str = CALENDAR_NAME,

@@ -212,15 +212,3 @@ def test_uri_and_organizer_values_survive_a_round_trip() -> None:
     assert event.decoded("DTSTART") == dt.datetime(2026, 12, 1, 9, tzinfo=dt.UTC)
     assert event["DTSTART"].params["TZID"] == "Europe/Paris"
     assert vobject.readOne(calendar.to_ical().decode()).vevent.url.value == row["url"]
-
-
-def test_parallel_serialisation_gives_the_same_bytes(monkeypatch) -> None:
-    from publish import ics
-
-    rows = [({"id": f"s--{n}", "all_day": 0, "dtstart_utc": "2026-12-01T09:00:00Z",
-              "dtend_utc": "2026-12-01T10:00:00Z", "tzid": "Europe/Paris",
-              "title": f"Atelier {n}", "status": "confirmed", "themes": "[]",
-              "categories": "[]"}, []) for n in range(40)]
-    sequential = ics._serialise_all(rows, {})
-    monkeypatch.setattr(ics, "PARALLEL_MIN_EVENTS", 10)
-    assert ics._serialise_all(rows, {}) == sequential
