@@ -53,6 +53,10 @@ class ParsedRecord:
     recurrence_id: str = ""
     uid_repaired: bool = False
     line: int | None = None
+    #: What the connector already parsed, handed to normalisation in the same run so that it
+    #: does not parse ``payload`` again: for iCalendar ``(VEVENT, [VTIMEZONE, …])`` as
+    #: icalendar components. Never stored; None when not available.
+    parsed: Any = field(default=None, repr=False, compare=False)
 
     @property
     def content_hash(self) -> str:

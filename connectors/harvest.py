@@ -40,6 +40,9 @@ class HarvestOutcome:
     errors: list[str] = field(default_factory=list)
     changed: bool = False
     run_id: int | None = None
+    #: The parse result just stored (in memory only), so that normalisation reuses what the
+    #: connector parsed instead of parsing the stored payloads again; None when nothing was read.
+    parsed: ParseResult | None = field(default=None, repr=False)
 
 
 def record_id(source_id: str, uid: str, recurrence_id: str = "") -> str:
@@ -154,6 +157,7 @@ def record_parsed(session: Session, source: Source, run: HarvestRun, outcome: Ha
     sync = sync_records(session, source.id, parsed, now,
                         complete=not parsed.errors and parsed.complete, force=force)
     outcome.changed = sync.changed
+    outcome.parsed = parsed
     run.removed, run.guarded = sync.removed, len(sync.guarded)
     if sync.guarded:
         outcome.status = "partial"

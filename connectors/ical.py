@@ -426,7 +426,8 @@ def _record(
     wrapper = icalendar.Calendar()
     wrapper.add("PRODID", _PRODID)
     wrapper.add("VERSION", "2.0")
-    for timezone in _used_timezones(vevent, calendar):
+    timezones = _used_timezones(vevent, calendar)
+    for timezone in timezones:
         wrapper.add_component(timezone)
     wrapper.add_component(vevent)
     try:
@@ -443,4 +444,5 @@ def _record(
         hash_basis=_DTSTAMP_RE.sub("", payload),
         uid_repaired=repaired,
         line=line,
+        parsed=(vevent, timezones),
     )

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
+from typing import Any
 
 from normalize.extract import extract_details
 from normalize.geocode import geocode_unknown_location
 from normalize.places import HOME_CITY, resolve_location
 from normalize.themes import assign_themes, load_mapping
-from schemas.models import Event, Source
+from schemas.models import Source
 
 
 @lru_cache(maxsize=256)
@@ -32,8 +33,11 @@ def _json_list(raw: str | None) -> list[str]:
     return [str(v) for v in value] if isinstance(value, list) else []
 
 
-def enrich_event(event: Event, source: Source) -> Event:
+def enrich_event(event: Any, source: Source) -> Any:
     """Fill the enrichment columns of ``event`` in place and return it.
+
+    ``event`` is an :class:`~schemas.models.Event` or any object with the same attributes
+    (normalize.pipeline passes plain rows it then writes in bulk).
 
     - ``themes``: :func:`normalize.themes.assign_themes` with the source's categories, its
       mapping file and its registry themes as defaults (never empty);

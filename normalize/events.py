@@ -55,6 +55,9 @@ class RecordView:
     payload: str
     content_hash: str
     uid_repaired: bool = False
+    #: iCalendar only: ``(VEVENT, [VTIMEZONE, …])`` as the connector parsed them in this run
+    #: (connectors.ical), used instead of parsing ``payload`` again; None to parse ``payload``.
+    parsed: Any = None
 
 
 def _text(component: icalendar.Component, name: str) -> str | None:
@@ -194,13 +197,18 @@ def normalize_ical_group(
     master: icalendar.Component | None = None
     overrides: list[icalendar.Component] = []
     for record in sorted(records, key=lambda r: r.recurrence_id):
-        part = icalendar.Calendar.from_ical(record.payload)
-        for timezone in part.walk("VTIMEZONE"):
+        if record.parsed is not None:  # parsed once by the connector in this run
+            vevent, zones = record.parsed
+            part_timezones, part_events = list(zones), [vevent]
+        else:
+            part = icalendar.Calendar.from_ical(record.payload)
+            part_timezones, part_events = part.walk("VTIMEZONE"), part.walk("VEVENT")
+        for timezone in part_timezones:
             zone_id = str(timezone.get("TZID"))
             if zone_id not in timezones:
                 timezones.add(zone_id)
                 calendar.add_component(timezone)
-        for vevent in part.walk("VEVENT"):
+        for vevent in part_events:
             calendar.add_component(vevent)
             if vevent.get("RECURRENCE-ID") is None:
                 master = vevent

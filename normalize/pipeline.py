@@ -12,8 +12,10 @@ import re
 import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from sqlmodel import Session, delete, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
+from sqlmodel import Session
 
 from normalize.enrich import enrich_event
 from normalize.events import (
@@ -24,6 +26,9 @@ from normalize.events import (
     normalize_json_record,
 )
 from schemas.models import Event, Occurrence, Organisation, Source, SourceRecord
+
+if TYPE_CHECKING:
+    from connectors.base import ParseResult
 
 
 @dataclass
@@ -55,11 +60,54 @@ def upsert_organisation(session: Session, source: Source) -> str:
     return org_id
 
 
+class _Row:
+    """An Event row being rebuilt, as plain attributes (what ``enrich_event`` fills)."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.__dict__.update(values)
+
+
+def _model_defaults(model: Any) -> dict[str, Any]:
+    """Column → default value of a SQLModel table (what ``Model()`` would fill in)."""
+    defaults: dict[str, Any] = {}
+    for column in model.__table__.columns:
+        info = model.model_fields.get(column.name)
+        default = getattr(info, "default", None)
+        defaults[column.name] = None if type(default).__name__ == "PydanticUndefinedType" \
+            else default
+    return defaults
+
+
+_EVENT_DEFAULTS = _model_defaults(Event)
+_OCCURRENCE_DEFAULTS = _model_defaults(Occurrence)
+_EVENT_TABLE: Any = Event.__table__  # type: ignore[attr-defined]
+_OCCURRENCE_TABLE: Any = Occurrence.__table__  # type: ignore[attr-defined]
+# Columns normalisation writes on an existing event besides those of normalize.events (the
+# rest, e.g. deduplication's cluster columns and first_seen_at, are left as they are).
+_REBUILT_COLUMNS = ("organisation_id", "themes", "quartier", "source_url", "updated_at",
+                    "revision", "removed_at_source", "publics", "gratuit", "price",
+                    "registration_required", "registration_url", "registration_phone",
+                    "accessibility", "language", "place_id", "postal_code", "city", "latitude",
+                    "longitude")
+
+
+def _preparsed(parsed: ParseResult | None) -> dict[tuple[str, str], tuple[str, Any]]:
+    """(uid, recurrence-id) → (content hash, what the connector parsed) for reusable records."""
+    if parsed is None:
+        return {}
+    return {(r.uid, r.recurrence_id): (r.content_hash, r.parsed)
+            for r in parsed.records if r.parsed is not None}
+
+
 def normalize_source(session: Session, source: Source, horizon: Horizon,
-                     now: dt.datetime) -> NormalizeOutcome:
+                     now: dt.datetime, parsed: ParseResult | None = None) -> NormalizeOutcome:
     """Rebuild the events and occurrences of ``source`` from its stored records.
 
     Events whose records all vanished from the source get ``removed_at_source``; they are kept.
+    ``parsed`` is the connector's result that was just stored for this source (same run): a
+    stored record with the same content hash as one of its records is normalised from what the
+    connector parsed instead of parsing its payload again. Rows are written with bulk
+    statements (SQLAlchemy core), in the session's transaction, committed at the end.
     """
     outcome = NormalizeOutcome(source_id=source.id)
     organisation_id = upsert_organisation(session, source)
@@ -70,38 +118,49 @@ def normalize_source(session: Session, source: Source, horizon: Horizon,
         outcome.organisations, outcome.services = directory.organisations, directory.services
         outcome.warnings.extend(f"{source.id} : {w}" for w in directory.warnings)
         return outcome
-    records = session.exec(
-        select(SourceRecord).where(SourceRecord.source_id == source.id,
-                                   SourceRecord.kind == "event")
+    record_table: Any = SourceRecord.__table__  # type: ignore[attr-defined]
+    records = session.execute(
+        select(record_table.c.uid, record_table.c.recurrence_id, record_table.c.payload_format,
+               record_table.c.payload, record_table.c.content_hash, record_table.c.uid_repaired,
+               record_table.c.removed_at_source)
+        .where(record_table.c.source_id == source.id, record_table.c.kind == "event")
     ).all()
-    groups: dict[str, list[SourceRecord]] = defaultdict(list)
+    groups: dict[str, list[Any]] = defaultdict(list)
     for record in records:
         groups[record.uid].append(record)
-    existing = {e.id: e for e in session.exec(select(Event).where(Event.source_id == source.id))}
+    existing = {row["id"]: dict(row) for row in session.execute(
+        select(_EVENT_TABLE).where(_EVENT_TABLE.c.source_id == source.id)).mappings()}
+    preparsed = _preparsed(parsed)
     default_themes = source.themes or "[]"
+    source_url = source.url if source.url.startswith(("http://", "https://")) else None
     rebuilt: list[str] = []
-    new_occurrences: list[Occurrence] = []
+    inserts: list[dict[str, Any]] = []
+    updates: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+    new_occurrences: list[dict[str, Any]] = []
     for uid, group in groups.items():
         live = [r for r in group if r.removed_at_source is None]
         event_id = f"{source.id}--{uid}"
         if not live:
-            row = existing.get(event_id)
-            if row is not None and row.removed_at_source is None:
-                row.removed_at_source = max(r.removed_at_source for r in group)  # type: ignore[type-var]
-                row.revision = (row.revision or 0) + 1  # republished as CANCELLED
-                row.updated_at = row.removed_at_source  # a change: modified_since sees it
-                session.add(row)
+            old = existing.get(event_id)
+            if old is not None and old["removed_at_source"] is None:
+                removed_at = max(r.removed_at_source for r in group)
+                session.execute(update(_EVENT_TABLE).where(_EVENT_TABLE.c.id == event_id).values(
+                    removed_at_source=removed_at,
+                    revision=(old["revision"] or 0) + 1,  # republished as CANCELLED
+                    updated_at=removed_at))  # a change: modified_since sees it
                 # Gone from its source: its occurrences still listed are now cancelled
                 # (publication keeps them as STATUS:CANCELLED for 30 days, then drops them).
-                session.exec(update(Occurrence)  # type: ignore[call-overload]
-                             .where(Occurrence.event_id == event_id)  # type: ignore[arg-type]
-                             .values(status="cancelled"))
+                session.execute(update(_OCCURRENCE_TABLE)
+                                .where(_OCCURRENCE_TABLE.c.event_id == event_id)
+                                .values(status="cancelled"))
             continue
-        views = [
-            RecordView(r.uid, r.recurrence_id, r.payload_format, r.payload, r.content_hash,
-                       r.uid_repaired)
-            for r in live
-        ]
+        views = []
+        for r in live:
+            known = preparsed.get((r.uid, r.recurrence_id))
+            views.append(RecordView(
+                r.uid, r.recurrence_id, r.payload_format, r.payload, r.content_hash,
+                bool(r.uid_repaired),
+                parsed=known[1] if known is not None and known[0] == r.content_hash else None))
         try:
             if views[0].payload_format == "ical":
                 normalized: NormalizedEvent = normalize_ical_group(source.id, uid, views, horizon)
@@ -112,33 +171,46 @@ def normalize_source(session: Session, source: Source, horizon: Horizon,
             continue
         outcome.warnings.extend(f"{source.id} : {w}" for w in normalized.warnings)
         data = normalized.event
-        row = existing.get(event_id)
-        if row is None:
-            row = Event(**data, first_seen_at=now, updated_at=now)
+        old = existing.get(event_id)
+        row: Any
+        if old is None:
+            row = _Row({**_EVENT_DEFAULTS, **data, "first_seen_at": now, "updated_at": now})
         else:
-            if row.content_hash != data["content_hash"] or row.removed_at_source is not None:
+            row = _Row(dict(old))
+            if old["content_hash"] != data["content_hash"] or old["removed_at_source"] is not None:
                 row.updated_at = now
-                row.revision = (row.revision or 0) + 1  # published SEQUENCE moves with it
-            for key, value in data.items():
-                setattr(row, key, value)
+                row.revision = (old["revision"] or 0) + 1  # published SEQUENCE moves with it
+            row.__dict__.update(data)
             row.removed_at_source = None
         row.organisation_id = organisation_id
         row.themes = default_themes
         row.quartier = source.quartier
-        row.source_url = source.url if source.url.startswith(("http://", "https://")) else None
+        row.source_url = source_url
         try:  # themes, publics, price, registration, language, place (normalize/enrich.py)
             enrich_event(row, source)
         except Exception as exc:  # noqa: BLE001 - enrichment never costs the event itself
             outcome.warnings.append(f"{source.id} : {uid} : enrichissement impossible ({exc})")
-        session.add(row)
-        rebuilt.append(event_id)
-        new_occurrences.extend(Occurrence(**occ) for occ in normalized.occurrences)
+        values = row.__dict__
+        if old is None:
+            inserts.append({c: values.get(c) for c in _EVENT_DEFAULTS})
+        else:
+            columns = tuple(sorted(set(data) | set(_REBUILT_COLUMNS)))
+            updates[columns].append({"_id": event_id,
+                                     **{f"v_{c}": values.get(c) for c in columns}})
+            rebuilt.append(event_id)
+        new_occurrences.extend({**_OCCURRENCE_DEFAULTS, **occ} for occ in normalized.occurrences)
         outcome.events += 1
-    if rebuilt:
-        for chunk_start in range(0, len(rebuilt), 500):
-            chunk = rebuilt[chunk_start : chunk_start + 500]
-            session.exec(delete(Occurrence).where(Occurrence.event_id.in_(chunk)))  # type: ignore[attr-defined]
-    session.add_all(new_occurrences)
+    for chunk_start in range(0, len(rebuilt), 500):  # events seen before: occurrences rebuilt
+        chunk = rebuilt[chunk_start : chunk_start + 500]
+        session.execute(delete(_OCCURRENCE_TABLE).where(_OCCURRENCE_TABLE.c.event_id.in_(chunk)))
+    if inserts:
+        session.execute(insert(_EVENT_TABLE), inserts)
+    for columns, rows in updates.items():
+        session.execute(
+            update(_EVENT_TABLE).where(_EVENT_TABLE.c.id == bindparam("_id"))
+            .values({c: bindparam(f"v_{c}") for c in columns}), rows)
+    if new_occurrences:
+        session.execute(insert(_OCCURRENCE_TABLE), new_occurrences)
     outcome.occurrences = len(new_occurrences)
     session.commit()
     return outcome

@@ -164,12 +164,14 @@ def run_source(engine: Engine, source_id: str, settings: Settings,
             return summary
         try:
             try:
-                normalized = normalize_source(session, source, horizon, now)
+                normalized = normalize_source(session, source, horizon, now,
+                                              parsed=harvested.parsed)
             except IntegrityError:
                 # Another worker inserted a shared row (e.g. the publisher's Organisation) at
                 # the same time: the second attempt finds it and updates it.
                 session.rollback()
-                normalized = normalize_source(session, source, horizon, now)
+                normalized = normalize_source(session, source, horizon, now,
+                                              parsed=harvested.parsed)
         except Exception as exc:  # noqa: BLE001
             session.rollback()
             summary.errors.append(f"{source_id} : normalisation impossible ({exc!r})")
