@@ -9,6 +9,8 @@ shaped like the feed connector's, read by ``normalize.events.normalize_json_reco
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import datetime as dt
 import json
 import os
@@ -16,9 +18,10 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 from dataclasses import fields
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from connectors.base import ParsedRecord, ParseResult, Problem
 from tissu.settings import PROJECT_ROOT, Settings
@@ -103,28 +106,151 @@ def crawl_source(source_id: str, url: str, fmt: str, settings: Settings,
         return result
     with tempfile.TemporaryDirectory(prefix="tissu-crawl-") as folder:
         output = Path(folder) / "items.jsonl"
-        command = crawl_command(spider, url, output, settings, now)
+        job = {"spider": spider, "url": url, "output": str(output), "now": now.isoformat(),
+               "max_pages": settings.crawl_max_pages, "depth": settings.crawl_depth,
+               "timeout": settings.crawl_timeout, "delay": settings.host_delay,
+               "set": {"DOWNLOAD_MAXSIZE": str(settings.max_body_bytes),
+                       "DOWNLOAD_TIMEOUT": str(settings.read_timeout)}}
+        limit = settings.crawl_timeout + _GRACE_SECONDS
+        answer = crawl_service().crawl(job, limit)
+        if answer is None:
+            result.errors.append(Problem(
+                f"collecte interrompue après {limit} s (limite de temps)", code="crawl-timeout"))
+        elif answer.get("error"):
+            result.errors.append(Problem(
+                f"l'araignée {spider!r} a échoué ({str(answer['error'])[:300]})",
+                code="crawl-failed"))
+        lines = output.read_text(encoding="utf-8").splitlines() if output.exists() else []
+    read_crawl_lines(lines, url, settings.crawl_max_pages, result)
+    return result
+
+
+class CrawlService:
+    """One ``python -m crawlers.run --serve`` child for many crawls (see :mod:`crawlers.run`).
+
+    Scrapy and Twisted take seconds to import and Twisted's reactor cannot restart in one
+    process: the child is started once (lazily, or early with :meth:`warm_up`) and runs every
+    crawl of the harvest, several at once when several threads ask. It is started again when
+    the ``TISSU_*`` environment changed (tests), after it died, or after a crawl overran its
+    time limit (the child is then killed, and the crawls it was running fail).
+    Thread-safe. :meth:`close` (also at interpreter exit) lets running crawls end.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen[str] | None = None
+        self._environment: tuple[tuple[str, str], ...] = ()
+        self._waiters: dict[int, tuple[threading.Event, dict[str, Any]]] = {}
+        self._next = 0
+
+    @staticmethod
+    def _tissu_environment() -> tuple[tuple[str, str], ...]:
+        return tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("TISSU_")))
+
+    def _start_locked(self) -> subprocess.Popen[str]:
+        environment = self._tissu_environment()
+        process = self._process
+        if process is not None and process.poll() is None and environment == self._environment:
+            return process
+        if process is not None:
+            self._stop_locked(kill=process.poll() is None and environment == self._environment)
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
             [str(PROJECT_ROOT), *filter(None, [env.get("PYTHONPATH")])])
+        process = subprocess.Popen(
+            [sys.executable, "-m", "crawlers.run", "--serve"], cwd=PROJECT_ROOT, env=env,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            text=True, encoding="utf-8", bufsize=1)
+        self._process, self._environment = process, environment
+        threading.Thread(target=self._read, args=(process,), name="crawl-service",
+                         daemon=True).start()
+        return process
+
+    def _read(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            try:
+                data = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(data, dict) or "id" not in data:
+                continue
+            with self._lock:
+                waiter = self._waiters.pop(data["id"], None)
+            if waiter is not None:
+                waiter[1].update(data)
+                waiter[0].set()
+        with self._lock:  # the child ended: nobody waits for it any more
+            if self._process is process:
+                for event, box in self._waiters.values():
+                    box.setdefault("error", "le processus de collecte s'est arrêté")
+                    event.set()
+                self._waiters.clear()
+
+    def _stop_locked(self, kill: bool) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        for event, box in self._waiters.values():
+            box.setdefault("error", "le processus de collecte s'est arrêté")
+            event.set()
+        self._waiters.clear()
+        with contextlib.suppress(OSError):
+            if process.stdin is not None:
+                process.stdin.close()
+        if kill:
+            process.kill()
         try:
-            completed = subprocess.run(
-                command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
-                timeout=settings.crawl_timeout + _GRACE_SECONDS, check=False,
-            )
-            stderr, returncode = completed.stderr, completed.returncode
+            process.wait(timeout=None if kill else 60)
         except subprocess.TimeoutExpired:
-            stderr, returncode = "", None
-            result.errors.append(Problem(
-                f"collecte interrompue après {settings.crawl_timeout + _GRACE_SECONDS} s "
-                "(limite de temps)", code="crawl-timeout"))
-        lines = output.read_text(encoding="utf-8").splitlines() if output.exists() else []
-    if returncode not in (0, None):
-        last = (stderr or "").strip().splitlines()[-1:] or ["?"]
-        result.errors.append(Problem(f"l'araignée {spider!r} a échoué ({last[0][:300]})",
-                                     code="crawl-failed"))
-    read_crawl_lines(lines, url, settings.crawl_max_pages, result)
-    return result
+            process.kill()
+            process.wait()
+
+    def warm_up(self) -> None:
+        """Start the child now, so that its imports overlap with other work. Never raises."""
+        with self._lock, contextlib.suppress(OSError):
+            self._start_locked()
+
+    def crawl(self, job: dict[str, Any], timeout: float) -> dict[str, Any] | None:
+        """Run one crawl job; its answer (``{"id", "error"}``), or None after ``timeout`` s."""
+        event, box = threading.Event(), {}  # type: tuple[threading.Event, dict[str, Any]]
+        with self._lock:
+            try:
+                process = self._start_locked()
+                self._next += 1
+                job = {**job, "id": self._next}
+                self._waiters[self._next] = (event, box)
+                assert process.stdin is not None
+                process.stdin.write(json.dumps(job, ensure_ascii=False) + "\n")
+                process.stdin.flush()
+            except OSError as exc:
+                self._waiters.pop(self._next, None)
+                return {"error": f"processus de collecte impossible à lancer ({exc})"}
+        if event.wait(timeout):
+            return box
+        with self._lock:  # overran: stop the child; the next crawl starts another
+            if self._process is process:
+                self._stop_locked(kill=True)
+        return None
+
+    def close(self) -> None:
+        """Let running crawls end, then stop the child (no-op when none was started)."""
+        with self._lock:
+            self._stop_locked(kill=False)
+
+
+_SERVICE: CrawlService | None = None
+_SERVICE_LOCK = threading.Lock()
+
+
+def crawl_service() -> CrawlService:
+    """The process-wide :class:`CrawlService` (closed at interpreter exit)."""
+    global _SERVICE
+    with _SERVICE_LOCK:
+        if _SERVICE is None:
+            _SERVICE = CrawlService()
+            atexit.register(_SERVICE.close)
+        return _SERVICE
 
 
 def _item_from(data: dict[str, object]):  # -> EventItem, imported lazily (Scrapy is heavy)

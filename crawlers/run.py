@@ -8,15 +8,25 @@ as a child process::
         [--timeout 300] [--delay 1] [--set SCRAPY_SETTING=VALUE ...]
 
 Each line of the output is an ``EventItem`` (``"kind": "event"``), a ``PageReport``
-(``"kind": "page"``) or, last, ``{"kind": "stats", "finish_reason": ..., "stats": {...}}``.
+(``"kind": "page"``), a page answer (``"kind": "response"``) or, last,
+``{"kind": "stats", "finish_reason": ..., "stats": {...}}``.
 Exit status: 0 when the crawl ran (even if it found nothing), 2 for bad arguments (unknown
 spider, missing URL).
+
+``python -m crawlers.run --serve`` is the crawl service ``connectors.html`` keeps for a whole
+harvest, so that Scrapy and Twisted are imported once, not once per site: it reads one JSON job
+per line on standard input (``{"id", "spider", "url", "output", "now", "max_pages", "depth",
+"timeout", "delay", "set": {NAME: VALUE}}``), runs the jobs concurrently in one reactor, each
+with its own settings, and writes ``{"id": …, "error": null | "message"}`` on standard output
+when a job ends. It prints ``{"ready": true}`` once started and stops when standard input
+closes and the running jobs have ended.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any, TextIO
 
 from scrapy.crawler import CrawlerProcess
 from scrapy.settings import Settings
@@ -55,8 +65,91 @@ def available_spiders() -> list[str]:
     return sorted(SpiderLoader.from_settings(crawl_settings()).list())
 
 
+def serve(stdin: TextIO | None = None, stdout: TextIO | None = None) -> int:
+    """The crawl service (see the module docstring); returns 0 when standard input closed."""
+    import json
+    import threading
+
+    from scrapy.crawler import Crawler, CrawlerRunner
+    from scrapy.utils.log import configure_logging
+    from scrapy.utils.reactor import install_reactor
+
+    stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
+    base = crawl_settings()
+    install_reactor(base["TWISTED_REACTOR"])
+    from twisted.internet import reactor as installed
+
+    reactor: Any = installed
+    configure_logging(base)
+    loader = SpiderLoader.from_settings(base)
+    runner = CrawlerRunner(base)
+    state = {"open": True, "running": 0}
+    write_lock = threading.Lock()
+
+    def reply(data: dict[str, object]) -> None:
+        with write_lock:
+            stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
+            stdout.flush()
+
+    def maybe_stop() -> None:
+        if not state["open"] and not state["running"]:
+            reactor.stop()
+
+    def finished(error: str | None, job_id: object) -> None:
+        state["running"] = int(state["running"]) - 1
+        reply({"id": job_id, "error": error})
+        maybe_stop()
+
+    def start(job: dict[str, object]) -> None:
+        job_id = job.get("id")
+        try:
+            spider = str(job["spider"])
+            if spider not in loader.list():
+                raise ValueError(f"araignée inconnue : {spider!r} "
+                                 f"(connues : {', '.join(loader.list())})")
+            extra = {str(k): str(v) for k, v in dict(job.get("set") or {}).items()}  # type: ignore[call-overload]
+            settings = crawl_settings(
+                str(job["output"]), _int_or_none(job.get("max_pages")),
+                _int_or_none(job.get("depth")), _int_or_none(job.get("timeout")),
+                float(job["delay"]) if job.get("delay") is not None else None,  # type: ignore[arg-type]
+                extra)
+            crawler = Crawler(loader.load(spider), settings)
+            deferred = runner.crawl(crawler, url=job["url"], now=job.get("now"))
+        except Exception as exc:  # noqa: BLE001 - a bad job is answered, never fatal
+            reply({"id": job_id, "error": str(exc)[:300]})
+            return
+        state["running"] = int(state["running"]) + 1
+        deferred.addCallbacks(lambda _result: finished(None, job_id),
+                              lambda failure: finished(failure.getErrorMessage()[:300], job_id))
+
+    def closed() -> None:
+        state["open"] = False
+        maybe_stop()
+
+    def read() -> None:
+        for line in stdin:
+            if line.strip():
+                try:
+                    job = json.loads(line)
+                except ValueError:
+                    continue
+                reactor.callFromThread(start, job)
+        reactor.callFromThread(closed)
+
+    threading.Thread(target=read, name="crawl-jobs", daemon=True).start()
+    reply({"ready": True})
+    reactor.run(installSignalHandlers=False)
+    return 0
+
+
+def _int_or_none(value: object) -> int | None:
+    return int(value) if value is not None else None  # type: ignore[call-overload]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
+    if (argv if argv is not None else sys.argv[1:])[:1] == ["--serve"]:
+        return serve()
     parser = argparse.ArgumentParser(prog="python -m crawlers.run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--spider", required=True)

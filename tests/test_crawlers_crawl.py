@@ -157,3 +157,20 @@ def test_unchanged_site_is_not_crawled_again_a_changed_page_is(http_server: Fake
     assert "Tove Styrke" not in titles
     [forced] = harvest_all(engine, specs, tmp_settings, now=NOW.replace(hour=18), force=True)
     assert forced.status == "ok" and len(crawls) == 3
+
+
+def test_one_crawl_service_runs_every_crawl_and_reports_a_bad_spider(http_server: FakeServer,
+                                                                     tmp_settings) -> None:
+    from connectors.html import crawl_service
+
+    serve_site(http_server)
+    service = crawl_service()
+    first = crawl_source("site", http_server.url("/agenda"), "html", tmp_settings, NOW)
+    child = service._process
+    assert child is not None and child.poll() is None
+    again = crawl_source("site", http_server.url("/agenda"), "html", tmp_settings, NOW)
+    assert service._process is child  # Scrapy imported once for both crawls
+    assert len(first.records) == len(again.records) == 12
+    broken = crawl_source("x", http_server.url("/agenda"), "scrapy:absente", tmp_settings, NOW)
+    assert [p.code for p in broken.errors] == ["crawl-failed"]
+    assert "araignée inconnue : 'absente'" in str(broken.errors[0])

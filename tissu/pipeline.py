@@ -204,7 +204,9 @@ def harvest_all(engine: Engine, specs: list[SourceSpec], settings: Settings,
     now = now or utcnow()
     with Session(engine) as session:
         sync_registry(session, specs)
-        active = [s.id for s in session.exec(select(Source).where(Source.status == "active"))]
+        active_sources = session.exec(select(Source).where(Source.status == "active")).all()
+        active = [s.id for s in active_sources]
+        warm_up_crawls(active_sources, force)
     if jobs > 1:
         summaries = harvest_parallel(engine, active, settings, now, jobs, per_host, progress,
                                      force=force)
@@ -217,6 +219,21 @@ def harvest_all(engine: Engine, specs: list[SourceSpec], settings: Settings,
                 progress(summary)
     deduplicate_if_needed(engine, now, force=force)  # once, after every source is normalised
     return summaries
+
+
+def warm_up_crawls(sources: Iterable[Source], force: bool = False) -> bool:
+    """Start the crawl service now when one of ``sources`` is a website that will be crawled.
+
+    A website is crawled when it has no pages of a complete crawl to compare with, or when
+    ``force``; starting the service early (connectors.html.CrawlService) lets Scrapy's import
+    overlap with the harvest of the other sources. Returns True when it was started.
+    """
+    from connectors.html import crawl_service, is_crawl_format
+
+    if not any(is_crawl_format(s.format) and (force or not s.crawl_pages) for s in sources):
+        return False
+    crawl_service().warm_up()
+    return True
 
 
 def deduplicate_if_needed(engine: Engine, now: dt.datetime, force: bool = False) -> bool:
@@ -374,6 +391,9 @@ def run_worker(engine: Engine, settings: Settings, *, worker: str | None = None,
     clock = now or utcnow
     if specs is not None:
         sync_registry_locked(engine, specs)
+    with Session(engine) as session:
+        warm_up_crawls(session.exec(select(Source).where(Source.status == "active")).all(),
+                       force)
 
     def due(source: Source, at: dt.datetime) -> bool:
         if since is not None:
