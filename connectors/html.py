@@ -15,6 +15,7 @@ import datetime as dt
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -94,35 +95,156 @@ def crawl_source(source_id: str, url: str, fmt: str, settings: Settings,
         ``errors`` when the start page could not be read or the crawl was cut short (so that
         nothing is marked removed at source), ``warnings`` for every page problem.
     """
-    result = ParseResult(detected_format=fmt)
-    try:
-        spider = spider_for(fmt)
-    except ValueError as exc:
-        result.errors.append(Problem(str(exc), code="bad-spider"))
-        return result
-    if not url.startswith(("http://", "https://")):
-        result.errors.append(Problem(f"une collecte de site demande une adresse http(s) : {url}",
-                                     code="bad-url"))
-        return result
-    with tempfile.TemporaryDirectory(prefix="tissu-crawl-") as folder:
-        output = Path(folder) / "items.jsonl"
-        job = {"spider": spider, "url": url, "output": str(output), "now": now.isoformat(),
-               "max_pages": settings.crawl_max_pages, "depth": settings.crawl_depth,
-               "timeout": settings.crawl_timeout, "delay": settings.host_delay,
-               "set": {"DOWNLOAD_MAXSIZE": str(settings.max_body_bytes),
-                       "DOWNLOAD_TIMEOUT": str(settings.read_timeout)}}
-        limit = settings.crawl_timeout + _GRACE_SECONDS
-        answer = crawl_service().crawl(job, limit)
+    key = (source_id, url, fmt, now.isoformat())
+    with _PREFETCH_LOCK:
+        pending = _PREFETCHED.pop(key, None)
+    return (pending or PendingCrawl(source_id, url, fmt, settings, now)).result()
+
+
+class PendingCrawl:
+    """One crawl of a site by the crawl service: started now or by :func:`prefetch_crawls`.
+
+    :meth:`run` submits the job and waits for its end (once, whoever calls it first);
+    :meth:`result` runs it if nobody did, waits, and reads the output into a ParseResult.
+    """
+
+    def __init__(self, source_id: str, url: str, fmt: str, settings: Settings,
+                 now: dt.datetime) -> None:
+        self.url, self.fmt, self.settings = url, fmt, settings
+        self.host = _host_of(url)
+        self.early = ParseResult(detected_format=fmt)
+        self.spider = ""
+        try:
+            self.spider = spider_for(fmt)
+        except ValueError as exc:
+            self.early.errors.append(Problem(str(exc), code="bad-spider"))
+        if not self.early.errors and not url.startswith(("http://", "https://")):
+            self.early.errors.append(Problem(
+                f"une collecte de site demande une adresse http(s) : {url}", code="bad-url"))
+        self.limit = settings.crawl_timeout + _GRACE_SECONDS
+        self.now = now
+        self.answer: dict[str, Any] | None = None
+        self._claimed = False
+        self._claim = threading.Lock()
+        self._finished = threading.Event()
+        self._folder: str | None = None
+
+    @property
+    def valid(self) -> bool:
+        return not self.early.errors
+
+    def run(self) -> None:
+        """Submit the crawl and wait for its end; a no-op when already run. Never raises."""
+        with self._claim:
+            if self._claimed:
+                return
+            self._claimed = True
+        try:
+            if self.valid:
+                self._folder = tempfile.mkdtemp(prefix="tissu-crawl-")
+                settings = self.settings
+                job = {"spider": self.spider, "url": self.url,
+                       "output": str(Path(self._folder) / "items.jsonl"),
+                       "now": self.now.isoformat(), "max_pages": settings.crawl_max_pages,
+                       "depth": settings.crawl_depth, "timeout": settings.crawl_timeout,
+                       "delay": settings.host_delay,
+                       "set": {"DOWNLOAD_MAXSIZE": str(settings.max_body_bytes),
+                               "DOWNLOAD_TIMEOUT": str(settings.read_timeout)}}
+                self.answer = crawl_service().crawl(job, self.limit)
+        except Exception as exc:  # noqa: BLE001 - reported by result()
+            self.answer = {"error": f"{exc!r}"}
+        finally:
+            self._finished.set()
+
+    def result(self) -> ParseResult:
+        """The crawl's records and problems (see :func:`crawl_source`); never raises."""
+        result = self.early
+        if not self.valid:
+            return result
+        self.run()
+        self._finished.wait()
+        answer = self.answer
         if answer is None:
             result.errors.append(Problem(
-                f"collecte interrompue après {limit} s (limite de temps)", code="crawl-timeout"))
+                f"collecte interrompue après {self.limit} s (limite de temps)",
+                code="crawl-timeout"))
         elif answer.get("error"):
             result.errors.append(Problem(
-                f"l'araignée {spider!r} a échoué ({str(answer['error'])[:300]})",
+                f"l'araignée {self.spider!r} a échoué ({str(answer['error'])[:300]})",
                 code="crawl-failed"))
-        lines = output.read_text(encoding="utf-8").splitlines() if output.exists() else []
-    read_crawl_lines(lines, url, settings.crawl_max_pages, result)
-    return result
+        lines: list[str] = []
+        if self._folder is not None:
+            output = Path(self._folder) / "items.jsonl"
+            if output.exists():
+                lines = output.read_text(encoding="utf-8").splitlines()
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None
+        read_crawl_lines(lines, self.url, self.settings.crawl_max_pages, result)
+        return result
+
+    def discard(self) -> None:
+        """Remove the output folder of a crawl whose result will not be read."""
+        self._finished.wait(self.limit + 5)
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+
+
+_PREFETCHED: dict[tuple[str, str, str, str], PendingCrawl] = {}
+_PREFETCH_LOCK = threading.Lock()
+
+
+def _host_of(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{(parts.hostname or '').lower()}:{parts.port or parts.scheme}"
+
+
+def prefetch_crawls(sources: list[tuple[str, str, str]], settings: Settings, now: dt.datetime,
+                    per_host: int = 2, jobs: int = 8) -> int:
+    """Start the crawls of ``sources`` (``(source_id, url, format)``) in the background.
+
+    They run in the crawl service, at most ``jobs`` at once and ``per_host`` per host:port,
+    while the caller harvests other sources; :func:`crawl_source` with the same source, URL,
+    format and ``now`` (aware) then waits for its crawl instead of starting one. Returns how
+    many were queued. Never raises.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    keyed = [((source_id, url, fmt, now.isoformat()),
+              PendingCrawl(source_id, url, fmt, settings, now))
+             for source_id, url, fmt in sources if is_crawl_format(fmt)]
+    keyed = [(key, pending) for key, pending in keyed if pending.valid]
+    if not keyed:
+        return 0
+    pendings = [pending for _key, pending in keyed]
+    limits: dict[str, threading.BoundedSemaphore] = {}
+    for pending in pendings:
+        limits.setdefault(pending.host, threading.BoundedSemaphore(max(1, per_host)))
+    with _PREFETCH_LOCK:
+        _PREFETCHED.update(keyed)
+
+    def one(pending: PendingCrawl) -> None:
+        with limits[pending.host]:
+            pending.run()
+
+    pool = ThreadPoolExecutor(max_workers=max(1, min(jobs, len(pendings))),
+                              thread_name_prefix="tissu-crawl")
+    for pending in pendings:
+        pool.submit(one, pending)
+    pool.shutdown(wait=False)
+    return len(pendings)
+
+
+def forget_prefetched() -> None:
+    """Drop crawls prefetched but never read (their output folders are removed)."""
+    with _PREFETCH_LOCK:
+        left = list(_PREFETCHED.values())
+        _PREFETCHED.clear()
+    for pending in left:
+        pending.discard()
+
+
 
 
 class CrawlService:

@@ -44,17 +44,18 @@ class SourceSummary:
 
 
 # A source whose records did not change is normalised again at most this often anyway, so
-# that its occurrences follow the moving expansion horizon (TISSU_HORIZON_*_DAYS).
+# that its occurrences follow the moving expansion horizon (TISSU_HORIZON_*_DAYS) and a new
+# version of the normalisation code reaches every event within a day (at once with --force).
 RENORMALISE_AFTER = dt.timedelta(hours=24)
-# Inputs of normalisation besides the records: normalisation code and reference data. Their
-# (path, size, mtime) enter every source's normalisation key, so editing them re-normalises.
-_NORMALISATION_INPUTS = ("normalize/*.py", "data/places.yaml", "data/quartiers.yaml",
-                         "data/vocab/*.yaml", "data/mappings/*.yaml")
+# Reference data normalisation reads besides the records. Their (path, size, mtime) enter every
+# source's normalisation key, so editing one re-normalises every source at the next harvest.
+_NORMALISATION_INPUTS = ("data/places.yaml", "data/quartiers.yaml", "data/vocab/*.yaml",
+                         "data/mappings/*.yaml")
 
 
 @functools.lru_cache(maxsize=1)
 def _normalisation_inputs_stamp() -> str:
-    """SHA-256 over (path, size, mtime) of the files normalisation reads (code and data)."""
+    """SHA-256 over (path, size, mtime) of the reference data normalisation reads."""
     from tissu.settings import PROJECT_ROOT
 
     digest = hashlib.sha256()
@@ -73,8 +74,9 @@ def normalisation_key(source: Source, settings: Settings) -> str:
     """Fingerprint of everything but the records that ``normalize_source`` reads for ``source``.
 
     Registry fields copied onto its events (publisher, themes, quartier, address, format), the
-    expansion horizon's length, the geocoder setting, and the normalisation code and data files
-    (:data:`_NORMALISATION_INPUTS`). Hex SHA-256.
+    expansion horizon's length, the geocoder setting, and the reference data files
+    (:data:`_NORMALISATION_INPUTS`; code changes reach events through
+    :data:`RENORMALISE_AFTER` or ``--force``). Hex SHA-256.
     """
     basis = json.dumps([
         source.id, source.format, source.url, source.publisher_name, source.publisher_type,
@@ -206,7 +208,13 @@ def harvest_all(engine: Engine, specs: list[SourceSpec], settings: Settings,
         sync_registry(session, specs)
         active_sources = session.exec(select(Source).where(Source.status == "active")).all()
         active = [s.id for s in active_sources]
-        warm_up_crawls(active_sources, force)
+        if warm_up_crawls(active_sources, force):
+            from connectors.html import is_crawl_format, prefetch_crawls
+
+            # the sites run in the crawl service while the other sources are harvested
+            prefetch_crawls([(s.id, s.url, s.format) for s in active_sources
+                             if is_crawl_format(s.format) and (force or not s.crawl_pages)],
+                            settings, now, per_host=per_host)
     if jobs > 1:
         summaries = harvest_parallel(engine, active, settings, now, jobs, per_host, progress,
                                      force=force)
@@ -217,6 +225,9 @@ def harvest_all(engine: Engine, specs: list[SourceSpec], settings: Settings,
             summaries.append(summary)
             if progress:
                 progress(summary)
+    from connectors.html import forget_prefetched
+
+    forget_prefetched()
     deduplicate_if_needed(engine, now, force=force)  # once, after every source is normalised
     return summaries
 
