@@ -245,6 +245,13 @@ def cached(*depends: Callable[[], Hashable]) -> Callable[[View], Callable[..., A
     return decorate
 
 
+async def _run_all(datasette: Any, *calls: tuple[Any, ...]) -> list[Any]:
+    """Run several ``(fn, *args)`` reads in one trip to the database thread, in order."""
+    database = datasette.get_database(DATABASE)
+    return list(await database.execute_fn(
+        lambda connection: [fn(connection, *args) for fn, *args in calls]))
+
+
 async def _run(datasette: Any, fn: Callable[..., Any], *args: Any) -> Any:
     database = datasette.get_database(DATABASE)
     return await database.execute_fn(lambda connection: fn(connection, *args))
@@ -346,14 +353,16 @@ async def home(datasette: Any, request: Any, page: Page) -> Response:
         number = 1
     number = min(number, 100_000)  # OFFSET stays small enough for SQLite
     facts = await _facts(datasette, page.now)
-    listing = await _run(datasette, data.week_listing, filters, page.now,
-                         (number - 1) * HOME_PAGE_ROWS, HOME_PAGE_ROWS, facts)
+    listing, choices, free_supported, labels = await _run_all(
+        datasette,
+        (data.week_listing, filters, page.now, (number - 1) * HOME_PAGE_ROWS, HOME_PAGE_ROWS,
+         facts),
+        (data.filter_choices, page.lang, page.now, facts),
+        (data.supports_free,),
+        (data.theme_labels, page.lang))
     shown, total = listing.rows, listing.total
     page.expire_at(listing.changes_at)
     page.expire_at(facts.next_choice_change(page.now))
-    choices = await _run(datasette, data.filter_choices, page.lang, page.now, facts)
-    free_supported = await _run(datasette, data.supports_free)
-    labels = await _run(datasette, data.theme_labels, page.lang)
     more = total > number * HOME_PAGE_ROWS
     context = page.context(
         "agenda",
@@ -433,10 +442,13 @@ async def search(datasette: Any, request: Any, page: Page) -> Response:
     more = False
     if data.fts_query(text):
         facts = await _facts(datasette, page.now)
-        found = await _run(datasette, data.search_upcoming, text, page.now, SEARCH_ROWS, facts)
+        found, labels = await _run_all(
+            datasette, (data.search_upcoming, text, page.now, SEARCH_ROWS, facts),
+            (data.theme_labels, page.lang))
         rows, more = found.rows, found.more
         page.expire_at(found.changes_at)
-    labels = await _run(datasette, data.theme_labels, page.lang)
+    else:
+        labels = {}
     context = page.context(
         "recherche", q=text, rows=rows, more=more, theme_labels=labels,
         days=data.group_by_day(rows, page.today) if rows else [],

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import jinja2
@@ -68,6 +68,7 @@ def _french_first(lang: str, day: dt.date, text: str) -> str:
     return re.sub(r"(?<!\d)1(?= )", "1er", text, count=1)
 
 
+@lru_cache(maxsize=4096)
 def format_day(lang: str, day: dt.date) -> str:
     """A full day name and date in ``lang``, e.g. ``lundi 30 novembre`` (CLDR pattern)."""
     return _french_first(lang, day,
@@ -80,8 +81,17 @@ def format_long_date(lang: str, day: dt.date) -> str:
 
 
 def format_clock(lang: str, moment: dt.datetime) -> str:
-    """The local time of ``moment`` (aware, already in Europe/Paris) in ``lang``, e.g. ``14:30``."""
-    return format_time(moment, format="short", locale=_locale(lang))
+    """The local time of ``moment`` (aware, already in Europe/Paris) in ``lang``, e.g. ``14:30``.
+
+    CLDR's short time patterns (``HH:mm``, ``h:mm a``) read only the hour and the minute, so
+    each (language, hour, minute) is formatted once.
+    """
+    return _clock(lang, moment.hour, moment.minute)
+
+
+@lru_cache(maxsize=4096)
+def _clock(lang: str, hour: int, minute: int) -> str:
+    return format_time(dt.time(hour, minute), format="short", locale=_locale(lang))
 
 
 @cache
@@ -95,6 +105,7 @@ def environment(lang: str, folder: str = "resident") -> jinja2.Environment:
         loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR.parent / folder)),
         autoescape=jinja2.select_autoescape(["html", "xml", "svg"]),
         extensions=["jinja2.ext.i18n"],
+        auto_reload=False,  # templates change with a new release, not while serving
         trim_blocks=True,
         lstrip_blocks=True,
     )
