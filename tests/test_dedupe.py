@@ -232,3 +232,127 @@ def test_harvest_twice_same_calendar_from_two_sources_gives_same_clusters(tmp_pa
         canonical = [m for m in members if events[m][1]]
         assert len(canonical) == 1 and canonical[0].startswith("fablab-cottbus--")
     assert len(provenance) == len(events)
+
+
+# --- the kinds of false merges the synthetic benchmark (bench/generator.py, W5) exposed -----
+PANTIN_MQ = "Maison de quartier des Courtillières, 2 avenue des Courtillières, 93500 Pantin"
+
+
+def _at(hour: int, minute: int, minutes: int = 90) -> dict[str, dt.datetime]:
+    start = dt.datetime(2027, 6, 7, hour, minute, tzinfo=dt.UTC)
+    return {"start": start, "end": start + dt.timedelta(minutes=minutes)}
+
+
+def test_other_audience_or_activity_in_the_same_room_is_never_merged() -> None:
+    # Two rooms' programmes at one venue, a quarter of an hour apart (W5 false merges).
+    budget_young = {"title": "Point conseil budget pour les jeunes", "location": PANTIN_MQ,
+                    **_at(12, 0)}
+    budget_women = {"title": "Point conseil budget pour les femmes", "location": PANTIN_MQ,
+                    **_at(12, 15)}
+    assert score_pair(budget_young, budget_women).decision == "different"
+    cooking = {"title": "Atelier cuisine pour les nouveaux arrivants",
+               "location": "Espace Cocteau, 4 rue Lapérouse, 93500 Pantin", **_at(13, 0)}
+    writing = {"title": "Atelier d'écriture pour les nouveaux arrivants",
+               "location": "Espace Cocteau, 4 rue Lapérouse, 93500 Pantin", **_at(12, 45, 60)}
+    assert score_pair(cooking, writing).decision == "different"
+    # Same words but at different hours with other ends: another slot, for a human to say.
+    housing = {"title": "Permanence logement", "location": PANTIN_MQ, **_at(7, 15, 60)}
+    housing_all = {"title": "Permanence logement pour tous", "location": PANTIN_MQ,
+                   **_at(7, 45, 120)}
+    assert score_pair(housing, housing_all).decision == "review"
+    # Two rooms at one address: same title, same time, other venue names.
+    brel = {"title": "Goûter des seniors en famille", **_at(13, 0),
+            "location": "Salle Jacques-Brel, 42 avenue Édouard-Vaillant, 93500 Pantin"}
+    mq = {"title": "Goûter des seniors en famille", **_at(13, 0),
+          "location": "Maison de quartier des Quatre-Chemins, 42 avenue Édouard-Vaillant, "
+                      "93500 Pantin"}
+    assert score_pair(brel, mq).decision == "review"
+    # Two maisons de quartier, one of them abbreviated and not in data/places.yaml's spelling.
+    petit = {"title": "Accueil de jour pour tous !", **_at(8, 15),
+             "location": "MQ du Petit-Pantin, 22 r. Cartier-Bresson, 93500 Pantin"}
+    courtillieres = {"title": "Accueil de jour", "location": PANTIN_MQ, **_at(8, 15, 60)}
+    assert score_pair(petit, courtillieres).decision == "different"
+    # All-day events on one date: a shared date says little when the titles differ.
+    day = dt.date(2027, 9, 18)
+    screening = {"title": "Dépistage santé", "all_day": True, "start": None,
+                 "start_date": day, "location": PANTIN_MQ}
+    beginners = dict(screening, title="Dépistage santé débutants")
+    assert score_pair(screening, beginners).decision == "review"
+
+
+def test_the_same_event_written_another_way_is_still_merged() -> None:
+    young = {"title": "Ciné-débat pour les jeunes", **_at(8, 30, 60),
+             "location": "Espace Cocteau, 4 rue Lapérouse, 93500 Pantin"}
+    copy = {"title": "CINE-DEBAT à destination des jeunes - Pantin", **_at(8, 30, 60),
+            "location": "Espace Cocteau, 4 r. Lapérouse, 93500 Pantin"}
+    assert score_pair(young, copy).decision == "same"
+    # ten minutes late on both start and end (a clerical difference), known place abbreviated
+    a = {"title": "Distribution alimentaire", **_at(13, 0, 120),
+         "location": "Maison de quartier des Quatre-Chemins"}
+    b = {"title": "DISTRIBUTION ALIMENTAIRE", **_at(13, 10, 120), "location": "MQ des 4 Chemins"}
+    assert score_pair(a, b).decision == "same"
+
+
+def _snapshot(session: Session) -> tuple[dict[str, tuple], set[tuple]]:
+    session.expire_all()
+    events = {e.id: (e.cluster_id, e.is_canonical, e.field_sources, e.description, e.themes)
+              for e in session.exec(select(Event))}
+    sources = {(r.id, r.cluster_id, r.confidence) for r in session.exec(select(EventSource))}
+    return events, sources
+
+
+def test_incremental_run_recomputes_only_changed_days_and_equals_a_full_run(
+        tmp_path: Path) -> None:
+    session = _store(tmp_path)
+    other_day = dt.datetime(2026, 12, 9, 13, 0, tzinfo=dt.UTC)
+    session.add(_event("sp-2", "secours-populaire", "Vestiaire solidaire", other_day,
+                       location="Maison de quartier des Quatre-Chemins", first_seen_at=NOW))
+    session.add(_event("m-10", "mairie-pantin", "Repair café", other_day,
+                       location="Maison de quartier du Petit-Pantin", first_seen_at=NOW))
+    session.commit()
+    first = deduplicate(session, NOW)
+    assert first.full and first.days == 2 and first.recomputed == 6
+    again = deduplicate(session, NOW)
+    assert (again.full, again.days, again.recomputed, again.clusters) == (False, 0, 0, 5)
+    # The municipal agenda lists the Vestiaire too (a new duplicate on 9 December); the
+    # partner's newsletter drops its Atelier numérique (2 December).
+    session.add(_event("m-11", "mairie-pantin", "VESTIAIRE SOLIDAIRE", other_day,
+                       location="MQ des 4 Chemins", first_seen_at=NOW))
+    gone = session.get(Event, "lettre-partenaire--n-5")
+    gone.removed_at_source = NOW
+    session.add(gone)
+    session.commit()
+    step = deduplicate(session, NOW)
+    assert not step.full and step.days == 2
+    assert session.get(Event, "mairie-pantin--m-11").cluster_id == cluster_id_for(
+        ["mairie-pantin--m-11", "secours-populaire--sp-2"])
+    assert not session.exec(select(EventSource).where(
+        EventSource.event_id == "lettre-partenaire--n-5")).all()
+    incremental = _snapshot(session)
+    assert deduplicate(session, NOW, full=True).full
+    assert _snapshot(session) == incremental
+    # Only the changed day is read again: a change on 9 December leaves 2 December alone.
+    vestiaire = session.get(Event, "mairie-pantin--m-10")
+    vestiaire.title = "Repair café du mercredi"
+    session.add(vestiaire)
+    session.commit()
+    step = deduplicate(session, NOW)
+    assert step.days == 1 and step.recomputed == 3
+
+
+def test_a_decision_taken_after_a_run_applies_at_the_next_incremental_run(
+        tmp_path: Path) -> None:
+    session = _store(tmp_path)
+    start = dt.datetime(2026, 12, 2, 13, 0, tzinfo=dt.UTC)
+    session.add(_event("r-1", "mairie-pantin", "Atelier numérique : démarches en ligne",
+                       start + dt.timedelta(minutes=25)))
+    session.add(_event("r-2", "lettre-partenaire", "Aide aux démarches en ligne", start))
+    session.commit()
+    deduplicate(session, NOW)
+    key = pair_key("mairie-pantin--r-1", "lettre-partenaire--r-2")
+    assert key in [i.decision.pair_key for i in pending_reviews(session)]
+    record_decision(session, key, "same", by="test", now=NOW)
+    step = deduplicate(session, NOW)
+    assert not step.full and step.days == 1
+    assert (session.get(Event, "mairie-pantin--r-1").cluster_id
+            == session.get(Event, "lettre-partenaire--r-2").cluster_id)
