@@ -937,21 +937,23 @@ def _write_clusters(connection: Any, rows: Sequence[Sequence[Any]], clusters: li
             updates.setdefault(names, []).append((*(values[n] for n in names), rows[position][0]))
 
     for positions in clusters:
-        members = [rows[p] for p in positions]
-        cid = cluster_id_for(r[0] for r in members)
-        if len(positions) == 1:
-            row = members[0]
-            values, sources = _alone(row), "{}"
+        if len(positions) == 1:  # alone: its own provenance row is written in SQL below
+            row = rows[positions[0]]
+            cid = "cl-" + hashlib.sha256(row[0].encode("utf-8")).hexdigest()[:16]
+            values = _alone(row) if (row[_AT["themes"]] != "[]" or row[_AT["publics"]] != "[]"
+                                     or row[_AT["accessibility"]] != "[]") else {}
             outputs: dict[str, Any] = {}
             if row[at_cluster] != cid:
                 outputs["cluster_id"] = cid
-            if row[at_canonical] is None or not row[at_canonical]:
+            if not row[at_canonical]:
                 outputs["is_canonical"] = True
-            if row[at_sources] != sources:
-                outputs["field_sources"] = sources
-            change(positions[0], values, outputs)
-            provenance.append(_provenance(row, row, cid, 1.0))
+            if row[at_sources] != "{}":
+                outputs["field_sources"] = "{}"
+            if values or outputs:
+                change(positions[0], values, outputs)
             continue
+        members = [rows[p] for p in positions]
+        cid = cluster_id_for(r[0] for r in members)
         views = [dict(zip(_COLUMNS, r, strict=True)) for r in members]
         priorities = {v["id"]: _priority(v["organizer"], v["publisher_name"],
                                          v["publisher_type"]) for v in views}
@@ -986,6 +988,14 @@ def _write_clusters(connection: Any, rows: Sequence[Sequence[Any]], clusters: li
     provenance.sort()
     _executemany(connection, f"INSERT INTO eventsource ({', '.join(_PROVENANCE)}) VALUES "
                              f"({', '.join('?' for _ in _PROVENANCE)})", provenance)
+    # every live event without a provenance row now is alone in its cluster: its own row
+    connection.execute(text(
+        f"INSERT INTO eventsource ({', '.join(_PROVENANCE)}) "
+        "SELECT e.id || '|' || e.id, e.cluster_id, e.id, e.id, e.source_id, e.source_uid, e.url, "
+        "e.source_url, s.publisher_type, 1.0, e.first_seen_at, e.updated_at "
+        "FROM event e LEFT JOIN source s ON s.id = e.source_id "
+        "WHERE e.removed_at_source IS NULL AND e.cluster_id IS NOT NULL AND NOT EXISTS "
+        "(SELECT 1 FROM eventsource x WHERE x.event_id = e.id)"))
     return written
 
 
