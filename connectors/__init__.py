@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from importlib import import_module
+from typing import TYPE_CHECKING
 
-from connectors.base import ParseResult
-from connectors.datainclusion import parse_datainclusion
-from connectors.feeds import parse_feed
-from connectors.ical import parse_ical
-from connectors.openagenda import parse_openagenda
+if TYPE_CHECKING:
+    from connectors.base import ParseResult
 
-PARSERS: dict[str, Callable[[bytes, str], ParseResult]] = {
-    "ical": parse_ical,
-    "rss": parse_feed,
-    "atom": parse_feed,
-    "openagenda": parse_openagenda,
-    "datainclusion": parse_datainclusion,
+# format → (module, function); imported on first use, so that a run whose sources all answer
+# "not modified" never loads the parsing libraries.
+PARSERS: dict[str, tuple[str, str]] = {
+    "ical": ("connectors.ical", "parse_ical"),
+    "rss": ("connectors.feeds", "parse_feed"),
+    "atom": ("connectors.feeds", "parse_feed"),
+    "openagenda": ("connectors.openagenda", "parse_openagenda"),
+    "datainclusion": ("connectors.datainclusion", "parse_datainclusion"),
 }
 
 
@@ -25,4 +26,6 @@ def parser_for(fmt: str) -> Callable[[bytes, str], ParseResult]:
     Raises:
         KeyError: unknown format.
     """
-    return PARSERS[fmt]
+    module, function = PARSERS[fmt]
+    parser: Callable[[bytes, str], ParseResult] = getattr(import_module(module), function)
+    return parser

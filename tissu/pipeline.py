@@ -19,9 +19,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from connectors.harvest import HarvestOutcome, harvest_source
-from normalize.dedupe import run_deduplication
-from normalize.events import Horizon
-from normalize.pipeline import normalize_source
 from schemas.models import Source, utcnow
 from schemas.registry import SourceSpec
 from tissu.settings import Settings
@@ -146,7 +143,6 @@ def run_source(engine: Engine, source_id: str, settings: Settings,
     ``force`` lifts the deletion guard (connectors.harvest.sync_records). Never raises.
     """
     now = now or utcnow()
-    horizon = Horizon.around(now, settings.horizon_past_days, settings.horizon_future_days)
     with Session(engine) as session:
         source = session.get(Source, source_id)
         if source is None:
@@ -164,6 +160,11 @@ def run_source(engine: Engine, source_id: str, settings: Settings,
             # Same records, same inputs, normalised recently: its events are already right.
             _refresh_health(session, source, settings, now)
             return summary
+        # imported here: a run where nothing changed never loads the normalisation libraries
+        from normalize.events import Horizon
+        from normalize.pipeline import normalize_source
+
+        horizon = Horizon.around(now, settings.horizon_past_days, settings.horizon_future_days)
         try:
             try:
                 normalized = normalize_source(session, source, horizon, now,
@@ -270,6 +271,8 @@ def deduplicate_if_needed(engine: Engine, now: dt.datetime, force: bool = False)
         pending = "?"
     if pending is None and not force:
         return False
+    from normalize.dedupe import run_deduplication
+
     outcome = run_deduplication(engine, now)
     if any("déduplication impossible" in w for w in getattr(outcome, "warnings", [])):
         return True
