@@ -83,8 +83,8 @@ def _event(ident: str, source: str, title: str, start: dt.datetime, **extra: obj
                  dtstart_utc=start, dtend_utc=start + dt.timedelta(hours=2), **extra)
 
 
-def _store(tmp_path: Path) -> Session:
-    engine = make_engine(f"sqlite:///{tmp_path / 'dedupe.db'}")
+def _store(tmp_path: Path, url: str | None = None) -> Session:
+    engine = make_engine(url or f"sqlite:///{tmp_path / 'dedupe.db'}")
     session = Session(engine)
     _source(session, "secours-populaire", "Secours populaire français, comité de Pantin",
             "association")
@@ -302,8 +302,8 @@ def _snapshot(session: Session) -> tuple[dict[str, tuple], set[tuple]]:
 
 
 def test_incremental_run_recomputes_only_changed_days_and_equals_a_full_run(
-        tmp_path: Path) -> None:
-    session = _store(tmp_path)
+        tmp_path: Path, database_url: str) -> None:
+    session = _store(tmp_path, database_url)
     other_day = dt.datetime(2026, 12, 9, 13, 0, tzinfo=dt.UTC)
     session.add(_event("sp-2", "secours-populaire", "Vestiaire solidaire", other_day,
                        location="Maison de quartier des Quatre-Chemins", first_seen_at=NOW))
@@ -338,11 +338,12 @@ def test_incremental_run_recomputes_only_changed_days_and_equals_a_full_run(
     session.commit()
     step = deduplicate(session, NOW)
     assert step.days == 1 and step.recomputed == 3
+    session.close()
 
 
 def test_a_decision_taken_after_a_run_applies_at_the_next_incremental_run(
-        tmp_path: Path) -> None:
-    session = _store(tmp_path)
+        tmp_path: Path, database_url: str) -> None:
+    session = _store(tmp_path, database_url)
     start = dt.datetime(2026, 12, 2, 13, 0, tzinfo=dt.UTC)
     session.add(_event("r-1", "mairie-pantin", "Atelier numérique : démarches en ligne",
                        start + dt.timedelta(minutes=25)))
@@ -356,3 +357,4 @@ def test_a_decision_taken_after_a_run_applies_at_the_next_incremental_run(
     assert not step.full and step.days == 1
     assert (session.get(Event, "mairie-pantin--r-1").cluster_id
             == session.get(Event, "lettre-partenaire--r-2").cluster_id)
+    session.close()
