@@ -20,7 +20,9 @@ import json
 import os
 import sqlite3
 import tempfile
+import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -201,17 +203,21 @@ def public_frames(engine: Engine, only: set[str] | None = None,
             continue
         for column in frame.columns:
             if _is_datetime_column(column):
-                frame[column] = frame[column].map(iso_utc)
+                frame[column] = _objects(frame, [iso_utc(v) for v in frame[column]])
         for column in ("start_date", "end_date"):
             if column in frame:
-                frame[column] = frame[column].map(_date_text)
+                frame[column] = _objects(frame, [_date_text(v) for v in frame[column]])
         frames[table] = frame
     if store_path:
         reader.close()
     events = frames.get("events")
     if events is not None:
         position = events.columns.get_loc("dtend_utc") + 1 if "dtend_utc" in events else 0
-        events.insert(position, "dtstart_local", [_local(row) for row in events.itertuples()])
+        local = _Local()
+        starts = (events[c] if c in events else [None] * len(events)
+                  for c in ("all_day", "start_date", "dtstart_utc"))
+        events.insert(position, "dtstart_local", _objects(events, [
+            local(all_day, start_date, start) for all_day, start_date, start in zip(*starts)]))
     sources = frames.get("sources")
     if sources is not None and "url" in sources:
         sources["url"] = sources["url"].map(_public_url)
@@ -225,15 +231,30 @@ def _date_text(value: object) -> str | None:
     return str(value)[:10]
 
 
-def _local(row: Any) -> str | None:
-    from normalize.times import local_iso
+def _objects(frame: pd.DataFrame, values: list[Any]) -> pd.Series:
+    """A column of Python objects (None stays None, never NaN) aligned with ``frame``."""
+    return pd.Series(values, index=frame.index, dtype=object)
 
-    if row.all_day:
-        return str(row.start_date) if row.start_date else None
-    value = row.dtstart_utc
-    if not value:
-        return None
-    return local_iso(dt.datetime.fromisoformat(value))
+
+class _Local:
+    """``events.dtstart_local``: the start in Europe/Paris (ISO 8601 with offset), or the first
+    day of an all-day event; start times events share are converted once."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, str] = {}
+
+    def __call__(self, all_day: object, start_date: object, start_utc: object) -> str | None:
+        from normalize.times import local_iso
+
+        if all_day:
+            return str(start_date) if start_date else None
+        if not start_utc:
+            return None
+        text = str(start_utc)
+        found = self._seen.get(text)
+        if found is None:
+            found = self._seen[text] = local_iso(dt.datetime.fromisoformat(text))
+        return found
 
 
 def _public_url(url: str) -> str:
@@ -363,16 +384,32 @@ def _copy_streamed(connection: sqlite3.Connection, engine: Engine, table: str) -
 
 
 def build_database(engine: Engine, out_dir: Path,
-                   frames: dict[str, pd.DataFrame] | None = None) -> Path:
+                   frames: dict[str, pd.DataFrame] | None = None,
+                   timings: dict[str, float] | None = None,
+                   meanwhile: Callable[[], dict[str, pd.DataFrame]] | None = None) -> Path:
     """Write ``out_dir/tissu-open.db`` atomically and return its path.
 
     ``frames`` come from :func:`public_frames` (read here when None); a big table missing from
     them is copied straight from a SQLite store, or read through pandas otherwise.
+    ``meanwhile``, when given, runs in a thread while SQLite copies and indexes the big tables
+    (C code that leaves Python's GIL free, so a second core does that work) and returns more
+    frames to write (such as the publish history). ``timings``, when given, receives the
+    seconds of each step (``database.<step>``). Raises what SQLite, the file system or
+    ``meanwhile`` raise; the previous file then stays in place.
     """
+    clock = time.perf_counter()
+
+    def lap(step: str) -> None:
+        nonlocal clock
+        if timings is not None:
+            timings[f"database.{step}"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+
     out_dir.mkdir(parents=True, exist_ok=True)
     frames = dict(frames) if frames is not None else public_frames(engine, stream=True)
     handle, temp_name = tempfile.mkstemp(prefix=".tissu-open-", suffix=".db", dir=out_dir)
     os.close(handle)
+    running: Future[dict[str, pd.DataFrame]] | None = None
     try:
         connection = sqlite3.connect(temp_name)
         connection.execute("PRAGMA journal_mode=OFF")
@@ -380,6 +417,10 @@ def build_database(engine: Engine, out_dir: Path,
         with connection:
             for table, frame in frames.items():
                 _create_table(connection, table, frame)
+        lap("tables")
+        pool = ThreadPoolExecutor(max_workers=1)
+        running = pool.submit(meanwhile) if meanwhile is not None else None
+        pool.shutdown(wait=False)
         copied: set[str] = set()
         for table in sorted(_STREAMED - set(frames)):
             if _copy_streamed(connection, engine, table):
@@ -390,6 +431,7 @@ def build_database(engine: Engine, out_dir: Path,
                     for name, frame in extra.items():
                         _create_table(connection, name, frame)
                 frames.update(extra)
+        lap("occurrences")
         with connection:
             _add_occurrence_links(connection)
             for table in copied:
@@ -399,6 +441,7 @@ def build_database(engine: Engine, out_dir: Path,
                 frames["occurrences"] = pd.DataFrame(columns=[
                     r[1] for r in connection.execute("PRAGMA table_info(occurrences)")])
             _create_indexes(connection, frames)
+            lap("indexes")
             connection.execute(
                 "CREATE VIRTUAL TABLE events_fts USING fts5(title, description, location, "
                 "content='events', tokenize='unicode61 remove_diacritics 2')"
@@ -408,15 +451,27 @@ def build_database(engine: Engine, out_dir: Path,
                 "SELECT rowid, title, description, location FROM events"
             )
             connection.execute(UPCOMING_VIEW)
+        lap("fts")
+        if running is not None:
+            extra = running.result()
+            running = None
+            lap("wait")
+            with connection:
+                for table, frame in extra.items():
+                    _create_table(connection, table, frame)
+                _create_indexes(connection, extra)
         # statistics for the query planner, sampled (bounded cost); no VACUUM: the file was
         # written in one pass and has nothing to reclaim
         connection.execute("PRAGMA analysis_limit=1000")
         connection.execute("ANALYZE")
         connection.close()
+        lap("analyze")
         target = out_dir / DB_NAME
         os.chmod(temp_name, 0o644)
         os.replace(temp_name, target)
         return target
     except BaseException:
+        if running is not None:  # never leave the thread writing alone
+            wait([running])
         Path(temp_name).unlink(missing_ok=True)
         raise

@@ -16,10 +16,11 @@ import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
-from sqlalchemy import insert, update
-from sqlalchemy.engine import Engine
+from sqlalchemy import Table, insert, update
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, select
 
 from schemas.models import PublishChange, PublishedEvent, PublishRun
@@ -117,12 +118,13 @@ def record_run(engine: Engine, events: pd.DataFrame, now: dt.datetime,
                                 "kind": "removed", "title": title})
                 updates.append({"event_id": event_id, "status": "deleted",
                                 "last_changed_at": now, "last_run_id": run_id})
+        connection = session.connection()
         if inserts:
-            session.execute(insert(PublishedEvent), inserts)
+            _insert_many(connection, PublishedEvent.__table__, inserts)  # type: ignore[attr-defined]
         if updates:
             session.execute(update(PublishedEvent), updates)
         if changes:
-            session.execute(insert(PublishChange), changes)
+            _insert_many(connection, PublishChange.__table__, changes)  # type: ignore[attr-defined]
         for change in changes:
             kind = str(change["kind"])
             setattr(counts, kind, getattr(counts, kind) + 1)
@@ -131,6 +133,44 @@ def record_run(engine: Engine, events: pd.DataFrame, now: dt.datetime,
         session.add(run)
         session.commit()
     return counts
+
+
+def _insert_many(connection: Connection, table: Table, rows: list[dict[str, object]]) -> None:
+    """INSERT ``rows`` (dicts with the same keys) with one driver ``executemany``.
+
+    Each value goes through its column type's bind processing, as SQLAlchemy would do; a value
+    shared by every row (the publish time) is processed once instead of once per row, which is
+    most of the cost of 100k rows through SQLAlchemy's own executemany.
+    """
+    dialect = connection.dialect
+    columns = list(rows[0])
+    processors: list[Any] = []
+    for name in columns:
+        processor = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+        processors.append(_once(processor) if processor is not None else None)
+    marks = {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(dialect.paramstyle)
+    if marks is None:  # a driver with named or numbered parameters: SQLAlchemy's own way
+        connection.execute(insert(table), rows)
+        return
+    quote = dialect.identifier_preparer.quote
+    sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
+           f"VALUES ({', '.join(marks for _ in columns)})")
+    values = [tuple(row[c] if p is None else p(row[c]) for c, p in zip(columns, processors,
+                                                                        strict=True))
+              for row in rows]
+    connection.exec_driver_sql(sql, values)  # type: ignore[arg-type]
+
+
+def _once(processor: Any) -> Any:
+    """``processor`` remembering its last argument and result (by identity)."""
+    last: list[Any] = [object(), None]
+
+    def process(value: Any) -> Any:
+        if value is not last[0]:
+            last[0], last[1] = value, processor(value)
+        return last[1]
+
+    return process
 
 
 def finish_run(engine: Engine, run_id: int, finished_at: dt.datetime | None,
