@@ -58,7 +58,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from rapidfuzz import fuzz, process
-from sqlalchemy import text
+from sqlalchemy import Column, Text, text
 from sqlmodel import Field, Session, SQLModel, select
 
 from normalize.fold import words
@@ -534,6 +534,8 @@ class DedupeState(SQLModel, table=True):
     day: int = Field(primary_key=True)
     digest: str = ""
     events: int = 0
+    members: str = Field(default="{}", sa_column=Column(Text, nullable=False, default="{}"),
+                         description="JSON: event id → [row digest, cluster_id]")
 
 
 class DedupeMeta(SQLModel, table=True):
@@ -663,10 +665,10 @@ def deduplicate(session: Session, now: dt.datetime | None = None,
     version = _version()
     decisions = _decisions(connection)
     decided = {k: d for k, (d, _score) in decisions.items() if d in ("same", "different")}
-    state: dict[int, tuple[str, int]] = {}
+    state: dict[int, tuple[str, int, str]] = {}
     if not full and meta.get("version") == version:
-        state = {r[0]: (r[1], r[2]) for r in connection.execute(
-            text("SELECT day, digest, events FROM dedupe_state")).all()}
+        state = {r[0]: (r[1], r[2], r[3]) for r in connection.execute(
+            text("SELECT day, digest, events, members FROM dedupe_state")).all()}
     full = outcome.full = not state
 
     rows = connection.exec_driver_sql(_select_events()).fetchall()
@@ -675,29 +677,53 @@ def deduplicate(session: Session, now: dt.datetime | None = None,
     start = _minutes_of(columns[_AT["dtstart_utc"]])
     days = _days(columns[_AT["all_day"]], start, columns[_AT["start_date"]])
     day_of = dict(zip(ids, days.tolist(), strict=True))
-    digests: list[bytes] = []
+    focus_ids: set[str] | None = None  # None: every event of the touched days
     if full:
         touched = set(day_of.values())
+        digests: list[bytes] = []
     else:
         digests = [_row_digest(r) for r in rows]
         current = _day_digests(ids, digests, days.tolist())
-        touched = {d for d in set(current) | set(state) if current.get(d) != state.get(d)}
+        touched = {d for d in set(current) | set(state)
+                   if d not in state or current.get(d) != state[d][:2]}
         previous = json.loads(meta.get("decisions") or "{}")
-        for key, _decision in set(previous.items()) ^ set(decided.items()):
-            touched.update(day_of[i] for i in key.split("|") if i in day_of)
+        decided_ids = {i for key, _decision in set(previous.items()) ^ set(decided.items())
+                       for i in key.split("|") if i in day_of}
+        touched.update(day_of[i] for i in decided_ids)
+        before: dict[str, list[Any]] = {}
+        for d in touched & set(state):
+            before.update(json.loads(state[d][2]))
+        focus_ids, left = set(decided_ids), set()
+        for event_id, digest in zip(ids, digests, strict=True):
+            if day_of[event_id] in touched:
+                seen = before.get(event_id)
+                if seen is None or seen[0] != digest.hex():
+                    focus_ids.add(event_id)
+                    if seen is not None:
+                        left.add(seen[1])
+        left.update(seen[1] for event_id, seen in before.items()
+                    if day_of.get(event_id) not in touched)  # gone, or moved to another day
+        focus_ids.update(r[0] for r in rows if r[_AT["cluster_id"]] in left
+                         and day_of[r[0]] in touched)
     outcome.events = len(rows)
     outcome.days = len(touched)
     chosen = np.flatnonzero(np.isin(days, np.array(sorted(touched), dtype=np.int64)))
     picked = [rows[i] for i in chosen.tolist()]
-    outcome.recomputed = len(picked)
-    kept = {rows[i][_AT["cluster_id"]] for i in np.flatnonzero(
-        ~np.isin(days, np.array(sorted(touched), dtype=np.int64))).tolist()}
+    focus = None if focus_ids is None else np.array([r[0] in focus_ids for r in picked],
+                                                    dtype=bool)
+    clusters, edges, reviews, (outcome.candidate_pairs, outcome.merged_pairs), focus = _match(
+        picked, start[chosen], days[chosen], decided, focus)
+    outcome.recomputed = int(focus.sum())
+    outcome.review_pairs = len(reviews)
+    recomputed = np.zeros(len(rows), dtype=bool)
+    recomputed[chosen[focus]] = True
+    kept = {rows[i][_AT["cluster_id"]] for i in np.flatnonzero(~recomputed).tolist()}
+    cids = {rows[i][0]: rows[i][_AT["cluster_id"]] for i in range(len(rows))}
     if touched:
-        clusters, edges, reviews, (outcome.candidate_pairs, outcome.merged_pairs) = _match(
-            picked, start[chosen], days[chosen], decided)
-        outcome.review_pairs = len(reviews)
         _store_reviews(connection, reviews, decisions, now)
-        written = _write_clusters(connection, picked, clusters, edges, full)
+        written, new_cids = _write_clusters(connection, picked, clusters, edges, full,
+                                            [picked[i][0] for i in np.flatnonzero(focus)])
+        cids.update(new_cids)
         if full:
             digests = [_row_digest(r) for r in rows]
         for position, values in written.items():  # digests as the next run will read them
@@ -705,11 +731,8 @@ def deduplicate(session: Session, now: dt.datetime | None = None,
             for name, value in values.items():
                 row[_AT[name]] = value
             digests[chosen[position]] = _row_digest(row)
-        current = _day_digests(ids, digests, days.tolist())
-        _store_state(connection, current, touched, full)
-        outcome.clusters = len(kept) + len(clusters)
-    else:
-        outcome.clusters = len(kept)
+        _store_state(connection, ids, digests, days.tolist(), cids, touched, full)
+    outcome.clusters = len(kept) + len(clusters)
     outcome.duplicates = outcome.events - outcome.clusters
     _store_meta(connection, meta, version, decided)
     session.commit()
@@ -717,17 +740,25 @@ def deduplicate(session: Session, now: dt.datetime | None = None,
 
 
 def _match(rows: Sequence[Sequence[Any]], start: np.ndarray, day: np.ndarray,
-           decided: dict[str, str]) -> tuple[list[list[int]], list[tuple[int, int, float]],
-                                             list[tuple[str, str, float]], tuple[int, int]]:
+           decided: dict[str, str], focus: np.ndarray | None = None
+           ) -> tuple[list[list[int]], list[tuple[int, int, float]],
+                      list[tuple[str, str, float]], tuple[int, int], np.ndarray]:
     """Candidate pairs, scores, decisions and clusters of ``rows`` (whole days, sorted by id;
     ``start`` in minutes since the epoch, ``day`` as in :func:`_days`).
 
-    Returns (clusters as lists of row positions, merge edges (position a, position b, score),
-    review pairs (id a, id b, score), (candidate pairs, merged pairs)).
+    ``focus`` (one flag per row; None: every row) names the rows to recompute: only pairs
+    with a focused row are scored, and whenever such a pair links a focused row to another,
+    the other's whole previous cluster (``cluster_id`` as read) joins the focus, until nothing
+    more joins. Rows outside the final focus keep their cluster.
+
+    Returns (clusters of focused rows as lists of row positions, merge edges (position a,
+    position b, score), review pairs (id a, id b, score), (candidate pairs, merged pairs),
+    final focus).
     """
     n = len(rows)
     if n == 0:
-        return [], [], [], (0, 0)
+        return [], [], [], (0, 0), np.zeros(0, dtype=bool)
+    focus = np.ones(n, dtype=bool) if focus is None else focus.copy()
     columns = list(zip(*rows, strict=True))
     ids: Sequence[str] = columns[0]
     index = {event_id: i for i, event_id in enumerate(ids)}
@@ -739,79 +770,98 @@ def _match(rows: Sequence[Sequence[Any]], start: np.ndarray, day: np.ndarray,
     venue_code, venue_values = _codes(zip(columns[_AT["location"]], columns[_AT["place_id"]],
                                           strict=True))
     organizer_code, organizer_values = _codes(columns[_AT["organizer"]], words)
-
-    ia, ib = _window_pairs(start, day, all_day, source)
-    candidates = len(ia)
-    ia, ib = np.minimum(ia, ib), np.maximum(ia, ib)  # rows are in id order: a < b
-    # 1. places: one comparison per distinct pair of locations; other places are dropped
-    place, unsure_place = _pairwise(venue_code[ia], venue_code[ib], len(venue_values),
-                                    lambda x, y: _place_parts(_venue(*venue_values[x]),
-                                                              _venue(*venue_values[y])))
-    keep = ~(place < 0.5)
-    ia, ib, place, unsure_place = ia[keep], ib[keep], place[keep], unsure_place[keep]
-    # 2. titles: rapidfuzz on each distinct pair of titles; unrelated titles are dropped
+    old_cluster, _old = _codes(columns[_AT["cluster_id"]])
     keys = np.empty(len(title_values), dtype=object)
     keys[:] = title_values
     size = max(1, len(title_values))
-    unique, inverse = _distinct(title_code[ia] * size + title_code[ib], size * size)
-    title = _title_similarity(keys[unique // size], keys[unique % size])[inverse]
-    keep = title >= 0.5
-    ia, ib, place, unsure_place, title = (ia[keep], ib[keep], place[keep], unsure_place[keep],
-                                          title[keep])
-    organizer, _unused = _pairwise(
-        organizer_code[ia], organizer_code[ib], len(organizer_values),
-        lambda x, y: (_organizer_similarity(organizer_values[x], organizer_values[y]), False))
-    # 3. the word differences of titles only matter for pairs that could reach review
-    none = np.zeros(len(ia))
-    time, _unsure = _time_parts(start[ia], start[ib], end[ia], end[ib], all_day[ia],
-                                all_day[ib], day[ia] == day[ib], none)
-    upper, _verdicts = _combine(title, place, time, organizer, none, unsure_place & False)
-    keep = upper >= REVIEW_THRESHOLD
-    ia, ib, place, unsure_place, title, organizer, time = (
-        ia[keep], ib[keep], place[keep], unsure_place[keep], title[keep], organizer[keep],
-        time[keep])
-    differences, _unused = _pairwise(
-        title_code[ia], title_code[ib], size,
-        lambda x, y: (float(_differences(_title_tokens(title_values[x]),
-                                         _title_tokens(title_values[y]))), False))
-    time, unsure_time = _time_parts(start[ia], start[ib], end[ia], end[ib], all_day[ia],
-                                    all_day[ib], day[ia] == day[ib], differences)
-    scores, verdicts = _combine(title, place, time, organizer, differences,
-                                unsure_place | unsure_time)
+
+    all_a, all_b = _window_pairs(start, day, all_day, source)
+    all_a, all_b = np.minimum(all_a, all_b), np.maximum(all_a, all_b)  # rows in id order: a < b
+
+    def score(ia: np.ndarray, ib: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                          np.ndarray]:
+        # 1. places: one comparison per distinct pair of locations; other places are dropped
+        place, unsure_place = _pairwise(venue_code[ia], venue_code[ib], len(venue_values),
+                                        lambda x, y: _place_parts(_venue(*venue_values[x]),
+                                                                  _venue(*venue_values[y])))
+        keep = ~(place < 0.5)
+        ia, ib, place, unsure_place = ia[keep], ib[keep], place[keep], unsure_place[keep]
+        # 2. titles: rapidfuzz on each distinct pair of titles; unrelated titles are dropped
+        unique, inverse = _distinct(title_code[ia] * size + title_code[ib], size * size)
+        title = _title_similarity(keys[unique // size], keys[unique % size])[inverse]
+        keep = title >= 0.5
+        ia, ib, place, unsure_place, title = (ia[keep], ib[keep], place[keep], unsure_place[keep],
+                                              title[keep])
+        organizer, _unused = _pairwise(
+            organizer_code[ia], organizer_code[ib], len(organizer_values),
+            lambda x, y: (_organizer_similarity(organizer_values[x], organizer_values[y]), False))
+        # 3. the word differences of titles only matter for pairs that could reach review
+        none = np.zeros(len(ia))
+        time, _unsure = _time_parts(start[ia], start[ib], end[ia], end[ib], all_day[ia],
+                                    all_day[ib], day[ia] == day[ib], none)
+        upper, _verdicts = _combine(title, place, time, organizer, none, unsure_place & False)
+        keep = upper >= REVIEW_THRESHOLD
+        ia, ib, place, unsure_place, title, organizer, time = (
+            ia[keep], ib[keep], place[keep], unsure_place[keep], title[keep], organizer[keep],
+            time[keep])
+        differences, _unused = _pairwise(
+            title_code[ia], title_code[ib], size,
+            lambda x, y: (float(_differences(_title_tokens(title_values[x]),
+                                             _title_tokens(title_values[y]))), False))
+        time, unsure_time = _time_parts(start[ia], start[ib], end[ia], end[ib], all_day[ia],
+                                        all_day[ib], day[ia] == day[ib], differences)
+        scores, verdicts = _combine(title, place, time, organizer, differences,
+                                    unsure_place | unsure_time)
+        return ia, ib, scores, verdicts
 
     edges: list[tuple[int, int, float]] = []
     reviews: list[tuple[str, str, float]] = []
-    chosen = verdicts != "different"
-    for x, y, score, verdict in zip(ia[chosen].tolist(), ib[chosen].tolist(),
-                                    scores[chosen].tolist(), verdicts[chosen].tolist(),
-                                    strict=True):
-        if f"{ids[x]}|{ids[y]}" in decided:
-            continue
-        if verdict == "same":
-            edges.append((x, y, score))
-        else:
-            reviews.append((ids[x], ids[y], score))
-    # human decisions win, on every candidate pair (scored or not)
+    scored = np.zeros(len(all_a), dtype=bool)
     forbidden: set[str] = set()
-    for key, decision in decided.items():
-        a, _bar, b = key.partition("|")
-        i, j = index.get(a), index.get(b)
-        if i is None or j is None or source[i] == source[j] or day[i] != day[j]:
-            continue
-        if all_day[i] != all_day[j] or (
-                not all_day[i] and not abs(start[i] - start[j]) <= WINDOW_MINUTES):
-            continue
-        if decision == "same":
-            edges.append((i, j, 1.0))
-        else:
-            forbidden.add(key)
+    applied: set[str] = set()
+    while True:
+        wanted = (focus[all_a] | focus[all_b]) & ~scored
+        scored |= wanted
+        ia, ib, scores, verdicts = score(all_a[wanted], all_b[wanted])
+        chosen = verdicts != "different"
+        for x, y, value, verdict in zip(ia[chosen].tolist(), ib[chosen].tolist(),
+                                        scores[chosen].tolist(), verdicts[chosen].tolist(),
+                                        strict=True):
+            if f"{ids[x]}|{ids[y]}" in decided:
+                continue
+            if verdict == "same":
+                edges.append((x, y, value))
+            else:
+                reviews.append((ids[x], ids[y], value))
+        # human decisions win, on every candidate pair (scored or not)
+        for key, decision in decided.items():
+            a, _bar, b = key.partition("|")
+            i, j = index.get(a), index.get(b)
+            if (key in applied or i is None or j is None or not (focus[i] or focus[j])
+                    or source[i] == source[j] or day[i] != day[j]):
+                continue
+            if all_day[i] != all_day[j] or (
+                    not all_day[i] and not abs(start[i] - start[j]) <= WINDOW_MINUTES):
+                continue
+            applied.add(key)
+            if decision == "same":
+                edges.append((i, j, 1.0))
+            else:
+                forbidden.add(key)
+        reached = {p for e in edges for p in e[:2] if not focus[p]}
+        if not reached:
+            break
+        clustered = [p for p in reached if columns[_AT["cluster_id"]][p] is not None]
+        grow = np.isin(old_cluster, old_cluster[clustered])
+        grow[sorted(reached)] = True
+        focus |= grow
     linked = sorted({ids[i] for e in edges for i in e[:2]})
     groups = cluster(linked, [(ids[a], ids[b], s) for a, b, s in edges], forbidden)
     clusters = [[index[m] for m in members] for members in groups.values()]
-    alone = np.ones(n, dtype=bool)
+    alone = focus.copy()
     alone[[index[i] for i in linked]] = False
     clusters.extend([i] for i in np.flatnonzero(alone).tolist())
-    return clusters, edges, reviews, (candidates, len(edges))
+    return clusters, edges, reviews, (int(scored.sum()), len(edges)), focus
 
 
 def _codes(values: Iterable[Any], key: Any = None) -> tuple[np.ndarray, list[Any]]:
@@ -914,9 +964,13 @@ def _alone(row: Sequence[Any]) -> dict[str, Any]:
 
 
 def _write_clusters(connection: Any, rows: Sequence[Sequence[Any]], clusters: list[list[int]],
-                    edges: list[tuple[int, int, float]], full: bool) -> dict[int, dict[str, Any]]:
-    """Cluster ids, canonical flags, merged values with their provenance, EventSource rows.
-    Returns, per row position, the merged values written (outputs aside)."""
+                    edges: list[tuple[int, int, float]], full: bool, recomputed: list[str]
+                    ) -> tuple[dict[int, dict[str, Any]], dict[str, str]]:
+    """Cluster ids, canonical flags, merged values with their provenance, EventSource rows of
+    the ``recomputed`` events (every event when ``full``), grouped in ``clusters`` (positions
+    in ``rows``). Returns (per row position, the merged values written (outputs aside);
+    event id → cluster id)."""
+    cids: dict[str, str] = {}
     confidence = {(a, b): s for a, b, s in edges} | {(b, a): s for a, b, s in edges}
     best: dict[int, float] = {}
     for a, b, s in edges:
@@ -939,7 +993,7 @@ def _write_clusters(connection: Any, rows: Sequence[Sequence[Any]], clusters: li
     for positions in clusters:
         if len(positions) == 1:  # alone: its own provenance row is written in SQL below
             row = rows[positions[0]]
-            cid = "cl-" + hashlib.sha256(row[0].encode("utf-8")).hexdigest()[:16]
+            cid = cids[row[0]] = "cl-" + hashlib.sha256(row[0].encode("utf-8")).hexdigest()[:16]
             values = _alone(row) if (row[_AT["themes"]] != "[]" or row[_AT["publics"]] != "[]"
                                      or row[_AT["accessibility"]] != "[]") else {}
             outputs: dict[str, Any] = {}
@@ -954,6 +1008,7 @@ def _write_clusters(connection: Any, rows: Sequence[Sequence[Any]], clusters: li
             continue
         members = [rows[p] for p in positions]
         cid = cluster_id_for(r[0] for r in members)
+        cids.update((r[0], cid) for r in members)
         views = [dict(zip(_COLUMNS, r, strict=True)) for r in members]
         priorities = {v["id"]: _priority(v["organizer"], v["publisher_name"],
                                          v["publisher_type"]) for v in views}
@@ -982,7 +1037,7 @@ def _write_clusters(connection: Any, rows: Sequence[Sequence[Any]], clusters: li
     if full:
         connection.execute(text("DELETE FROM eventsource"))
     else:
-        _delete_in(connection, "eventsource", "event_id", [r[0] for r in rows])
+        _delete_in(connection, "eventsource", "event_id", recomputed)
         connection.execute(text("DELETE FROM eventsource WHERE event_id NOT IN "
                                 "(SELECT id FROM event WHERE removed_at_source IS NULL)"))
     provenance.sort()
@@ -996,7 +1051,7 @@ def _write_clusters(connection: Any, rows: Sequence[Sequence[Any]], clusters: li
         "FROM event e LEFT JOIN source s ON s.id = e.source_id "
         "WHERE e.removed_at_source IS NULL AND e.cluster_id IS NOT NULL AND NOT EXISTS "
         "(SELECT 1 FROM eventsource x WHERE x.event_id = e.id)"))
-    return written
+    return written, cids
 
 
 _PROVENANCE = ("id", "cluster_id", "canonical_event_id", "event_id", "source_id", "source_uid",
@@ -1012,15 +1067,23 @@ def _provenance(canonical: Sequence[Any], member: Sequence[Any], cid: str,
             member[_AT["first_seen_at"]], member[_AT["updated_at"]])
 
 
-def _store_state(connection: Any, current: dict[int, tuple[str, int]], touched: set[int],
+def _store_state(connection: Any, ids: Sequence[str], digests: Sequence[bytes],
+                 days: Sequence[int], cids: dict[str, str | None], touched: set[int],
                  full: bool) -> None:
-    """The digest of each recomputed day as this run left it."""
+    """Each recomputed day as this run left it: digest, events and their digests and clusters."""
+    members: dict[int, dict[str, list[Any]]] = {}
+    for event_id, digest, day in zip(ids, digests, days, strict=True):
+        if day in touched:
+            members.setdefault(day, {})[event_id] = [digest.hex(), cids.get(event_id)]
+    current = _day_digests(ids, digests, days)
     if full:
         connection.execute(text("DELETE FROM dedupe_state"))
     else:
         _delete_in(connection, "dedupe_state", "day", sorted(touched))
-    _executemany(connection, "INSERT INTO dedupe_state (day, digest, events) VALUES (?, ?, ?)",
-                 [(day, *current[day]) for day in sorted(touched) if day in current])
+    _executemany(connection,
+                 "INSERT INTO dedupe_state (day, digest, events, members) VALUES (?, ?, ?, ?)",
+                 [(day, *current[day], json.dumps(members[day], separators=(",", ":")))
+                  for day in sorted(touched) if day in current])
 
 
 def _store_meta(connection: Any, meta: dict[str, str], version: str,

@@ -331,13 +331,18 @@ def test_incremental_run_recomputes_only_changed_days_and_equals_a_full_run(
     incremental = _snapshot(session)
     assert deduplicate(session, NOW, full=True).full
     assert _snapshot(session) == incremental
-    # Only the changed day is read again: a change on 9 December leaves 2 December alone.
-    vestiaire = session.get(Event, "mairie-pantin--m-10")
-    vestiaire.title = "Repair café du mercredi"
-    session.add(vestiaire)
+    # Only the changed event is compared again, with the events of its day: a change on
+    # 9 December leaves 2 December and the Vestiaire's cluster alone.
+    repair = session.get(Event, "mairie-pantin--m-10")
+    repair.title = "Repair café du mercredi"
+    session.add(repair)
     session.commit()
     step = deduplicate(session, NOW)
-    assert step.days == 1 and step.recomputed == 3
+    assert (step.days, step.recomputed, step.candidate_pairs) == (1, 1, 1)
+    assert _snapshot(session)[0]["mairie-pantin--m-11"] == incremental[0]["mairie-pantin--m-11"]
+    changed = _snapshot(session)
+    deduplicate(session, NOW, full=True)
+    assert _snapshot(session) == changed
     session.close()
 
 
