@@ -13,11 +13,14 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from sqlalchemy import bindparam, insert, update
+from sqlalchemy import select as core_select
 from sqlmodel import Session, select
 
 from connectors import parser_for
-from connectors.base import ParseResult, Problem, parse_with_time_limit
+from connectors.base import ParsedRecord, ParseResult, Problem, parse_with_time_limit
 from connectors.html import harvest_crawl, is_crawl_format
 from connectors.http import FetchError, fetch
 from schemas.models import Event, HarvestRun, Occurrence, Source, SourceRecord
@@ -222,37 +225,57 @@ def sync_records(session: Session, source_id: str, parsed: ParseResult, now: dt.
     vanish without the guard. News items are not guarded.
     """
     report = SyncReport()
-    existing = {
-        r.id: r for r in session.exec(select(SourceRecord).where(SourceRecord.source_id == source_id))
-    }
-    seen: set[str] = set()
-    seen_units: set[tuple[str, str]] = set()
-    for parsed_record in parsed.records:
+    table: Any = SourceRecord.__table__  # type: ignore[attr-defined]
+    existing = {row.id: row for row in session.execute(
+        core_select(table.c.id, table.c.uid, table.c.kind, table.c.content_hash,
+               table.c.removed_at_source, table.c.missing_since)
+        .where(table.c.source_id == source_id)).all()}
+    latest: dict[str, ParsedRecord] = {}
+    for parsed_record in parsed.records:  # one row per record id; the last one read wins
         rid = record_id(source_id, parsed_record.uid, parsed_record.recurrence_id)
-        seen.add(rid)
+        latest.pop(rid, None)
+        latest[rid] = parsed_record
+    seen: set[str] = set(latest)
+    seen_units: set[tuple[str, str]] = set()
+    inserts: list[dict[str, Any]] = []
+    changed_rows: list[dict[str, Any]] = []
+    seen_rows: list[dict[str, Any]] = []
+    for rid, parsed_record in latest.items():
         seen_units.add(_unit(parsed_record.kind, parsed_record.uid, rid))
         content_hash = parsed_record.content_hash
         row = existing.get(rid)
         if row is None:
-            row = SourceRecord(
-                id=rid, source_id=source_id, uid=parsed_record.uid,
-                recurrence_id=parsed_record.recurrence_id, kind=parsed_record.kind,
-                payload_format=parsed_record.payload_format, payload=parsed_record.payload,
-                content_hash=content_hash, uid_repaired=parsed_record.uid_repaired,
-                line=parsed_record.line, first_seen_at=now, last_seen_at=now,
-                last_changed_at=now,
-            )
+            inserts.append({
+                "id": rid, "source_id": source_id, "uid": parsed_record.uid,
+                "recurrence_id": parsed_record.recurrence_id, "kind": parsed_record.kind,
+                "payload_format": parsed_record.payload_format,
+                "payload": parsed_record.payload, "content_hash": content_hash,
+                "uid_repaired": parsed_record.uid_repaired, "line": parsed_record.line,
+                "first_seen_at": now, "last_seen_at": now, "last_changed_at": now,
+                "removed_at_source": None, "missing_since": None,
+            })
+            report.changed = True
+        elif row.content_hash != content_hash or row.removed_at_source is not None:
+            changed_rows.append({
+                "_id": rid, "v_payload": parsed_record.payload, "v_content_hash": content_hash,
+                "v_kind": parsed_record.kind, "v_payload_format": parsed_record.payload_format,
+                "v_line": parsed_record.line, "v_now": now})
             report.changed = True
         else:
-            if row.content_hash != content_hash or row.removed_at_source is not None:
-                row.payload, row.content_hash = parsed_record.payload, content_hash
-                row.kind, row.payload_format = parsed_record.kind, parsed_record.payload_format
-                row.last_changed_at, row.removed_at_source = now, None
-                report.changed = True
-            row.line = parsed_record.line
-            row.last_seen_at = now
-            row.missing_since = None
-        session.add(row)
+            seen_rows.append({"_id": rid, "v_line": parsed_record.line, "v_now": now})
+    if inserts:
+        session.execute(insert(table), inserts)
+    if changed_rows:
+        session.execute(update(table).where(table.c.id == bindparam("_id")).values(
+            payload=bindparam("v_payload"), content_hash=bindparam("v_content_hash"),
+            kind=bindparam("v_kind"), payload_format=bindparam("v_payload_format"),
+            line=bindparam("v_line"), last_seen_at=bindparam("v_now"),
+            last_changed_at=bindparam("v_now"), removed_at_source=None, missing_since=None),
+            changed_rows)
+    if seen_rows:
+        session.execute(update(table).where(table.c.id == bindparam("_id")).values(
+            line=bindparam("v_line"), last_seen_at=bindparam("v_now"), missing_since=None),
+            seen_rows)
     if complete:
         unseen = [row for rid, row in existing.items()
                   if rid not in seen and row.removed_at_source is None]
@@ -266,14 +289,15 @@ def sync_records(session: Session, source_id: str, parsed: ParseResult, now: dt.
         hold = bool(vanished) and not force and len(vanished) * 2 > len(guardable)
         for row in unseen:
             if hold and _unit(row.kind, row.uid, row.id) in vanished:
-                row.missing_since = row.missing_since or now
+                session.execute(update(table).where(table.c.id == row.id)
+                                .values(missing_since=row.missing_since or now))
                 if row.uid not in report.guarded:
                     report.guarded.append(row.uid)
             else:
-                row.removed_at_source, row.missing_since = now, None
+                session.execute(update(table).where(table.c.id == row.id)
+                                .values(removed_at_source=now, missing_since=None))
                 report.removed += 1
                 report.changed = True
-            session.add(row)
         report.guarded_of = len(guardable) if hold else 0
     session.commit()
     return report
