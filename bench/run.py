@@ -264,12 +264,24 @@ def _count(db: Path, table: str) -> int | None:
 
 
 def large_publication(events: int, work: Path) -> tuple[Path, dict[str, Any]]:
-    """Build a working store of ``events`` events (publish_bench's generator) and publish it."""
+    """Build a working store of ``events`` events (publish_bench's generator) and publish it.
+
+    With ``TISSU_BENCH_REUSE=1``, a database already published in ``work`` is kept.
+    """
     from bench.publish_bench import NOW, build_store
     from publish.run import publish
     from schemas.store import make_engine
 
     folder = work / f"published-{events}"
+    done = folder / "publish" / "tissu-open.db"
+    if os.environ.get("TISSU_BENCH_REUSE") == "1" and done.exists():
+        # keep the database a previous run built in the same --work folder (W3 re-runs)
+        import sqlite3
+
+        with sqlite3.connect(f"file:{done}?mode=ro", uri=True) as connection:
+            made = connection.execute("SELECT count(*) FROM events").fetchone()[0]
+            occurrences = connection.execute("SELECT count(*) FROM occurrences").fetchone()[0]
+        return folder / "publish", {"events": made, "occurrences": occurrences, "reused": True}
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
