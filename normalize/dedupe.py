@@ -535,7 +535,7 @@ class DedupeState(SQLModel, table=True):
     digest: str = ""
     events: int = 0
     members: str = Field(default="{}", sa_column=Column(Text, nullable=False, default="{}"),
-                         description="JSON: event id → [row digest, cluster_id]")
+                         description="JSON: event id → digest of its row")
 
 
 class DedupeMeta(SQLModel, table=True):
@@ -565,18 +565,19 @@ def _select_events() -> str:
             "WHERE e.removed_at_source IS NULL ORDER BY e.id")
 
 
-def _row_digest(row: Sequence[Any]) -> bytes:
+def _row_digest(row: Sequence[Any]) -> str:
     return hashlib.blake2b(pickle.dumps(tuple(row[:_DIGESTED]), protocol=4),
-                           digest_size=12).digest()
+                           digest_size=12).hexdigest()
 
 
-def _day_digests(ids: Sequence[str], digests: Sequence[bytes], days: Sequence[int]
+def _day_digests(ids: Sequence[str], digests: Sequence[str], days: Sequence[int]
                  ) -> dict[int, tuple[str, int]]:
     """day → (digest of its events' ids and digests, in id order; number of events)."""
-    grouped: dict[int, list[bytes]] = {}
+    grouped: dict[int, list[str]] = {}
     for event_id, digest, day in zip(ids, digests, days, strict=True):
-        grouped.setdefault(day, []).append(event_id.encode("utf-8") + b"\x1f" + digest)
-    return {day: (hashlib.blake2b(b"\x1e".join(parts), digest_size=16).hexdigest(), len(parts))
+        grouped.setdefault(day, []).append(f"{event_id}\x1f{digest}")
+    return {day: (hashlib.blake2b("\x1e".join(parts).encode("utf-8"),
+                                  digest_size=16).hexdigest(), len(parts))
             for day, parts in grouped.items()}
 
 
@@ -680,7 +681,7 @@ def deduplicate(session: Session, now: dt.datetime | None = None,
     focus_ids: set[str] | None = None  # None: every event of the touched days
     if full:
         touched = set(day_of.values())
-        digests: list[bytes] = []
+        digests: list[str] = []
     else:
         digests = [_row_digest(r) for r in rows]
         current = _day_digests(ids, digests, days.tolist())
@@ -690,19 +691,22 @@ def deduplicate(session: Session, now: dt.datetime | None = None,
         decided_ids = {i for key, _decision in set(previous.items()) ^ set(decided.items())
                        for i in key.split("|") if i in day_of}
         touched.update(day_of[i] for i in decided_ids)
-        before: dict[str, list[Any]] = {}
+        before: dict[str, str] = {}  # event id → digest, on the touched days, last run
         for d in touched & set(state):
             before.update(json.loads(state[d][2]))
+        # the events new or changed on the touched days, and the clusters they leave
         focus_ids, left = set(decided_ids), set()
-        for event_id, digest in zip(ids, digests, strict=True):
-            if day_of[event_id] in touched:
-                seen = before.get(event_id)
-                if seen is None or seen[0] != digest.hex():
-                    focus_ids.add(event_id)
-                    if seen is not None:
-                        left.add(seen[1])
-        left.update(seen[1] for event_id, seen in before.items()
-                    if day_of.get(event_id) not in touched)  # gone, or moved to another day
+        for row, digest in zip(rows, digests, strict=True):
+            if day_of[row[0]] in touched and before.get(row[0]) != digest:
+                focus_ids.add(row[0])
+                left.add(row[_AT["cluster_id"]])
+        gone = [event_id for event_id in before if event_id not in day_of]
+        for chunk in _in_chunks(gone):  # removed at their source or deleted since
+            marks = ", ".join(f":i{n}" for n in range(len(chunk)))
+            left.update(r[0] for r in connection.execute(
+                text(f"SELECT cluster_id FROM eventsource WHERE event_id IN ({marks})"),
+                {f"i{n}": v for n, v in enumerate(chunk)}).all())
+        left.discard(None)
         focus_ids.update(r[0] for r in rows if r[_AT["cluster_id"]] in left
                          and day_of[r[0]] in touched)
     outcome.events = len(rows)
@@ -718,20 +722,18 @@ def deduplicate(session: Session, now: dt.datetime | None = None,
     recomputed = np.zeros(len(rows), dtype=bool)
     recomputed[chosen[focus]] = True
     kept = {rows[i][_AT["cluster_id"]] for i in np.flatnonzero(~recomputed).tolist()}
-    cids = {rows[i][0]: rows[i][_AT["cluster_id"]] for i in range(len(rows))}
     if touched:
         _store_reviews(connection, reviews, decisions, now)
-        written, new_cids = _write_clusters(connection, picked, clusters, edges, full,
-                                            [picked[i][0] for i in np.flatnonzero(focus)])
-        cids.update(new_cids)
+        written = _write_clusters(connection, picked, clusters, edges, full,
+                                  [picked[i][0] for i in np.flatnonzero(focus)])
         if full:
             digests = [_row_digest(r) for r in rows]
         for position, values in written.items():  # digests as the next run will read them
-            row = list(picked[position])
+            after = list(picked[position])
             for name, value in values.items():
-                row[_AT[name]] = value
-            digests[chosen[position]] = _row_digest(row)
-        _store_state(connection, ids, digests, days.tolist(), cids, touched, full)
+                after[_AT[name]] = value
+            digests[chosen[position]] = _row_digest(after)
+        _store_state(connection, ids, digests, days.tolist(), touched, full)
     outcome.clusters = len(kept) + len(clusters)
     outcome.duplicates = outcome.events - outcome.clusters
     _store_meta(connection, meta, version, decided)
@@ -965,12 +967,10 @@ def _alone(row: Sequence[Any]) -> dict[str, Any]:
 
 def _write_clusters(connection: Any, rows: Sequence[Sequence[Any]], clusters: list[list[int]],
                     edges: list[tuple[int, int, float]], full: bool, recomputed: list[str]
-                    ) -> tuple[dict[int, dict[str, Any]], dict[str, str]]:
+                    ) -> dict[int, dict[str, Any]]:
     """Cluster ids, canonical flags, merged values with their provenance, EventSource rows of
     the ``recomputed`` events (every event when ``full``), grouped in ``clusters`` (positions
-    in ``rows``). Returns (per row position, the merged values written (outputs aside);
-    event id → cluster id)."""
-    cids: dict[str, str] = {}
+    in ``rows``). Returns, per row position, the merged values written (outputs aside)."""
     confidence = {(a, b): s for a, b, s in edges} | {(b, a): s for a, b, s in edges}
     best: dict[int, float] = {}
     for a, b, s in edges:
@@ -993,7 +993,7 @@ def _write_clusters(connection: Any, rows: Sequence[Sequence[Any]], clusters: li
     for positions in clusters:
         if len(positions) == 1:  # alone: its own provenance row is written in SQL below
             row = rows[positions[0]]
-            cid = cids[row[0]] = "cl-" + hashlib.sha256(row[0].encode("utf-8")).hexdigest()[:16]
+            cid = "cl-" + hashlib.sha256(row[0].encode("utf-8")).hexdigest()[:16]
             values = _alone(row) if (row[_AT["themes"]] != "[]" or row[_AT["publics"]] != "[]"
                                      or row[_AT["accessibility"]] != "[]") else {}
             outputs: dict[str, Any] = {}
@@ -1008,7 +1008,6 @@ def _write_clusters(connection: Any, rows: Sequence[Sequence[Any]], clusters: li
             continue
         members = [rows[p] for p in positions]
         cid = cluster_id_for(r[0] for r in members)
-        cids.update((r[0], cid) for r in members)
         views = [dict(zip(_COLUMNS, r, strict=True)) for r in members]
         priorities = {v["id"]: _priority(v["organizer"], v["publisher_name"],
                                          v["publisher_type"]) for v in views}
@@ -1051,7 +1050,7 @@ def _write_clusters(connection: Any, rows: Sequence[Sequence[Any]], clusters: li
         "FROM event e LEFT JOIN source s ON s.id = e.source_id "
         "WHERE e.removed_at_source IS NULL AND e.cluster_id IS NOT NULL AND NOT EXISTS "
         "(SELECT 1 FROM eventsource x WHERE x.event_id = e.id)"))
-    return written, cids
+    return written
 
 
 _PROVENANCE = ("id", "cluster_id", "canonical_event_id", "event_id", "source_id", "source_uid",
@@ -1067,14 +1066,13 @@ def _provenance(canonical: Sequence[Any], member: Sequence[Any], cid: str,
             member[_AT["first_seen_at"]], member[_AT["updated_at"]])
 
 
-def _store_state(connection: Any, ids: Sequence[str], digests: Sequence[bytes],
-                 days: Sequence[int], cids: dict[str, str | None], touched: set[int],
-                 full: bool) -> None:
-    """Each recomputed day as this run left it: digest, events and their digests and clusters."""
-    members: dict[int, dict[str, list[Any]]] = {}
+def _store_state(connection: Any, ids: Sequence[str], digests: Sequence[str],
+                 days: Sequence[int], touched: set[int], full: bool) -> None:
+    """Each recomputed day as this run left it: digest, events and each event's digest."""
+    members: dict[int, dict[str, str]] = {}
     for event_id, digest, day in zip(ids, digests, days, strict=True):
         if day in touched:
-            members.setdefault(day, {})[event_id] = [digest.hex(), cids.get(event_id)]
+            members.setdefault(day, {})[event_id] = digest
     current = _day_digests(ids, digests, days)
     if full:
         connection.execute(text("DELETE FROM dedupe_state"))
