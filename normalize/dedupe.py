@@ -64,7 +64,7 @@ from sqlmodel import Field, Session, SQLModel, select
 from normalize.fold import words
 from normalize.places import PLACES_FILE, match_place, parse_location, place_key, resolve_location
 from normalize.times import PARIS
-from schemas.models import DedupeDecision, Event, utcnow
+from schemas.models import DedupeDecision, Event, EventSource, utcnow
 
 ALGORITHM = "2026-12-04.1"
 """Version of the scoring and merge rules: a different one makes the next run a full one."""
@@ -1033,7 +1033,11 @@ def _write_clusters(connection: Any, rows: Sequence[Sequence[Any]], clusters: li
     for names, batch in updates.items():
         assignments = ", ".join(f"{name} = ?" for name in names)
         _executemany(connection, f"UPDATE event SET {assignments} WHERE id = ?", batch)
-    if full:
+    indexes = sorted(EventSource.__table__.indexes,  # type: ignore[attr-defined]
+                     key=lambda i: str(i.name))
+    if full:  # rewritten whole: its indexes are built once at the end, not row by row
+        for index in indexes:
+            index.drop(connection)
         connection.execute(text("DELETE FROM eventsource"))
     else:
         _delete_in(connection, "eventsource", "event_id", recomputed)
@@ -1042,14 +1046,19 @@ def _write_clusters(connection: Any, rows: Sequence[Sequence[Any]], clusters: li
     provenance.sort()
     _executemany(connection, f"INSERT INTO eventsource ({', '.join(_PROVENANCE)}) VALUES "
                              f"({', '.join('?' for _ in _PROVENANCE)})", provenance)
-    # every live event without a provenance row now is alone in its cluster: its own row
+    # every live event alone in its cluster (its own canonical, nothing merged), and only
+    # those, lacks a provenance row now: its own
+    alone = ("e.is_canonical AND e.field_sources = '{}'" if full else
+             "NOT EXISTS (SELECT 1 FROM eventsource x WHERE x.event_id = e.id)")
     connection.execute(text(
         f"INSERT INTO eventsource ({', '.join(_PROVENANCE)}) "
         "SELECT e.id || '|' || e.id, e.cluster_id, e.id, e.id, e.source_id, e.source_uid, e.url, "
         "e.source_url, s.publisher_type, 1.0, e.first_seen_at, e.updated_at "
         "FROM event e LEFT JOIN source s ON s.id = e.source_id "
-        "WHERE e.removed_at_source IS NULL AND e.cluster_id IS NOT NULL AND NOT EXISTS "
-        "(SELECT 1 FROM eventsource x WHERE x.event_id = e.id)"))
+        f"WHERE e.removed_at_source IS NULL AND e.cluster_id IS NOT NULL AND {alone}"))
+    if full:
+        for index in indexes:
+            index.create(connection)
     return written
 
 
