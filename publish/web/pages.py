@@ -2,8 +2,9 @@
 
 One Jinja environment over ``publish/web/templates`` (autoescaped), the page language (``?lang=``,
 then the ``tissu_lang`` cookie, then French; Arabic is right to left), a small French-first
-message catalogue (:data:`MESSAGES`, French, English, Arabic), the working store, and a per-client
-sliding-window limiter for actions that cost us (checks that fetch a URL, login attempts).
+message table (:data:`MESSAGES`: French, translated through the Babel catalogues), the working
+store, and a per-client sliding-window limiter for actions that cost us (checks that fetch a
+URL, login attempts).
 
 Forms are protected by Datasette's CSRF middleware (asgi-csrf): every POST form carries the
 ``csrftoken`` hidden field rendered by :func:`render` from ``request.scope["csrftoken"]``.
@@ -25,154 +26,145 @@ import jinja2
 from datasette.utils.asgi import Response
 from sqlalchemy.engine import Engine
 
-from publish.web.resident_i18n import LANG_COOKIE, LANGUAGE_NAMES, pick_language, text_direction
+from publish.web.resident_i18n import (
+    LANG_COOKIE,
+    LANGUAGE_NAMES,
+    pick_language,
+    text_direction,
+    translations,
+)
 from schemas.store import make_engine
 from tissu.settings import Settings, get_settings
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 T = TypeVar("T")
 
-#: key → (French, English, Arabic). French is the reference text.
-MESSAGES: dict[str, tuple[str, str, str]] = {
-    "site": ("Tissu — l'agenda solidaire de Pantin", "Tissu — Pantin's solidarity calendar",
-             "Tissu — رزنامة التضامن في بانتان"),
-    "register.title": ("Inscrire l'agenda de votre organisation",
-                       "Register your organisation's calendar", "سجّلوا رزنامة جهتكم"),
-    "register.intro": (
-        ("Deux minutes suffisent, sans compte à créer. Une personne de l'équipe Tissu vérifie "
+
+class _Mark:
+    """Marks a message for ``make messages``: Babel extracts ``pgettext(context, message)``."""
+
+    @staticmethod
+    def pgettext(key: str, french: str) -> str:
+        """Return ``french`` unchanged; the translation is looked up by :func:`t`."""
+        return french
+
+
+_mark = _Mark()
+
+#: key → the French text. English and Arabic live in the Babel catalogues
+#: (publish/web/locales), with the key as message context (``msgctxt``).
+MESSAGES: dict[str, str] = {
+    "site": _mark.pgettext("site", "Tissu — l'agenda solidaire de Pantin"),
+    "register.title": _mark.pgettext("register.title", "Inscrire l'agenda de votre organisation"),
+    "register.intro": _mark.pgettext(
+        "register.intro",
+        "Deux minutes suffisent, sans compte à créer. Une personne de l'équipe Tissu vérifie "
         "chaque inscription avant publication."),
-        ("It takes two minutes and no account. Someone from the Tissu team checks every "
-        "registration before it is published."),
-        "دقيقتان تكفيان، دون إنشاء حساب. يتحقق أحد أعضاء فريق Tissu من كل تسجيل قبل نشره."),
-    "field.organisation_name": ("Nom de l'organisation", "Organisation name", "اسم الجهة"),
-    "field.organisation_type": ("Type d'organisation", "Type of organisation", "نوع الجهة"),
-    "type.association": ("Association", "Association (non-profit)", "جمعية"),
-    "type.service-municipal": ("Service municipal", "City service", "مصلحة بلدية"),
-    "type.etablissement-public": ("Établissement public", "Public body", "مؤسسة عمومية"),
-    "type.autre": ("Autre", "Other", "أخرى"),
-    "field.website": ("Site web (facultatif)", "Website (optional)",
-                      "الموقع الإلكتروني (اختياري)"),
-    "field.contact_email": ("E-mail de contact", "Contact e-mail", "البريد الإلكتروني للتواصل"),
-    "help.contact_email": (
-        "Privé : jamais publié. Il sert seulement à vous prévenir.",
-        "Private: never published. Only used to keep you informed.",
-        "خاص: لا يُنشر أبداً، ويُستعمل فقط لإعلامكم."),
-    "field.url": ("Adresse du calendrier ou du flux", "Calendar or feed address",
-                  "عنوان الرزنامة أو التدفق"),
-    "help.url": (
-        ("Le lien d'export de votre agenda (.ics de préférence). Si vous n'avez que l'adresse "
+    "field.organisation_name": _mark.pgettext("field.organisation_name", "Nom de l'organisation"),
+    "field.organisation_type": _mark.pgettext("field.organisation_type", "Type d'organisation"),
+    "type.association": _mark.pgettext("type.association", "Association"),
+    "type.service-municipal": _mark.pgettext("type.service-municipal", "Service municipal"),
+    "type.etablissement-public": _mark.pgettext(
+        "type.etablissement-public",
+        "Établissement public"),
+    "type.autre": _mark.pgettext("type.autre", "Autre"),
+    "field.website": _mark.pgettext("field.website", "Site web (facultatif)"),
+    "field.contact_email": _mark.pgettext("field.contact_email", "E-mail de contact"),
+    "help.contact_email": _mark.pgettext(
+        "help.contact_email",
+        "Privé : jamais publié. Il sert seulement à vous prévenir."),
+    "field.url": _mark.pgettext("field.url", "Adresse du calendrier ou du flux"),
+    "help.url": _mark.pgettext(
+        "help.url",
+        "Le lien d'export de votre agenda (.ics de préférence). Si vous n'avez que l'adresse "
         "d'une page, le bouton « Vérifier » vous dira comment trouver le bon lien."),
-        ("The export link of your calendar (.ics preferably). If you only have a web page, the "
-        "“Check” button will tell you how to find the right link."),
-        ("رابط تصدير رزنامتكم (يُفضَّل ‎.ics‎). إن لم يكن لديكم سوى عنوان صفحة، سيخبركم زر "
-        "«تحقّق» كيف تجدون الرابط الصحيح.")),
-    "field.feed_name": ("Nom de l'agenda (facultatif)", "Calendar name (optional)",
-                        "اسم الرزنامة (اختياري)"),
-    "field.licence": ("Licence", "Licence", "الترخيص"),
-    "licence.licence-ouverte": (
-        ("Ces événements peuvent être publiés sous Licence Ouverte 2.0 (réutilisation libre en "
+    "field.feed_name": _mark.pgettext("field.feed_name", "Nom de l'agenda (facultatif)"),
+    "field.licence": _mark.pgettext("field.licence", "Licence"),
+    "licence.licence-ouverte": _mark.pgettext(
+        "licence.licence-ouverte",
+        "Ces événements peuvent être publiés sous Licence Ouverte 2.0 (réutilisation libre en "
         "citant la source)."),
-        ("These events may be published under the Licence Ouverte 2.0 (Open Licence: free reuse "
-        "with attribution)."),
-        "يمكن نشر هذه الفعاليات بموجب الترخيص المفتوح 2.0 (إعادة استعمال حرة مع ذكر المصدر)."),
-    "licence.own": ("Ils ont déjà leur propre licence, que voici :",
-                    "They already have their own licence:", "لها ترخيصها الخاص، وهو:"),
-    "field.licence_consent": (
-        ("Je confirme avoir le droit de publier cet agenda et j'accepte qu'il soit repris dans "
+    "licence.own": _mark.pgettext("licence.own", "Ils ont déjà leur propre licence, que voici :"),
+    "field.licence_consent": _mark.pgettext(
+        "field.licence_consent",
+        "Je confirme avoir le droit de publier cet agenda et j'accepte qu'il soit repris dans "
         "Tissu sous cette licence."),
-        ("I confirm I may publish this calendar and agree to its reuse in Tissu under this "
-        "licence."),
-        "أؤكد أن لي الحق في نشر هذه الرزنامة وأوافق على إدراجها في Tissu بموجب هذا الترخيص."),
-    "field.themes": ("Thèmes par défaut de vos événements", "Default themes of your events",
-                     "المواضيع الافتراضية لفعالياتكم"),
-    "field.quartier": ("Quartier (facultatif)", "Neighbourhood (optional)", "الحي (اختياري)"),
-    "quartier.none": ("— toute la ville —", "— the whole town —", "— المدينة كلها —"),
-    "field.honeypot": ("Ne remplissez pas ce champ", "Leave this field empty",
-                       "اتركوا هذه الخانة فارغة"),
-    "button.check": ("Vérifier", "Check", "تحقّق"),
-    "button.submit": ("Envoyer l'inscription", "Submit the registration", "أرسل التسجيل"),
-    "thanks.title": ("Merci, c'est reçu !", "Thank you, it's in!", "شكراً، وصلنا طلبكم!"),
-    "thanks.text": (
-        ("Votre inscription attend la validation d'un modérateur. Vous recevrez un e-mail dès "
+    "field.themes": _mark.pgettext("field.themes", "Thèmes par défaut de vos événements"),
+    "field.quartier": _mark.pgettext("field.quartier", "Quartier (facultatif)"),
+    "quartier.none": _mark.pgettext("quartier.none", "— toute la ville —"),
+    "field.honeypot": _mark.pgettext("field.honeypot", "Ne remplissez pas ce champ"),
+    "button.check": _mark.pgettext("button.check", "Vérifier"),
+    "button.submit": _mark.pgettext("button.submit", "Envoyer l'inscription"),
+    "thanks.title": _mark.pgettext("thanks.title", "Merci, c'est reçu !"),
+    "thanks.text": _mark.pgettext(
+        "thanks.text",
+        "Votre inscription attend la validation d'un modérateur. Vous recevrez un e-mail dès "
         "qu'elle sera acceptée."),
-        ("Your registration is waiting for a moderator. You will get an e-mail as soon as it is "
-        "accepted."),
-        "تسجيلكم في انتظار موافقة المشرف. ستصلكم رسالة إلكترونية فور قبوله."),
-    "error.summary": ("Le formulaire contient des erreurs : voyez les champs signalés.",
-                      "The form has errors: see the marked fields.",
-                      "يحتوي النموذج على أخطاء: انظروا الخانات المشار إليها."),
-    "error.required": ("Ce champ est obligatoire.", "This field is required.",
-                       "هذه الخانة إلزامية."),
-    "error.too-short": ("Trop court.", "Too short.", "قصير جداً."),
-    "error.too-long": ("Trop long.", "Too long.", "طويل جداً."),
-    "error.email": ("Adresse e-mail invalide.", "Invalid e-mail address.",
-                    "عنوان بريد إلكتروني غير صالح."),
-    "error.http-url": ("L'adresse doit commencer par http:// ou https://.",
-                       "The address must start with http:// or https://.",
-                       "يجب أن يبدأ العنوان بـ http://‎ أو https://‎."),
-    "error.consent": ("Cochez cette case pour continuer.", "Tick this box to continue.",
-                      "ضعوا علامة في هذه الخانة للمتابعة."),
-    "error.choice": ("Choisissez une valeur de la liste.", "Choose a value from the list.",
-                     "اختاروا قيمة من القائمة."),
-    "error.own-licence": ("Indiquez le nom de votre licence.", "Give the name of your licence.",
-                          "اذكروا اسم ترخيصكم."),
-    "error.invalid": ("Valeur invalide.", "Invalid value.", "قيمة غير صالحة."),
-    "error.rate": (
-        "Trop d'envois depuis cette connexion. Réessayez dans une heure.",
-        "Too many submissions from this connection. Please try again in an hour.",
-        "عدد كبير من الإرسالات من هذا الاتصال. حاولوا مجدداً بعد ساعة."),
-    "error.not-usable": (
-        "Cette adresse ne peut pas être inscrite telle quelle : lisez le diagnostic ci-dessous.",
-        "This address cannot be registered as it is: read the diagnosis below.",
-        "لا يمكن تسجيل هذا العنوان كما هو: اقرؤوا التشخيص أدناه."),
-    "doctor.title": ("Diagnostic de votre agenda", "Diagnosis of your calendar", "تشخيص رزنامتكم"),
-    "doctor.french": ("", "(The diagnosis is written in French.)", "(التشخيص مكتوب بالفرنسية.)"),
-    "doctor.format": ("Format trouvé", "Format found", "الصيغة المكتشفة"),
-    "doctor.counts": ("Événements", "Events", "الفعاليات"),
-    "doctor.upcoming": ("séances à venir", "upcoming sessions", "مواعيد قادمة"),
-    "doctor.next": ("Les prochaines séances, telles qu'elles seront publiées",
-                    "The next sessions, as they will be published",
-                    "المواعيد القادمة كما ستُنشر"),
-    "doctor.ok": ("Aucun problème trouvé : vous pouvez envoyer l'inscription.",
-                  "No problem found: you can submit the registration.",
-                  "لم نجد أي مشكلة: يمكنكم إرسال التسجيل."),
-    "doctor.problem": ("Problème", "Problem", "مشكلة"),
-    "doctor.warning": ("À corriger", "To fix", "يجب إصلاحه"),
-    "doctor.fix": ("Comment faire", "How to fix it", "طريقة الإصلاح"),
-    "status.title": ("État des sources", "Status of the sources", "حالة المصادر"),
-    "status.intro": (
-        ("Chaque agenda collecté par Tissu, et s'il est en bonne santé. Les incidents sont aussi "
-        "publiés en flux Atom."),
-        ("Every calendar Tissu collects, and whether it is healthy. Incidents are also published "
-        "as an Atom feed."),
-        "كل رزنامة يجمعها Tissu وحالتها. تُنشر الأعطال أيضاً في تدفق Atom."),
-    "status.atom": ("Flux Atom des incidents", "Atom feed of incidents", "تدفق Atom للأعطال"),
-    "status.source": ("Source", "Source", "المصدر"),
-    "status.health": ("État", "Status", "الحالة"),
-    "status.last_success": ("Dernière collecte réussie", "Last successful harvest",
-                            "آخر جمع ناجح"),
-    "status.trend": ("Événements lus (dernières lectures)", "Events read (latest reads)",
-                     "الفعاليات المقروءة (آخر القراءات)"),
-    "status.reason": ("Détail", "Details", "التفاصيل"),
-    "status.never": ("jamais", "never", "أبداً"),
-    "status.ok": ("En forme", "Healthy", "سليم"),
-    "status.warning": ("À surveiller", "Needs attention", "يحتاج متابعة"),
-    "status.failing": ("En panne", "Failing", "معطّل"),
-    "status.none": ("Aucune source pour l'instant.", "No source yet.", "لا توجد مصادر حالياً."),
-    "status.counts": ("{ok} en forme, {warning} à surveiller, {failing} en panne",
-                      "{ok} healthy, {warning} need attention, {failing} failing",
-                      "{ok} سليم، {warning} يحتاج متابعة، {failing} معطّل"),
-    "status.register": ("Inscrire un agenda", "Register a calendar", "سجّلوا رزنامة"),
+    "error.summary": _mark.pgettext(
+        "error.summary",
+        "Le formulaire contient des erreurs : voyez les champs signalés."),
+    "error.required": _mark.pgettext("error.required", "Ce champ est obligatoire."),
+    "error.too-short": _mark.pgettext("error.too-short", "Trop court."),
+    "error.too-long": _mark.pgettext("error.too-long", "Trop long."),
+    "error.email": _mark.pgettext("error.email", "Adresse e-mail invalide."),
+    "error.http-url": _mark.pgettext(
+        "error.http-url",
+        "L'adresse doit commencer par http:// ou https://."),
+    "error.consent": _mark.pgettext("error.consent", "Cochez cette case pour continuer."),
+    "error.choice": _mark.pgettext("error.choice", "Choisissez une valeur de la liste."),
+    "error.own-licence": _mark.pgettext("error.own-licence", "Indiquez le nom de votre licence."),
+    "error.invalid": _mark.pgettext("error.invalid", "Valeur invalide."),
+    "error.rate": _mark.pgettext(
+        "error.rate",
+        "Trop d'envois depuis cette connexion. Réessayez dans une heure."),
+    "error.not-usable": _mark.pgettext(
+        "error.not-usable",
+        "Cette adresse ne peut pas être inscrite telle quelle : lisez le diagnostic ci-dessous."),
+    "doctor.title": _mark.pgettext("doctor.title", "Diagnostic de votre agenda"),
+    "doctor.french": _mark.pgettext("doctor.french", "(Le diagnostic est écrit en français.)"),
+    "doctor.format": _mark.pgettext("doctor.format", "Format trouvé"),
+    "doctor.counts": _mark.pgettext("doctor.counts", "Événements"),
+    "doctor.upcoming": _mark.pgettext("doctor.upcoming", "séances à venir"),
+    "doctor.next": _mark.pgettext(
+        "doctor.next",
+        "Les prochaines séances, telles qu'elles seront publiées"),
+    "doctor.ok": _mark.pgettext(
+        "doctor.ok",
+        "Aucun problème trouvé : vous pouvez envoyer l'inscription."),
+    "doctor.problem": _mark.pgettext("doctor.problem", "Problème"),
+    "doctor.warning": _mark.pgettext("doctor.warning", "À corriger"),
+    "doctor.fix": _mark.pgettext("doctor.fix", "Comment faire"),
+    "status.title": _mark.pgettext("status.title", "État des sources"),
+    "status.intro": _mark.pgettext(
+        "status.intro",
+        "Chaque agenda collecté par Tissu, et s'il est en bonne santé. Les incidents sont "
+        "aussi publiés en flux Atom."),
+    "status.atom": _mark.pgettext("status.atom", "Flux Atom des incidents"),
+    "status.source": _mark.pgettext("status.source", "Source"),
+    "status.health": _mark.pgettext("status.health", "État"),
+    "status.last_success": _mark.pgettext("status.last_success", "Dernière collecte réussie"),
+    "status.trend": _mark.pgettext("status.trend", "Événements lus (dernières lectures)"),
+    "status.reason": _mark.pgettext("status.reason", "Détail"),
+    "status.never": _mark.pgettext("status.never", "jamais"),
+    "status.ok": _mark.pgettext("status.ok", "En forme"),
+    "status.warning": _mark.pgettext("status.warning", "À surveiller"),
+    "status.failing": _mark.pgettext("status.failing", "En panne"),
+    "status.none": _mark.pgettext("status.none", "Aucune source pour l'instant."),
+    "status.counts": _mark.pgettext(
+        "status.counts",
+        "{ok} en forme, {warning} à surveiller, {failing} en panne"),
+    "status.register": _mark.pgettext("status.register", "Inscrire un agenda"),
 }
-_INDEX = {"fr": 0, "en": 1, "ar": 2}
-
-
 def t(lang: str, key: str, **values: object) -> str:
-    """The message ``key`` in ``lang`` (French when missing), formatted with ``values``."""
-    entry = MESSAGES.get(key)
-    if entry is None:
+    """The message ``key`` in ``lang`` (French when untranslated), formatted with ``values``.
+
+    Translations come from the Babel catalogues of the resident pages (``msgctxt`` = ``key``,
+    ``msgid`` = the French text); an unknown key is returned as is.
+    """
+    french = MESSAGES.get(key)
+    if french is None:
         return key
-    text = entry[_INDEX.get(lang, 0)] or entry[0]
+    text = translations(lang).pgettext(key, french) if lang != "fr" else french
     return text.format(**values) if values else text
 
 
