@@ -164,7 +164,7 @@ def t(lang: str, key: str, **values: object) -> str:
     french = MESSAGES.get(key)
     if french is None:
         return key
-    text = translations(lang).pgettext(key, french) if lang != "fr" else french
+    text = str(translations(lang).pgettext(key, french)) if lang != "fr" else french
     return text.format(**values) if values else text
 
 
