@@ -20,7 +20,9 @@ import datetime as dt
 import hashlib
 import json
 import math
+import os
 import random
+import resource
 import shutil
 import sqlite3
 import statistics
@@ -143,6 +145,13 @@ def build_store(path: Path, events: int, series_share: float, seed: int = 5) -> 
     return len(event_rows), total_occurrences
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of this process and of its finished children."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
+        resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def main() -> None:
     """Parse options, build the store, publish, time the query; print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -172,11 +181,18 @@ def main() -> None:
                 args.store.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(root / "tissu.db", args.store)
         engine = make_engine(f"sqlite:///{root / 'tissu.db'}")
+        load_before = os.getloadavg()
+        cpu_before = _cpu_seconds()
         clock = time.perf_counter()
         outcome = publish(engine, root / "publish", NOW)
         seconds = time.perf_counter() - clock
+        cpu = _cpu_seconds() - cpu_before
         steps = ", ".join(f"{k} {v:.1f} s" for k, v in outcome.timings.items())
         print(f"publish with all exports: {seconds:.1f} s ({steps}); target ≤ 30 s")
+        print(f"  CPU time {cpu:.1f} s (this process and its export workers, user + system) "
+              f"on {os.cpu_count()} cores; load average before "
+              f"{', '.join(f'{v:.2f}' for v in load_before)}, after "
+              f"{', '.join(f'{v:.2f}' for v in os.getloadavg())}")
         exports = root / "publish" / "exports"
         print(f"  exports: {len(list(exports.rglob('*.*')))} files, "
               f"agenda.ics {(exports / 'agenda.ics').stat().st_size / 1e6:.1f} MB")
