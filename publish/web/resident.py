@@ -79,6 +79,7 @@ class Page:
         #: Until when (aware UTC) the page rendered at ``now`` stays right; views lower it.
         self.valid_until = next_paris_midnight(self.now)
         self.rendered: tuple[str, int] | None = None
+        self._state_query: str | None = None
 
     def expire_at(self, moment: dt.datetime | None) -> None:
         """The page may change at ``moment`` (aware): keep it no longer than that."""
@@ -104,6 +105,10 @@ class Page:
     def url(self, path: str, params: Iterable[tuple[str, str]] = ()) -> str:
         """An internal link to ``path`` with ``params`` and the visitor's state."""
         pairs = [(k, v) for k, v in params if k not in ("borne", "lang", "taille")]
+        if not pairs:  # most links (one per event listed): the state's query, built once
+            if self._state_query is None:
+                self._state_query = urlencode(self._state())
+            return f"{path}?{self._state_query}" if self._state_query else path
         query = urlencode(pairs + self._state())
         return f"{path}?{query}" if query else path
 
