@@ -33,6 +33,29 @@ def _json_list(raw: str | None) -> list[str]:
     return [str(v) for v in value] if isinstance(value, list) else []
 
 
+# Recurring events repeat their title, description and place from week to week and from one
+# source to another: each analysis below is a pure function of its text, memoised for the
+# process (the reference data they read are loaded once per process too). Results are shared:
+# never modify them.
+@lru_cache(maxsize=16384)
+def _themes(title: str | None, description: str | None, categories: tuple[str, ...],
+            mapping: str | None, defaults: tuple[str, ...]) -> Any:
+    return assign_themes(title, description, list(categories), mapping=mapping,
+                         defaults=list(defaults))
+
+
+@lru_cache(maxsize=16384)
+def _details(title: str | None, description: str | None) -> Any:
+    return extract_details(title, description)
+
+
+@lru_cache(maxsize=4096)
+def _where(location: str | None, postal_code: str | None, city: str | None,
+           default_city: str | None) -> Any:
+    return resolve_location(location, postal_code=postal_code, city=city,
+                            default_city=default_city)
+
+
 def enrich_event(event: Any, source: Source) -> Any:
     """Fill the enrichment columns of ``event`` in place and return it.
 
@@ -50,11 +73,10 @@ def enrich_event(event: Any, source: Source) -> Any:
       ``TISSU_GEOCODER=ban``).
     """
     categories = _json_list(event.categories)
-    themes = assign_themes(event.title, event.description, categories,
-                           mapping=_mapping_name(source.id),
-                           defaults=_json_list(source.themes))
+    themes = _themes(event.title, event.description, tuple(categories),
+                     _mapping_name(source.id), tuple(_json_list(source.themes)))
     event.themes = json.dumps(themes.themes, ensure_ascii=False)
-    details = extract_details(event.title, event.description)
+    details = _details(event.title, event.description)
     event.publics = json.dumps(details.publics, ensure_ascii=False)
     event.gratuit, event.price = details.price.gratuit, details.price.price
     event.registration_required = details.registration.required
@@ -67,8 +89,8 @@ def enrich_event(event: Any, source: Source) -> Any:
     event.accessibility = json.dumps(accessibility, ensure_ascii=False)
     event.language = details.language
     default_city = HOME_CITY if source.quartier else None
-    where = resolve_location(event.location, postal_code=event.postal_code, city=event.city,
-                             default_city=default_city)
+    where = _where(event.location, event.postal_code, event.city, default_city)
+    quartier = where.quartier
     event.place_id = where.place_id
     event.postal_code = event.postal_code or where.postal_code
     event.city = event.city or where.city
@@ -79,6 +101,6 @@ def enrich_event(event: Any, source: Source) -> Any:
         if found is not None:
             event.latitude, event.longitude = found.latitude, found.longitude
             event.postal_code, event.city = event.postal_code or found.postal_code, event.city or found.city
-            where.quartier = where.quartier or found.quartier
-    event.quartier = where.quartier or source.quartier
+            quartier = quartier or found.quartier
+    event.quartier = quartier or source.quartier
     return event
