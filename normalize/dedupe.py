@@ -33,14 +33,18 @@ Steps (run once after every source is normalised, :func:`deduplicate`):
    EventSource rows list every member of each published event. Writes are bulk statements,
    only for the rows whose values change.
 
-**Incremental**: clusters never cross a Europe/Paris day (candidate pairs are same-day), so a run
-recomputes only the *days* touched since the last one: the days of events that are new, changed
-(any column deduplication reads or writes, or their source's publisher), gone or removed at their
-source, or named by a human decision taken since. The table ``dedupe_state`` keeps, per event,
-its day and a digest of those columns as the last run left them; ``dedupe_meta`` keeps the
-algorithm version (:data:`ALGORITHM`, thresholds, data/places.yaml) and the human decisions
-seen. A changed version, an empty state or ``full=True`` recomputes everything. Nothing changed:
-one read of the event table and no write.
+**Incremental**: clusters never cross a Europe/Paris day (candidate pairs are same-day). The
+table ``dedupe_state`` keeps, per day, a digest of its live events (every column deduplication
+reads or merges, and their source's publisher; not the columns only it writes) and each
+event's own digest; ``dedupe_meta`` keeps the rules' version (:data:`ALGORITHM`, thresholds,
+words lists, data/places.yaml) and the human decisions applied. A run reads every live event
+once, finds the days whose digest moved, and there recomputes only the events that are new or
+changed (or named by a decision taken since), the clusters they or removed events leave, and
+the clusters their new pairs reach: only pairs with such an event are scored, everything else
+keeps its cluster and is not written. A changed version, an empty state or ``full=True``
+recomputes everything. Nothing changed: one read of the event table and no write. An
+incremental run gives the clusters, values and provenance a full run would give (tested with
+changed titles, moved starts, removals and "same"/"different" decisions).
 """
 
 from __future__ import annotations
