@@ -781,8 +781,6 @@ def _match(rows: Sequence[Sequence[Any]], start: np.ndarray, day: np.ndarray,
     keys[:] = title_values
     size = max(1, len(title_values))
 
-    all_a, all_b = _window_pairs(start, day, all_day, source)
-    all_a, all_b = np.minimum(all_a, all_b), np.maximum(all_a, all_b)  # rows in id order: a < b
 
     def score(ia: np.ndarray, ib: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
                                                           np.ndarray]:
@@ -822,13 +820,26 @@ def _match(rows: Sequence[Sequence[Any]], start: np.ndarray, day: np.ndarray,
 
     edges: list[tuple[int, int, float]] = []
     reviews: list[tuple[str, str, float]] = []
-    scored = np.zeros(len(all_a), dtype=bool)
     forbidden: set[str] = set()
     applied: set[str] = set()
+    expanded = np.zeros(n, dtype=bool)  # rows whose pairs were scored
+    done = np.zeros(0, dtype=np.int64)  # codes a * n + b of the pairs scored
+    candidates = 0
     while True:
-        wanted = (focus[all_a] | focus[all_b]) & ~scored
-        scored |= wanted
-        ia, ib, scores, verdicts = score(all_a[wanted], all_b[wanted])
+        new = focus & ~expanded
+        if new.all():  # every row: each pair once, straight from the sorted window
+            pair_a, pair_b = _window_pairs(start, day, all_day, source)
+        else:
+            pair_a, pair_b = _window_pairs(start, day, all_day, source, around=new)
+        expanded |= new
+        pair_a, pair_b = np.minimum(pair_a, pair_b), np.maximum(pair_a, pair_b)  # id order
+        if not new.all():
+            codes, first = np.unique(pair_a * n + pair_b, return_index=True)
+            fresh = ~np.isin(codes, done)
+            done = np.concatenate([done, codes[fresh]])
+            pair_a, pair_b = pair_a[first[fresh]], pair_b[first[fresh]]
+        candidates += len(pair_a)
+        ia, ib, scores, verdicts = score(pair_a, pair_b)
         chosen = verdicts != "different"
         for x, y, value, verdict in zip(ia[chosen].tolist(), ib[chosen].tolist(),
                                         scores[chosen].tolist(), verdicts[chosen].tolist(),
@@ -867,7 +878,7 @@ def _match(rows: Sequence[Sequence[Any]], start: np.ndarray, day: np.ndarray,
     alone = focus.copy()
     alone[[index[i] for i in linked]] = False
     clusters.extend([i] for i in np.flatnonzero(alone).tolist())
-    return clusters, edges, reviews, (int(scored.sum()), len(edges)), focus
+    return clusters, edges, reviews, (candidates, len(edges)), focus
 
 
 def _codes(values: Iterable[Any], key: Any = None) -> tuple[np.ndarray, list[Any]]:
@@ -907,9 +918,12 @@ def _distinct(codes: np.ndarray, bound: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _window_pairs(start: np.ndarray, day: np.ndarray, all_day: np.ndarray,
-                  source: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                  source: np.ndarray, around: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """Index pairs (i, j) of events of different sources on the same day: timed events whose
-    starts are at most WINDOW_MINUTES apart, all-day events on the same date."""
+    starts are at most WINDOW_MINUTES apart, all-day events on the same date. With ``around``
+    (one flag per row), only the pairs of the flagged rows (a pair of two flagged rows may come
+    twice)."""
     pieces_a: list[np.ndarray] = []
     pieces_b: list[np.ndarray] = []
     timed = np.flatnonzero(~all_day & ~np.isnan(start))
@@ -919,6 +933,21 @@ def _window_pairs(start: np.ndarray, day: np.ndarray, all_day: np.ndarray,
             continue
         order = members[np.argsort(key[members], kind="stable")]
         values = key[order].astype(np.float64)
+        if around is not None:
+            chosen = order[around[order]]
+            low = np.searchsorted(values, key[chosen] - width, side="left")
+            high = np.searchsorted(values, key[chosen] + width, side="right")
+            counts = high - low
+            total = int(counts.sum())
+            if total == 0:
+                continue
+            a = np.repeat(chosen, counts)
+            b = order[np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+                      + np.repeat(low, counts)]
+            keep = (a != b) & (day[a] == day[b]) & (source[a] != source[b])
+            pieces_a.append(a[keep])
+            pieces_b.append(b[keep])
+            continue
         upper = np.searchsorted(values, values + width, side="right")
         position = np.arange(len(order))
         counts = upper - position - 1
@@ -1082,10 +1111,10 @@ def _provenance(canonical: Sequence[Any], member: Sequence[Any], cid: str,
 def _store_state(connection: Any, ids: Sequence[str], digests: Sequence[str],
                  days: Sequence[int], touched: set[int], full: bool) -> None:
     """Each recomputed day as this run left it: digest, events and each event's digest."""
-    members: dict[int, dict[str, str]] = {}
+    members: dict[int, dict[str, str]] = {day: {} for day in touched}
     for event_id, digest, day in zip(ids, digests, days, strict=True):
-        if day in touched:
-            members.setdefault(day, {})[event_id] = digest
+        if day in members:
+            members[day][event_id] = digest
     current = _day_digests(ids, digests, days)
     if full:
         connection.execute(text("DELETE FROM dedupe_state"))
