@@ -321,13 +321,14 @@ def parse_ical(data: bytes, source_id: str = "") -> ParseResult:
         result.warnings.append(Problem("le calendrier ne contient aucun VEVENT", code="empty"))
 
     chosen: dict[tuple[str, str], tuple[tuple[int, str], ParsedRecord]] = {}
+    serialised: dict[int, str] = {}  # VTIMEZONE text, once per component (see _payload)
     for vevent, line, owner in pairs:
         if line in unterminated:
             if not any(p.line == line and p.code == "truncated" for p in result.errors):
                 result.errors.append(Problem("VEVENT non terminé (END:VEVENT manquant) : ignoré",
                                              line, "truncated"))
             continue
-        record = _record(vevent, line, owner, result)
+        record = _record(vevent, line, owner, result, serialised)
         if record is None:
             continue
         key = (record.uid, record.recurrence_id)
@@ -370,13 +371,37 @@ def _is_int(value: object) -> bool:
     return value is not None
 
 
+_PAYLOAD_HEAD = f"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:{_PRODID}\r\n"
+
+
+def _payload(vevent: icalendar.Component, timezones: list[icalendar.Component],
+             serialised: dict[int, str]) -> str:
+    """The record's self-contained VCALENDAR text: PRODID, VERSION, the VTIMEZONEs, the VEVENT.
+
+    The same text as icalendar's ``Calendar.to_ical()`` of that calendar (VERSION then PRODID,
+    lines folded, CRLF), built from its parts so that a VTIMEZONE shared by many VEVENTs is
+    serialised once per file (``serialised``: id of the component → its text).
+    """
+    parts = [_PAYLOAD_HEAD]
+    for timezone in timezones:
+        text = serialised.get(id(timezone))
+        if text is None:
+            text = serialised[id(timezone)] = timezone.to_ical().decode("utf-8")
+        parts.append(text)
+    parts.append(vevent.to_ical().decode("utf-8"))
+    parts.append("END:VCALENDAR\r\n")
+    return "".join(parts)
+
+
 def _record(
     vevent: icalendar.Component,
     line: int | None,
     calendar: icalendar.Calendar | None,
     result: ParseResult,
+    serialised: dict[int, str] | None = None,
 ) -> ParsedRecord | None:
     """Check one VEVENT and build its record; report and return None when unusable."""
+    serialised = {} if serialised is None else serialised
     for name in _SINGLE:
         value = vevent.get(name)
         if isinstance(value, list):  # RFC 5545 §3.6.1: MUST NOT occur more than once
@@ -423,15 +448,9 @@ def _record(
     recurrence_id = _iso(vevent.get("RECURRENCE-ID")) if vevent.get("RECURRENCE-ID") else ""
     if repaired:
         vevent["UID"] = uid
-    wrapper = icalendar.Calendar()
-    wrapper.add("PRODID", _PRODID)
-    wrapper.add("VERSION", "2.0")
     timezones = _used_timezones(vevent, calendar)
-    for timezone in timezones:
-        wrapper.add_component(timezone)
-    wrapper.add_component(vevent)
     try:
-        payload = wrapper.to_ical().decode("utf-8")
+        payload = _payload(vevent, timezones, serialised)
     except Exception as exc:  # noqa: BLE001
         result.errors.append(Problem(f"VEVENT impossible à réécrire ({exc})", line, "bad-vevent"))
         return None
