@@ -121,6 +121,32 @@ def test_atom_and_jsonld(published) -> None:
         "startTime": "12:30:00", "endTime": "14:00:00"}
 
 
+
+def test_schedules_sharing_a_rule_keep_their_own_zone_times_and_lists() -> None:
+    """A rule is parsed once for all the series that share it; each schedule still gets its
+    zone, its times and lists of its own."""
+    from publish.exports import schedule
+
+    base = {"rrule": "FREQ=WEEKLY;BYDAY=MO,TH;COUNT=10", "all_day": 0,
+            "dtstart_utc": "2026-12-07T13:00:00Z", "dtend_utc": "2026-12-07T15:00:00Z",
+            "exdate": "[]"}
+    paris = schedule(base | {"tzid": "Europe/Paris"})
+    lisbon = schedule(base | {"tzid": "Europe/Lisbon",
+                              "exdate": '["2026-12-10T13:00:00Z"]'})
+    assert paris is not None and lisbon is not None
+    assert paris == {"@type": "Schedule", "repeatFrequency": "P1W",
+                     "scheduleTimezone": "Europe/Paris",
+                     "byDay": ["https://schema.org/Monday", "https://schema.org/Thursday"],
+                     "repeatCount": 10, "startDate": "2026-12-07", "startTime": "14:00:00",
+                     "endTime": "16:00:00"}
+    assert lisbon["scheduleTimezone"] == "Europe/Lisbon"
+    assert len(lisbon["exceptDate"]) == 1 and "exceptDate" not in paris
+    paris["byDay"].append("changed")
+    assert schedule(base | {"tzid": "Europe/Paris"})["byDay"] == [  # type: ignore[index]
+        "https://schema.org/Monday", "https://schema.org/Thursday"]
+    assert schedule(base | {"rrule": "FREQ=WEEKLY;BYDAY=1MO"}) is None
+
+
 # --- served over HTTP by the plugin ---------------------------------------------------------
 
 

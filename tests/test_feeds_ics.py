@@ -212,3 +212,54 @@ def test_uri_and_organizer_values_survive_a_round_trip() -> None:
     assert event.decoded("DTSTART") == dt.datetime(2026, 12, 1, 9, tzinfo=dt.UTC)
     assert event["DTSTART"].params["TZID"] == "Europe/Paris"
     assert vobject.readOne(calendar.to_ical().decode()).vevent.url.value == row["url"]
+
+
+def test_feed_events_are_the_bytes_of_each_event_alone(published) -> None:
+    """Values shared between events are encoded once per batch: each event's bytes in the
+    batch are still exactly those it gets on its own."""
+    from publish import ics
+
+    _name, now, out = published
+    connection = sqlite3.connect(f"file:{out.database}?mode=ro", uri=True)
+    try:
+        batch = ics.prepare_feed_events(connection, now)
+        rows = {r["id"]: r for r in ics.select_feed_rows(connection, now)}
+        labels = {c: fr for c, fr in connection.execute("SELECT code, fr FROM themes")}
+        assert batch
+        for event in batch:
+            row = rows[event.id]
+            overrides = ics._overrides(connection, [event.id]).get(event.id, [])
+            assert ics.vevent_bytes(row, overrides, labels) == (event.data, event.zone)
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize(("start_utc", "expected"), [
+    # the last minutes of winter time, then the first of summer time (29 March 2026)
+    ("2026-03-29T00:59:00Z", b"DTSTART;TZID=Europe/Paris:20260329T015900"),
+    ("2026-03-29T01:00:00Z", b"DTSTART;TZID=Europe/Paris:20260329T030000"),
+    # 25 October 2026: 00:30 UTC is the first 02:30 in Paris (the one a TZID time means)
+    ("2026-10-25T00:30:00Z", b"DTSTART;TZID=Europe/Paris:20261025T023000"),
+    ("2026-12-31T23:30:00Z", b"DTSTART;TZID=Europe/Paris:20270101T003000"),
+])
+def test_single_event_start_is_its_paris_time(start_utc: str, expected: bytes) -> None:
+    from publish.ics import vevent_bytes
+
+    row = {"id": "s--1", "all_day": 0, "dtstart_utc": start_utc, "dtend_utc": None,
+           "title": "Permanence", "status": "confirmed", "updated_at": "2026-11-02T08:05:09Z",
+           "first_seen_at": "2026-11-01T00:00:00Z"}
+    data, zone = vevent_bytes(row, [], {})
+    lines = data.split(b"\r\n")
+    assert expected in lines and zone == "Europe/Paris"
+    assert b"DTSTAMP:20261102T080509Z" in lines and b"CREATED:20261101T000000Z" in lines
+    event = icalendar.Calendar.from_ical(b"BEGIN:VCALENDAR\r\n" + data + b"END:VCALENDAR\r\n")
+    start = event.walk("VEVENT")[0].decoded("DTSTART")
+    assert start.astimezone(dt.UTC) == dt.datetime.fromisoformat(start_utc)
+
+
+def test_stamps_of_other_iso_forms() -> None:
+    from publish.ics import _stamp
+
+    assert _stamp("2026-11-02T08:05:09Z") == "20261102T080509Z"
+    assert _stamp("2026-11-02T09:05:09+01:00") == "20261102T080509Z"
+    assert _stamp("2026-11-02T08:05:09.250000Z") == "20261102T080509Z"

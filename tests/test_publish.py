@@ -232,3 +232,54 @@ def test_a_failing_export_group_keeps_the_others_and_its_previous_files(tmp_path
     runs = (second.exports["csv"].parent / "publish_runs.csv").read_text(encoding="utf-8-sig")
     assert len(runs.strip().splitlines()) == 3
     assert "exports.ics" in second.timings and "exports.csv+datapackage" in second.timings
+
+
+def test_a_failing_history_leaves_the_previous_database_whole(tmp_path: Path,
+                                                              monkeypatch) -> None:
+    """The history is recorded in a thread while SQLite writes the big tables: when it fails,
+    the half-written file goes and the published database stays the previous one."""
+    site = make_site(tmp_path, {"lisbon.ics": (LISBON, {})})
+    try:
+        site.harvest(NOW)
+        first = site.publish(NOW)
+        before = first.database.read_bytes()
+
+        def broken(*args: object, **kwargs: object) -> None:
+            raise OSError("base de travail en lecture seule")
+
+        monkeypatch.setattr("publish.run.record_run", broken)
+        try:
+            site.publish(NOW + dt.timedelta(days=1))
+        except OSError as exc:
+            assert "lecture seule" in str(exc)
+        else:
+            raise AssertionError("the publish should have failed")
+    finally:
+        stop(site)
+    assert first.database.read_bytes() == before
+    assert [p.name for p in first.database.parent.glob(".tissu-open-*")] == []
+    runs = rows(first.database, "SELECT id, events FROM publish_runs")
+    assert len(runs) == 1 and runs[0][1] > 0
+
+
+def test_history_rows_are_stored_like_sqlalchemy_stores_them(tmp_path: Path) -> None:
+    """PublishedEvent and PublishChange rows written by one driver executemany read back
+    through the models (aware UTC datetimes), one change per new event."""
+    from sqlmodel import Session, select
+
+    from schemas.models import PublishChange, PublishedEvent
+
+    site = make_site(tmp_path, {"lisbon.ics": (LISBON, {})})
+    try:
+        site.harvest(NOW)
+        out = site.publish(NOW)
+    finally:
+        stop(site)
+    with Session(site.engine) as session:  # type: ignore[arg-type]
+        published = session.exec(select(PublishedEvent)).all()
+        changes = session.exec(select(PublishChange)).all()
+    assert out.counts is not None and out.counts.new == len(published) > 0
+    assert {p.first_published_at for p in published} == {NOW}
+    assert {p.last_run_id for p in published} == {out.counts.run_id}
+    assert sorted(c.event_id for c in changes) == sorted(p.event_id for p in published)
+    assert {(c.kind, c.changed_at) for c in changes} == {("new", NOW)}
