@@ -174,3 +174,29 @@ def test_one_crawl_service_runs_every_crawl_and_reports_a_bad_spider(http_server
     broken = crawl_source("x", http_server.url("/agenda"), "scrapy:absente", tmp_settings, NOW)
     assert [p.code for p in broken.errors] == ["crawl-failed"]
     assert "araignée inconnue : 'absente'" in str(broken.errors[0])
+
+
+def test_worker_harvests_a_website_beside_the_other_sources(http_server: FakeServer,
+                                                            tmp_settings) -> None:
+    from tissu.pipeline import run_worker
+
+    serve_site(http_server)
+    http_server.routes["/agenda.ics"] = Route(body=(
+        b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//FR\r\nBEGIN:VEVENT\r\n"
+        b"UID:permanence@example.org\r\nDTSTAMP:20261101T100000Z\r\n"
+        b"DTSTART:20261203T090000Z\r\nDTEND:20261203T110000Z\r\nSUMMARY:Permanence\r\n"
+        b"END:VEVENT\r\nEND:VCALENDAR\r\n"))
+    publisher = {"name": "Associations de Pantin", "type": "association"}
+    tmp_settings.registry.write_text(yaml.safe_dump({"sources": [
+        {"id": "site", "name": "Site", "format": "html", "url": http_server.url("/agenda"),
+         "licence": "Licence Ouverte 2.0", "publisher": publisher},
+        {"id": "cal", "name": "Calendrier", "format": "ical",
+         "url": http_server.url("/agenda.ics"), "licence": "Licence Ouverte 2.0",
+         "publisher": publisher}]}), encoding="utf-8")
+    engine = make_engine(tmp_settings.database_url)
+    summaries = run_worker(engine, tmp_settings, specs=load_registry(tmp_settings.registry),
+                           now=lambda: NOW)
+    assert sorted((s.source_id, s.status, s.events) for s in summaries) == [
+        ("cal", "ok", 1), ("site", "ok", 12)]
+    with Session(engine) as session:
+        assert len(session.exec(select(Event)).all()) == 13

@@ -414,8 +414,27 @@ def run_worker(engine: Engine, settings: Settings, *, worker: str | None = None,
             return source.last_attempt_at is None or source.last_attempt_at < since
         return source_is_due(source, at)
 
+    from concurrent.futures import ThreadPoolExecutor
+
+    from connectors.html import is_crawl_format
+
     summaries: list[SourceSummary] = []
     guard = threading.Lock()
+    with Session(engine) as session:
+        websites = {s.id for s in session.exec(select(Source)) if is_crawl_format(s.format)}
+    # A website's harvest mostly waits for its crawl (in the crawl service): it runs on a side
+    # thread while this worker claims and harvests the next sources.
+    side = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tissu-website")
+
+    def harvest_one(source_id: str, name: str, at: dt.datetime) -> None:
+        try:
+            summary = run_source(engine, source_id, settings, at, force=force)
+        finally:
+            release_source(engine, source_id, name)
+        with guard:
+            summaries.append(summary)
+            if progress:
+                progress(summary)
 
     def loop(name: str) -> None:
         while True:
@@ -423,26 +442,26 @@ def run_worker(engine: Engine, settings: Settings, *, worker: str | None = None,
             source_id = claim_source(engine, name, at, due, lease_seconds)
             if source_id is None:
                 return
-            try:
-                summary = run_source(engine, source_id, settings, at, force=force)
-            finally:
-                release_source(engine, source_id, name)
-            with guard:
-                summaries.append(summary)
-                if progress:
-                    progress(summary)
+            if source_id in websites:
+                side.submit(harvest_one, source_id, name, at)
+            else:
+                harvest_one(source_id, name, at)
 
     base = worker or worker_name()
-    while True:
-        names = [base] if jobs <= 1 else [f"{base}:{i}" for i in range(jobs)]
-        threads = [threading.Thread(target=loop, args=(n,), name=n) for n in names[1:]]
-        for thread in threads:
-            thread.start()
-        loop(names[0])
-        for thread in threads:
-            thread.join()
-        if poll is None:
-            return summaries
-        import time
+    try:
+        while True:
+            names = [base] if jobs <= 1 else [f"{base}:{i}" for i in range(jobs)]
+            threads = [threading.Thread(target=loop, args=(n,), name=n) for n in names[1:]]
+            for thread in threads:
+                thread.start()
+            loop(names[0])
+            for thread in threads:
+                thread.join()
+            if poll is None:
+                side.shutdown(wait=True)
+                return summaries
+            import time
 
-        time.sleep(poll)
+            time.sleep(poll)
+    finally:
+        side.shutdown(wait=True)
