@@ -103,8 +103,9 @@ def needs_normalisation(source: Source, harvested: HarvestOutcome, key: str,
 def sync_registry(session: Session, specs: Iterable[SourceSpec]) -> list[Source]:
     """Create or update Source rows from registry entries; health fields are kept."""
     sources: list[Source] = []
+    known = {row.id: row for row in session.exec(select(Source))}  # one query, not one per id
     for spec in specs:
-        row = session.get(Source, spec.id) or Source(
+        row = known.get(spec.id) or Source(
             id=spec.id, name=spec.name, publisher_name=spec.publisher.name,
             publisher_type=spec.publisher.type, format=spec.format, url=spec.url,
             licence=spec.licence,
