@@ -165,3 +165,23 @@ def test_embed_json_when_labels_follow_lang(published, monkeypatch) -> None:
                 monkeypatch).json()
     assert [s["when"] for s in body["sessions"]] == ["Monday 30 November, 12:30\u202fPM – 2:00\u202fPM"]
     assert body["filters"]["lang"] == "en" and "lang=en" in body["page"]
+
+
+def test_sessions_read_through_the_index_range_are_the_same(published) -> None:
+    """With the database facts (a bounded range of the start index) or without, same answer."""
+    import sqlite3
+
+    from publish.web import resident_data
+    from publish.web.embed import select_sessions
+
+    connection = sqlite3.connect(published.database)
+    facts = resident_data.database_facts(connection, NOW)
+    assert facts.longest_days is not None
+    for theme, quartier in ((None, None), ("seniors-isolement", None), (None, "Quatre-Chemins"),
+                            (None, "Ailleurs")):
+        for limit in (1, 5, 50):
+            bounded = select_sessions(connection, NOW, theme, quartier, limit, "fr", facts)
+            plain = select_sessions(connection, NOW, theme, quartier, limit, "fr")
+            assert bounded == plain
+    everything = select_sessions(connection, NOW, None, None, 50, "en", facts)["sessions"]
+    assert everything and all(s["end_utc"] >= "2026-11-29T12:00:00Z" for s in everything)

@@ -28,6 +28,7 @@ from urllib.parse import urlencode
 from datasette.utils.asgi import Response
 
 from normalize.times import PARIS
+from publish.web import resident_data as data
 from publish.web import resident_i18n as i18n
 from publish.web.exports import CORS, cached_response
 
@@ -99,39 +100,43 @@ def _limit(raw: str | None) -> int:
 
 
 def select_sessions(connection: sqlite3.Connection, now: dt.datetime, theme: str | None,
-                    quartier: str | None, limit: int, lang: str = "fr") -> dict[str, Any]:
+                    quartier: str | None, limit: int, lang: str = "fr",
+                    facts: data.DatabaseFacts | None = None) -> dict[str, Any]:
     """Upcoming sessions (not ended at ``now``, aware) of events still published, filtered.
 
     Returns ``{"sessions": [...], "themes": [(code, label)], "quartiers": [name]}``; each session
     has id, event_id, title, when (label in ``lang``, see :func:`when_label`), start (ISO,
-    Paris), location, quartier, url, cancelled (bool). Theme labels are in ``lang`` when the
-    ``themes`` table has that column, else French.
+    Paris), location, quartier, url, cancelled (bool), end_utc. Theme labels are in ``lang``
+    when the ``themes`` table has that column, else French. Published and not duplicated means
+    what the resident pages mean (``resident_data.filter_where``); with ``facts`` (read at or
+    before ``now``) the scan is one range of the ``start_utc`` index.
     """
+    if facts is None or facts.computed_at > now:
+        facts = data.DatabaseFacts(data.table_columns(connection, "events"),
+                                   data.table_columns(connection, "occurrences"), None, {}, now)
+    params: dict[str, object] = {"now": data.utc_text(now), "limit": limit}
+    extra = ["o.end_utc >= :now"]
+    if facts.longest_days is not None:
+        # sessions still running started at most the longest session ago: one index range
+        extra.append("o.start_utc >= :lower")
+        params["lower"] = data.utc_text(now - dt.timedelta(days=facts.longest_days))
+    filters = data.Filters(theme=theme or "", quartier=quartier or "")
+    where, _, _ = data.filter_where(filters, facts.event_columns, facts.occurrence_columns,
+                                    extra, params)
     connection.row_factory = sqlite3.Row
-    event_columns = {r[1] for r in connection.execute("PRAGMA table_info(events)")}
-    where = ["o.end_utc >= ?", "e.removed_at_source IS NULL"]
-    params: list[Any] = [now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")]
-    if "is_canonical" in event_columns:
-        where.append("(e.is_canonical IS NULL OR e.is_canonical = 1)")
-    if theme:
-        where.append("EXISTS (SELECT 1 FROM json_each(e.themes) WHERE value = ?)")
-        params.append(theme)
-    if quartier:
-        where.append("e.quartier = ?")
-        params.append(quartier)
     rows = connection.execute(
         "SELECT o.id, o.event_id, COALESCE(o.title, e.title) AS title, o.start_local, "
         "o.end_local, o.all_day, COALESCE(o.location, e.location) AS location, e.quartier, "
         "e.url, CASE WHEN e.status = 'cancelled' OR o.status = 'cancelled' THEN 1 ELSE 0 END "
-        "AS cancelled FROM occurrences o JOIN events e ON e.id = o.event_id "
-        f"WHERE {' AND '.join(where)} ORDER BY o.start_utc, o.id LIMIT ?",
-        (*params, limit),
+        "AS cancelled, o.end_utc FROM occurrences o JOIN events e ON e.id = o.event_id "
+        f"WHERE {' AND '.join(where)} ORDER BY o.start_utc, o.id LIMIT :limit",
+        params,
     ).fetchall()
     sessions = [{
         "id": r["id"], "event_id": r["event_id"], "title": r["title"],
         "when": when_label(lang, r["start_local"], r["end_local"], bool(r["all_day"])),
         "start": r["start_local"], "location": r["location"], "quartier": r["quartier"],
-        "url": r["url"], "cancelled": bool(r["cancelled"]),
+        "url": r["url"], "cancelled": bool(r["cancelled"]), "end_utc": r["end_utc"],
     } for r in rows]
     tables = {r[0] for r in connection.execute("SELECT name FROM sqlite_master")}
     themes: list[tuple[str, str]] = []
@@ -152,10 +157,13 @@ async def _selection(request: Any, datasette: Any) -> tuple[dict[str, Any], dict
             "limite": str(_limit(request.args.get("limite"))),
             "lang": "" if lang == i18n.DEFAULT_LANGUAGE else lang}
     now = clock()
+    from publish.web.resident import _facts  # the resident pages' facts, read once per file
+
+    facts = await _facts(datasette, now)
     database = datasette.get_database(DATABASE)
     found = await database.execute_fn(lambda connection: select_sessions(
         connection, now, args["theme"] or None, args["quartier"] or None, int(args["limite"]),
-        lang))
+        lang, facts))
     return found, args
 
 

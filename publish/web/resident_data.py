@@ -225,10 +225,11 @@ def _free_expression(event_columns: list[str]) -> str | None:
     return None
 
 
-def _filter_where(filters: Filters, event_columns: list[str], occurrence_columns: list[str],
+def filter_where(filters: Filters, event_columns: list[str], occurrence_columns: list[str],
                   extra_where: list[str],
                   params: dict[str, object]) -> tuple[list[str], bool, str | None]:
-    """WHERE terms for ``filters``; also whether they need ``events`` and the "free" SQL.
+    """WHERE terms for ``filters`` over ``occurrences o JOIN events e``, adding their values to
+    ``params``; also whether they need ``events`` and the "free" SQL expression.
 
     When ``occurrences`` carries ``live`` and ``quartier`` (publish/build.py copies them from
     the event), the published state and the quartier are read there, so "this week, by
@@ -269,7 +270,7 @@ def _occurrence_query(connection: sqlite3.Connection, filters: Filters,
                       columns: tuple[list[str], list[str]] | None = None) -> list[Occurrence]:
     event_columns, occurrence_columns = columns or (table_columns(connection, "events"),
                                                     table_columns(connection, "occurrences"))
-    where, _, free = _filter_where(filters, event_columns, occurrence_columns, extra_where,
+    where, _, free = filter_where(filters, event_columns, occurrence_columns, extra_where,
                                    params)
     themes = "e.themes" if "themes" in event_columns else "'[]'"
     quartier = "e.quartier" if "quartier" in event_columns else "NULL"
@@ -449,7 +450,7 @@ def week_listing(connection: sqlite3.Connection, filters: Filters, now: dt.datet
     total = 0
     first_end = min((o.end_utc for o in rows if o.end_utc), default=None)
     if count:
-        where, needs_events, _ = _filter_where(filters, *columns, extra, params)
+        where, needs_events, _ = filter_where(filters, *columns, extra, params)
         join = " JOIN events e ON e.id = o.event_id" if needs_events else ""
         total, first_end = connection.execute(
             f"SELECT count(*), min(o.end_utc) FROM occurrences o{join} "
@@ -752,7 +753,7 @@ def search_upcoming(connection: sqlite3.Connection, text: str, now: dt.datetime,
         facts = database_facts(connection, now)
     event_columns, occurrence_columns = facts.event_columns, facts.occurrence_columns
     params: dict[str, object] = {"from_utc": utc_text(now)}
-    where, _, _ = _filter_where(Filters(), event_columns, occurrence_columns,
+    where, _, _ = filter_where(Filters(), event_columns, occurrence_columns,
                                 ["o.end_utc > :from_utc"], params)
     how_many = connection.execute(
         "SELECT count(*) FROM (SELECT rowid FROM events_fts WHERE events_fts MATCH ? LIMIT ?)",
