@@ -225,6 +225,24 @@ def _free_expression(event_columns: list[str]) -> str | None:
     return None
 
 
+_PLAIN_CODE = re.compile(r"[A-Za-z0-9-]+")
+
+
+def _json_member(column: str, name: str, code: str, params: dict[str, object]) -> list[str]:
+    """SQL terms: the JSON list in ``column`` holds ``code`` (bound as ``:<name>``).
+
+    ``json_each`` decides; for a plain code (letters, digits, dashes: written as is inside the
+    JSON text), a ``LIKE '%"code"%'`` test comes first and spares it on most rows.
+    """
+    params[name] = code
+    terms = []
+    if _PLAIN_CODE.fullmatch(code):
+        params[f"{name}_like"] = f'%"{code}"%'
+        terms.append(f"{column} LIKE :{name}_like")
+    terms.append(f"EXISTS (SELECT 1 FROM json_each({column}) WHERE json_each.value = :{name})")
+    return terms
+
+
 def filter_where(filters: Filters, event_columns: list[str], occurrence_columns: list[str],
                   extra_where: list[str],
                   params: dict[str, object]) -> tuple[list[str], bool, str | None]:
@@ -244,18 +262,14 @@ def filter_where(filters: Filters, event_columns: list[str], occurrence_columns:
         if "is_canonical" in event_columns:
             where.append("COALESCE(e.is_canonical, 1) = 1")
     if filters.theme and "themes" in event_columns:
-        where.append("EXISTS (SELECT 1 FROM json_each(e.themes) WHERE json_each.value = :theme)")
-        params["theme"] = filters.theme
+        where.extend(_json_member("e.themes", "theme", filters.theme, params))
         needs_events = True
     if filters.quartier and "quartier" in event_columns:
         where.append(("o" if on_occurrences else "e") + ".quartier = :quartier")
         params["quartier"] = filters.quartier
     publics = _first(event_columns, _PUBLICS_COLUMNS)
     if filters.public and publics:
-        where.append(
-            f"EXISTS (SELECT 1 FROM json_each(e.{publics}) WHERE json_each.value = :public)"
-        )
-        params["public"] = filters.public
+        where.extend(_json_member(f"e.{publics}", "public", filters.public, params))
         needs_events = True
     free = _free_expression(event_columns)
     if filters.free and free:
