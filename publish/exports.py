@@ -27,7 +27,7 @@ import sqlite3
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import closing
 from functools import lru_cache
@@ -545,7 +545,8 @@ PARALLEL_MIN_EVENTS = 5000  # below this the three export groups run one after t
 
 def build_exports(db_path: Path, out_dir: Path, now: dt.datetime,
                   timings: dict[str, float] | None = None,
-                  errors: list[str] | None = None) -> dict[str, Path]:
+                  errors: list[str] | None = None,
+                  meanwhile: Callable[[], object] | None = None) -> dict[str, Path]:
     """Write every export from ``db_path`` into ``out_dir``; returns the main paths by kind.
 
     ``now`` (aware) decides which events are upcoming in the calendar feeds. The three groups
@@ -553,6 +554,8 @@ def build_exports(db_path: Path, out_dir: Path, now: dt.datetime,
     from the read-only database, so a big agenda runs them in parallel processes. ``timings``,
     when given, receives the seconds of each group. A group that fails does not stop the
     others; its files keep their previous version and ``errors`` receives a French message.
+    ``meanwhile``, when given, is called in this process while the groups run (or after them
+    when they run here); what it raises is raised.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     groups = (_export_ics, _export_documents, _export_tables)
@@ -564,6 +567,9 @@ def build_exports(db_path: Path, out_dir: Path, now: dt.datetime,
         context = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(max_workers=len(groups), mp_context=context) as pool:
             futures = [(g, pool.submit(g, db_path, out_dir, now)) for g in groups]
+            if meanwhile is not None:  # after the fork: no thread of ours is copied into it
+                meanwhile()
+                meanwhile = None
             for group, future in futures:
                 try:
                     found.update(future.result())
@@ -575,6 +581,8 @@ def build_exports(db_path: Path, out_dir: Path, now: dt.datetime,
                 found.update(group(db_path, out_dir, now))
             except Exception as exc:  # noqa: BLE001 - one export group costs only itself
                 failed.append(f"exports {group.__name__.removeprefix('_export_')} : {exc!r}")
+    if meanwhile is not None:
+        meanwhile()
     if errors is not None:
         errors.extend(failed)
     if timings is not None:

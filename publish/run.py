@@ -78,10 +78,12 @@ def publish(engine: Engine, out_dir: Path, now: dt.datetime) -> PublishOutcome:
     timings["database"] = time.perf_counter() - clock
     clock = time.perf_counter()
     errors: list[str] = []
-    exports = build_exports(database, out_dir / "exports", now, timings, errors)
+    metadata: list[dict] = []  # read from the database while the export workers run
+    exports = build_exports(database, out_dir / "exports", now, timings, errors,
+                            meanwhile=lambda: metadata.append(build_metadata(database)))
     timings["exports"] = time.perf_counter() - clock
     metadata_path = out_dir / "metadata.json"
-    write_atomic(metadata_path, json.dumps(build_metadata(database), ensure_ascii=False,
+    write_atomic(metadata_path, json.dumps(metadata[0], ensure_ascii=False,
                                            indent=2).encode("utf-8"))
     snapshot = write_snapshot(out_dir, name) if name else None
     # the end time reaches the published publish_runs table at the next publish
