@@ -452,3 +452,22 @@ def test_filter_choices_from_facts_read_earlier_match_a_fresh_read(tmp_path):
     # facts read after the moment asked about are not trusted: read again
     newer = resident_data.database_facts(connection, later)
     assert codes(resident_data.filter_choices(connection, "fr", NOW, newer)) == at_now
+
+
+def test_theme_filter_matches_whole_codes_of_the_json_list(tmp_path):
+    connection = sqlite3.connect(tmp_path / "themes.db")
+    connection.executescript(
+        "CREATE TABLE events (id TEXT, title TEXT, status TEXT, location TEXT, organizer TEXT,"
+        " removed_at_source TEXT, themes TEXT);"
+        "CREATE TABLE occurrences (id TEXT, event_id TEXT, title TEXT, all_day INTEGER,"
+        " start_utc TEXT, end_utc TEXT, start_local TEXT, start_date TEXT, end_date TEXT,"
+        " status TEXT, location TEXT);"
+        "INSERT INTO events VALUES ('a', 'Colis', NULL, NULL, NULL, NULL, '[\"alimentation\"]'),"
+        " ('b', 'Épicerie', NULL, NULL, NULL, NULL, '[ \"sante\", \"alimentation\" ]'),"
+        " ('c', 'Jardin', NULL, NULL, NULL, NULL, '[\"alimentation-durable\"]'),"
+        " ('d', 'Repas', NULL, NULL, NULL, NULL, '[\"ALIMENTATION\"]');"
+        "INSERT INTO occurrences SELECT id || '--o', id, NULL, 0, '2026-12-01T09:00:00Z',"
+        " '2026-12-01T10:00:00Z', NULL, NULL, NULL, 'confirmed', NULL FROM events;")
+    found = resident_data.week_occurrences(connection, resident_data.Filters(
+        theme="alimentation"), NOW)
+    assert [o.title for o in found] == ["Colis", "Épicerie"]
