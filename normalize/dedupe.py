@@ -185,15 +185,20 @@ def venue_similarity(a: str | None, b: str | None) -> float | None:
     city and postal code removed, are compared (rapidfuzz ``token_set_ratio``)."""
     if not a or not b:
         return None
-    pa, pb = parse_location(a), parse_location(b)
-    if pa.postal_code and pb.postal_code and pa.postal_code != pb.postal_code:
-        return 0.0
-    if pa.city and pb.city and words(pa.city) != words(pb.city):
-        return 0.0
-    ka, kb = _venue_words(a, pa.city), _venue_words(b, pb.city)
-    if not ka or not kb:
+    return _text_similarity(_venue(a, None), _venue(b, None))
+
+
+def _text_similarity(a: _Venue, b: _Venue) -> float | None:
+    """:func:`venue_similarity` of two parsed locations."""
+    if not a.text or not b.text:
         return None
-    return fuzz.token_set_ratio(ka, kb) / 100.0
+    if a.postal_code and b.postal_code and a.postal_code != b.postal_code:
+        return 0.0
+    if a.city and b.city and a.city != b.city:
+        return 0.0
+    if not a.words or not b.words:
+        return None
+    return fuzz.token_set_ratio(a.words, b.words) / 100.0
 
 
 def _venue_words(text: str, city: str | None) -> str:
@@ -212,6 +217,9 @@ class _Venue:
     name_place: str | None  # the known place the venue *name* alone designates
     tokens: frozenset[str]  # place_key words of the whole text
     specific: frozenset[str]  # the same without postal code, city and generic venue words
+    postal_code: str | None
+    city: str  # folded words of the city
+    words: str  # venue and street words, postal code and city left out
 
 
 @lru_cache(maxsize=16384)
@@ -224,7 +232,9 @@ def _venue(location: str | None, place_id: str | None) -> _Venue:
     city = set(place_key(parsed.city).split()) if parsed.city else set()
     specific = frozenset(t for t in tokens - city
                          if t not in _VENUE_GENERIC and not re.fullmatch(r"\d{5}", t))
-    return _Venue(location, pid, name, found[0].id if found else None, tokens, specific)
+    return _Venue(location, pid, name, found[0].id if found else None, tokens, specific,
+                  parsed.postal_code, words(parsed.city) if parsed.city else "",
+                  _venue_words(location, parsed.city) if location else "")
 
 
 def _names_differ(a: _Venue, b: _Venue) -> bool:
@@ -258,7 +268,7 @@ def _place_parts(a: _Venue, b: _Venue) -> tuple[float, bool]:
     if a.place_id and b.place_id:
         place: float | None = 1.0 if a.place_id == b.place_id else 0.0
     else:
-        place = venue_similarity(a.text, b.text)
+        place = _text_similarity(a, b)
         if place and a.specific and b.specific and not a.specific & b.specific:
             place = 0.0
     if place is None:
