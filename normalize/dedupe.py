@@ -837,7 +837,12 @@ def _match(rows: Sequence[Sequence[Any]], start: np.ndarray, day: np.ndarray,
     candidates = 0
     while True:
         new = focus & ~expanded
-        if new.all():  # every row: each pair once, straight from the sorted window
+        if new.all() and len(venue_values) <= _VENUE_BLOCKS:
+            # every row, few locations: only the windows of two locations that may be one place
+            table = np.array([[not _place_parts(_venue(*x), _venue(*y))[0] < 0.5
+                               for y in venue_values] for x in venue_values], dtype=bool)
+            pair_a, pair_b = _venue_window_pairs(start, day, all_day, source, venue_code, table)
+        elif new.all():  # every row: each pair once, straight from the sorted window
             pair_a, pair_b = _window_pairs(start, day, all_day, source)
         else:
             pair_a, pair_b = _window_pairs(start, day, all_day, source, around=new)
@@ -925,6 +930,53 @@ def _distinct(codes: np.ndarray, bound: int) -> tuple[np.ndarray, np.ndarray]:
     rank = np.zeros(bound, dtype=np.int64)
     rank[unique] = np.arange(len(unique))
     return unique, rank[codes]
+
+
+_VENUE_BLOCKS = 150
+"""Up to this many distinct locations, candidate pairs are drawn per pair of compatible
+locations (never materialising pairs of two known different places)."""
+
+
+def _venue_window_pairs(start: np.ndarray, day: np.ndarray, all_day: np.ndarray,
+                        source: np.ndarray, venue: np.ndarray, compatible: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_window_pairs` restricted to pairs whose locations are ``compatible`` (a matrix
+    over location codes ``venue``): the same pairs, less those :func:`_place_parts` drops."""
+    pieces_a: list[np.ndarray] = []
+    pieces_b: list[np.ndarray] = []
+    timed = ~all_day & ~np.isnan(start)
+    dated = all_day & (day >= 0)
+    for kind, key, width in ((timed, start, WINDOW_MINUTES), (dated, day, 0)):
+        chosen = np.flatnonzero(kind)
+        chosen = chosen[np.lexsort((key[chosen], venue[chosen]))]  # by location, then key
+        bounds = np.searchsorted(venue[chosen], np.arange(len(compatible) + 1))
+        groups = [chosen[bounds[v]:bounds[v + 1]] for v in range(len(compatible))]
+        sorted_keys = [key[g].astype(np.float64) for g in groups]
+        for u, members_u in enumerate(groups):
+            if len(members_u) == 0:
+                continue
+            for v in np.flatnonzero(compatible[u, u:]).tolist():
+                v += u
+                order, values = groups[v], sorted_keys[v]
+                if len(order) == 0:
+                    continue
+                low = np.searchsorted(values, key[members_u] - width, side="left")
+                high = np.searchsorted(values, key[members_u] + width, side="right")
+                counts = high - low
+                total = int(counts.sum())
+                if total == 0:
+                    continue
+                a = np.repeat(members_u, counts)
+                b = order[np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+                          + np.repeat(low, counts)]
+                keep = (day[a] == day[b]) & (source[a] != source[b])
+                if u == v:
+                    keep &= a < b  # each pair of one location once
+                pieces_a.append(a[keep])
+                pieces_b.append(b[keep])
+    if not pieces_a:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    return np.concatenate(pieces_a), np.concatenate(pieces_b)
 
 
 def _window_pairs(start: np.ndarray, day: np.ndarray, all_day: np.ndarray,
