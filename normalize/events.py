@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 import icalendar
 import recurring_ical_events
+from recurring_ical_events.util import time_span_contains_event
 
 from normalize.text import html_to_text, one_line, organizer_name
 from normalize.times import PARIS, UTC, local_iso, make_aware, paris_midnight_utc, resolve_tzid
@@ -255,13 +256,17 @@ def normalize_ical_group(
         "exdate": json.dumps(_date_list(base, "EXDATE", tzid) if master is not None else []),
     }
     result = NormalizedEvent(event=event, warnings=warnings)
-    try:
-        instances = recurring_ical_events.of(calendar, skip_bad_series=True).between(
-            horizon.start, horizon.end
-        )
-    except Exception as exc:  # noqa: BLE001 - a broken series costs its occurrences only
-        result.warnings.append(f"{uid} : récurrence impossible à calculer ({exc})")
-        instances = []
+    single = _single_in_horizon(base, master, overrides, start, end, horizon)
+    if single is not None:  # one VEVENT, no recurrence: it is its only instance, or none
+        instances = [base] if single else []
+    else:
+        try:
+            instances = recurring_ical_events.of(calendar, skip_bad_series=True).between(
+                horizon.start, horizon.end
+            )
+        except Exception as exc:  # noqa: BLE001 - a broken series costs its occurrences only
+            result.warnings.append(f"{uid} : récurrence impossible à calculer ({exc})")
+            instances = []
     seen: set[str] = set()
     for instance in instances:
         i_start, i_end, i_tzid = _bounds(instance)
@@ -294,6 +299,29 @@ def normalize_ical_group(
         )
     result.occurrences.sort(key=lambda row: row["start_utc"])
     return result
+
+
+def _single_in_horizon(base: icalendar.Component, master: icalendar.Component | None,
+                       overrides: list[icalendar.Component], start: dt.date | dt.datetime,
+                       end: dt.date | dt.datetime | None, horizon: Horizon) -> bool | None:
+    """For a lone VEVENT without recurrence: whether it falls in ``horizon``; else None.
+
+    The answer recurring-ical-events would give (its own ``time_span_contains_event``, with
+    its default end: one day after a DATE start, the start itself for a DATE-TIME), without
+    building its query for one event. None (ask recurring-ical-events) for a series, an
+    override, mixed DATE / DATE-TIME bounds, or anything it would refuse.
+    """
+    if master is None or overrides or any(
+            base.get(name) is not None for name in ("RRULE", "RDATE", "EXDATE", "EXRULE")):
+        return None
+    if end is None:
+        end = start if isinstance(start, dt.datetime) else start + dt.timedelta(days=1)
+    if isinstance(start, dt.datetime) != isinstance(end, dt.datetime):
+        return None
+    try:
+        return bool(time_span_contains_event(horizon.start, horizon.end, start, end))
+    except Exception:  # noqa: BLE001 - e.g. an end before the start: let the library decide
+        return None
 
 
 def _zone_warnings(uid: str, tzid: str | None, columns: dict[str, Any]) -> list[str]:

@@ -33,3 +33,35 @@ def test_payload_is_icalendar_serialisation_for_every_fixture():
             checked += 1
             with_timezone += bool(timezones)
     assert checked > 500 and with_timezone > 50
+
+
+def test_lone_vevent_shortcut_gives_recurring_ical_events_answer(monkeypatch):
+    """normalize.events answers "is this lone VEVENT in the horizon?" without building a
+    recurring-ical-events query; every fixture gives the same occurrences both ways, at three
+    instants (fixtures from 2007 to 2026, so events fall on either side of the horizon)."""
+    import datetime as dt
+    from collections import defaultdict
+
+    from normalize import events
+    from normalize.events import Horizon, RecordView, normalize_ical_group
+
+    shortcut = events._single_in_horizon
+    files = sorted(FIXTURES.rglob("*.ics")) + sorted(SAMPLES.glob("*.ics"))
+    compared = kept = 0
+    for now in (dt.datetime(2026, 11, 29, 12, tzinfo=dt.UTC),
+                dt.datetime(2020, 1, 1, tzinfo=dt.UTC), dt.datetime(2024, 5, 8, 5, tzinfo=dt.UTC)):
+        horizon = Horizon.around(now, 30, 365)
+        for path in files:
+            groups: dict[str, list[RecordView]] = defaultdict(list)
+            for record in parse_ical(path.read_bytes(), path.stem).records:
+                groups[record.uid].append(RecordView(record.uid, record.recurrence_id, "ical",
+                                                     record.payload, record.content_hash))
+            for uid, views in groups.items():
+                monkeypatch.setattr(events, "_single_in_horizon", shortcut)
+                fast = normalize_ical_group("s", uid, views, horizon)
+                monkeypatch.setattr(events, "_single_in_horizon", lambda *a: None)
+                library = normalize_ical_group("s", uid, views, horizon)
+                assert fast.occurrences == library.occurrences, (path, uid)
+                compared += 1
+                kept += bool(fast.occurrences)
+    assert compared > 1500 and 0 < kept < compared
