@@ -6,7 +6,9 @@ Steps (run once after every source is normalised, :func:`deduplicate`):
 2. **Candidate pairs** (numpy, vectorised): events of *different* sources whose start falls on
    the same Europe/Paris day and within :data:`WINDOW_MINUTES` of each other (all-day events:
    same start date). Events sorted by start; each one meets the following ones up to the end
-   of its window (``searchsorted``), never a per-pair Python loop.
+   of its window (``searchsorted``), never a per-pair Python loop. With few distinct
+   locations (:data:`_VENUE_BLOCKS`), windows are joined only between locations that may be
+   one place, so pairs of two different known places are never drawn.
 3. **Score** in bulk (rapidfuzz ``process.cpdist`` on each distinct pair of titles, one place
    comparison per distinct pair of locations, numpy for the rest), with exactly the rules of
    :func:`score_pair`: normalised titles (accents, case, punctuation and small words ignored),
@@ -693,6 +695,7 @@ def deduplicate(session: Session, now: dt.datetime | None = None,
     days = _days(columns[_AT["all_day"]], start, columns[_AT["start_date"]])
     day_of = dict(zip(ids, days.tolist(), strict=True))
     focus_ids: set[str] | None = None  # None: every event of the touched days
+    gone: list[str] = []  # events of the last run no longer live
     if full:
         touched = set(day_of.values())
         digests: list[str] = []
@@ -739,7 +742,7 @@ def deduplicate(session: Session, now: dt.datetime | None = None,
     if touched:
         _store_reviews(connection, reviews, decisions, now)
         written = _write_clusters(connection, picked, clusters, edges, full,
-                                  [picked[i][0] for i in np.flatnonzero(focus)])
+                                  [picked[i][0] for i in np.flatnonzero(focus)], gone)
         if full:
             digests = [_row_digest(r) for r in rows]
         for position, values in written.items():  # digests as the next run will read them
@@ -1061,8 +1064,8 @@ def _alone(row: Sequence[Any]) -> dict[str, Any]:
 
 
 def _write_clusters(connection: Any, rows: Sequence[Sequence[Any]], clusters: list[list[int]],
-                    edges: list[tuple[int, int, float]], full: bool, recomputed: list[str]
-                    ) -> dict[int, dict[str, Any]]:
+                    edges: list[tuple[int, int, float]], full: bool, recomputed: list[str],
+                    gone: list[str]) -> dict[int, dict[str, Any]]:
     """Cluster ids, canonical flags, merged values with their provenance, EventSource rows of
     the ``recomputed`` events (every event when ``full``), grouped in ``clusters`` (positions
     in ``rows``). Returns, per row position, the merged values written (outputs aside)."""
@@ -1086,7 +1089,7 @@ def _write_clusters(connection: Any, rows: Sequence[Sequence[Any]], clusters: li
             updates.setdefault(names, []).append((*(values[n] for n in names), rows[position][0]))
 
     for positions in clusters:
-        if len(positions) == 1:  # alone: its own provenance row is written in SQL below
+        if len(positions) == 1:  # alone (a full run writes its provenance row in SQL below)
             row = rows[positions[0]]
             cid = "cl-" + hashlib.sha256(row[0].encode("utf-8")).hexdigest()[:16]
             values = _alone(row) if (row[_AT["themes"]] != "[]" or row[_AT["publics"]] != "[]"
@@ -1100,6 +1103,8 @@ def _write_clusters(connection: Any, rows: Sequence[Sequence[Any]], clusters: li
                 outputs["field_sources"] = "{}"
             if values or outputs:
                 change(positions[0], values, outputs)
+            if not full:
+                provenance.append(_provenance(row, row, cid, 1.0))
             continue
         members = [rows[p] for p in positions]
         cid = cluster_id_for(r[0] for r in members)
@@ -1135,23 +1140,20 @@ def _write_clusters(connection: Any, rows: Sequence[Sequence[Any]], clusters: li
             index.drop(connection)
         connection.execute(text("DELETE FROM eventsource"))
     else:
-        _delete_in(connection, "eventsource", "event_id", recomputed)
-        connection.execute(text("DELETE FROM eventsource WHERE event_id NOT IN "
-                                "(SELECT id FROM event WHERE removed_at_source IS NULL)"))
+        _delete_in(connection, "eventsource", "event_id", recomputed + gone)
     provenance.sort()
     _executemany(connection, f"INSERT INTO eventsource ({', '.join(_PROVENANCE)}) VALUES "
                              f"({', '.join('?' for _ in _PROVENANCE)})", provenance)
-    # every live event alone in its cluster (its own canonical, nothing merged), and only
-    # those, lacks a provenance row now: its own
-    alone = ("e.is_canonical AND e.field_sources = '{}'" if full else
-             "NOT EXISTS (SELECT 1 FROM eventsource x WHERE x.event_id = e.id)")
-    connection.execute(text(
-        f"INSERT INTO eventsource ({', '.join(_PROVENANCE)}) "
-        "SELECT e.id || '|' || e.id, e.cluster_id, e.id, e.id, e.source_id, e.source_uid, e.url, "
-        "e.source_url, s.publisher_type, 1.0, e.first_seen_at, e.updated_at "
-        "FROM event e LEFT JOIN source s ON s.id = e.source_id "
-        f"WHERE e.removed_at_source IS NULL AND e.cluster_id IS NOT NULL AND {alone}"))
     if full:
+        # every live event alone in its cluster (its own canonical, nothing merged): its own
+        # provenance row, in one statement
+        connection.execute(text(
+            f"INSERT INTO eventsource ({', '.join(_PROVENANCE)}) "
+            "SELECT e.id || '|' || e.id, e.cluster_id, e.id, e.id, e.source_id, e.source_uid, "
+            "e.url, e.source_url, s.publisher_type, 1.0, e.first_seen_at, e.updated_at "
+            "FROM event e LEFT JOIN source s ON s.id = e.source_id "
+            "WHERE e.removed_at_source IS NULL AND e.cluster_id IS NOT NULL "
+            "AND e.is_canonical AND e.field_sources = '{}'"))
         for index in indexes:
             index.create(connection)
     return written
