@@ -101,7 +101,9 @@ def fold(line: bytes) -> bytes:
 
 def _text_line(name: str, text: str) -> bytes:
     """A TEXT property: escaped as icalendar's ``vText`` does (RFC 5545 §3.3.11), folded."""
-    return fold(name.encode() + b":" + _escape_char(text).encode())
+    if "\\" in text or ";" in text or "," in text or "\n" in text or "\r" in text:
+        text = _escape_char(text)  # otherwise it has nothing to escape
+    return fold(name.encode() + b":" + text.encode())
 
 
 def _line(name: str, value: Any, params: dict[str, str] | None = None) -> bytes:

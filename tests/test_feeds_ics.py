@@ -263,3 +263,15 @@ def test_stamps_of_other_iso_forms() -> None:
     assert _stamp("2026-11-02T08:05:09Z") == "20261102T080509Z"
     assert _stamp("2026-11-02T09:05:09+01:00") == "20261102T080509Z"
     assert _stamp("2026-11-02T08:05:09.250000Z") == "20261102T080509Z"
+
+
+@pytest.mark.parametrize("text", ["Permanence CAF", "Café, thé; jeux", "a\\Nb", "x\\y",
+                                  "ligne 1\r\nligne 2\rfin\n", "Épicerie solidaire — 2 €"])
+def test_text_lines_are_escaped_like_vtext(text: str) -> None:
+    from icalendar.parser import Contentline, Parameters
+    from icalendar.prop import vText
+
+    from publish.ics import _text_line
+
+    expected = Contentline.from_parts("SUMMARY", Parameters(), vText(text)).to_ical()
+    assert _text_line("SUMMARY", text) == expected
