@@ -195,3 +195,39 @@ def test_publish_is_kept_when_the_store_did_not_change(http_server, tmp_settings
     (out / "metadata.json").unlink()
     assert publish_if_changed(engine, out, T1 + dt.timedelta(minutes=91)).published
     assert len(published_runs(tmp_settings)) == 5
+
+
+def test_publish_command_answers_before_loading_the_store(http_server, tmp_settings,
+                                                          monkeypatch):
+    """« tissu publish » twice: the second run reads the fingerprint with the database's own
+    driver and keeps the publication, without rebuilding it."""
+    from typer.testing import CliRunner
+
+    from tissu.cli import app
+    from tissu.fingerprint import publication_is_current_for
+
+    serve(http_server)
+    specs = write_registry(tmp_settings, http_server)
+    engine = make_engine(tmp_settings.database_url)
+    harvest_all(engine, specs, tmp_settings, now=T1)
+    monkeypatch.setenv("TISSU_DATABASE_URL", tmp_settings.database_url)
+    monkeypatch.setenv("TISSU_PUBLISH_DIR", str(tmp_settings.publish_dir))
+    monkeypatch.setenv("TISSU_REGISTRY", str(tmp_settings.registry))
+    monkeypatch.setenv("TISSU_RAW_DIR", str(tmp_settings.raw_dir))
+    runner = CliRunner()
+    first = runner.invoke(app, ["publish"])
+    assert first.exit_code == 0 and "Base publiée" in first.output
+    database = tmp_settings.publish_dir / "tissu-open.db"
+    inode = database.stat().st_ino
+    now = dt.datetime.now(dt.UTC)
+    assert publication_is_current_for(tmp_settings.database_url, tmp_settings.publish_dir, now)
+    second = runner.invoke(app, ["publish"])
+    assert second.exit_code == 0 and "Publication gardée telle quelle" in second.output
+    assert database.stat().st_ino == inode
+    forced = runner.invoke(app, ["publish", "--force"])
+    assert forced.exit_code == 0 and "Base publiée" in forced.output
+    assert database.stat().st_ino != inode
+    serve(http_server, "Distribution alimentaire (déplacée)")
+    harvest_all(engine, specs, tmp_settings, now=T2)
+    assert not publication_is_current_for(tmp_settings.database_url,
+                                          tmp_settings.publish_dir, now)

@@ -14,10 +14,22 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from schemas.models import utcnow
-from schemas.registry import RegistryError, load_registry
-from schemas.store import make_engine
 from tissu.settings import Settings, get_settings
+
+# The working store (SQLAlchemy, SQLModel) and the registry are imported when a command needs
+# them: « tissu publish » with nothing changed answers before loading them (tissu/fingerprint.py).
+
+
+def utcnow() -> dt.datetime:
+    """Now, aware, in UTC (schemas.models.utcnow, without importing the store's models)."""
+    return dt.datetime.now(dt.UTC)
+
+
+def make_engine(database_url: str):  # type: ignore[no-untyped-def]  # -> sqlalchemy Engine
+    """schemas.store.make_engine, imported on first use."""
+    from schemas.store import make_engine as make
+
+    return make(database_url)
 
 app = typer.Typer(help="Tissu : agenda solidaire ouvert (collecte, publication, diffusion).",
                   no_args_is_help=True)
@@ -41,6 +53,7 @@ def _settings(registry: Path | None, db: str | None, out: Path | None) -> Settin
 def _do_harvest(settings: Settings, jobs: int = 1, per_host: int = 2, worker: bool = False,
                 since: str | None = None, poll: float | None = None,
                 force: bool = False) -> int:
+    from schemas.registry import RegistryError, load_registry
     from tissu.pipeline import harvest_all, run_worker
 
     try:
@@ -104,8 +117,14 @@ def port_problem(host: str, port: int) -> str | None:
 
 
 def _do_publish(settings: Settings, force: bool = False) -> int:
-    from tissu.fingerprint import publish_if_changed
+    from tissu.fingerprint import publication_is_current_for, publish_if_changed
 
+    if not force and publication_is_current_for(settings.database_url, settings.publish_dir,
+                                                utcnow()):
+        console.print(f"Publication gardée telle quelle (rien n'a changé depuis la dernière "
+                      f"publication) : {settings.publish_dir / 'tissu-open.db'} ; "
+                      "« tissu publish --force » pour la refaire.")
+        return 0
     engine = make_engine(settings.database_url)
     decision = publish_if_changed(engine, settings.publish_dir, utcnow(), force=force)
     outcome = decision.outcome

@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.engine import Engine
-
 from tissu.settings import PROJECT_ROOT
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
     from publish.run import PublishOutcome
 
 STAMP = ".store-fingerprint.json"
@@ -63,39 +63,84 @@ def _inputs_stamp() -> str:
     return digest.hexdigest()
 
 
-def store_fingerprint(engine: Engine) -> str:
+def store_fingerprint(store: Engine | str) -> str:
     """SHA-256 hex digest of what the working store can publish.
 
-    Every row of every table of the store's models (``schemas``) except the unpublished ones
-    (:data:`_UNPUBLISHED_TABLES`), without :data:`_VOLATILE_COLUMNS`, in primary-key order,
-    plus :func:`_inputs_stamp`. The same data gives the same digest on one database; SQLite and
-    PostgreSQL digests differ. Raises what the database raises.
+    ``store`` is the engine or its SQLAlchemy URL (SQLite or PostgreSQL; read with the
+    database's own driver, so that checking costs no SQLAlchemy import). Every row of every
+    table of the store, as its catalogue lists them, except the unpublished ones
+    (:data:`_UNPUBLISHED_TABLES`, the scheduler's jobs), without :data:`_VOLATILE_COLUMNS`, in
+    primary-key order, plus :func:`_inputs_stamp`. The same data gives the same digest on one
+    database; SQLite and PostgreSQL digests differ. Raises what the driver raises, and
+    ValueError for another kind of database.
     """
-    from sqlmodel import SQLModel
-
-    from schemas import store  # noqa: F401  (registers every table, leases included)
-
+    url = store if isinstance(store, str) else store.url.render_as_string(hide_password=False)
     digest = hashlib.sha256(_inputs_stamp().encode())
-    dialect = engine.dialect.name
-    with engine.connect() as connection:
-        raw: Any = connection.connection.dbapi_connection
-        cursor = raw.cursor()
-        try:
-            for table in sorted(SQLModel.metadata.sorted_tables, key=lambda t: t.name):
-                if table.name in _UNPUBLISHED_TABLES:
-                    continue
-                columns = [c.name for c in table.columns
-                           if (table.name, c.name) not in _VOLATILE_COLUMNS]
-                keys = [c.name for c in table.primary_key.columns]
-                digest.update(f"\x1e{table.name}\x1f{','.join(columns)}\x1f".encode())
-                if len(keys) == 1 and dialect == "postgresql":
-                    _digest_in_database(cursor, dialect, table.name, columns, keys[0], digest)
-                else:
-                    _digest_rows(cursor, table.name, columns, keys or columns[:1], digest)
-        finally:
-            cursor.close()
-            connection.rollback()
+    if url.startswith("sqlite:///"):
+        import sqlite3
+
+        path = url.removeprefix("sqlite:///")
+        connection: Any = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        dialect = "sqlite"
+    elif url.startswith(("postgresql", "postgres")):
+        import psycopg
+
+        connection = psycopg.connect("postgresql://" + url.split("://", 1)[1])
+        dialect = "postgresql"
+    else:
+        raise ValueError(f"base non prise en charge : {url.split(':', 1)[0]}")
+    try:
+        cursor = connection.cursor()
+        for table, columns, keys in _catalogue(cursor, dialect):
+            columns = [c for c in columns if (table, c) not in _VOLATILE_COLUMNS]
+            digest.update(f"\x1e{table}\x1f{','.join(columns)}\x1f".encode())
+            if len(keys) == 1 and dialect == "postgresql":
+                _digest_in_database(cursor, dialect, table, columns, keys[0], digest)
+            else:
+                _digest_rows(cursor, table, columns, keys or columns[:1], digest)
+        cursor.close()
+    finally:
+        connection.rollback()
+        connection.close()
     return digest.hexdigest()
+
+
+def _catalogue(cursor: Any, dialect: str) -> list[tuple[str, list[str], list[str]]]:
+    """(table, columns in catalogue order, primary-key columns) of the published-side tables."""
+    found: list[tuple[str, list[str], list[str]]] = []
+    if dialect == "sqlite":
+        cursor.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                       "AND name NOT LIKE 'sqlite_%' ORDER BY name")
+        for (table,) in cursor.fetchall():
+            if _skipped(table):
+                continue
+            cursor.execute(f"PRAGMA table_info({_quoted(table)})")
+            info = cursor.fetchall()  # cid, name, type, notnull, default, pk (1-based order)
+            keys = [row[1] for row in sorted((r for r in info if r[5]), key=lambda r: r[5])]
+            found.append((table, [row[1] for row in info], keys))
+        return found
+    cursor.execute("SELECT table_name, column_name FROM information_schema.columns "
+                   "WHERE table_schema = current_schema() ORDER BY table_name, ordinal_position")
+    columns: dict[str, list[str]] = {}
+    for table, column in cursor.fetchall():
+        columns.setdefault(table, []).append(column)
+    cursor.execute(
+        "SELECT k.table_name, k.column_name FROM information_schema.table_constraints t "
+        "JOIN information_schema.key_column_usage k ON k.constraint_name = t.constraint_name "
+        "AND k.constraint_schema = t.constraint_schema WHERE t.constraint_type = 'PRIMARY KEY' "
+        "AND t.table_schema = current_schema() ORDER BY k.table_name, k.ordinal_position")
+    primary: dict[str, list[str]] = {}
+    for table, column in cursor.fetchall():
+        primary.setdefault(table, []).append(column)
+    cursor.execute("SELECT table_name FROM information_schema.tables "
+                   "WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'")
+    tables = {row[0] for row in cursor.fetchall()}
+    return [(table, columns[table], primary.get(table, [])) for table in sorted(columns)
+            if table in tables and not _skipped(table)]
+
+
+def _skipped(table: str) -> bool:
+    return table in _UNPUBLISHED_TABLES or table.startswith("apscheduler")
 
 
 def _quoted(name: str) -> str:
@@ -116,11 +161,11 @@ _CHUNK = 20000
 
 def _digest_in_database(cursor: Any, dialect: str, table: str, columns: list[str], key: str,
                         digest: Any) -> None:
-    """PostgreSQL: each chunk of rows (in key order) hashed by the server itself
-    (``md5(string_agg(row::text …))``), so that rows do not cross the network.
+    """Each chunk of rows (in key order) turned to text by the database itself.
 
-    (SQLite's own ``quote()`` and ``group_concat`` are no faster than reading the rows in
-    Python, which :func:`_digest_rows` does; the ``sqlite`` branch is kept for tests.)
+    Used for PostgreSQL, which hashes each chunk (``md5(string_agg(row::text …))``) so that
+    rows do not cross the network. On SQLite, ``quote()`` and ``group_concat`` measured no
+    faster than reading the rows in Python (:func:`_digest_rows`), which is used there.
     """
     last: Any = None
     while True:
@@ -186,6 +231,20 @@ def remember_publication(out_dir: Path, fingerprint: str, now: dt.datetime) -> N
                                      "published_at": now.astimezone(dt.UTC).isoformat()}),
                          encoding="utf-8")
     os.replace(temporary, out_dir / STAMP)
+
+
+def publication_is_current_for(database_url: str, out_dir: Path, now: dt.datetime) -> bool:
+    """:func:`publication_is_current` for the store at ``database_url``; False when unsure.
+
+    Reads only the stamp, the catalogue and the rows, with the database's own driver: no
+    SQLAlchemy, no publishing code imported (``tissu publish`` checks this first).
+    """
+    if not (out_dir / STAMP).exists():
+        return False
+    try:
+        return publication_is_current(out_dir, store_fingerprint(database_url), now)
+    except Exception:  # noqa: BLE001 - when in doubt, publish
+        return False
 
 
 @dataclass
