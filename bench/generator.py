@@ -349,7 +349,10 @@ def _original(builder: _Builder, source: SourceFile, counter: int) -> TruthEvent
                                   rng.choice([9, 10, 14, 16, 17, 18, 19]),
                                   rng.choice([0, 15, 30, 45]))
             tag = "dst-series"
-        keys = {("title", title, start.isoformat()), ("room", place, start.isoformat())}
+        # An all-day event occupies its whole date: two all-day originals with one title (or
+        # one room) on the same date would be the same event to anyone reading them.
+        when = start.date().isoformat() if kind == "all-day" else start.isoformat()
+        keys = {("title", title, when), ("room", place, when)}
         if not keys & builder.used:
             builder.used |= keys
             break

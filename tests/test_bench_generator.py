@@ -79,3 +79,18 @@ def test_clock_change_days_and_series_across_them():
         assert len(hours) == 2, t
     midnight = [t for t in corpus.truth if t.kind == "midnight"]
     assert any(t.start_local[:10] != t.start_utc[:10] for t in midnight)
+
+
+def test_all_day_originals_never_share_a_title_or_room_on_one_date():
+    """Two all-day originals with one title (or room) on one date are one event to a reader;
+    the generator's truth must not call them different (W5 counted them as false merges)."""
+    corpus = generate(400, 60, seed=3, formats=("ical",))
+    seen: dict[tuple[str, str, str], str | None] = {}
+    for event in corpus.truth:
+        if not event.all_day or event.kind == "duplicate":
+            continue
+        place = event.location.split(",")[0]
+        for key in (("title", event.title, event.start_date), ("room", place, event.start_date)):
+            assert key not in seen, (key, event.uid, seen[key])
+            seen[key] = event.uid
+    assert len(seen) > 100  # enough all-day originals for a collision to be likely
