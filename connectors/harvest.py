@@ -299,6 +299,10 @@ def sync_records(session: Session, source_id: str, parsed: ParseResult, now: dt.
                 report.removed += 1
                 report.changed = True
         report.guarded_of = len(guardable) if hold else 0
+    if report.changed:  # in the same transaction: the source's events must be rebuilt
+        session.execute(update(Source.__table__)  # type: ignore[attr-defined]
+                        .where(Source.__table__.c.id == source_id)  # type: ignore[attr-defined]
+                        .values(normalized_key=None))
     session.commit()
     return report
 

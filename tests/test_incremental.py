@@ -231,3 +231,28 @@ def test_publish_command_answers_before_loading_the_store(http_server, tmp_setti
     harvest_all(engine, specs, tmp_settings, now=T2)
     assert not publication_is_current_for(tmp_settings.database_url,
                                           tmp_settings.publish_dir, now)
+
+
+def test_a_change_whose_normalisation_failed_is_normalised_at_the_next_run(
+        http_server, tmp_settings, monkeypatch):
+    import normalize.pipeline
+
+    serve(http_server)
+    specs = write_registry(tmp_settings, http_server)
+    engine = make_engine(tmp_settings.database_url)
+    harvest_all(engine, specs, tmp_settings, now=T1)
+    serve(http_server, "Distribution alimentaire (reportée)")
+    real = normalize.pipeline.normalize_source
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("panne simulée")
+
+    monkeypatch.setattr(normalize.pipeline, "normalize_source", broken)
+    [failed] = harvest_all(engine, specs, tmp_settings, now=T2)
+    assert failed.status == "ok" and "normalisation impossible" in failed.errors[0]
+    assert titles(engine)["asso--distribution-1@example.org"] == "Distribution alimentaire"
+    monkeypatch.setattr(normalize.pipeline, "normalize_source", real)
+    [again] = harvest_all(engine, specs, tmp_settings, now=T3)  # same bytes: "unchanged"
+    assert (again.status, again.normalised) == ("unchanged", True)
+    assert titles(engine)["asso--distribution-1@example.org"] == (
+        "Distribution alimentaire (reportée)")

@@ -179,6 +179,10 @@ def run_source(engine: Engine, source_id: str, settings: Settings,
         except Exception as exc:  # noqa: BLE001
             session.rollback()
             summary.errors.append(f"{source_id} : normalisation impossible ({exc!r})")
+            with contextlib.suppress(Exception):  # tried again at the next run, changed or not
+                source.normalized_key = None
+                session.add(source)
+                session.commit()
             _refresh_health(session, source, settings, now)
             return summary
         summary.events = normalized.events
