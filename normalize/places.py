@@ -42,17 +42,19 @@ _ABBREVIATIONS = {
     "ccas": "ccas", "bib": "bibliotheque", "bibli": "bibliotheque", "biblio": "bibliotheque",
     "mediatheque": "bibliotheque", "media": "bibliotheque", "av": "avenue", "ave": "avenue",
     "bd": "boulevard", "bld": "boulevard", "boul": "boulevard", "pl": "place", "r": "rue",
+    "imp": "impasse", "ch": "chemin",
     "st": "saint", "ste": "sainte", "ctre": "centre", "4": "quatre", "cine": "cinema",
     "hdv": "hotel de ville", "gymn": "gymnase", "gym": "gymnase",
 }
 _STOPWORDS = frozenset({"de", "du", "des", "la", "le", "les", "l", "d", "au", "aux", "et", "a",
                         "pantin", "salle"})
 _POSTAL = re.compile(r"(?<!\d)(\d{5})(?!\d)\s*([A-Za-zÀ-ÿ' \-]+)?")
-_STREET_TYPES = (r"rue|avenue|av\.?|ave|boulevard|bd|place|pl\.?|quai|all[ée]e|impasse|chemin|"
+_STREET_TYPES = (r"rue|r\.|avenue|av\.?|ave|boulevard|bd\.?|bld\.?|place|pl\.?|quai|all[ée]e|"
+                 r"all\.|impasse|imp\.|chemin|ch\.|"
                  r"square|villa|passage|sentier|cours|cit[ée]|route|sente|esplanade|parvis|"
                  r"promenade")
 _STREET = re.compile(
-    rf"(?:(\d+(?:\s?-\s?\d+)?(?:\s?(?:bis|ter))?)\s*,?\s+)?((?:{_STREET_TYPES})\s[^,\n;()]+)",
+    rf"(?:(\d+(?:\s?-\s?\d+)?(?:\s?(?:bis|ter))?)\s*,?\s+)?(?<!\w)((?:{_STREET_TYPES})\s[^,\n;()]+)",
     re.IGNORECASE)
 
 

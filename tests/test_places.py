@@ -380,3 +380,21 @@ def test_changing_the_geocoder_renormalises_sources(tmp_settings) -> None:
     offline = normalisation_key(source, tmp_settings)
     assert normalisation_key(source, tmp_settings) == offline
     assert normalisation_key(source, replace(tmp_settings, geocoder="ban")) != offline
+
+
+def test_parse_location_abbreviated_street_types():
+    # « r. », « bd. », « imp. » as people write them (W5 met « 22 r. Cartier-Bresson »).
+    parsed = parse_location("MQ du Petit-Pantin, 22 r. Cartier-Bresson")
+    assert (parsed.name, parsed.street_number, parsed.street) == (
+        "MQ du Petit-Pantin", "22", "r. Cartier-Bresson")
+    assert place_key(parsed.street) == place_key("rue Cartier-Bresson")
+    parsed = parse_location("Jardin partagé, 4 imp. des Lilas 93500 Pantin")
+    assert (parsed.street_number, parsed.street, parsed.postal_code) == ("4", "imp. des Lilas",
+                                                                          "93500")
+
+
+def test_parse_location_street_type_inside_a_word_is_not_a_street():
+    # « Grue 3 » is a room name, not « rue 3 ».
+    parsed = parse_location("Salle Grue 3, 12 bd. Jean-Jaurès 93500 Pantin")
+    assert (parsed.name, parsed.street_number, parsed.street) == (
+        "Salle Grue 3", "12", "bd. Jean-Jaurès")
