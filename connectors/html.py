@@ -476,7 +476,8 @@ def harvest_crawl(session: Session, source: Source, run: HarvestRun, outcome: Ha
     """
     from connectors.harvest import _finish, record_parsed
 
-    if not force and source.crawl_pages and pages_unchanged(source.crawl_pages, settings):
+    if not force and source.crawl_pages and pages_unchanged(source.crawl_pages, settings,
+                                                              source.url):
         # every page of the last complete crawl answered 304 or the same bytes: same crawl
         outcome.status = "unchanged"
         return _finish(session, source, run, outcome, now)
@@ -488,14 +489,16 @@ def harvest_crawl(session: Session, source: Source, run: HarvestRun, outcome: Ha
     return _finish(session, source, run, outcome, now)
 
 
-def pages_unchanged(crawl_pages: str, settings: Settings) -> bool:
+def pages_unchanged(crawl_pages: str, settings: Settings, start_url: str | None = None) -> bool:
     """True when every page of the last complete crawl still answers the same (never raises).
 
     ``crawl_pages`` is the JSON list kept by :func:`harvest_crawl` (see ``ParseResult.pages``).
     Each page is fetched again with ``connectors.http.fetch`` and its validators (ETag,
     Last-Modified): it is unchanged when it answers HTTP 304 or a body of the same SHA-256; a
-    page that answered an HTTP error last time is unchanged when it still fails. Any other
-    answer, or a list that cannot be read, means the site must be crawled again.
+    page that answered an HTTP error last time is unchanged when it still fails; a redirection
+    (3xx), and ``start_url`` when the crawl did not record it, must still lead to one of the
+    recorded pages. Any other answer, or a list that cannot be read, means the site must be
+    crawled again.
     """
     import hashlib
 
@@ -505,14 +508,28 @@ def pages_unchanged(crawl_pages: str, settings: Settings) -> bool:
         pages = json.loads(crawl_pages)
     except ValueError:
         return False
-    if not isinstance(pages, list) or not pages or len(pages) > settings.crawl_max_pages + 1:
+    if not isinstance(pages, list) or not pages or \
+            len(pages) > 2 * settings.crawl_max_pages + 1:
         return False
+    recorded = {page.get("url") for page in pages if isinstance(page, dict)}
+    if start_url and start_url not in recorded:
+        pages = [*pages, {"url": start_url, "method": "GET", "status": 301}]
     for page in pages:
         url = page.get("url") if isinstance(page, dict) else None
         if not isinstance(url, str) or not url.startswith(("http://", "https://")) or \
                 page.get("method") != "GET":
             return False
         status = page.get("status") if isinstance(page.get("status"), int) else 0
+        if 300 <= status < 400:  # a redirection must still lead to a recorded page
+            try:
+                followed = fetch(url, max_bytes=settings.max_body_bytes, retries=0,
+                                 timeout=(settings.connect_timeout, settings.read_timeout),
+                                 allow_local=False)
+            except Exception:  # noqa: BLE001 - when in doubt, crawl
+                return False
+            if followed.url not in recorded:
+                return False
+            continue
         try:
             fetched = fetch(url, etag=page.get("etag"), last_modified=page.get("last_modified"),
                             max_bytes=settings.max_body_bytes,

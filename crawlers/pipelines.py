@@ -85,12 +85,10 @@ class JsonLinesWriterPipeline:
         """Write a ``{"kind": "response", ...}`` line for every final answer (robots.txt too).
 
         Fields: ``url``, ``method``, ``status``, ``sha256`` (hex, of the body as received),
-        ``etag`` and ``last_modified`` (validators, or None). Redirections (3xx) are left out:
-        the answer they lead to is written. ``connectors.html`` keeps these lines to tell,
-        before the next crawl, whether any page changed.
+        ``etag`` and ``last_modified`` (validators, or None); a redirection (3xx) is written
+        too, the answer it leads to on its own line. ``connectors.html`` keeps these lines to
+        tell, before the next crawl, whether any page changed.
         """
-        if 300 <= response.status < 400:
-            return
 
         def header(name: bytes) -> str | None:
             value = response.headers.get(name)

@@ -200,3 +200,29 @@ def test_worker_harvests_a_website_beside_the_other_sources(http_server: FakeSer
         ("cal", "ok", 1), ("site", "ok", 12)]
     with Session(engine) as session:
         assert len(session.exec(select(Event)).all()) == 13
+
+
+def test_a_start_page_redirected_elsewhere_is_crawled_again(http_server: FakeServer,
+                                                            tmp_settings) -> None:
+    serve_site(http_server)
+    http_server.routes["/agenda-courant"] = Route(
+        status=302, headers={"Location": http_server.url("/agenda")})
+    tmp_settings.registry.write_text(yaml.safe_dump({"sources": [{
+        "id": "site", "name": "Agenda du site", "format": "html",
+        "url": http_server.url("/agenda-courant"), "licence": "Licence Ouverte 2.0",
+        "publisher": {"name": "Associations de Pantin", "type": "association"}}]}),
+        encoding="utf-8")
+    engine = make_engine(tmp_settings.database_url)
+    specs = load_registry(tmp_settings.registry)
+    [first] = harvest_all(engine, specs, tmp_settings, now=NOW)
+    assert (first.status, first.events) == ("ok", 12)
+    [second] = harvest_all(engine, specs, tmp_settings, now=NOW.replace(hour=14))
+    assert second.status == "unchanged"
+    # the current agenda is now another page: one concert only
+    http_server.routes["/agenda-2027"] = Route(body=(
+        b'<html><body><a href="/agenda/tove-styrke">Concert</a></body></html>'),
+        headers={"Content-Type": "text/html; charset=utf-8"})
+    http_server.routes["/agenda-courant"] = Route(
+        status=302, headers={"Location": http_server.url("/agenda-2027")})
+    [third] = harvest_all(engine, specs, tmp_settings, now=NOW.replace(hour=16), force=False)
+    assert third.status in ("ok", "partial") and third.events == 1
