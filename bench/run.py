@@ -56,7 +56,7 @@ SCALES = {
 
 
 # W1's mix of publishers: half iCalendar, four in ten RSS, one in ten a web page crawled with
-# Scrapy (each crawl is a child process, see connectors/html.py).
+# Scrapy (all crawls of one harvest run in one child process, see connectors/html.py).
 W1_FORMATS = ("ical", "rss", "ical", "rss", "ical", "rss", "ical", "rss", "ical", "html")
 
 
