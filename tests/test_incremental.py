@@ -256,3 +256,20 @@ def test_a_change_whose_normalisation_failed_is_normalised_at_the_next_run(
     assert (again.status, again.normalised) == ("unchanged", True)
     assert titles(engine)["asso--distribution-1@example.org"] == (
         "Distribution alimentaire (reportée)")
+
+
+def test_a_review_decision_makes_deduplication_due(http_server, tmp_settings):
+    from schemas.models import DedupeDecision
+
+    serve(http_server)
+    specs = write_registry(tmp_settings, http_server)
+    engine = make_engine(tmp_settings.database_url)
+    harvest_all(engine, specs, tmp_settings, now=T1)
+    assert deduplicate_if_needed(engine, T2) is False
+    with Session(engine) as session:
+        session.add(DedupeDecision(pair_key="a|b", event_a="a", event_b="b", score=0.8,
+                                   decision="same", decided_by="cli", decided_at=T2,
+                                   created_at=T1))
+        session.commit()
+    assert deduplicate_if_needed(engine, T3) is True  # the decision is applied
+    assert deduplicate_if_needed(engine, T3 + dt.timedelta(minutes=5)) is False

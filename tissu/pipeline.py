@@ -257,21 +257,28 @@ def deduplicate_if_needed(engine: Engine, now: dt.datetime, force: bool = False)
     """Run ``normalize.dedupe.run_deduplication`` unless no source changed since the last one.
 
     A source normalised after the last successful deduplication (``Source.normalized_at`` later
-    than its ``deduped_at``, or never deduplicated) makes it due; so does ``force``. After a
-    run without a "déduplication impossible" warning, every normalised source's ``deduped_at``
-    becomes ``now`` (aware UTC). Returns True when deduplication ran. Never raises.
+    than its ``deduped_at``, or never deduplicated) makes it due; so does a reviewer's decision
+    (``tissu dedupe review``) taken after it, and ``force``. After a run without a
+    "déduplication impossible" warning, every normalised source's ``deduped_at`` becomes
+    ``now`` (aware UTC). Returns True when deduplication ran. Never raises.
     """
-    from sqlalchemy import or_, update
+    from sqlalchemy import func, or_, update
     from sqlmodel import col
+
+    from schemas.models import DedupeDecision
 
     try:
         with Session(engine) as session:
-            pending = session.exec(
+            pending: object = session.exec(
                 select(Source.id).where(
                     col(Source.normalized_at).is_not(None),
                     or_(col(Source.deduped_at).is_(None),
                         col(Source.deduped_at) < col(Source.normalized_at))).limit(1)
             ).first()
+            last = session.exec(select(func.min(Source.deduped_at))).one()
+            if pending is None and last is not None:
+                pending = session.exec(select(DedupeDecision.pair_key).where(
+                    col(DedupeDecision.decided_at) > last).limit(1)).first()
     except Exception:  # noqa: BLE001 - when in doubt, deduplicate
         pending = "?"
     if pending is None and not force:
