@@ -270,7 +270,7 @@ class _VeventWriter:
         self.theme_labels = theme_labels
         self._lines: dict[tuple[str, str], bytes] = {}
         self._categories: dict[tuple[object, object], bytes | None] = {}
-        self._local: dict[tuple[str, str], bytes] = {}
+        self._local: dict[tuple[str, str, bool], bytes] = {}
         self._rules: dict[str, bytes] = {}
         self._geo: dict[tuple[float, float], bytes] = {}
         self._organizers: dict[str, bytes] = {}
@@ -283,9 +283,16 @@ class _VeventWriter:
             line = self._lines[key] = _text_line(name, text)
         return line
 
-    def _start_line(self, name: str, text: str, zone: ZoneInfo | None) -> bytes:
-        """``name`` at the UTC instant ``text`` (published ISO text), local to ``zone``."""
-        key = (text, zone.key if zone is not None else "")
+    def _start_line(self, name: str, text: str, zone: ZoneInfo | None,
+                    series: bool = False) -> bytes:
+        """``name`` at the UTC instant ``text`` (published ISO text), local to ``zone``.
+
+        A local time that occurs twice (the hour repeated when clocks go back) means its
+        *first* occurrence (RFC 5545 §3.3.5), but parsers differ (vobject reads the second), so
+        a single event in that hour is written in UTC; a series keeps its zone, which its
+        expansion needs.
+        """
+        key = (text, zone.key if zone is not None else "", series)
         value = self._local.get(key)
         if value is None:
             if zone is None:
@@ -293,9 +300,15 @@ class _VeventWriter:
             else:
                 instant = _parse_utc(text)
                 assert instant is not None
-                local = instant.astimezone(zone).isoformat()[:19]
-                value = (f";TZID={zone.key}:"
-                         + local.replace("-", "").replace(":", "")).encode()
+                local_time = instant.astimezone(zone)
+                twice = (local_time.replace(fold=1 - local_time.fold).utcoffset()
+                         != local_time.utcoffset())
+                if twice and not series:
+                    value = b":" + _stamp(text).encode()
+                else:
+                    local = local_time.isoformat()[:19]
+                    value = (f";TZID={zone.key}:"
+                             + local.replace("-", "").replace(":", "")).encode()
             self._local[key] = value
         return name.encode() + value
 
@@ -393,9 +406,9 @@ class _VeventWriter:
         out = [b"BEGIN:VEVENT", *common]
         start_text, end_text = row.get("dtstart_utc"), row.get("dtend_utc")
         if not all_day and start_text:
-            out.append(self._start_line("DTSTART", start_text, zone))
+            out.append(self._start_line("DTSTART", start_text, zone, is_series))
             if end_text and _parse_utc(end_text) > _parse_utc(start_text):  # type: ignore[operator]
-                out.append(self._start_line("DTEND", end_text, zone))
+                out.append(self._start_line("DTEND", end_text, zone, is_series))
         else:
             start, end = _row_bounds(all_day, row.get("start_date"), row.get("end_date"),
                                      start_text, end_text)
@@ -525,8 +538,36 @@ def calendar_bytes(events: Iterable[FeedEvent], name: str = CALENDAR_NAME,
 _TIMEZONES: dict[str, bytes] = {}
 
 
+def vtimezone(name: str) -> icalendar.Timezone:
+    """The VTIMEZONE of the IANA zone ``name`` for 1970–2038 (RFC 5545 §3.6.5).
+
+    Built by icalendar's ``Timezone.from_tzid``, whose onsets are the first local time *after*
+    each change; the RFC wants the onset in the local time *before* it (``TZOFFSETFROM``:
+    Paris changes at 02:00 in spring, which icalendar writes 03:00, so a reader trusting the
+    VTIMEZONE put 01:00–02:00 UTC of that day an hour wrong). Onsets of observances that move
+    the clocks forward are moved back by the change; the others are already right. Raises
+    ``ValueError`` for an unknown zone.
+    """
+    zone = icalendar.Timezone.from_tzid(name)
+    for observance in zone.subcomponents:
+        change = observance.decoded("TZOFFSETTO") - observance.decoded("TZOFFSETFROM")
+        if change <= dt.timedelta(0):
+            continue
+        onset = observance.decoded("DTSTART")
+        del observance["DTSTART"]
+        observance.add("DTSTART", onset - change)
+        rdate = observance.get("RDATE")
+        if rdate is None:
+            continue
+        groups: list[vDDDLists] = rdate if isinstance(rdate, list) else [rdate]
+        values = [value.dt - change for group in groups for value in group.dts]
+        del observance["RDATE"]
+        observance.add("RDATE", values)
+    return zone
+
+
 def _timezone(name: str) -> bytes:
-    """The serialised VTIMEZONE of an IANA zone (icalendar, 1970–2038), computed once."""
+    """The serialised :func:`vtimezone` of an IANA zone, computed once."""
     if name not in _TIMEZONES:
-        _TIMEZONES[name] = icalendar.Timezone.from_tzid(name).to_ical()
+        _TIMEZONES[name] = vtimezone(name).to_ical()
     return _TIMEZONES[name]

@@ -238,12 +238,16 @@ def test_feed_events_are_the_bytes_of_each_event_alone(published) -> None:
     # the last minutes of winter time, then the first of summer time (29 March 2026)
     ("2026-03-29T00:59:00Z", b"DTSTART;TZID=Europe/Paris:20260329T015900"),
     ("2026-03-29T01:00:00Z", b"DTSTART;TZID=Europe/Paris:20260329T030000"),
-    # 25 October 2026: 00:30 UTC is the first 02:30 in Paris (the one a TZID time means)
-    ("2026-10-25T00:30:00Z", b"DTSTART;TZID=Europe/Paris:20261025T023000"),
+    # 25 October 2026: 02:30 happens twice in Paris (00:30 and 01:30 UTC); RFC 5545 says a
+    # TZID time means the first, vobject reads the second: both are written in UTC
+    ("2026-10-25T00:30:00Z", b"DTSTART:20261025T003000Z"),
+    ("2026-10-25T01:30:00Z", b"DTSTART:20261025T013000Z"),
+    ("2026-10-24T23:59:00Z", b"DTSTART;TZID=Europe/Paris:20261025T015900"),
+    ("2026-10-25T02:00:00Z", b"DTSTART;TZID=Europe/Paris:20261025T030000"),
     ("2026-12-31T23:30:00Z", b"DTSTART;TZID=Europe/Paris:20270101T003000"),
 ])
 def test_single_event_start_is_its_paris_time(start_utc: str, expected: bytes) -> None:
-    from publish.ics import vevent_bytes
+    from publish.ics import FeedEvent, calendar_bytes, vevent_bytes
 
     row = {"id": "s--1", "all_day": 0, "dtstart_utc": start_utc, "dtend_utc": None,
            "title": "Permanence", "status": "confirmed", "updated_at": "2026-11-02T08:05:09Z",
@@ -251,6 +255,12 @@ def test_single_event_start_is_its_paris_time(start_utc: str, expected: bytes) -
     data, zone = vevent_bytes(row, [], {})
     lines = data.split(b"\r\n")
     assert expected in lines and zone == "Europe/Paris"
+    if expected.endswith(b"Z"):
+        # a second, independent parser agrees on a UTC time; vobject misreads a VTIMEZONE made
+        # of RDATE lists (summer times an hour off), so it is not asked about TZID times
+        text = calendar_bytes([FeedEvent("s--1", data, zone)]).decode()
+        second = vobject.readOne(text).vevent.dtstart.value
+        assert second.astimezone(dt.UTC) == dt.datetime.fromisoformat(start_utc)
     assert b"DTSTAMP:20261102T080509Z" in lines and b"CREATED:20261101T000000Z" in lines
     event = icalendar.Calendar.from_ical(b"BEGIN:VCALENDAR\r\n" + data + b"END:VCALENDAR\r\n")
     start = event.walk("VEVENT")[0].decoded("DTSTART")
@@ -275,3 +285,26 @@ def test_text_lines_are_escaped_like_vtext(text: str) -> None:
 
     expected = Contentline.from_parts("SUMMARY", Parameters(), vText(text)).to_ical()
     assert _text_line("SUMMARY", text) == expected
+
+
+@pytest.mark.parametrize("name", ["Europe/Paris", "America/New_York", "Australia/Sydney"])
+def test_vtimezone_offsets_match_the_zone_around_every_change(name: str) -> None:
+    """A reader that trusts our VTIMEZONE (not its own tz database) gets the zone's offset at
+    every quarter hour around each change of 2020–2037 (RFC 5545 §3.6.5: onsets in the local
+    time before the change; icalendar's own VTIMEZONE was an hour late every spring)."""
+    from publish.ics import vtimezone
+
+    real = ZoneInfo(name)
+    read = icalendar.Timezone.from_ical(vtimezone(name).to_ical()).to_tz(lookup_tzid=False)
+    changes = 0
+    instant = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+    while instant < dt.datetime(2037, 12, 1, tzinfo=dt.UTC):
+        after = instant + dt.timedelta(days=1)
+        if after.astimezone(real).utcoffset() != instant.astimezone(real).utcoffset():
+            changes += 1
+            moment = instant
+            while moment <= after:
+                assert moment.astimezone(read).utcoffset() == moment.astimezone(real).utcoffset()
+                moment += dt.timedelta(minutes=15)
+        instant = after
+    assert changes == 2 * 18  # two changes a year, 2020–2037
