@@ -91,7 +91,8 @@ PUBLIC_TABLES: dict[str, dict[str, object]] = {
         "source": "place",
         "description": (
             "Lieux connus de Pantin (data/places.yaml) : adresse, quartier, position. "
-            "Informations publiques non revérifiées ; coordonnées approximatives."
+            "Seuls les faits qu'une page publique citée affirme sont donnés (source_note) ; "
+            "vide sinon."
         ),
         "columns": {
             "id": "Identifiant du lieu (events.place_id)",
@@ -101,9 +102,10 @@ PUBLIC_TABLES: dict[str, dict[str, object]] = {
             "postal_code": "Code postal",
             "city": "Commune",
             "quartier": "Quartier de Pantin",
-            "latitude": "Latitude WGS 84 (degrés décimaux, approximative)",
-            "longitude": "Longitude WGS 84 (degrés décimaux, approximative)",
-            "coordinates_verified": "1 si la position a été vérifiée, 0 si elle est approximative",
+            "latitude": "Latitude WGS 84 (degrés décimaux), donnée par la source citée ; vide sinon",
+            "longitude": "Longitude WGS 84 (degrés décimaux), donnée par la source citée ; vide "
+                         "sinon",
+            "coordinates_verified": "1 si une source citée donne la position, 0 sinon",
             "aliases": "Autres graphies reconnues (liste JSON)",
             "source_note": "D'où viennent ces informations",
         },
