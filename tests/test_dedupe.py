@@ -363,3 +363,20 @@ def test_a_decision_taken_after_a_run_applies_at_the_next_incremental_run(
     assert (session.get(Event, "mairie-pantin--r-1").cluster_id
             == session.get(Event, "lettre-partenaire--r-2").cluster_id)
     session.close()
+
+
+def test_dedupe_run_command_is_incremental_unless_full(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tissu.cli import app
+
+    _store(tmp_path).close()
+    url = f"sqlite:///{tmp_path / 'dedupe.db'}"
+    runner = CliRunner()
+    first = runner.invoke(app, ["dedupe", "run", "--db", url])
+    assert first.exit_code == 0, first.output
+    assert "tout recomparé" in first.output and "1 doublons fusionnés" in first.output
+    again = runner.invoke(app, ["dedupe", "run", "--db", url])
+    assert "0 recomparé(s), le reste inchangé" in again.output
+    forced = runner.invoke(app, ["dedupe", "run", "--db", url, "--full"])
+    assert "tout recomparé" in forced.output and "1 doublons fusionnés" in forced.output

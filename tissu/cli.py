@@ -395,13 +395,20 @@ app.add_typer(dedupe_app, name="dedupe")
 
 
 @dedupe_app.command("run")
-def dedupe_run(db: DbOpt = None) -> None:
+def dedupe_run(db: DbOpt = None,
+               full: Annotated[bool, typer.Option(
+                   "--full", help="Tout recomparer, pas seulement ce qui a changé")] = False
+               ) -> None:
     """Regroupe les événements identiques publiés par plusieurs sources."""
     from normalize.dedupe import run_deduplication
 
-    outcome = run_deduplication(make_engine(_settings(None, db, None).database_url))
-    console.print(f"{outcome.events} événements, {outcome.candidate_pairs} paires candidates, "
-                  f"{outcome.duplicates} doublons fusionnés, {outcome.review_pairs} à relire")
+    outcome = run_deduplication(make_engine(_settings(None, db, None).database_url),
+                                full=full)
+    scope = ("tout recomparé" if outcome.full
+             else f"{outcome.recomputed} recomparé(s), le reste inchangé")
+    console.print(f"{outcome.events} événements ({scope}), {outcome.candidate_pairs} paires "
+                  f"candidates, {outcome.duplicates} doublons fusionnés, "
+                  f"{outcome.review_pairs} à relire")
     for warning in outcome.warnings:
         console.print(f"[red]{warning}[/red]")
 
