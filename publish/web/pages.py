@@ -205,7 +205,9 @@ async def form_data(request: Any) -> dict[str, list[str]]:
 
 
 def client_ip(request: Any) -> str:
-    """The client's address as the ASGI server saw it (behind a proxy: the proxy's)."""
+    """The client's address as the ASGI server gives it: behind a proxy at an address uvicorn
+    trusts (``FORWARDED_ALLOW_IPS``, 127.0.0.1 by default), the ``X-Forwarded-For`` client;
+    else the peer's address. ``"inconnu"`` when the server gives none."""
     client = request.scope.get("client")
     return str(client[0]) if client else "inconnu"
 
