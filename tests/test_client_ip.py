@@ -8,6 +8,7 @@ uvicorn does not trust keeps its own address whatever header it sends.
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -42,8 +43,6 @@ def _serve(tmp_path: Path, env_extra: dict[str, str]) -> tuple[subprocess.Popen,
     plugins.mkdir(exist_ok=True)
     (plugins / "client_ip_probe.py").write_text(PLUGIN, encoding="utf-8")
     port = _free_port()
-    import os
-
     env = dict(os.environ, **env_extra)
     process = subprocess.Popen(
         [sys.executable, "-m", "datasette", "serve", "--memory", "--plugins-dir", str(plugins),
