@@ -197,32 +197,50 @@ def claim_source(engine: Engine, worker: str, now: dt.datetime,
         candidate_ids = [s.id for s in candidates]
         session.rollback()
         for candidate_id in candidate_ids:
-            locked = session.exec(
-                select(Source.id).where(Source.id == candidate_id)
-                .with_for_update(skip_locked=True)
-            ).first()
-            if locked is None:  # another worker holds the row right now
-                session.rollback()
-                continue
-            taken = session.execute(
-                update(SourceLease)
-                .where(col(SourceLease.source_id) == candidate_id,
-                       or_(col(SourceLease.expires_at) <= now, col(SourceLease.worker) == worker))
-                .values(worker=worker, claimed_at=now, expires_at=expires)
-            ).rowcount  # type: ignore[attr-defined]
-            if not taken:
-                if session.get(SourceLease, candidate_id) is not None:  # live lease: lost
-                    session.rollback()
-                    continue
-                session.add(SourceLease(source_id=candidate_id, worker=worker,
-                                        claimed_at=now, expires_at=expires))
-            try:
-                session.commit()
-            except IntegrityError:  # another process inserted the lease first (SQLite)
-                session.rollback()
-                continue
-            return candidate_id
+            if _try_lease(session, candidate_id, worker, now, expires):
+                return candidate_id
     return None
+
+
+def _try_lease(session: Session, source_id: str, worker: str, now: dt.datetime,
+               expires: dt.datetime) -> bool:
+    """Lock ``source_id``'s row (SKIP LOCKED) and write ``worker``'s lease unless another live
+    lease exists; commit and return True, or roll back and return False."""
+    locked = session.exec(
+        select(Source.id).where(Source.id == source_id).with_for_update(skip_locked=True)
+    ).first()
+    if locked is None:  # another worker holds the row right now (or no such source)
+        session.rollback()
+        return False
+    taken = session.execute(
+        update(SourceLease)
+        .where(col(SourceLease.source_id) == source_id,
+               or_(col(SourceLease.expires_at) <= now, col(SourceLease.worker) == worker))
+        .values(worker=worker, claimed_at=now, expires_at=expires)
+    ).rowcount  # type: ignore[attr-defined]
+    if not taken:
+        if session.get(SourceLease, source_id) is not None:  # live lease: lost
+            session.rollback()
+            return False
+        session.add(SourceLease(source_id=source_id, worker=worker, claimed_at=now,
+                                expires_at=expires))
+    try:
+        session.commit()
+    except IntegrityError:  # another process inserted the lease first (SQLite)
+        session.rollback()
+        return False
+    return True
+
+
+def lease_source(engine: Engine, source_id: str, worker: str, now: dt.datetime,
+                 lease_seconds: int = 1800) -> bool:
+    """Take ``worker``'s lease on the one source ``source_id``, as :func:`claim_source` does for
+    a due one: True when taken (release it with :func:`release_source`), False when another
+    worker or scheduler holds a live lease on it or the source does not exist. ``now`` is aware
+    UTC; the lease expires ``lease_seconds`` later."""
+    with Session(engine) as session:
+        return _try_lease(session, source_id, worker, now,
+                          now + dt.timedelta(seconds=lease_seconds))
 
 
 def release_source(engine: Engine, source_id: str, worker: str) -> None:

@@ -199,3 +199,28 @@ def test_worker_threads_in_one_process(http_server, tmp_settings, database_url):
 def tmp_settings(store_settings):
     """These tests run on SQLite, then on PostgreSQL when it is configured."""
     return store_settings
+
+
+def test_scheduler_harvest_waits_for_a_worker_lease(http_server, tmp_settings, database_url):
+    """``tissu schedule`` beside ``tissu harvest --worker``: a source a worker holds is not
+    fetched by the scheduler (status ``busy``); once released, the scheduler harvests it under
+    its own lease and lets it go."""
+    from schemas.store import lease_source
+    from tissu.scheduler import _default_harvest
+
+    tracker = Tracker(delay=0)
+    specs = make_registry(http_server, tmp_settings, tracker, count=1)
+    engine = make_engine(database_url)
+    with Session(engine) as session:
+        sync_registry(session, specs)
+    assert lease_source(engine, "asso-00", "worker-a", NOW, lease_seconds=600)
+    assert not lease_source(engine, "asso-00", "worker-b", NOW)  # one holder at a time
+    busy = _default_harvest(engine, "asso-00", tmp_settings, NOW)
+    assert busy.status == "busy" and http_server.hits.get("/asso-00.ics", 0) == 0
+    release_source(engine, "asso-00", "worker-a")
+    done = _default_harvest(engine, "asso-00", tmp_settings, NOW)
+    assert done.status == "ok" and done.events == 2
+    assert http_server.hits["/asso-00.ics"] == 1
+    with Session(engine) as session:
+        assert session.get(SourceLease, "asso-00") is None  # the scheduler let it go
+    assert not lease_source(engine, "nowhere", "worker-a", NOW)  # no such source

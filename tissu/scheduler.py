@@ -150,9 +150,21 @@ def _current() -> Runtime:
 
 
 def _default_harvest(engine: Engine, source_id: str, settings: Settings, now: dt.datetime) -> Any:
-    from tissu.pipeline import run_source
+    """Harvest ``source_id`` under a worker lease (schemas.store.lease_source), so a scheduler
+    and ``tissu harvest --worker`` processes sharing one store never harvest it at once.
 
-    return run_source(engine, source_id, settings, now)
+    Returns run_source's summary, or one with status ``busy`` when another holds the lease.
+    """
+    from schemas.store import lease_source, release_source, worker_name
+    from tissu.pipeline import SourceSummary, run_source
+
+    holder = worker_name("scheduler")
+    if not lease_source(engine, source_id, holder, now):
+        return SourceSummary(source_id, "busy")
+    try:
+        return run_source(engine, source_id, settings, now)
+    finally:
+        release_source(engine, source_id, holder)
 
 
 def _default_publish(engine: Engine, settings: Settings, now: dt.datetime) -> Any:
@@ -171,7 +183,8 @@ def _default_publish(engine: Engine, settings: Settings, now: dt.datetime) -> An
 def harvest_job(source_id: str) -> str:
     """Job body: harvest one source; back off after a failure; ask for a publish after changes.
 
-    Returns the harvest status (``ok``, ``partial``, ``unchanged``, ``failed`` or ``crashed``).
+    Returns the harvest status (``ok``, ``partial``, ``unchanged``, ``failed``, ``crashed``, or
+    ``busy`` when a worker holds the source's lease).
     Never raises: an exception of the harvest is logged and counted as a failure.
     """
     runtime = _current()
