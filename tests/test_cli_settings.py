@@ -24,3 +24,24 @@ def test_port_in_use_is_explained_in_french():
         message = port_problem("127.0.0.1", port)
     assert message is not None and f"le port {port} est déjà utilisé" in message
     assert f"--port {port + 1}" in message
+
+
+def test_port_and_registration_number_are_checked_in_french():
+    from typer.testing import CliRunner
+
+    from tissu.cli import app
+
+    runner = CliRunner()
+    for args in (["serve", "--port", "99999"], ["run", "--port", "0"],
+                 ["serve", "--port", "abc"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, args
+        assert "port invalide" in result.output and "de 1 à 65535" in result.output
+        assert "Traceback" not in result.output and "Invalid value" not in result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+    for args in (["sources", "approve", "abc"], ["sources", "reject", "0", "--reason", "x"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, args
+        assert "numéro d'inscription invalide" in result.output
+        assert "Invalid value" not in result.output
+    assert "8001" in runner.invoke(app, ["serve", "--help"]).output

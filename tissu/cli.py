@@ -90,6 +90,7 @@ def _do_harvest(settings: Settings, jobs: int = 1, per_host: int = 2, worker: bo
                       str(s.records), str(s.events), str(s.occurrences), str(len(s.warnings)),
                       str(len(s.errors)))
     console.print(table)
+    _print_harvest_warnings(summaries)
     for s in summaries:
         for error in s.errors[:5]:
             console.print(f"[red]erreur[/red] {error}")
@@ -99,6 +100,59 @@ def _do_harvest(settings: Settings, jobs: int = 1, per_host: int = 2, worker: bo
                       f"{', '.join(failed)} (leurs derniers événements restent publiés)")
         return 1
     return 0
+
+
+def _whole_number(text: str, what: str, low: int, high: int | None = None) -> int:
+    """``text`` read as a whole number in [low, high]; else a French message and exit code 2.
+
+    Replaces click's English "Invalid value" for the numbers a resident types (port, n°).
+    """
+    value = str(text).strip()
+    if value.isascii() and value.isdigit() and int(value) >= low and (
+            high is None or int(value) <= high):
+        return int(value)
+    bounds = f"de {low} à {high}" if high is not None else f"à partir de {low}"
+    console.print(f"[red]Impossible[/red] : {what} invalide (« {value[:40]} ») : "
+                  f"un nombre entier {bounds} est attendu.")
+    raise typer.Exit(2)
+
+
+def _port_value(text: str) -> int:
+    """The --port option: 1 to 65535 (TCP), else a French error (exit code 2)."""
+    return _whole_number(text, "port", 1, 65535)
+
+
+def _registration_value(text: str) -> int:
+    """A registration number (n° shown by « tissu sources pending »), else a French error."""
+    return _whole_number(text, "numéro d'inscription", 1)
+
+
+PortOpt = Annotated[int, typer.Option(parser=_port_value, metavar="PORT",
+                                      help="Port d'écoute (1 à 65535)")]
+RegistrationArg = Annotated[int, typer.Argument(parser=_registration_value, metavar="NUMERO",
+                                                help="Numéro de l'inscription (tissu sources "
+                                                     "pending)")]
+
+
+HARVEST_WARNINGS_SHOWN = 5
+
+
+def _print_harvest_warnings(summaries: list) -> None:  # type: ignore[type-arg]
+    """Print each source's warnings after the harvest table (French, at most 5 per source).
+
+    ``summaries`` are tissu.pipeline.SourceSummary; their warnings are « <source> : texte ».
+    """
+    from rich.markup import escape
+
+    for s in summaries:
+        if not s.warnings:
+            continue
+        console.print(f"[yellow]Avertissements de {escape(s.source_id)}[/yellow] "
+                      f"({len(s.warnings)}) :")
+        for warning in s.warnings[:HARVEST_WARNINGS_SHOWN]:
+            console.print(f"  - {escape(warning.removeprefix(f'{s.source_id} : '))}")
+        if len(s.warnings) > HARVEST_WARNINGS_SHOWN:
+            console.print(f"  … et {len(s.warnings) - HARVEST_WARNINGS_SHOWN} autres")
 
 
 def port_problem(host: str, port: int) -> str | None:
@@ -213,14 +267,14 @@ def publish(registry: RegistryOpt = None, db: DbOpt = None, out: OutOpt = None,
 
 @app.command()
 def serve(registry: RegistryOpt = None, db: DbOpt = None, out: OutOpt = None,
-          host: str = "127.0.0.1", port: int = 8001) -> None:
+          host: str = "127.0.0.1", port: PortOpt = 8001) -> None:
     """Sert la base publiée avec Datasette (et les exports sous /exports/)."""
     raise typer.Exit(_do_serve(_settings(registry, db, out), host, port))
 
 
 @app.command()
 def run(registry: RegistryOpt = None, db: DbOpt = None, out: OutOpt = None,
-        host: str = "127.0.0.1", port: int = 8001) -> None:
+        host: str = "127.0.0.1", port: PortOpt = 8001) -> None:
     """Collecte, publie, puis sert avec Datasette et lance le planificateur, ensemble."""
     settings = _settings(registry, db, out)
     problem = port_problem(host, port)  # say it before a long harvest, not after
@@ -362,7 +416,7 @@ def _moderate(action: str, target: str, db: str | None, **kwargs: object) -> Non
 
 
 @sources_app.command("approve")
-def sources_approve(registration: int, db: DbOpt = None,
+def sources_approve(registration: RegistrationArg, db: DbOpt = None,
                     refresh: Annotated[str, typer.Option(help="Fréquence : 30m, 6h, 1d…")] = "6h"
                     ) -> None:
     """Accepte une inscription : la source entre au registre et sa collecte est planifiée."""
@@ -370,7 +424,7 @@ def sources_approve(registration: int, db: DbOpt = None,
 
 
 @sources_app.command("reject")
-def sources_reject(registration: int,
+def sources_reject(registration: RegistrationArg,
                    reason: Annotated[str, typer.Option("--reason", help="Raison (envoyée à "
                                                        "l'association)")],
                    db: DbOpt = None) -> None:
