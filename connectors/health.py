@@ -6,7 +6,9 @@ Bureau's status badge does (red on error, warning on zero items):
 - ``failing``: the last attempt failed (``consecutive_failures`` > 0), reason = last error;
 - ``warning``: never harvested yet; zero items at the last read; item count down by more than
   half since the read before; only past events; content unchanged for longer than
-  ``stale_after``; the deletion guard held events back; the last read was partial;
+  ``stale_after``; the deletion guard held events back; the last read was partial; the last
+  read had warnings (parser or normalisation, e.g. a truncated file, an unreadable RRULE, an
+  unknown TZID: the first one is quoted);
 - ``ok`` otherwise.
 
 A *read* is a run whose payload changed and was parsed (status ``ok`` or ``partial``); ``unchanged``
@@ -79,6 +81,25 @@ def _strip_source(message: str | None, source_id: str) -> str | None:
     return message.removeprefix(f"{source_id} : ")
 
 
+def _read_warnings(run: HarvestRun, source_id: str) -> list[str]:
+    """The reason for the warnings of a read (``HarvestRun.warnings``), or nothing.
+
+    One French sentence: how many warnings and the first one, e.g. « 2 avertissements à la
+    dernière lecture : ligne 13 : propriété RRULE illisible (…) ». The deletion guard's warning
+    is left out (it has its own reason). Unreadable JSON counts as no warning.
+    """
+    try:
+        stored = json.loads(run.warnings or "[]")
+    except ValueError:
+        return []
+    texts = [_strip_source(str(w), source_id) or "" for w in stored if w]
+    texts = [t for t in texts if not t.startswith("garde-fou : ")]
+    if not texts:
+        return []
+    count = (f"{len(texts)} avertissements" if len(texts) > 1 else "1 avertissement")
+    return [f"{count} à la dernière lecture : {texts[0]}"]
+
+
 def source_health(session: Session, source: Source, now: dt.datetime,
                   stale_after: dt.timedelta = DEFAULT_STALE_AFTER, window: int = 5) -> Health:
     """Compute the health of ``source`` at ``now`` (aware UTC). Reads only; never raises on data.
@@ -134,6 +155,7 @@ def source_health(session: Session, source: Source, now: dt.datetime,
         errors = json.loads(last.errors or "[]")
         if last.status == "partial" and errors:
             warnings.append(f"lecture partielle : {len(errors)} élément(s) illisible(s)")
+        warnings.extend(_read_warnings(last, source.id))
     if source.format != "datainclusion" and health.events_total and not health.events_upcoming:
         warnings.append("seulement des événements passés")
     if health.last_changed_at is not None and now - health.last_changed_at > stale_after:

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from connectors.harvest import HarvestOutcome, harvest_source
-from schemas.models import Source, utcnow
+from schemas.models import HarvestRun, Source, utcnow
 from schemas.registry import SourceSpec
 from tissu.settings import Settings
 
@@ -190,6 +190,12 @@ def run_source(engine: Engine, source_id: str, settings: Settings,
         summary.warnings.extend(normalized.warnings)
         summary.errors.extend(normalized.errors)
         summary.normalised = True
+        # The run row was written before normalisation: keep its warnings (e.g. an unknown
+        # TZID) with the parser's, for health, « tissu sources status » and the status page.
+        run = session.get(HarvestRun, harvested.run_id) if harvested.run_id else None
+        if run is not None and normalized.warnings:
+            run.warnings = json.dumps(summary.warnings, ensure_ascii=False)
+            session.add(run)
         # a record that failed (no key stored) is tried again at the next run
         source.normalized_at = now
         source.normalized_key = None if normalized.errors else key
