@@ -212,6 +212,26 @@ def test_live_calendar_filters(served) -> None:
     assert again.status_code == 304
 
 
+def test_live_calendar_refuses_unknown_codes_without_echoing_them(served) -> None:
+    for query, status, text in (
+            ("quartier=%3Cscript%3E&gratuit=1", 404, "quartier inconnu"),
+            ("theme=zzz", 404, "thème inconnu"),
+            ("organisation=zzz", 404, "organisation inconnue"),
+            ("public=zzz", 404, "public inconnu"),
+            ("quartier=Centre&gratuit=2", 400, "paramètre « gratuit » invalide"),
+            ("theme=seniors-isolement&quartier=Nulle-part", 404, "quartier inconnu")):
+        response = _get(served, f"/exports/agenda.ics?{query}")
+        assert response.status_code == status, query
+        assert text in response.text, query
+        assert "script" not in response.text and "zzz" not in response.text
+        assert "Nulle-part" not in response.text and "BEGIN:VCALENDAR" not in response.text
+    # known codes: the calendar is named with the French labels
+    known = _get(served, "/exports/agenda.ics?theme=seniors-isolement&public=enfants&gratuit=1")
+    assert known.status_code == 200
+    name = str(icalendar.Calendar.from_ical(known.content)["X-WR-CALNAME"])
+    assert name.endswith("— thème : Seniors et lutte contre l'isolement, public : Enfants, gratuit"), name
+
+
 def test_events_api_cursor_and_modified_since(served) -> None:
     page = _get(served, "/api/events.json?limit=10")
     assert page.status_code == 200

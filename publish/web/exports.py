@@ -165,24 +165,107 @@ def _keep(args: dict[str, str]) -> Any:
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 
+# French name of each filter, in the calendar's name and in error messages
+_FILTER_NAMES = {"theme": "thème", "quartier": "quartier", "organisation": "organisation",
+                 "public": "public", "gratuit": "gratuit"}
+# Where the codes a filter may take are found in the published database: (table, SQL). A code is
+# known when the vocabulary lists it or an event carries it (what the live feed filters on).
+_IN_LIST = ("SELECT 1 FROM events, json_each(CASE WHEN json_valid(events.{column}) "
+            "THEN events.{column} ELSE '[]' END) WHERE value = :v")
+_KNOWN_SQL = {
+    "theme": [("themes", "SELECT 1 FROM themes WHERE code = :v"),
+              ("events", _IN_LIST.format(column="themes"))],
+    "quartier": [("events", "SELECT 1 FROM events WHERE quartier = :v")],
+    "organisation": [("organisations", "SELECT 1 FROM organisations WHERE id = :v"),
+                     ("events", "SELECT 1 FROM events WHERE organisation_id = :v")],
+    "public": [("events", _IN_LIST.format(column="publics"))],
+}
+
+
+_UNKNOWN = {"theme": "thème inconnu", "quartier": "quartier inconnu",
+            "organisation": "organisation inconnue", "public": "public inconnu"}
+
+
+def _public_labels(connection: sqlite3.Connection) -> dict[str, str]:
+    """Publics vocabulary (data/vocab/publics.yaml): code → French label, as the feed files."""
+    from publish.exports import _labels
+
+    return _labels(connection)["public"]
+
+
+def _filter_label(connection: sqlite3.Connection, kind: str, code: str) -> str:
+    """The French label of a known code (theme's ``fr``, organisation's name), else the code."""
+    tables = {r[0] for r in connection.execute("SELECT name FROM sqlite_master")}
+    sql = {"theme": ("themes", "SELECT fr FROM themes WHERE code = ?"),
+           "organisation": ("organisations", "SELECT name FROM organisations WHERE id = ?")}
+    if kind == "public":
+        return _public_labels(connection).get(code, code)
+    if kind in sql and sql[kind][0] in tables:
+        row = connection.execute(sql[kind][1], (code,)).fetchone()
+        if row and row[0]:
+            return str(row[0])
+    return code
+
+
+def unknown_filter(connection: sqlite3.Connection,
+                   args: dict[str, str]) -> tuple[int, str] | None:
+    """(HTTP status, French message) for the first filter value the database does not know.
+
+    None when every value is known. Status 400 for a malformed ``gratuit``, 404 for a code no
+    vocabulary table lists and no event carries. The value itself is not repeated.
+
+    ``args``: filter name → value (theme, quartier, organisation, public codes; gratuit must be
+    ``1``). Codes are compared exactly (the ones in ``feeds.json`` and the ``themes`` table).
+    """
+    tables = {r[0] for r in connection.execute("SELECT name FROM sqlite_master")}
+    for kind, value in args.items():
+        if kind == "gratuit":
+            if value != "1":
+                return 400, "paramètre « gratuit » invalide : écrivez gratuit=1 (ou retirez-le)"
+            continue
+        if kind == "public" and value in _public_labels(connection):
+            continue
+        if not any(table in tables and connection.execute(sql, {"v": value}).fetchone()
+                   for table, sql in _KNOWN_SQL[kind]):
+            return 404, (f"{_UNKNOWN[kind]} : aucun code de ce nom. Les codes existants sont "
+                         "listés dans /exports/feeds.json")
+    return None
+
+
 async def live_calendar(request: Any, datasette: Any) -> Response:
-    """The agenda filtered by any combination of theme, quartier, organisation, public, gratuit."""
+    """The agenda filtered by any combination of theme, quartier, organisation, public, gratuit.
+
+    Answers 404 (French text) when a theme, quartier, organisation or public code is unknown
+    to the published database, 400 when ``gratuit`` is not ``1``; the unknown value is never
+    echoed back.
+    """
     # control characters cannot match a code and would break the calendar's content lines
     args = {k: _CONTROL_RE.sub(" ", request.args.get(k))[:120].strip()
             for k in FILTERS if request.args.get(k)}
     args = {k: v for k, v in args.items() if v}
     now = clock()
 
-    def build(connection: sqlite3.Connection) -> tuple[bytes, str | None]:
+    def build(connection: sqlite3.Connection
+              ) -> tuple[bytes, str | None] | tuple[None, tuple[int, str]]:
+        problem = unknown_filter(connection, args)
+        if problem:
+            return None, problem
+        labels = [f"{_FILTER_NAMES[k]} : {_filter_label(connection, k, v)}"
+                  for k, v in args.items() if k != "gratuit"]
+        if "gratuit" in args:
+            labels.append("gratuit")
         connection.row_factory = sqlite3.Row
         events = prepare_feed_events(connection, now, _keep(args))
-        label = ", ".join(f"{k} : {v}" for k, v in args.items())
+        label = ", ".join(labels)
         modified = connection.execute("SELECT max(updated_at) FROM events").fetchone()[0]
         return calendar_bytes(events, f"{CALENDAR_NAME} — {label}",
                               f"Événements à venir ({label})"), modified
 
     database = datasette.get_database(DATABASE)
     body, modified = await database.execute_fn(build)
+    if body is None:
+        status, message = modified
+        return Response.text(message, status=status, headers=dict(CORS))
     when = dt.datetime.fromisoformat(modified) if modified else None
     return cached_response(request, body, _TYPES[".ics"], when)
 
