@@ -8,7 +8,7 @@ Bureau's status badge does (red on error, warning on zero items):
   half since the read before; only past events; content unchanged for longer than
   ``stale_after``; the deletion guard held events back; the last read was partial; the last
   read had warnings (parser or normalisation, e.g. a truncated file, an unreadable RRULE, an
-  unknown TZID: the first one is quoted);
+  unknown TZID: the first one is quoted; not when it read nothing, already a reason);
 - ``ok`` otherwise.
 
 A *read* is a run whose payload changed and was parsed (status ``ok`` or ``partial``); ``unchanged``
@@ -155,7 +155,8 @@ def source_health(session: Session, source: Source, now: dt.datetime,
         errors = json.loads(last.errors or "[]")
         if last.status == "partial" and errors:
             warnings.append(f"lecture partielle : {len(errors)} élément(s) illisible(s)")
-        warnings.extend(_read_warnings(last, source.id))
+        if last.records:  # with nothing read, « aucun élément lu » says it (an empty list
+            warnings.extend(_read_warnings(last, source.id))  # is a parser warning too)
     if source.format != "datainclusion" and health.events_total and not health.events_upcoming:
         warnings.append("seulement des événements passés")
     if health.last_changed_at is not None and now - health.last_changed_at > stale_after:
