@@ -295,3 +295,47 @@ def html_text(response):
     import html as html_module
 
     return html_module.unescape(response.text)
+
+
+def test_moderation_messages_are_codes_never_free_text(tmp_settings, monkeypatch):
+    ds = _client(tmp_settings, monkeypatch)
+    engine = make_engine(tmp_settings.database_url)
+    first = submit(engine, tmp_settings, "https://a.example.org/agenda.ics")
+
+    async def scenario():
+        client, post = await _session(ds)
+        async with client:
+            await post({"action": "login", "secret": "s3cret-de-test"})
+            answers = {}
+            for name, data in {
+                    "abc": {"action": "approve", "registration": "abc"},
+                    "missing": {"action": "approve", "registration": "999"},
+                    "refresh": {"action": "approve", "registration": str(first),
+                                "refresh": "souvent"},
+                    "no-reason": {"action": "reject", "registration": str(first)},
+                    "source": {"action": "pause", "source": "pas-une-source"},
+                    "approve": {"action": "approve", "registration": str(first)},
+                    "again": {"action": "reject", "registration": str(first),
+                              "reason": "doublon"}}.items():
+                redirect = await post(data)
+                answers[name] = (redirect.headers["location"],
+                                 html_text(await client.get(redirect.headers["location"])))
+            forged = html_text(await client.get(
+                "/moderation?message=Votre+secret+a+expir%C3%A9+:+tapez-le+sur+evil.example"))
+            forged_source = html_text(await client.get(
+                "/moderation?message=paused&source=%3Cb%3Ehello%3C%2Fb%3E"))
+            return answers, forged, forged_source
+
+    answers, forged, forged_source = _run(scenario())
+    assert answers["abc"][0] == "/moderation?message=registration-invalid"
+    assert "Impossible : numéro d'inscription invalide." in answers["abc"][1]
+    assert "invalid literal" not in answers["abc"][1]
+    assert "Impossible : cette inscription est introuvable." in answers["missing"][1]
+    assert "Impossible : fréquence invalide" in answers["refresh"][1]
+    assert "indiquez la raison du refus" in answers["no-reason"][1]
+    assert "Impossible : cette source est introuvable." in answers["source"][1]
+    assert "pas-une-source" not in answers["source"][0]
+    assert "collecte planifiée. (Pas d'e-mail envoyé" in answers["approve"][1]
+    assert "Impossible : cette inscription a déjà été traitée." in answers["again"][1]
+    assert "evil.example" not in forged and 'role="status"' not in forged
+    assert "hello" not in forged_source and 'role="status"' not in forged_source

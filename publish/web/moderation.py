@@ -13,13 +13,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import urlencode
 
 from datasette.utils.asgi import Response
 from sqlmodel import Session, select
 
 from publish.web import pages
-from schemas.models import Source, utcnow
+from schemas.models import Registration, Source, utcnow
+from schemas.registry import REFRESH_RE
 from tissu import registrations
 
 COOKIE = "tissu_moderation"
@@ -52,36 +53,92 @@ def _listing() -> dict[str, Any]:
     return {"pending": waiting, "sources": sources}
 
 
-def _act(action: str, form: dict[str, list[str]]) -> str:
-    """Run one moderation action; returns the French message to show."""
+# What the page says after an action. The redirect carries only a code from this table (and a
+# source id, shown only when it names a listed source), never free text: a link cannot make the
+# page say anything else to a moderator.
+MESSAGES = {
+    "approved": "Inscription acceptée : source « {source} », collecte planifiée.",
+    "rejected": "Inscription refusée.",
+    "paused": "Source « {source} » mise en pause.",
+    "resumed": "Source « {source} » réactivée.",
+    "registration-invalid": "Impossible : numéro d'inscription invalide.",
+    "registration-unknown": "Impossible : cette inscription est introuvable.",
+    "registration-decided": "Impossible : cette inscription a déjà été traitée.",
+    "refresh-invalid": "Impossible : fréquence invalide ; écrivez par exemple 30m, 6h ou 1d.",
+    "reason-missing": "Impossible : indiquez la raison du refus ; elle est envoyée à "
+                      "l'association.",
+    "source-unknown": "Impossible : cette source est introuvable.",
+    "action-unknown": "Action inconnue.",
+    "failed": "Impossible : l'action n'a pas abouti ; rechargez la page et réessayez.",
+}
+MAILED = {"1": " L'éditeur a été prévenu par e-mail.",
+          "0": " (Pas d'e-mail envoyé : SMTP non configuré, ou pas de contact.)"}
+
+
+def _act(action: str, form: dict[str, list[str]]) -> dict[str, str]:
+    """Run one moderation action; returns the redirect's query: ``message`` (a key of
+    :data:`MESSAGES`), and ``source`` / ``mail`` ("1" or "0") when they apply."""
     settings = pages.settings()
     engine = pages.engine()
 
     def field(name: str) -> str:
         return (form.get(name) or [""])[0].strip()
 
+    if action not in {"approve", "reject", "pause", "resume"}:
+        return {"message": "action-unknown"}
+    if action in {"approve", "reject"}:
+        raw = field("registration")
+        if not (raw.isascii() and raw.isdigit() and 0 < int(raw) < 2**63):
+            return {"message": "registration-invalid"}
+        number = int(raw)
+        if action == "approve" and not REFRESH_RE.match(field("refresh") or "6h"):
+            return {"message": "refresh-invalid"}
+        if action == "reject" and not field("reason"):
+            return {"message": "reason-missing"}
+        with Session(engine) as session:
+            registration = session.get(Registration, number)
+            if registration is None:
+                return {"message": "registration-unknown"}
+            if registration.status != "pending":
+                return {"message": "registration-decided"}
+    else:
+        with Session(engine) as session:
+            if session.get(Source, field("source")) is None:
+                return {"message": "source-unknown"}
     try:
         if action == "approve":
-            decision = registrations.approve(engine, int(field("registration")), now=utcnow(),
-                                             settings=settings, refresh=field("refresh") or "6h")
+            decision = registrations.approve(engine, number, now=utcnow(), settings=settings,
+                                             refresh=field("refresh") or "6h")
             assert decision.source is not None
-            message = f"Inscription acceptée : source « {decision.source.id} », collecte planifiée."
+            answer = {"message": "approved", "source": decision.source.id}
         elif action == "reject":
-            decision = registrations.reject(engine, int(field("registration")), now=utcnow(),
-                                            settings=settings, reason=field("reason"))
-            message = "Inscription refusée."
-        elif action in {"pause", "resume"}:
+            decision = registrations.reject(engine, number, now=utcnow(), settings=settings,
+                                            reason=field("reason"))
+            answer = {"message": "rejected"}
+        else:
             decision = registrations.set_paused(engine, field("source"), action == "pause",
                                                 now=utcnow(), settings=settings)
-            message = f"Source « {field('source')} » " + ("mise en pause." if action == "pause"
-                                                         else "réactivée.")
-        else:
-            return "Action inconnue."
-    except (registrations.ModerationError, ValueError) as exc:
-        return f"Impossible : {exc}"
-    if decision.mailed:
-        return message + " L'éditeur a été prévenu par e-mail."
-    return message + " (Pas d'e-mail envoyé : SMTP non configuré, ou pas de contact.)"
+            answer = {"message": "paused" if action == "pause" else "resumed",
+                      "source": field("source")}
+    except (registrations.ModerationError, ValueError):  # decided meanwhile by someone else
+        return {"message": "failed"}
+    return answer | {"mail": "1" if decision.mailed else "0"}
+
+
+def message_text(args: Any, source_ids: set[str]) -> str | None:
+    """The French text for a redirect's query (``message``, ``source``, ``mail``), or None.
+
+    An unknown code shows nothing; a message naming a source shows only for a listed source.
+    """
+    template = MESSAGES.get(args.get("message") or "")
+    if template is None:
+        return None
+    if "{source}" in template:
+        source = args.get("source") or ""
+        if source not in source_ids:
+            return None
+        template = template.format(source=source)
+    return template + MAILED.get(args.get("mail") or "", "")
 
 
 async def moderation_page(datasette: Any, request: Any) -> Response:
@@ -114,12 +171,12 @@ async def moderation_page(datasette: Any, request: Any) -> Response:
             response.set_cookie(COOKIE, "", max_age=0, httponly=True, samesite="strict",
                                 path="/moderation")
             return response
-        message = await pages.in_thread(_act, action, form)
-        return Response.redirect(f"/moderation?message={quote(message)}")
+        answer = await pages.in_thread(_act, action, form)
+        return Response.redirect(f"/moderation?{urlencode(answer)}")
     if not signed_in:
         return pages.render(request, "moderation/login.html", {}, "fr")
     context = await pages.in_thread(_listing)
-    context["message"] = request.args.get("message")
+    context["message"] = message_text(request.args, {s.id for s in context["sources"]})
     return pages.render(request, "moderation/list.html", context, "fr")
 
 
