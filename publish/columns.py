@@ -149,8 +149,16 @@ PUBLIC_TABLES: dict[str, dict[str, object]] = {
             "start_date": "Jour de début (AAAA-MM-JJ) d'une séance à la journée",
             "end_date": "Jour suivant la fin (exclusif) d'une séance à la journée",
             "status": "confirmed | tentative | cancelled (séance annulée)",
-            "title": "Titre de la séance (celui de l'événement sauf modification)",
-            "location": "Lieu de la séance (celui de l'événement sauf modification)",
+            "title": (
+                "Titre propre à cette séance, seulement quand la source l'a changé pour elle "
+                "(modification RECURRENCE-ID) ; vide sinon : le titre est alors celui de "
+                "l'événement (events.title)"
+            ),
+            "location": (
+                "Lieu propre à cette séance, seulement quand la source l'a changé pour elle "
+                "(modification RECURRENCE-ID) ; vide sinon : le lieu est alors celui de "
+                "l'événement (events.location)"
+            ),
             "quartier": "Quartier de l'événement (copie de events.quartier, pour filtrer vite)",
             "live": (
                 "1 si l'événement est publié (encore à sa source et non doublon d'un autre), "

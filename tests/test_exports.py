@@ -279,3 +279,23 @@ def test_datasette_pages_carry_french_labels_and_licence(published) -> None:
     assert "Licence des données" in page and "Source des données" in page
     assert "Licence Ouverte 2.0 (Etalab)" in page
     assert "Data license" not in page
+
+
+def test_occurrence_title_and_location_are_described_as_overrides_only(published) -> None:
+    import sqlite3
+
+    _site, out = published
+    with sqlite3.connect(out.database) as connection:
+        rows = connection.execute(
+            "SELECT o.title, o.location, e.title, e.location FROM occurrences o "
+            "JOIN events e ON e.id = o.event_id").fetchall()
+    assert rows
+    # a session's own title/location is stored only when it differs from the event's
+    assert all(t is None or t != et for t, _l, et, _el in rows)
+    assert all(loc is None or loc != eloc for _t, loc, _et, eloc in rows)
+    fields = {f.name: f.description for f in
+              Package(str(out.exports["datapackage"])).get_resource("occurrences").schema.fields}
+    for name, parent in (("title", "events.title"), ("location", "events.location")):
+        assert "seulement quand la source l'a changé pour elle" in fields[name]
+        assert "RECURRENCE-ID" in fields[name] and parent in fields[name]
+        assert "sauf modification" not in fields[name]
