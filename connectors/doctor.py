@@ -32,11 +32,12 @@ from sqlmodel import Session, SQLModel, create_engine, select
 
 from connectors import http as http_module
 from connectors import parser_for
+from connectors.base import Problem
 from connectors.feeds import looks_like_feed
 from connectors.harvest import store_records
 from normalize.events import Horizon
 from normalize.pipeline import normalize_source
-from schemas.models import Event, Occurrence, Source, utcnow
+from schemas.models import Event, Occurrence, Source, SourceRecord, utcnow
 from tissu.settings import Settings, get_settings
 
 FORMAT_LABELS = {
@@ -119,8 +120,9 @@ class Finding:
     """One problem found by the doctor, in plain French, with how to fix it.
 
     ``code``: ``fetch`` | ``unsafe-url`` | ``web-page`` | ``unsupported`` | ``encoding`` |
-    ``parse-error`` | ``no-event-dates`` | ``empty`` | ``no-timezone`` | ``no-end`` |
-    ``only-past`` | ``duplicate``. ``severity``: ``error`` (the source cannot be used as is) or
+    ``parse-error`` | ``no-event-dates`` | ``empty`` | ``no-timezone`` | ``unknown-timezone`` |
+    ``no-end`` | ``only-past`` | ``duplicate``, or a parser warning (:func:`parser_findings`:
+    ``truncated``, ``bad-rrule``, ``bad-property``, ``bozo``, ``fallback``, …). ``severity``: ``error`` (the source cannot be used as is) or
     ``warning`` (it can, but residents will see something wrong). ``examples`` are short lines
     (event titles, line numbers, links).
     """
@@ -440,6 +442,142 @@ def _preview(session: Session, now: dt.datetime) -> tuple[int, list[PreviewItem]
     return len(rows), items
 
 
+# The parser's warnings (connectors.base.Problem codes) the doctor explains, with what to do.
+# ``encoding`` has its own finding; ``empty`` is the « aucun événement » finding.
+_PARSER_FINDINGS: dict[str, tuple[str, str]] = {
+    "truncated": (
+        ("le fichier s'arrête avant la fin (END:VCALENDAR manquant) : il a sans doute été coupé "
+        "et des événements peuvent manquer"),
+        ("Le serveur a envoyé un fichier incomplet. Ouvrez l'adresse dans un navigateur et "
+        "regardez si le fichier se termine par END:VCALENDAR ; réessayez plus tard. Si le "
+        "fichier reste coupé, l'agenda est peut-être trop gros pour l'hébergeur : archivez les "
+        "anciens événements ou demandez à l'hébergeur d'augmenter la limite."),
+    ),
+    "bad-rrule": (
+        ("la règle de répétition (RRULE) de {n} événement(s) est illisible : seule la première "
+        "séance de chacun sera publiée"),
+        ("Ouvrez ces événements répétés dans votre logiciel d'agenda et choisissez à nouveau la "
+        "répétition (chaque jour, chaque semaine, chaque mois ou chaque année) ; dans le "
+        "fichier, FREQ doit valoir DAILY, WEEKLY, MONTHLY ou YEARLY (RFC 5545)."),
+    ),
+    "bad-property": (
+        "{n} information(s) illisible(s) dans des événements, ignorée(s) à la publication",
+        ("Ouvrez ces événements dans votre logiciel d'agenda et saisissez à nouveau les champs "
+        "nommés ci-dessous, puis vérifiez à nouveau."),
+    ),
+    "bad-line": (
+        "{n} ligne(s) illisible(s) dans le fichier, ignorée(s)",
+        ("Ces lignes ne respectent pas le format iCalendar : exportez l'agenda à nouveau depuis "
+        "votre logiciel plutôt que de modifier le fichier à la main."),
+    ),
+    "fallback": (
+        "le fichier est mal formé : Tissu l'a lu événement par événement",
+        ("Exportez l'agenda à nouveau depuis votre logiciel d'agenda ; un fichier modifié à la "
+        "main ou coupé en route donne souvent ce problème."),
+    ),
+    "bozo": (
+        ("le flux n'est pas du XML correct : Tissu l'a lu quand même, mais des éléments peuvent "
+        "manquer ou être coupés"),
+        ("Le plus souvent un « & » ou un « < » n'est pas échappé dans un titre ou un lien (il "
+        "faut écrire &amp; et &lt;), ou une balise n'est pas fermée. Corrigez le modèle du flux "
+        "(ou l'extension qui le produit), puis vérifiez-le avec le validateur "
+        "https://validator.w3.org/feed/."),
+    ),
+    "duplicate-uid": (
+        ("{n} événement(s) figurent deux fois avec le même identifiant (UID) : une seule version "
+        "est gardée"),
+        ("Supprimez les doublons dans votre agenda, ou exportez-le à nouveau : chaque événement "
+        "doit avoir un UID qui lui est propre."),
+    ),
+    "repeated-property": (
+        ("{n} événement(s) répètent une information qui ne peut figurer qu'une fois : seule la "
+        "première est gardée"),
+        "Ouvrez ces événements dans votre logiciel d'agenda et enregistrez-les à nouveau.",
+    ),
+    "no-uid": (
+        ("{n} élément(s) sans identifiant : Tissu en fabrique un, mais une modification de "
+        "l'élément pourra le faire apparaître en double"),
+        ("Réglez votre outil pour qu'il donne à chaque événement un identifiant stable (UID "
+        "dans un calendrier, guid dans un flux RSS, id dans un flux Atom)."),
+    ),
+    "no-vcalendar": (
+        "les événements sont publiés sans l'enveloppe BEGIN:VCALENDAR … END:VCALENDAR",
+        ("Exportez l'agenda entier depuis votre logiciel d'agenda plutôt que des événements "
+        "isolés."),
+    ),
+}
+_PARSER_FINDING_DEFAULT = (
+    "{n} avertissement(s) du lecteur : le fichier a été lu, avec les réserves ci-dessous",
+    ("Exportez l'agenda à nouveau depuis votre logiciel d'agenda, puis vérifiez à nouveau ; si "
+    "le message persiste, signalez-le à l'équipe de Tissu."),
+)
+
+
+def parser_findings(warnings: list[Problem], fmt: str = "ical") -> list[Finding]:
+    """The parser's warnings as doctor findings, one per kind, each with its fix (French).
+
+    ``warnings`` are :class:`connectors.base.Problem` from a connector (their ``code`` says the
+    kind); ``fmt`` is ``ical`` or ``rss``. The harvest reports the same warnings (RFC 5545 for
+    calendars, RSS 2.0 / Atom RFC 4287 for feeds). Encoding warnings and « no VEVENT » are left
+    to their own findings; a block-wise re-read caused by a cut file is not repeated. An
+    unreadable RRULE gets its own finding (``bad-rrule``): the series keeps one session. Up to 5
+    examples per finding (with their line numbers). Severity is ``warning``.
+    """
+    groups: dict[str, list[Problem]] = {}
+    for warning in warnings:
+        code = warning.code or "other"
+        if code in {"encoding", "empty"}:
+            continue
+        if code == "bad-property" and "RRULE" in warning.message:
+            code = "bad-rrule"
+        elif code == "duplicate":  # « duplicate » is an event another source publishes
+            code = "duplicate-uid"
+        groups.setdefault(code, []).append(warning)
+    if "truncated" in groups:
+        groups.pop("fallback", None)
+    findings = []
+    for code, problems in groups.items():
+        message, fix = _PARSER_FINDINGS.get(code, _PARSER_FINDING_DEFAULT)
+        if fmt != "ical":
+            message = message.replace("le fichier", "le flux")
+        findings.append(Finding(
+            code if code in _PARSER_FINDINGS else "parser-warning", "warning",
+            message.format(n=len(problems)), fix, [str(p) for p in problems[:5]],
+        ))
+    return findings
+
+
+def _unknown_zones(session: Session, floating: list[Event]) -> dict[str, str]:
+    """Source uid → the TZID of floating events whose DTSTART names a zone nobody knows.
+
+    A floating event (RFC 5545 §3.3.5 form 1) has no TZID; one read at Paris time although it
+    carries a TZID names a zone neither IANA nor a VTIMEZONE of the file defines. The TZID is
+    read from the stored VEVENT with icalendar.
+    """
+    import icalendar
+
+    wanted = {e.source_uid for e in floating}
+    found: dict[str, str] = {}
+    if not wanted:
+        return found
+    rows = session.exec(select(SourceRecord).where(SourceRecord.source_id == _CHECK_ID,
+                                                   SourceRecord.payload_format == "ical"))
+    for record in rows:
+        if record.uid not in wanted or record.uid in found:
+            continue
+        try:
+            calendar = icalendar.Calendar.from_ical(record.payload)
+        except Exception:  # noqa: BLE001, S112 - the normaliser read it; a doubt is no zone
+            continue
+        for vevent in calendar.walk("VEVENT"):
+            start = vevent.get("DTSTART")
+            tzid = start.params.get("TZID") if start is not None else None
+            if tzid:
+                found[record.uid] = str(tzid)
+                break
+    return found
+
+
 def _scratch_engine() -> Engine:
     engine = create_engine("sqlite://", poolclass=StaticPool,
                            connect_args={"check_same_thread": False})
@@ -487,6 +625,7 @@ def diagnose_content(
                 "Exportez ou enregistrez le calendrier en UTF-8 (c'est le réglage par défaut "
                 "des logiciels d'agenda récents).",
             ))
+    diagnosis.problems.extend(parser_findings(parsed.warnings, fmt))
     if parsed.errors:
         diagnosis.problems.append(Finding(
             "parse-error", "error" if not parsed.records else "warning",
@@ -534,6 +673,7 @@ def diagnose_content(
                                                 Occurrence.end_utc >= now)  # type: ignore[operator]
                 .order_by(Occurrence.start_utc).limit(500))  # type: ignore[arg-type]
         ]
+        unknown_zones = _unknown_zones(session, [e for e in events if e.floating])
         for event in events:
             session.expunge(event)
     if outcome.errors and not any(p.code == "parse-error" for p in diagnosis.problems):
@@ -543,7 +683,22 @@ def diagnose_content(
             "Corrigez leurs dates dans votre logiciel d'agenda, puis vérifiez à nouveau.",
             [error.removeprefix(f"{_CHECK_ID} : ") for error in outcome.errors[:5]],
         ))
-    floating = [e for e in events if e.floating]
+    floating = [e for e in events if e.floating and e.source_uid not in unknown_zones]
+    if unknown_zones:
+        names = sorted(set(unknown_zones.values()))
+        diagnosis.problems.append(Finding(
+            "unknown-timezone", "warning",
+            f"{len(unknown_zones)} événement(s) sur {len(events)} donnent un fuseau horaire "
+            f"inconnu ({', '.join(f'« {n} »' for n in names[:3])}) que le fichier ne définit "
+            "pas : Tissu lit leurs heures à l'heure de Paris, ce qui est faux si l'agenda est "
+            "réglé autrement",
+            "Dans les réglages de votre agenda, choisissez le fuseau horaire « Europe/Paris » "
+            "(un nom de la liste officielle IANA, comme Europe/Paris ou America/Montreal) ; "
+            "l'export portera alors TZID=Europe/Paris. Si votre logiciel utilise son propre nom "
+            "de fuseau, il doit l'accompagner d'une définition VTIMEZONE dans le fichier.",
+            [f"« {e.title} » (fuseau « {unknown_zones[e.source_uid]} »)"
+             for e in events if e.source_uid in unknown_zones][:3],
+        ))
     if floating:
         diagnosis.problems.append(Finding(
             "no-timezone", "warning",

@@ -212,3 +212,66 @@ def test_french_when_first_of_month_and_times():
     assert french_when("2026-12-01", None, True) == "mardi 1er décembre 2026"
     assert french_when("2027-01-11T09:30:00", "2027-01-11T12:00:00", False).startswith(
         "lundi 11 janvier 2027, 09:30")
+
+
+# --- The parser's warnings are problems too (the harvest sees them; so must the doctor) ---------
+
+def test_truncated_calendar_is_reported_not_passed(http_server, tmp_settings):
+    # the Portland calendar (data/samples/ical_google.ics) cut off before its 24th VEVENT, as
+    # a host that stops sending half-way delivers it: no END:VCALENDAR
+    whole = (SAMPLES / "ical_google.ics").read_bytes()
+    cut = whole[:whole.index(b"BEGIN:VEVENT", len(whole) // 2)]
+    http_server.routes["/portland.ics"] = Route(cut, headers={"Content-Type": "text/calendar"})
+    diagnosis = diagnose(http_server.url("/portland.ics"), now=NOW, settings=tmp_settings)
+    problem = only(diagnosis, "truncated")
+    assert problem.message.startswith("le fichier s'arrête avant la fin (END:VCALENDAR manquant)")
+    assert problem.examples == ["ligne 399 : END:VCALENDAR manquant : fichier tronqué ?"]
+    assert "END:VCALENDAR" in problem.fix and problem.severity == "warning"
+    assert "fallback" not in diagnosis.codes()  # the re-read is a consequence, not news
+    text = diagnosis.to_text()
+    assert "Aucun problème trouvé" not in text
+    assert "À corriger : le fichier s'arrête avant la fin" in text
+
+
+def test_rrule_with_an_unknown_frequency_says_the_series_keeps_one_session(http_server,
+                                                                          tmp_settings):
+    from tests.test_harvest_warnings import REPAIR_CAFE
+
+    http_server.routes["/belleville.ics"] = Route(REPAIR_CAFE)
+    diagnosis = diagnose(http_server.url("/belleville.ics"), now=NOW, settings=tmp_settings)
+    problem = only(diagnosis, "bad-rrule")
+    assert problem.message == ("la règle de répétition (RRULE) de 1 événement(s) est illisible : "
+                               "seule la première séance de chacun sera publiée")
+    assert problem.examples == [("ligne 13 : propriété RRULE illisible (Expected frequency, got: "
+                                "SOMETIMES) : ignorée")]
+    assert "FREQ doit valoir DAILY, WEEKLY, MONTHLY ou YEARLY" in problem.fix
+    # what is published: the workshop once, not six times
+    assert [p.title for p in diagnosis.preview].count("Atelier vélo participatif") == 1
+
+
+def test_unknown_tzid_is_not_called_a_missing_time_zone(http_server, tmp_settings):
+    from tests.test_harvest_warnings import REPAIR_CAFE
+
+    http_server.routes["/belleville.ics"] = Route(REPAIR_CAFE)
+    diagnosis = diagnose(http_server.url("/belleville.ics"), now=NOW, settings=tmp_settings)
+    assert "no-timezone" not in diagnosis.codes()
+    problem = only(diagnosis, "unknown-timezone")
+    assert problem.message.startswith("1 événement(s) sur 2 donnent un fuseau horaire inconnu "
+                                      "(« Mars/Olympus_Mons ») que le fichier ne définit pas")
+    assert problem.examples == ["« Repair Café de décembre » (fuseau « Mars/Olympus_Mons »)"]
+    assert "Europe/Paris" in problem.fix and "VTIMEZONE" in problem.fix
+    # a calendar with truly floating times still gets the « sans fuseau » finding alone
+    url = serve(http_server, "/upcoming.ics", FIXTURES / "ical" / "ical_upcoming_many.ics")
+    assert "unknown-timezone" not in diagnose(url, now=NOW, settings=tmp_settings).codes()
+
+
+def test_rss_with_broken_xml_is_reported(http_server, tmp_settings):
+    url = serve(http_server, "/feed.xml",
+                FIXTURES / "feeds" / "rss_item_link_corrupted_ampersands.xml",
+                "application/rss+xml")
+    diagnosis = diagnose(url, now=NOW, settings=tmp_settings)
+    problem = only(diagnosis, "bozo")
+    assert problem.message.startswith("le flux n'est pas du XML correct")
+    assert problem.examples == [("ligne 13 : flux mal formé, lu quand même (SAXParseException: "
+                                 "<unknown>:13:0: unclosed token)")]
+    assert "&amp;" in problem.fix
