@@ -129,6 +129,54 @@ def _french(error: Any) -> str:
     return _FRENCH_ERRORS.get(kind, str(error.get("msg", "valeur invalide")))
 
 
+# PyYAML's error (MarkedYAMLError: context/context_mark = what was open and where it started,
+# problem/problem_mark = where reading failed) → (where to point, French explanation). For a
+# construct left open (quote, bracket, key without ':') the reader fails far below, at the next
+# line it cannot fit or the end of the file: the line to fix is where the construct started.
+_YAML_CONTEXTS = (
+    ("quoted scalar", "guillemets ouverts ici et jamais refermés"),
+    ("flow sequence", "crochet « [ » ouvert ici et jamais refermé"),
+    ("flow mapping", "accolade « { » ouverte ici et jamais refermée"),
+    ("simple key", "deux-points « : » manquant après le nom du champ"),
+)
+_YAML_PROBLEMS = (
+    ("tab", "tabulation dans l'indentation : indentez avec des espaces"),
+    ("mapping values are not allowed", ("deux-points « : » inattendu : mettez entre guillemets "
+                                       "une valeur qui contient « : », ou vérifiez l'indentation")),
+    ("expected '-' indicator", "indentation incohérente avec les lignes au-dessus"),
+    ("expected <block end>", "indentation incohérente avec les lignes au-dessus"),
+    ("undefined alias", "alias « * » qui ne renvoie à aucune ancre « & »"),
+    ("cannot start any token", ("caractère qui ne peut pas commencer une valeur (@, `, % …) : "
+                               "mettez la valeur entre guillemets")),
+)
+
+
+def yaml_error_french(exc: yaml.YAMLError) -> str:
+    """`` ligne L, colonne C : YAML invalide : <explication> (PyYAML : <problem>)`` for ``exc``.
+
+    Lines and columns count from 1. The line is the one to fix: where an unclosed quote,
+    bracket or key started (``context_mark``), else where reading failed (``problem_mark``).
+    PyYAML's own English ``problem`` is kept in parentheses for searching the web.
+    """
+    context = str(getattr(exc, "context", None) or "")
+    problem = str(getattr(exc, "problem", None) or "")
+    mark = getattr(exc, "problem_mark", None)
+    explanation = "syntaxe incorrecte"
+    for needle, french in _YAML_CONTEXTS:
+        if needle in context:
+            explanation = french
+            mark = getattr(exc, "context_mark", None) or mark
+            break
+    else:
+        for needle, french in _YAML_PROBLEMS:
+            if needle in problem:
+                explanation = french
+                break
+    where = f" ligne {mark.line + 1}, colonne {mark.column + 1}" if mark is not None else ""
+    detail = f" (PyYAML : {problem})" if problem else ""
+    return f"{where} : YAML invalide : {explanation}{detail}"
+
+
 def load_registry(path: Path | str) -> list[SourceSpec]:
     """Read and validate a registry file.
 
@@ -150,9 +198,7 @@ def load_registry(path: Path | str) -> list[SourceSpec]:
     except FileNotFoundError as exc:
         raise RegistryError(f"{path} : fichier introuvable") from exc
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" ligne {mark.line + 1}" if mark is not None else ""
-        raise RegistryError(f"{path}{where} : YAML invalide ({exc})") from exc
+        raise RegistryError(f"{path}{yaml_error_french(exc)}") from exc
     if not isinstance(document, dict) or not isinstance(document.get("sources"), list):
         raise RegistryError(f"{path} : une liste 'sources:' est attendue au premier niveau")
     specs: list[SourceSpec] = []

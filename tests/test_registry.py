@@ -82,3 +82,37 @@ def test_registry_without_sources_list(tmp_path):
 def test_registry_bad_yaml_gives_line(tmp_path):
     with pytest.raises(RegistryError, match="ligne"):
         load_registry(write(tmp_path, "sources:\n  - id: [unclosed\n"))
+
+
+BROKEN_QUOTE = """\
+sources:
+  - id: epicerie
+    name: "Agenda de l'épicerie
+    url: https://epicerie.example.org/agenda.ics
+    format: ics
+    licence: etalab-2.0
+    themes: [alimentation]
+"""
+
+
+@pytest.mark.parametrize(("text", "where", "explanation"), [
+    (BROKEN_QUOTE, "ligne 3, colonne 11", "guillemets ouverts ici et jamais refermés"),
+    ("sources:\n  - id: [unclosed\n    url: x\n", "ligne 2, colonne 9",
+     "crochet « [ » ouvert ici et jamais refermé"),
+    ("sources:\n  - id: a\n    name\n    url: x\n", "ligne 3, colonne 5",
+     "deux-points « : » manquant"),
+    ("sources:\n  - id: a\n    name: Agenda: Pantin\n", "ligne 3, colonne 17",
+     "deux-points « : » inattendu"),
+    ("sources:\n  - id: a\n\turl: x\n", "ligne 3, colonne 1", "tabulation"),
+    ("sources:\n  - id: a\n    url: x\n   format: ics\n", "ligne 4, colonne 4",
+     "indentation incohérente"),
+])
+def test_registry_yaml_error_points_at_the_line_to_fix_in_french(tmp_path, text, where,
+                                                                  explanation):
+    path = write(tmp_path, text)
+    with pytest.raises(RegistryError) as caught:
+        load_registry(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path} {where} : YAML invalide : {explanation}"), message
+    assert "while scanning" not in message and "while parsing" not in message
+    assert message.count("PyYAML : ") == 1
