@@ -154,3 +154,24 @@ def test_recovery_closes_the_alert(history, tmp_settings, http_server):
     titles = [e.title for e in feedparser.parse(get("/etat-des-sources.atom").content).entries]
     assert "Agenda cassee : collecte rétablie" in titles
     assert json.loads(json.dumps(titles))  # plain strings
+
+
+def test_source_whose_last_read_had_warnings_is_to_watch_with_the_first_warning(
+        http_server, tmp_settings, monkeypatch):
+    # the Repair Café calendar: an RRULE with FREQ=SOMETIMES and a zone that does not exist
+    from tests.test_harvest_warnings import REPAIR_CAFE
+
+    monkeypatch.setenv("TISSU_DATABASE_URL", tmp_settings.database_url)
+    http_server.routes["/belleville.ics"] = Route(REPAIR_CAFE)
+    tmp_settings.registry.write_text(yaml.safe_dump({"sources": [
+        entry("belleville", http_server.url("/belleville.ics"))]}), encoding="utf-8")
+    harvest_all(make_engine(tmp_settings.database_url), load_registry(tmp_settings.registry),
+                tmp_settings, now=NOW)
+    text = html.unescape(get("/etat-des-sources").text)
+    assert "0 en forme, 1 à surveiller, 0 en panne" in text
+    row = text[text.index('id="source-belleville"'):]
+    row = row[:row.index("</tr>")]
+    assert 'data-status="warning"' in row and "▲</span> À surveiller" in row
+    assert ("2 avertissements à la dernière lecture : ligne 13 : propriété RRULE illisible "
+            "(Expected frequency, got: SOMETIMES) : ignorée") in row
+    assert "collecte normale" not in row
