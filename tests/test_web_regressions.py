@@ -25,10 +25,14 @@ def test_filtered_calendar_leaves_datasette_connections_usable(served):  # noqa:
 
 
 def test_control_characters_in_feed_filters_are_not_a_server_error(served):  # noqa: F811
-    theme, quartier = run_requests(
-        served, ["/exports/agenda.ics?theme=a%0aB", "/exports/agenda.ics?quartier=a%0d%0ab"])
-    assert theme.status_code == 200 and quartier.status_code == 200
-    assert b"BEGIN:VCALENDAR" in theme.content
+    theme, quartier, known = run_requests(
+        served, ["/exports/agenda.ics?theme=a%0aB", "/exports/agenda.ics?quartier=a%0d%0ab",
+                 "/exports/agenda.ics?quartier=Centre%0d%0a"])
+    # unknown codes: a French 404, not a server error
+    assert theme.status_code == 404 and "thème inconnu" in theme.text
+    assert quartier.status_code == 404 and "quartier inconnu" in quartier.text
+    # a known code followed by a line break is the known code
+    assert known.status_code == 200 and b"BEGIN:VCALENDAR" in known.content
 
 
 def test_api_parameter_errors_are_french(served):  # noqa: F811
