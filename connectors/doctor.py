@@ -38,6 +38,7 @@ from connectors.harvest import store_records
 from normalize.events import Horizon
 from normalize.pipeline import normalize_source
 from schemas.models import Event, Occurrence, Source, SourceRecord, utcnow
+from tissu.french import accord
 from tissu.settings import Settings, get_settings
 
 FORMAT_LABELS = {
@@ -240,8 +241,8 @@ class Diagnosis:
             if self.news:
                 lines.append(f"Actualités sans date d'événement (non publiées) : {self.news}")
         if self.preview:
-            lines.append(f"Les {len(self.preview)} prochaines séances, telles qu'elles seront "
-                         "publiées :")
+            lines.append(accord("[La|Les {n}] prochaine(s) séance(s), telle(s) qu'elle(s) "
+                                "[sera|seront] publiée(s) :", len(self.preview)))
             for item in self.preview:
                 when = item.when
                 where = f" — {item.location}" if item.location else ""
@@ -455,7 +456,7 @@ _PARSER_FINDINGS: dict[str, tuple[str, str]] = {
     ),
     "bad-rrule": (
         ("la règle de répétition (RRULE) de {n} événement(s) est illisible : seule la première "
-        "séance de chacun sera publiée"),
+        "séance de [celui-ci|chacun] sera publiée"),
         ("Ouvrez ces événements répétés dans votre logiciel d'agenda et choisissez à nouveau la "
         "répétition (chaque jour, chaque semaine, chaque mois ou chaque année) ; dans le "
         "fichier, FREQ doit valoir DAILY, WEEKLY, MONTHLY ou YEARLY (RFC 5545)."),
@@ -484,14 +485,14 @@ _PARSER_FINDINGS: dict[str, tuple[str, str]] = {
         "https://validator.w3.org/feed/."),
     ),
     "duplicate-uid": (
-        ("{n} événement(s) figurent deux fois avec le même identifiant (UID) : une seule version "
-        "est gardée"),
+        ("{n} événement(s) figure(nt) deux fois avec le même identifiant (UID) : une seule "
+        "version est gardée"),
         ("Supprimez les doublons dans votre agenda, ou exportez-le à nouveau : chaque événement "
         "doit avoir un UID qui lui est propre."),
     ),
     "repeated-property": (
-        ("{n} événement(s) répètent une information qui ne peut figurer qu'une fois : seule la "
-        "première est gardée"),
+        ("{n} événement(s) répète(nt) une information qui ne peut figurer qu'une fois : seule "
+        "la première est gardée"),
         "Ouvrez ces événements dans votre logiciel d'agenda et enregistrez-les à nouveau.",
     ),
     "no-uid": (
@@ -542,7 +543,7 @@ def parser_findings(warnings: list[Problem], fmt: str = "ical") -> list[Finding]
             message = message.replace("le fichier", "le flux")
         findings.append(Finding(
             code if code in _PARSER_FINDINGS else "parser-warning", "warning",
-            message.format(n=len(problems)), fix, [str(p) for p in problems[:5]],
+            accord(message, len(problems)), fix, [str(p) for p in problems[:5]],
         ))
     return findings
 
@@ -629,7 +630,8 @@ def diagnose_content(
     if parsed.errors:
         diagnosis.problems.append(Finding(
             "parse-error", "error" if not parsed.records else "warning",
-            f"{len(parsed.errors)} élément(s) illisible(s), ignoré(s) à la publication",
+            accord("{n} élément(s) illisible(s), ignoré(s) à la publication",
+                   len(parsed.errors)),
             "Ouvrez ces événements dans votre logiciel d'agenda et corrigez leurs dates "
             "(ou supprimez-les puis recréez-les), puis vérifiez à nouveau.",
             [str(problem) for problem in parsed.errors[:5]],
@@ -638,8 +640,9 @@ def diagnose_content(
         if parsed.news:
             diagnosis.problems.append(Finding(
                 "no-event-dates", "error",
-                f"ce flux contient {parsed.news} article(s) mais aucune date d'événement : "
-                "la date de publication d'un article n'est pas la date d'un événement",
+                accord("ce flux contient {n} article(s) mais aucune date d'événement : "
+                       "la date de publication d'un article n'est pas la date d'un événement",
+                       parsed.news),
                 "Donnez plutôt l'export iCalendar de votre agenda. "
                 + " ".join(f"[{label}] {text}" for label, text in HOWTO.values()),
             ))
@@ -679,7 +682,7 @@ def diagnose_content(
     if outcome.errors and not any(p.code == "parse-error" for p in diagnosis.problems):
         diagnosis.problems.append(Finding(
             "parse-error", "warning",
-            f"{len(outcome.errors)} événement(s) impossible(s) à lire, ignoré(s)",
+            accord("{n} événement(s) impossible(s) à lire, ignoré(s)", len(outcome.errors)),
             "Corrigez leurs dates dans votre logiciel d'agenda, puis vérifiez à nouveau.",
             [error.removeprefix(f"{_CHECK_ID} : ") for error in outcome.errors[:5]],
         ))
@@ -688,8 +691,8 @@ def diagnose_content(
         names = sorted(set(unknown_zones.values()))
         diagnosis.problems.append(Finding(
             "unknown-timezone", "warning",
-            f"{len(unknown_zones)} événement(s) sur {len(events)} donnent un fuseau horaire "
-            f"inconnu ({', '.join(f'« {n} »' for n in names[:3])}) que le fichier ne définit "
+            accord(f"{{n}} événement(s) sur {len(events)} donne(nt) un fuseau horaire ",
+                   len(unknown_zones)) + f"inconnu ({', '.join(f'« {n} »' for n in names[:3])}) que le fichier ne définit "
             "pas : Tissu lit leurs heures à l'heure de Paris, ce qui est faux si l'agenda est "
             "réglé autrement",
             "Dans les réglages de votre agenda, choisissez le fuseau horaire « Europe/Paris » "
@@ -702,8 +705,9 @@ def diagnose_content(
     if floating:
         diagnosis.problems.append(Finding(
             "no-timezone", "warning",
-            f"{len(floating)} événement(s) sur {len(events)} ont une heure sans fuseau horaire : "
-            "Tissu suppose l'heure de Paris, ce qui est faux si l'agenda est réglé autrement",
+            accord(f"{{n}} événement(s) sur {len(events)} [a|ont] une heure sans fuseau "
+                   "horaire : Tissu suppose l'heure de Paris, ce qui est faux si l'agenda est "
+                   "réglé autrement", len(floating)),
             "Dans les réglages de votre agenda, choisissez le fuseau horaire « Europe/Paris » "
             "(Google Agenda : Paramètres → Fuseau horaire ; Nextcloud : Paramètres de l'agenda) ; "
             "l'export portera alors TZID=Europe/Paris.",
@@ -713,8 +717,8 @@ def diagnose_content(
     if no_end:
         diagnosis.problems.append(Finding(
             "no-end", "warning",
-            f"{len(no_end)} événement(s) sur {len(events)} n'ont pas d'heure de fin : ils "
-            "seront affichés sans durée",
+            accord(f"{{n}} événement(s) sur {len(events)} n'[a|ont] pas d'heure de fin : "
+                   "[il|ils] [sera|seront] affiché(s) sans durée", len(no_end)),
             "Indiquez une heure de fin pour chaque événement dans votre agenda (DTEND ou "
             "DURATION dans le fichier).",
             [f"« {e.title} »" for e in no_end[:3]],
@@ -735,7 +739,8 @@ def diagnose_content(
         if duplicates:
             diagnosis.problems.append(Finding(
                 "duplicate", "warning",
-                f"{len(duplicates)} événement(s) sont déjà publiés par une autre source",
+                accord("{n} événement(s) [est|sont] déjà publié(s) par une autre source",
+                       len(duplicates)),
                 "Si cette autre source est le même agenda, inutile de l'inscrire une seconde "
                 "fois. Sinon, Tissu regroupera les doublons ; vous pouvez aussi retirer de votre "
                 "agenda les événements que l'autre organisation publie déjà.",

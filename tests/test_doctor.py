@@ -41,6 +41,7 @@ def test_healthy_calendar_shows_format_count_and_next_five(http_server, tmp_sett
         ("2026-12-04T02:30:00+01:00", "Final Cut Pro Users Group"),
     ]
     text = diagnosis.to_text()
+    assert "Les 5 prochaines séances, telles qu'elles seront publiées :" in text
     assert "mardi 1er décembre 2026, 04:00 → 06:00 : Dorkbot PDX" in text
     assert "Aucun problème trouvé" in text
 
@@ -49,7 +50,7 @@ def test_floating_times_are_reported_as_missing_time_zone(http_server, tmp_setti
     url = serve(http_server, "/upcoming.ics", FIXTURES / "ical" / "ical_upcoming_many.ics")
     diagnosis = diagnose(url, now=NOW, settings=tmp_settings)
     problem = only(diagnosis, "no-timezone")
-    assert problem.message.startswith("10 événement(s) sur 20 ont une heure sans fuseau horaire")
+    assert problem.message.startswith("10 événements sur 20 ont une heure sans fuseau horaire")
     assert "Europe/Paris" in problem.fix
     assert problem.examples[0] == "« Substance Summit »"
 
@@ -58,7 +59,8 @@ def test_events_without_end_are_reported(http_server, tmp_settings):
     url = serve(http_server, "/discourse.ics", FIXTURES / "ical" / "discourse_no_dtend.ics")
     diagnosis = diagnose(url, now=NOW, settings=tmp_settings)
     problem = only(diagnosis, "no-end")
-    assert problem.message.startswith("1 événement(s) sur 4 n'ont pas d'heure de fin")
+    assert problem.message == ("1 événement sur 4 n'a pas d'heure de fin : il sera affiché "
+                               "sans durée")
     assert problem.examples == ["« 2019-01-17 openLab »"]
     assert "heure de fin" in problem.fix
 
@@ -128,7 +130,7 @@ def test_news_feed_without_event_dates(http_server, tmp_settings):
     url = serve(http_server, "/rdf.xml", FIXTURES / "feeds" / "rdf_UTF8.xml", "application/rdf+xml")
     diagnosis = diagnose(url, now=NOW, settings=tmp_settings)
     problem = only(diagnosis, "no-event-dates")
-    assert problem.message.startswith("ce flux contient 60 article(s) mais aucune date")
+    assert problem.message.startswith("ce flux contient 60 articles mais aucune date")
     assert diagnosis.events == 0 and diagnosis.news == 60 and not diagnosis.usable
 
 
@@ -152,6 +154,7 @@ def test_events_already_published_by_another_source(http_server, tmp_settings):
     diagnosis = diagnose(copy, now=NOW, settings=tmp_settings, engine=engine)
     problem = only(diagnosis, "duplicate")
     assert problem.examples[0].endswith("déjà publié par la source « portland »")
+    assert problem.message.endswith(" événements sont déjà publiés par une autre source")
     # re-checking the registered source itself is not a duplicate of itself
     again = diagnose(url, now=NOW, settings=tmp_settings, engine=engine, exclude_source="portland")
     assert "duplicate" not in again.codes()
@@ -240,8 +243,8 @@ def test_rrule_with_an_unknown_frequency_says_the_series_keeps_one_session(http_
     http_server.routes["/belleville.ics"] = Route(REPAIR_CAFE)
     diagnosis = diagnose(http_server.url("/belleville.ics"), now=NOW, settings=tmp_settings)
     problem = only(diagnosis, "bad-rrule")
-    assert problem.message == ("la règle de répétition (RRULE) de 1 événement(s) est illisible : "
-                               "seule la première séance de chacun sera publiée")
+    assert problem.message == ("la règle de répétition (RRULE) de 1 événement est illisible : "
+                               "seule la première séance de celui-ci sera publiée")
     assert problem.examples == [("ligne 13 : propriété RRULE illisible (Expected frequency, got: "
                                 "SOMETIMES) : ignorée")]
     assert "FREQ doit valoir DAILY, WEEKLY, MONTHLY ou YEARLY" in problem.fix
@@ -256,7 +259,7 @@ def test_unknown_tzid_is_not_called_a_missing_time_zone(http_server, tmp_setting
     diagnosis = diagnose(http_server.url("/belleville.ics"), now=NOW, settings=tmp_settings)
     assert "no-timezone" not in diagnosis.codes()
     problem = only(diagnosis, "unknown-timezone")
-    assert problem.message.startswith("1 événement(s) sur 2 donnent un fuseau horaire inconnu "
+    assert problem.message.startswith("1 événement sur 2 donne un fuseau horaire inconnu "
                                       "(« Mars/Olympus_Mons ») que le fichier ne définit pas")
     assert problem.examples == ["« Repair Café de décembre » (fuseau « Mars/Olympus_Mons »)"]
     assert "Europe/Paris" in problem.fix and "VTIMEZONE" in problem.fix

@@ -93,7 +93,8 @@ def test_approve_adds_the_source_schedules_it_and_mails_the_publisher(
     (message,) = smtp_server.messages
     assert message["To"] == "benevoles@epicerie.example.org"
     assert message["Subject"] == "Tissu : votre agenda est accepté"
-    assert "Agenda de Épicerie solidaire des Quatre-Chemins" in message.get_content()
+    assert "Agenda d'Épicerie solidaire des Quatre-Chemins" in message.get_content()
+    assert source.name == "Agenda d'Épicerie solidaire des Quatre-Chemins"
 
     # the approved source is harvested along with the seed registry, which stays untouched
     summaries = harvest_all(engine, specs, settings, now=NOW)

@@ -28,6 +28,7 @@ from sqlmodel import Session, func, select
 from normalize.pipeline import slugify
 from schemas.models import Registration, Source
 from schemas.registry import REFRESH_RE, PublisherType
+from tissu.french import de
 from tissu.mail import send_mail
 from tissu.settings import Settings
 
@@ -237,7 +238,7 @@ def approve(engine: Engine, registration_id: int, *, now: dt.datetime, settings:
         registration = _pending_registration(session, registration_id)
         source = Source(
             id=_unique_source_id(session, registration.organisation_name),
-            name=registration.feed_name or f"Agenda de {registration.organisation_name}",
+            name=registration.feed_name or f"Agenda {de(registration.organisation_name)}",
             publisher_name=registration.organisation_name,
             publisher_type=registration.organisation_type,
             publisher_website=registration.website, format=registration.format,
