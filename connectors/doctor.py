@@ -691,10 +691,11 @@ def diagnose_content(
         names = sorted(set(unknown_zones.values()))
         diagnosis.problems.append(Finding(
             "unknown-timezone", "warning",
-            accord(f"{{n}} événement(s) sur {len(events)} donne(nt) un fuseau horaire ",
-                   len(unknown_zones)) + f"inconnu ({', '.join(f'« {n} »' for n in names[:3])}) que le fichier ne définit "
-            "pas : Tissu lit leurs heures à l'heure de Paris, ce qui est faux si l'agenda est "
-            "réglé autrement",
+            accord(f"{{n}} événement(s) sur {len(events)} donne(nt) un fuseau horaire inconnu "
+                   "({zones}) que le fichier ne définit pas : Tissu lit [son heure|leurs "
+                   "heures] à l'heure de Paris, ce qui est faux si l'agenda est réglé "
+                   "autrement", len(unknown_zones)).replace(
+                       "{zones}", ", ".join(f"« {n} »" for n in names[:3])),
             "Dans les réglages de votre agenda, choisissez le fuseau horaire « Europe/Paris » "
             "(un nom de la liste officielle IANA, comme Europe/Paris ou America/Montreal) ; "
             "l'export portera alors TZID=Europe/Paris. Si votre logiciel utilise son propre nom "

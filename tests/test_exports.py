@@ -229,7 +229,8 @@ def test_live_calendar_refuses_unknown_codes_without_echoing_them(served) -> Non
     known = _get(served, "/exports/agenda.ics?theme=seniors-isolement&public=enfants&gratuit=1")
     assert known.status_code == 200
     name = str(icalendar.Calendar.from_ical(known.content)["X-WR-CALNAME"])
-    assert name.endswith("— thème : Seniors et lutte contre l'isolement, public : Enfants, gratuit"), name
+    assert name.endswith("— thème : Seniors et lutte contre l'isolement, public : Enfants, "
+                         "gratuit"), name
 
 
 def test_events_api_cursor_and_modified_since(served) -> None:
