@@ -22,6 +22,12 @@ from normalize.text import html_to_text, one_line, organizer_name
 from normalize.times import PARIS, UTC, local_iso, make_aware, paris_midnight_utc, resolve_tzid
 
 _STATUS = {"CANCELLED": "cancelled", "TENTATIVE": "tentative", "CONFIRMED": "confirmed"}
+#: Most occurrences kept for one event in the horizon. A weekly or daily series stays far
+#: below (a year of daily sessions is 366); ``FREQ=SECONDLY`` without an end would otherwise
+#: be 34 million rows from a 200-byte file.
+MAX_OCCURRENCES = 2000
+# Frequencies that repeat more than once an hour (RFC 5545 §3.3.10).
+_VERY_DENSE_FREQS = frozenset({"SECONDLY", "MINUTELY"})
 
 
 @dataclass(frozen=True)
@@ -261,9 +267,8 @@ def normalize_ical_group(
         instances = [base] if single else []
     else:
         try:
-            instances = recurring_ical_events.of(calendar, skip_bad_series=True).between(
-                horizon.start, horizon.end
-            )
+            instances = expand_in_horizon(calendar, horizon, uid, result.warnings,
+                                          skip_bad_series=True)
         except Exception as exc:  # noqa: BLE001 - a broken series costs its occurrences only
             result.warnings.append(f"{uid} : récurrence impossible à calculer ({exc})")
             instances = []
@@ -299,6 +304,112 @@ def normalize_ical_group(
         )
     result.occurrences.sort(key=lambda row: row["start_utc"])
     return result
+
+
+def _density(calendar: icalendar.Calendar) -> int:
+    """How often ``calendar``'s VEVENTs may repeat: 2 when more than once an hour (RRULE
+    ``FREQ`` SECONDLY/MINUTELY, or several BYMINUTE/BYSECOND values), 1 when more than once a
+    day (``FREQ=HOURLY``, several BYHOUR values, or more RDATE values than
+    :data:`MAX_OCCURRENCES`), else 0 (RFC 5545 §3.3.10)."""
+    density = 0
+    for vevent in calendar.walk("VEVENT"):
+        rules = vevent.get("RRULE")
+        for rule in rules if isinstance(rules, list) else [rules] if rules is not None else []:
+            freq = str((rule.get("FREQ") or [""])[0]).upper()
+            if freq in _VERY_DENSE_FREQS or any(len(rule.get(part) or []) > 1
+                                                for part in ("BYMINUTE", "BYSECOND")):
+                return 2
+            if freq == "HOURLY" or len(rule.get("BYHOUR") or []) > 1:
+                density = 1
+        rdates = vevent.get("RDATE")
+        groups = rdates if isinstance(rdates, list) else [rdates] if rdates is not None else []
+        if sum(len(getattr(group, "dts", [])) for group in groups) > MAX_OCCURRENCES:
+            density = 1
+    return density
+
+
+def _earliest_start(calendar: icalendar.Calendar) -> dt.datetime | None:
+    """The earliest DTSTART or RDATE of ``calendar``'s VEVENTs as aware UTC (floating and
+    DATE values read in Europe/Paris), or None when there is none."""
+    values: list[dt.date] = []
+    for vevent in calendar.walk("VEVENT"):
+        start = vevent.get("DTSTART")
+        if start is not None:
+            values.append(start.dt)
+        rdates = vevent.get("RDATE")
+        for group in rdates if isinstance(rdates, list) else [rdates] if rdates else []:
+            values.extend(value.dt for value in getattr(group, "dts", []))
+    instants = []
+    for value in values:
+        if isinstance(value, tuple):  # RDATE;VALUE=PERIOD
+            value = value[0]
+        if not isinstance(value, dt.datetime):
+            value = dt.datetime.combine(value, dt.time(), PARIS)
+        instants.append(value.replace(tzinfo=PARIS) if value.tzinfo is None else value)
+    return min(instants).astimezone(UTC) if instants else None
+
+
+def expand_in_horizon(calendar: icalendar.Calendar, horizon: Horizon, uid: str,
+                      warnings: list[str], skip_bad_series: bool = False
+                      ) -> list[icalendar.Component]:
+    """The occurrences of ``calendar``'s VEVENTs within ``horizon`` (recurring-ical-events,
+    RFC 5545 §3.8.5), at most :data:`MAX_OCCURRENCES`.
+
+    A series repeating at most hourly is expanded with ``between`` at once (then cut). One
+    repeating more often (minutes, seconds) is read in short windows from its first start (one
+    hour, doubled while empty, at most a day). Either way the first occurrences are kept and a
+    French warning is appended to ``warnings`` when some are dropped — so a 200-byte
+    ``FREQ=SECONDLY`` file costs a fraction of a second, not gigabytes. A very dense series
+    that started long before the horizon is still slow to read (recurring-ical-events counts
+    it from its start at each window). Raises what recurring-ical-events raises.
+    """
+    query = recurring_ical_events.of(calendar, skip_bad_series=skip_bad_series)
+    density = _density(calendar)
+    if density < 2:
+        whole = list(query.between(horizon.start, horizon.end))
+        if len(whole) <= MAX_OCCURRENCES:
+            return whole
+        # at most 24 a day: a year of them is still cheap to compute, then cut
+        whole.sort(key=lambda c: _sort_key(c.get("DTSTART")))
+        warnings.append(f"{uid} : série trop dense : seules les {MAX_OCCURRENCES} premières "
+                        "séances de la période sont gardées")
+        return whole[:MAX_OCCURRENCES]
+    earliest = _earliest_start(calendar)
+    cursor = max(horizon.start, earliest) if earliest is not None else horizon.start
+    window = dt.timedelta(hours=1)
+    found: list[icalendar.Component] = []
+    seen: set[tuple[str, str]] = set()
+    while cursor < horizon.end:
+        stop = min(cursor + window, horizon.end)
+        batch = query.between(cursor, stop)
+        batch.sort(key=lambda c: _sort_key(c.get("DTSTART")))
+        for instance in batch:
+            key = (str(instance.get("RECURRENCE-ID", "")), str(_sort_key(instance.get("DTSTART"))))
+            if key in seen:  # an occurrence spanning two windows
+                continue
+            if len(found) == MAX_OCCURRENCES:
+                warnings.append(f"{uid} : série trop dense : seules les {MAX_OCCURRENCES} "
+                                "premières séances de la période sont gardées")
+                return found
+            seen.add(key)
+            found.append(instance)
+        if not batch:
+            window = min(window * 2, dt.timedelta(days=1))
+        cursor = stop
+    return found
+
+
+def _sort_key(start: Any) -> dt.datetime:
+    """An aware UTC datetime to order occurrences by their DTSTART (DATE and floating values
+    read in Europe/Paris); the earliest instant for a missing one."""
+    value = start.dt if start is not None else None
+    if value is None:
+        return dt.datetime.min.replace(tzinfo=UTC)
+    if not isinstance(value, dt.datetime):
+        value = dt.datetime.combine(value, dt.time(), PARIS)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=PARIS)
+    return value.astimezone(UTC)
 
 
 def _single_in_horizon(base: icalendar.Component, master: icalendar.Component | None,
@@ -492,7 +603,7 @@ def _json_rrule_instances(uid: str, data: dict[str, Any], start: dt.date | dt.da
                 vevent.add("EXDATE", aware(excluded))
         calendar = icalendar.Calendar()
         calendar.add_component(vevent)
-        found = recurring_ical_events.of(calendar).between(horizon.start, horizon.end)
+        found = expand_in_horizon(calendar, horizon, uid, warnings)
     except Exception as exc:  # noqa: BLE001 - a broken rule costs its occurrences only
         warnings.append(f"{uid} : récurrence impossible à calculer ({exc})")
         return []

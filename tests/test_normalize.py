@@ -123,3 +123,54 @@ def test_organizer_e_mail_addresses_are_never_published():
     assert organizer_name("Maison de quartier des Courtillières") == (
         "Maison de quartier des Courtillières")
     assert organizer_name("acme, ädmin") == "acme, ädmin"
+
+
+def _normalize_text(text: str, horizon: Horizon):
+    result = parse_ical(text.replace("\n", "\r\n").encode(), "t")
+    groups = defaultdict(list)
+    for r in result.records:
+        groups[r.uid].append(RecordView(r.uid, r.recurrence_id, r.payload_format, r.payload,
+                                        r.content_hash, r.uid_repaired))
+    return {uid: normalize_ical_group("t", uid, g, horizon) for uid, g in groups.items()}
+
+
+def _series(rule: str, start: str = "20261205T100000Z", end: str = "20261205T100001Z") -> str:
+    # the 210-byte file of the fresh-user trial, with the rule varied
+    return ("BEGIN:VCALENDAR\nVERSION:2.0\nPRODID:x\nBEGIN:VEVENT\nUID:s1\n"
+            f"DTSTAMP:20261201T000000Z\nDTSTART:{start}\nDTEND:{end}\nSUMMARY:Série\n"
+            f"RRULE:{rule}\nEND:VEVENT\nEND:VCALENDAR\n")
+
+
+def test_an_endless_dense_series_is_cut_at_the_cap_with_a_warning():
+    from normalize.events import MAX_OCCURRENCES
+
+    horizon = Horizon(dt.datetime(2026, 11, 1, tzinfo=UTC), dt.datetime(2027, 12, 1, tzinfo=UTC))
+    for rule, step in (("FREQ=SECONDLY", dt.timedelta(seconds=1)),
+                       ("FREQ=MINUTELY", dt.timedelta(minutes=1)),
+                       ("FREQ=DAILY;BYHOUR=0,1,2,3;BYMINUTE=0,10,20,30,40,50",
+                        dt.timedelta(minutes=10))):
+        event = _normalize_text(_series(rule), horizon)["s1"]
+        starts = [o["start_utc"] for o in event.occurrences]
+        assert len(starts) == MAX_OCCURRENCES, rule
+        assert starts[0] == dt.datetime(2026, 12, 5, 10, tzinfo=UTC)  # the first ones are kept
+        if rule.startswith("FREQ=DAILY"):
+            assert starts[1] == dt.datetime(2026, 12, 6, 0, 0, tzinfo=UTC)  # DTSTART, then BY*
+        else:
+            assert starts[1] - starts[0] == step
+        assert any("série trop dense" in w for w in event.warnings), rule
+
+
+def test_a_dense_series_under_the_cap_is_whole_and_silent():
+    horizon = Horizon(dt.datetime(2026, 11, 1, tzinfo=UTC), dt.datetime(2027, 12, 1, tzinfo=UTC))
+    # opening hours: 09:00 and 14:00 each day for ten days; hourly with a COUNT
+    twice = _normalize_text(_series("FREQ=DAILY;COUNT=20;BYHOUR=9,14;BYMINUTE=0;BYSECOND=0",
+                                    start="20261207T090000Z", end="20261207T100000Z"),
+                            horizon)["s1"]
+    assert len(twice.occurrences) == 20 and not any("dense" in w for w in twice.warnings)
+    assert twice.occurrences[1]["start_utc"] == dt.datetime(2026, 12, 7, 14, tzinfo=UTC)
+    hourly = _normalize_text(_series("FREQ=HOURLY;COUNT=5"), horizon)["s1"]
+    assert [o["start_utc"].hour for o in hourly.occurrences] == [10, 11, 12, 13, 14]
+    # the horizon still bounds a dense series: nothing after its end
+    short = Horizon(dt.datetime(2026, 12, 5, tzinfo=UTC), dt.datetime(2026, 12, 5, 12, tzinfo=UTC))
+    minutes = _normalize_text(_series("FREQ=MINUTELY"), short)["s1"]
+    assert len(minutes.occurrences) == 120
