@@ -156,7 +156,10 @@ def record_parsed(session: Session, source: Source, run: HarvestRun, outcome: Ha
     if parsed.errors and not parsed.records:
         outcome.status = "failed"
         return False
-    outcome.status = "partial" if parsed.errors else "ok"
+    # a cut file is a partial read (and, being incomplete, removes nothing); one page of a
+    # paginated API is a normal read that removes nothing either
+    cut = any(problem.code == "truncated" for problem in parsed.warnings)
+    outcome.status = "partial" if parsed.errors or cut else "ok"
     sync = sync_records(session, source.id, parsed, now,
                         complete=not parsed.errors and parsed.complete, force=force)
     outcome.changed = sync.changed

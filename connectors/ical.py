@@ -299,6 +299,8 @@ def parse_ical(data: bytes, source_id: str = "") -> ParseResult:
     if not any(text_line.strip().upper() == "END:VCALENDAR" for text_line in lines):
         result.warnings.append(Problem("END:VCALENDAR manquant : fichier tronqué ?",
                                        len(lines) - shift, "truncated"))
+        # a cut file says nothing of the events after the cut: none is marked removed
+        result.complete = False
     pairs: list[tuple[icalendar.Component, int | None, icalendar.Calendar | None]] = []
     try:
         calendars = _parse_whole(text)

@@ -165,3 +165,35 @@ def test_one_page_of_a_paginated_answer_removes_nothing(http_server, tmp_setting
     with Session(engine) as session:
         assert last_run(session).removed == 0
         assert session.exec(select(Event).where(Event.removed_at_source.is_not(None))).all() == []
+
+
+def test_a_cut_calendar_removes_nothing_and_reads_as_partial(http_server, tmp_settings):
+    """A calendar cut short (a failed upload, a proxy time-out: no END:VCALENDAR) says
+    nothing about the events after the cut: the fresh-user trial saw them cancelled."""
+    whole = (FIXTURES / "ical" / "ical_upcoming_many.ics").read_bytes()  # 20 VEVENTs
+    cut = whole[: whole.rindex(b"BEGIN:VEVENT")]  # the last VEVENT and END:VCALENDAR lost
+    assert cut.count(b"BEGIN:VEVENT") == 19 and b"END:VCALENDAR" not in cut
+    http_server.routes["/upcoming.ics"] = Route(body=whole)
+    Path(tmp_settings.registry).write_text(yaml.safe_dump({"sources": [{
+        "id": "upcoming", "name": "Upcoming", "format": "ical",
+        "url": http_server.url("/upcoming.ics"), "licence": "MIT",
+        "publisher": {"name": "Upcoming", "type": "association"}}]}), encoding="utf-8")
+    engine = make_engine(tmp_settings.database_url)
+    specs = load_registry(tmp_settings.registry)
+    [first] = harvest_all(engine, specs, tmp_settings, now=T1)
+    assert (first.status, first.records) == ("ok", 20)
+    http_server.routes["/upcoming.ics"] = Route(body=cut)
+    [second] = harvest_all(engine, specs, tmp_settings, now=T2)
+    assert (second.status, second.records) == ("partial", 19)
+    assert any("END:VCALENDAR manquant" in w for w in second.warnings)
+    with Session(engine) as session:
+        events = session.exec(select(Event).where(Event.source_id == "upcoming")).all()
+        assert len(events) == 20
+        assert [e.id for e in events if e.removed_at_source is not None] == []
+        assert last_run(session).removed == 0
+    http_server.routes["/upcoming.ics"] = Route(body=whole[: whole.rindex(b"BEGIN:VEVENT")]
+                                                + b"END:VCALENDAR\r\n")
+    [third] = harvest_all(engine, specs, tmp_settings, now=T3)  # whole, one event less
+    assert (third.status, third.records) == ("ok", 19)
+    with Session(engine) as session:
+        assert last_run(session).removed == 1
