@@ -203,6 +203,7 @@ def normalize_ical_group(
     timezones: set[str] = set()
     master: icalendar.Component | None = None
     overrides: list[icalendar.Component] = []
+    end_warnings: list[str] = []
     for record in sorted(records, key=lambda r: r.recurrence_id):
         if record.parsed is not None:  # parsed once by the connector in this run
             vevent, zones = record.parsed
@@ -216,6 +217,7 @@ def normalize_ical_group(
                 timezones.add(zone_id)
                 calendar.add_component(timezone)
         for vevent in part_events:
+            vevent = _without_backward_end(vevent, uid, end_warnings)
             calendar.add_component(vevent)
             if vevent.get("RECURRENCE-ID") is None:
                 master = vevent
@@ -224,7 +226,7 @@ def normalize_ical_group(
     base = master if master is not None else (overrides[0] if overrides else None)
     if base is None:
         raise ValueError(f"{source_id}: UID {uid} sans VEVENT")
-    warnings: list[str] = []
+    warnings: list[str] = end_warnings
     event_id = f"{source_id}--{uid}"
     start, end, tzid = _bounds(base)
     columns = _time_columns(start, end, tzid)
@@ -304,6 +306,33 @@ def normalize_ical_group(
         )
     result.occurrences.sort(key=lambda row: row["start_utc"])
     return result
+
+
+def _without_backward_end(vevent: icalendar.Component, uid: str,
+                          warnings: list[str]) -> icalendar.Component:
+    """``vevent``, or a copy without its DTEND when that end comes before DTSTART (RFC 5545
+    §3.8.2.2 wants it later): the RFC's default end applies, the same for the event and every
+    occurrence (recurring-ical-events would swap them), with a French warning."""
+    start, end = vevent.get("DTSTART"), vevent.get("DTEND")
+    if start is None or end is None:
+        return vevent
+    first, last = start.dt, end.dt
+    if isinstance(first, dt.datetime) and isinstance(last, dt.datetime):
+        if (first.tzinfo is None) != (last.tzinfo is None):
+            first, last = first.replace(tzinfo=None), last.replace(tzinfo=None)
+    elif isinstance(first, dt.datetime) or isinstance(last, dt.datetime):
+        first = first.date() if isinstance(first, dt.datetime) else first
+        last = last.date() if isinstance(last, dt.datetime) else last
+    try:
+        backward = last < first
+    except TypeError:
+        return vevent
+    if not backward:
+        return vevent
+    fixed = vevent.copy()
+    del fixed["DTEND"]
+    warnings.append(f"{uid} : DTEND ({last}) avant DTSTART ({first}) : fin ignorée")
+    return fixed
 
 
 def _density(calendar: icalendar.Calendar) -> int:

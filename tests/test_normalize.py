@@ -174,3 +174,16 @@ def test_a_dense_series_under_the_cap_is_whole_and_silent():
     short = Horizon(dt.datetime(2026, 12, 5, tzinfo=UTC), dt.datetime(2026, 12, 5, 12, tzinfo=UTC))
     minutes = _normalize_text(_series("FREQ=MINUTELY"), short)["s1"]
     assert len(minutes.occurrences) == 120
+
+
+def test_an_end_before_the_start_is_ignored_for_the_event_and_its_occurrence():
+    # the fresh-user trial: the event was clamped to 10 → 10 December, its occurrence swapped
+    # into a nine-day session starting on 1 December
+    horizon = Horizon(dt.datetime(2026, 11, 1, tzinfo=UTC), dt.datetime(2027, 12, 1, tzinfo=UTC))
+    event = _normalize_text(_series("FREQ=DAILY;COUNT=2", start="20261210T100000Z",
+                                    end="20261201T100000Z"), horizon)["s1"]
+    start = dt.datetime(2026, 12, 10, 10, tzinfo=UTC)
+    assert (event.event["dtstart_utc"], event.event["dtend_utc"]) == (start, start)
+    assert [(o["start_utc"], o["end_utc"]) for o in event.occurrences] == [
+        (start, start), (start + dt.timedelta(days=1), start + dt.timedelta(days=1))]
+    assert any("DTEND" in w and "avant DTSTART" in w for w in event.warnings)
