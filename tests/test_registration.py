@@ -9,6 +9,7 @@ import re
 import sqlite3
 
 import pytest
+from pydantic import ValidationError
 from sqlmodel import Session, select
 
 from schemas.models import Registration
@@ -204,3 +205,19 @@ def test_web_page_cannot_be_submitted(site, http_server, tmp_settings):
     assert response.status_code == 422
     assert "ne peut pas être inscrite telle quelle" in body(response)
     assert registrations_in(tmp_settings) == []
+
+
+def test_names_lose_their_markup():
+    # the fresh-user trial registered « Asso <b>test</b> »: the tags stayed in the name, in
+    # feeds.json and in the source id (asso-b-test-b)
+    from tissu.registrations import RegistrationForm
+
+    common = {"organisation_type": "association", "contact_email": "contact@asso.fr",
+              "url": "https://asso.example/agenda.ics", "licence_choice": "licence-ouverte",
+              "licence_consent": True}
+    form = RegistrationForm(organisation_name="Asso <b>test</b>", feed_name="<i></i>",
+                            quartier="Quatre-<script>x</script>Chemins", **common)
+    assert (form.organisation_name, form.feed_name, form.quartier) == (
+        "Asso test", None, "Quatre-Chemins")
+    with pytest.raises(ValidationError):
+        RegistrationForm(organisation_name="<b></b>", **common)

@@ -21,11 +21,12 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, func, select
 
 from normalize.pipeline import slugify
+from normalize.text import one_line
 from schemas.models import Registration, Source
 from schemas.registry import REFRESH_RE, PublisherType
 from tissu.french import de
@@ -60,6 +61,15 @@ class RegistrationForm(BaseModel):
     themes: list[str] = Field(default_factory=list, max_length=10)
     quartier: str | None = Field(default=None, max_length=100)
     language: Literal["fr", "en", "ar"] = "fr"
+
+    @field_validator("organisation_name", "feed_name", "own_licence", "quartier", mode="before")
+    @classmethod
+    def _plain_text(cls, value: object, info: ValidationInfo) -> object:
+        # names are shown in pages, feeds and source ids: markup is dropped, not kept escaped
+        if not isinstance(value, str):
+            return value
+        text = one_line(value)
+        return text or ("" if info.field_name == "organisation_name" else None)
 
     @field_validator("website", "feed_name", "own_licence", "quartier", mode="before")
     @classmethod
