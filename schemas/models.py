@@ -107,6 +107,8 @@ class Source(SQLModel, table=True):
     normalized_at: dt.datetime | None = utc_field()
     normalized_key: str | None = Field(
         default=None, description="Fingerprint of what the last normalisation depended on")
+    normalized_warnings: str = Field(
+        default="[]", description="JSON list: warnings of the last normalisation (French)")
     deduped_at: dt.datetime | None = utc_field()
     crawl_pages: str | None = text_field()  # JSON: pages of the last complete crawl + validators
 

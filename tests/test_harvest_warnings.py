@@ -132,3 +132,25 @@ def test_sources_status_says_a_source_with_warnings_is_to_watch(http_server, tmp
     line = next(line for line in result.output.splitlines() if "belleville" in line)
     assert "à surveiller" in line and "collecte normale" not in line
     assert "2 avertissements à la dernière lecture : ligne 13 : propriété RRULE" in line
+
+
+def test_a_read_that_skips_normalisation_keeps_its_warnings(http_server, tmp_settings):
+    """Google rewrites DTSTAMP at every fetch: new bytes, same records, so normalisation is
+    skipped — the unknown time zone is still reported for that read."""
+    import datetime as dt
+
+    engine, specs = registry(http_server, tmp_settings)
+    harvest_all(engine, specs, tmp_settings, now=NOW)
+    restamped = REPAIR_CAFE.replace(b"DTSTAMP:20261120T090000Z", b"DTSTAMP:20261121T090000Z")
+    http_server.routes["/belleville.ics"] = Route(restamped,
+                                                  headers={"Content-Type": "text/calendar"})
+    [again] = harvest_all(engine, specs, tmp_settings, now=NOW + dt.timedelta(hours=1))
+    assert not again.normalised  # same records: events not rebuilt
+    assert f"belleville : {TZID_WARNING}" in again.warnings
+    with Session(engine) as session:
+        runs = session.exec(select(HarvestRun).order_by(HarvestRun.id)).all()
+        assert len(runs) == 2
+        assert f"belleville : {TZID_WARNING}" in json.loads(runs[-1].warnings)
+        health = source_health(session, session.get(Source, "belleville"),
+                               NOW + dt.timedelta(hours=1))
+        assert health.status == "warning"

@@ -43,7 +43,7 @@ _VOLATILE_COLUMNS = frozenset({
     ("source", "last_attempt_at"), ("source", "last_success_at"),
     ("source", "health_checked_at"), ("source", "etag"), ("source", "last_modified"),
     ("source", "normalized_at"), ("source", "normalized_key"), ("source", "deduped_at"),
-    ("source", "crawl_pages"),
+    ("source", "crawl_pages"), ("source", "normalized_warnings"),
 })
 # Files the publication is built from besides the store: its code and reference data.
 _PUBLISH_INPUTS = ("publish/*.py", "data/vocab/*.yaml", "data/places.yaml")

@@ -158,7 +158,16 @@ def run_source(engine: Engine, source_id: str, settings: Settings,
                                 warnings=harvested.warnings, errors=harvested.errors)
         key = normalisation_key(source, settings)
         if not needs_normalisation(source, harvested, key, now, force):
-            # Same records, same inputs, normalised recently: its events are already right.
+            # Same records, same inputs, normalised recently: its events are already right,
+            # and so are the warnings of that normalisation (e.g. an unknown TZID): a read whose
+            # bytes changed (a DTSTAMP rewritten at each fetch) keeps them on its run row.
+            kept = json.loads(source.normalized_warnings or "[]")
+            run = session.get(HarvestRun, harvested.run_id) if harvested.run_id else None
+            if kept and run is not None:
+                summary.warnings.extend(w for w in kept if w not in summary.warnings)
+                run.warnings = json.dumps(summary.warnings, ensure_ascii=False)
+                session.add(run)
+                session.commit()
             _refresh_health(session, source, settings, now)
             return summary
         # imported here: a run where nothing changed never loads the normalisation libraries
@@ -199,6 +208,7 @@ def run_source(engine: Engine, source_id: str, settings: Settings,
         # a record that failed (no key stored) is tried again at the next run
         source.normalized_at = now
         source.normalized_key = None if normalized.errors else key
+        source.normalized_warnings = json.dumps(normalized.warnings, ensure_ascii=False)
         session.add(source)
         session.commit()
         _refresh_health(session, source, settings, now)
