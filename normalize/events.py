@@ -388,12 +388,14 @@ def expand_in_horizon(calendar: icalendar.Calendar, horizon: Horizon, uid: str,
     repeating more often (minutes, seconds) is read in short windows from its first start (one
     hour, doubled while empty, at most a day). Either way the first occurrences are kept and a
     French warning is appended to ``warnings`` when some are dropped — so a 200-byte
-    ``FREQ=SECONDLY`` file costs a fraction of a second, not gigabytes. A very dense series
-    that started long before the horizon is still slow to read (recurring-ical-events counts
-    it from its start at each window). Raises what recurring-ical-events raises.
+    ``FREQ=SECONDLY`` file costs a fraction of a second, not gigabytes. A dense series that
+    started long before the horizon is first moved next to it (:func:`_started_near`).
+    Raises what recurring-ical-events raises.
     """
-    query = recurring_ical_events.of(calendar, skip_bad_series=skip_bad_series)
     density = _density(calendar)
+    if density:
+        calendar = _started_near(calendar, horizon)
+    query = recurring_ical_events.of(calendar, skip_bad_series=skip_bad_series)
     if density < 2:
         whole = list(query.between(horizon.start, horizon.end))
         if len(whole) <= MAX_OCCURRENCES:
@@ -426,6 +428,45 @@ def expand_in_horizon(calendar: icalendar.Calendar, horizon: Horizon, uid: str,
             window = min(window * 2, dt.timedelta(days=1))
         cursor = stop
     return found
+
+
+_UNITS = {"SECONDLY": dt.timedelta(seconds=1), "MINUTELY": dt.timedelta(minutes=1),
+          "HOURLY": dt.timedelta(hours=1)}
+
+
+def _started_near(calendar: icalendar.Calendar, horizon: Horizon) -> icalendar.Calendar:
+    """``calendar`` with each SECONDLY/MINUTELY/HOURLY series that has no COUNT and started
+    more than a day before ``horizon`` moved forward by a whole number of its intervals, to
+    just before the horizon (DTEND moved alike). Its occurrences in the horizon are the same
+    (RFC 5545 §3.3.10: the rule's BY parts filter times, UNTIL is absolute), but
+    recurring-ical-events no longer counts millions of them from a start years ago. The moved
+    DTSTART itself stays before the horizon. Other components are shared, not copied."""
+    moved = icalendar.Calendar()
+    for name, value in calendar.property_items(recursive=False)[1:-1]:
+        moved.add(name, value)
+    changed = False
+    for component in calendar.subcomponents:
+        rule = component.get("RRULE") if component.name == "VEVENT" else None
+        start = component.get("DTSTART")
+        freq = str((rule.get("FREQ") or [""])[0]).upper() if isinstance(rule, dict) else ""
+        value = start.dt if start is not None else None
+        if (freq in _UNITS and not rule.get("COUNT") and isinstance(value, dt.datetime)
+                and component.get("RECURRENCE-ID") is None):
+            step = _UNITS[freq] * max(int((rule.get("INTERVAL") or [1])[0]), 1)
+            first = value if value.tzinfo is not None else value.replace(tzinfo=PARIS)
+            gap = horizon.start - dt.timedelta(days=1) - first
+            if gap > step:
+                shift = step * (gap // step)
+                component = component.copy()
+                end = component.get("DTEND")
+                del component["DTSTART"]
+                component.add("DTSTART", value + shift)
+                if end is not None and isinstance(end.dt, dt.datetime):
+                    del component["DTEND"]
+                    component.add("DTEND", end.dt + shift)
+                changed = True
+        moved.add_component(component)
+    return moved if changed else calendar
 
 
 def _sort_key(start: Any) -> dt.datetime:

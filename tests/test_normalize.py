@@ -187,3 +187,28 @@ def test_an_end_before_the_start_is_ignored_for_the_event_and_its_occurrence():
     assert [(o["start_utc"], o["end_utc"]) for o in event.occurrences] == [
         (start, start), (start + dt.timedelta(days=1), start + dt.timedelta(days=1))]
     assert any("DTEND" in w and "avant DTSTART" in w for w in event.warnings)
+
+
+def test_a_dense_series_started_years_ago_is_read_near_the_horizon():
+    # the second trial: FREQ=MINUTELY since 2010 never finished (killed after 300 s, 580 MB)
+    horizon = Horizon(dt.datetime(2026, 11, 1, tzinfo=UTC), dt.datetime(2027, 12, 1, tzinfo=UTC))
+    minutes = _normalize_text(_series("FREQ=MINUTELY", start="20100101T000000Z",
+                                      end="20100101T000030Z"), horizon)["s1"]
+    assert [o["start_utc"] for o in minutes.occurrences[:2]] == [
+        dt.datetime(2026, 11, 1, tzinfo=UTC), dt.datetime(2026, 11, 1, 0, 1, tzinfo=UTC)]
+    assert minutes.occurrences[0]["end_utc"] == dt.datetime(2026, 11, 1, 0, 0, 30, tzinfo=UTC)
+    # the phase of an interval is kept: every 7 minutes from 00:03 on 1 January 2020, at 9 h
+    sevens = _normalize_text(_series("FREQ=MINUTELY;INTERVAL=7;BYHOUR=9",
+                                     start="20200101T000300Z", end="20200101T000400Z"),
+                             horizon)["s1"]
+    starts = [o["start_utc"] for o in sevens.occurrences[:3]]
+    origin = dt.datetime(2020, 1, 1, 0, 3, tzinfo=UTC)
+    assert all((s - origin) % dt.timedelta(minutes=7) == dt.timedelta(0) for s in starts)
+    assert all(s.hour == 9 for s in starts) and starts[0].date() == dt.date(2026, 11, 1)
+    # an hourly series since 1900 gives the same hours as one started the day before
+    old = _normalize_text(_series("FREQ=HOURLY", start="19000101T001500Z",
+                                  end="19000101T004500Z"), horizon)["s1"]
+    recent = _normalize_text(_series("FREQ=HOURLY", start="20261030T001500Z",
+                                     end="20261030T004500Z"), horizon)["s1"]
+    assert [(o["start_utc"], o["end_utc"]) for o in old.occurrences] == [
+        (o["start_utc"], o["end_utc"]) for o in recent.occurrences]
