@@ -221,3 +221,8 @@ def test_names_lose_their_markup():
         "Asso test", None, "Quatre-Chemins")
     with pytest.raises(ValidationError):
         RegistrationForm(organisation_name="<b></b>", **common)
+    # tags written as entities (the second trial) are not decoded back into tags
+    encoded = RegistrationForm(
+        organisation_name="Asso &lt;script&gt;alert(1)&lt;/script&gt; &#60;img src=x&#62;",
+        **common)
+    assert encoded.organisation_name == "Asso"

@@ -68,7 +68,12 @@ class RegistrationForm(BaseModel):
         # names are shown in pages, feeds and source ids: markup is dropped, not kept escaped
         if not isinstance(value, str):
             return value
-        text = one_line(value)
+        text: str | None = value
+        for _ in range(3):  # « &lt;b&gt; » decodes to a tag: clean until nothing changes
+            cleaned = one_line(text)
+            if cleaned == text:
+                break
+            text = cleaned
         return text or ("" if info.field_name == "organisation_name" else None)
 
     @field_validator("website", "feed_name", "own_licence", "quartier", mode="before")
