@@ -78,6 +78,10 @@ def _model_defaults(model: Any) -> dict[str, Any]:
     return defaults
 
 
+#: Most sessions one source may bring (a city agenda of 2 000 weekly events for a year is
+#: ~100 000); events after the budget keep their row without sessions, with a warning. Each
+#: event is capped too (normalize.events.MAX_OCCURRENCES).
+MAX_SOURCE_OCCURRENCES = 120_000
 _EVENT_DEFAULTS = _model_defaults(Event)
 _OCCURRENCE_DEFAULTS = _model_defaults(Occurrence)
 _EVENT_TABLE: Any = Event.__table__  # type: ignore[attr-defined]
@@ -137,6 +141,8 @@ def normalize_source(session: Session, source: Source, horizon: Horizon,
     inserts: list[dict[str, Any]] = []
     updates: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
     new_occurrences: list[dict[str, Any]] = []
+    spent = Horizon(horizon.start, horizon.start)  # an empty window
+    budget_warned = False
     for uid, group in groups.items():
         live = [r for r in group if r.removed_at_source is None]
         event_id = f"{source.id}--{uid}"
@@ -161,11 +167,18 @@ def normalize_source(session: Session, source: Source, horizon: Horizon,
                 r.uid, r.recurrence_id, r.payload_format, r.payload, r.content_hash,
                 bool(r.uid_repaired),
                 parsed=known[1] if known is not None and known[0] == r.content_hash else None))
+        # past the source's budget of sessions, events keep their row but no more sessions
+        window = horizon if len(new_occurrences) < MAX_SOURCE_OCCURRENCES else spent
+        if window is spent and not budget_warned:
+            budget_warned = True
+            outcome.warnings.append(
+                f"{source.id} : plus de {MAX_SOURCE_OCCURRENCES} séances : les événements "
+                "suivants sont gardés sans leurs séances")
         try:
             if views[0].payload_format == "ical":
-                normalized: NormalizedEvent = normalize_ical_group(source.id, uid, views, horizon)
+                normalized: NormalizedEvent = normalize_ical_group(source.id, uid, views, window)
             else:
-                normalized = normalize_json_record(source.id, views[0], horizon)
+                normalized = normalize_json_record(source.id, views[0], window)
         except Exception as exc:  # noqa: BLE001 - one bad record costs only itself
             outcome.errors.append(f"{source.id} : {uid} : {exc}")
             continue

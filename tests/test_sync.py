@@ -197,3 +197,30 @@ def test_a_cut_calendar_removes_nothing_and_reads_as_partial(http_server, tmp_se
     assert (third.status, third.records) == ("ok", 19)
     with Session(engine) as session:
         assert last_run(session).removed == 1
+
+
+def test_a_source_past_its_budget_of_sessions_keeps_its_events_without_more(
+        http_server, tmp_settings, monkeypatch):
+    """The second trial: 200 hourly VEVENTs in a 30 KB file gave 400 000 sessions in 184 s."""
+    import normalize.pipeline
+
+    monkeypatch.setattr(normalize.pipeline, "MAX_SOURCE_OCCURRENCES", 5000)
+    events = "".join(
+        f"BEGIN:VEVENT\r\nUID:h{i}@x\r\nDTSTAMP:20231101T000000Z\r\n"
+        f"DTSTART:202312{10 + i:02d}T080000Z\r\nRRULE:FREQ=HOURLY\r\nSUMMARY:Heure {i}\r\n"
+        "END:VEVENT\r\n" for i in range(5))
+    body = f"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\n{events}END:VCALENDAR\r\n".encode()
+    http_server.routes["/hourly.ics"] = Route(body=body)
+    Path(tmp_settings.registry).write_text(yaml.safe_dump({"sources": [{
+        "id": "hourly", "name": "Heures", "format": "ical", "url": http_server.url("/hourly.ics"),
+        "licence": "Licence Ouverte 2.0", "publisher": {"name": "X", "type": "association"}}]}),
+        encoding="utf-8")
+    engine = make_engine(tmp_settings.database_url)
+    [summary] = harvest_all(engine, load_registry(tmp_settings.registry), tmp_settings, now=T1)
+    assert summary.events == 5
+    assert any("plus de 5000 séances" in w for w in summary.warnings)
+    with Session(engine) as session:
+        counts = {e.id: len(session.exec(select(Occurrence).where(
+            Occurrence.event_id == e.id)).all()) for e in session.exec(select(Event)).all()}
+    # three events of 2000 (each capped), then the budget is spent: two events, no sessions
+    assert sorted(counts.values()) == [0, 0, 2000, 2000, 2000]
