@@ -35,7 +35,7 @@ from connectors import parser_for
 from connectors.base import Problem
 from connectors.feeds import looks_like_feed
 from connectors.harvest import store_records
-from normalize.events import Horizon
+from normalize.events import MAX_OCCURRENCES, Horizon
 from normalize.pipeline import normalize_source
 from schemas.models import Event, Occurrence, Source, SourceRecord, utcnow
 from tissu.french import accord
@@ -122,7 +122,8 @@ class Finding:
 
     ``code``: ``fetch`` | ``unsafe-url`` | ``web-page`` | ``unsupported`` | ``encoding`` |
     ``parse-error`` | ``no-event-dates`` | ``empty`` | ``no-timezone`` | ``unknown-timezone`` |
-    ``no-end`` | ``only-past`` | ``duplicate``, or a parser warning (:func:`parser_findings`:
+    ``no-end`` | ``only-past`` | ``duplicate`` | ``too-dense`` | ``end-before-start``, or a
+    parser warning (:func:`parser_findings`:
     ``truncated``, ``bad-rrule``, ``bad-property``, ``bozo``, ``fallback``, …). ``severity``: ``error`` (the source cannot be used as is) or
     ``warning`` (it can, but residents will see something wrong). ``examples`` are short lines
     (event titles, line numbers, links).
@@ -685,6 +686,26 @@ def diagnose_content(
             accord("{n} événement(s) impossible(s) à lire, ignoré(s)", len(outcome.errors)),
             "Corrigez leurs dates dans votre logiciel d'agenda, puis vérifiez à nouveau.",
             [error.removeprefix(f"{_CHECK_ID} : ") for error in outcome.errors[:5]],
+        ))
+    dense = [w for w in outcome.warnings if "série trop dense" in w or "séances : les" in w]
+    if dense:
+        diagnosis.problems.append(Finding(
+            "too-dense", "warning",
+            accord(f"{{n}} série(s) [se répète|se répètent] plus souvent que Tissu ne publie : "
+                   f"au plus {MAX_OCCURRENCES} séances par événement sont gardées", len(dense)),
+            "Une règle de répétition « chaque seconde », « chaque minute » ou « chaque heure » "
+            "sans fin est presque toujours une erreur de saisie : dans votre agenda, choisissez "
+            "une répétition hebdomadaire ou quotidienne, avec une date de fin.",
+            [w.removeprefix(f"{_CHECK_ID} : ") for w in dense[:5]],
+        ))
+    backward = [w for w in outcome.warnings if "avant DTSTART" in w]
+    if backward:
+        diagnosis.problems.append(Finding(
+            "end-before-start", "warning",
+            accord("{n} événement(s) [finit|finissent] avant d'avoir commencé : la fin est "
+                   "ignorée", len(backward)),
+            "Dans votre agenda, corrigez la date ou l'heure de fin de ces événements.",
+            [w.removeprefix(f"{_CHECK_ID} : ") for w in backward[:5]],
         ))
     floating = [e for e in events if e.floating and e.source_uid not in unknown_zones]
     if unknown_zones:

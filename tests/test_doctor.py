@@ -278,3 +278,21 @@ def test_rss_with_broken_xml_is_reported(http_server, tmp_settings):
     assert problem.examples == [("ligne 13 : flux mal formé, lu quand même (SAXParseException: "
                                  "<unknown>:13:0: unclosed token)")]
     assert "&amp;" in problem.fix
+
+
+def test_doctor_names_a_too_dense_series_and_an_end_before_the_start(http_server, tmp_settings):
+    # the second trial: « Aucun problème trouvé » for an endless FREQ=SECONDLY series
+    body = ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\n"
+            "BEGIN:VEVENT\r\nUID:s1\r\nDTSTAMP:20261201T000000Z\r\nDTSTART:20261205T100000Z\r\n"
+            "DTEND:20261205T100001Z\r\nSUMMARY:Chaque seconde\r\nRRULE:FREQ=SECONDLY\r\n"
+            "END:VEVENT\r\nBEGIN:VEVENT\r\nUID:s2\r\nDTSTAMP:20261201T000000Z\r\n"
+            "DTSTART:20261210T100000Z\r\nDTEND:20261201T100000Z\r\nSUMMARY:À l'envers\r\n"
+            "END:VEVENT\r\nEND:VCALENDAR\r\n").encode()
+    http_server.routes["/dense.ics"] = Route(body, headers={"Content-Type": "text/calendar"})
+    diagnosis = diagnose(http_server.url("/dense.ics"), now=NOW, settings=tmp_settings)
+    dense = only(diagnosis, "too-dense")
+    assert dense.message.startswith("1 série se répète plus souvent que Tissu ne publie")
+    assert dense.examples[0].startswith("s1 : série trop dense")
+    backward = only(diagnosis, "end-before-start")
+    assert backward.message.startswith("1 événement finit avant d'avoir commencé")
+    assert "Aucun problème" not in diagnosis.to_text()
