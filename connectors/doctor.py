@@ -28,7 +28,7 @@ from babel.dates import format_date
 from rapidfuzz import fuzz
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import StaticPool
-from sqlmodel import Session, SQLModel, create_engine, select
+from sqlmodel import Session, SQLModel, col, create_engine, select
 
 from connectors import http as http_module
 from connectors import parser_for
@@ -122,7 +122,8 @@ class Finding:
 
     ``code``: ``fetch`` | ``unsafe-url`` | ``web-page`` | ``unsupported`` | ``encoding`` |
     ``parse-error`` | ``no-event-dates`` | ``empty`` | ``no-timezone`` | ``unknown-timezone`` |
-    ``no-end`` | ``only-past`` | ``duplicate`` | ``too-dense`` | ``end-before-start``, or a
+    ``no-end`` | ``only-past`` | ``duplicate`` | ``already-registered`` | ``too-dense`` |
+    ``end-before-start``, or a
     parser warning (:func:`parser_findings`:
     ``truncated``, ``bad-rrule``, ``bad-property``, ``bozo``, ``fallback``, …). ``severity``: ``error`` (the source cannot be used as is) or
     ``warning`` (it can, but residents will see something wrong). ``examples`` are short lines
@@ -396,7 +397,7 @@ def _fold(text: str) -> str:
 
 
 def _duplicates(upcoming: list[tuple[str, str, dt.datetime | None]], engine: Engine,
-                exclude_source: str | None) -> list[str]:
+                exclude_source: str | None, same_feed: set[str] | None = None) -> list[str]:
     """Upcoming occurrences that another source of the working store already publishes.
 
     ``upcoming`` holds (event UID, title, start as aware UTC). A match is an occurrence of another
@@ -411,8 +412,9 @@ def _duplicates(upcoming: list[tuple[str, str, dt.datetime | None]], engine: Eng
             query = select(Occurrence, Event).where(
                 Occurrence.event_id == Event.id, Occurrence.start_utc == start,
                 Event.removed_at_source.is_(None))  # type: ignore[union-attr]
-            if exclude_source:
-                query = query.where(Event.source_id != exclude_source)
+            skipped = {exclude_source, *(same_feed or set())} - {None}
+            if skipped:  # the source being re-checked, and sources of the very same feed
+                query = query.where(col(Event.source_id).not_in(skipped))
             for occurrence, other in session.exec(query.limit(50)):
                 other_title = occurrence.title or other.title
                 if other.source_uid == uid or \
@@ -757,7 +759,20 @@ def diagnose_content(
             "celle de l'agenda en cours (et pas celui d'une année passée).",
         ))
     if engine is not None:
-        duplicates = _duplicates(upcoming, engine, exclude_source)
+        with Session(engine) as session:
+            same = [source.id for source in session.exec(select(Source).where(
+                col(Source.url).in_({url, final_url or url})))
+                if source.id != exclude_source]
+        if same:  # the same feed registered already: not « another source »
+            diagnosis.problems.append(Finding(
+                "already-registered", "warning",
+                f"cet agenda est déjà inscrit (source « {same[0]} ») : ses événements sont "
+                "déjà publiés",
+                "Inutile de l'inscrire une seconde fois : Tissu le relit régulièrement. Pour "
+                "changer ses informations (nom, thèmes, quartier), écrivez aux modérateurs.",
+            ))
+            exclude_source = exclude_source or same[0]
+        duplicates = _duplicates(upcoming, engine, exclude_source, set(same))
         if duplicates:
             diagnosis.problems.append(Finding(
                 "duplicate", "warning",

@@ -296,3 +296,20 @@ def test_doctor_names_a_too_dense_series_and_an_end_before_the_start(http_server
     backward = only(diagnosis, "end-before-start")
     assert backward.message.startswith("1 événement finit avant d'avoir commencé")
     assert "Aucun problème" not in diagnosis.to_text()
+
+
+def test_checking_a_registered_feed_says_it_is_registered_not_a_duplicate(http_server,
+                                                                        tmp_settings):
+    # the second trial: « déjà publié par la source src-1-warn » for the very same calendar
+    url = serve(http_server, "/portland.ics", SAMPLES / "ical_google.ics")
+    tmp_settings.registry.write_text(yaml.safe_dump({"sources": [{
+        "id": "portland", "name": "Portland", "format": "ical", "url": url,
+        "licence": "Licence Ouverte 2.0",
+        "publisher": {"name": "Portland user groups", "type": "association"}}]}),
+        encoding="utf-8")
+    engine = make_engine(tmp_settings.database_url)
+    harvest_all(engine, load_registry(tmp_settings.registry), tmp_settings, now=NOW)
+    diagnosis = diagnose(url, now=NOW, settings=tmp_settings, engine=engine)
+    problem = only(diagnosis, "already-registered")
+    assert problem.message.startswith("cet agenda est déjà inscrit (source « portland »)")
+    assert "duplicate" not in diagnosis.codes()
