@@ -50,9 +50,12 @@ _PUBLISH_INPUTS = ("publish/*.py", "data/vocab/*.yaml", "data/places.yaml")
 _OUTPUTS = ("tissu-open.db", "metadata.json", "exports")
 
 
-def _inputs_stamp() -> str:
+def files_stamp(patterns: tuple[str, ...]) -> str:
+    """SHA-256 hex digest over (path, size, mtime) of the project files matching ``patterns``
+    (globs relative to the project root): changes when one of them is edited, added or
+    removed, without reading them."""
     digest = hashlib.sha256()
-    for pattern in _PUBLISH_INPUTS:
+    for pattern in patterns:
         for path in sorted(PROJECT_ROOT.glob(pattern)):
             try:
                 stat = path.stat()
@@ -61,6 +64,10 @@ def _inputs_stamp() -> str:
             digest.update(f"{path.relative_to(PROJECT_ROOT)}:{stat.st_size}:"
                           f"{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()
+
+
+def _inputs_stamp() -> str:
+    return files_stamp(_PUBLISH_INPUTS)
 
 
 def store_fingerprint(store: Engine | str) -> str:

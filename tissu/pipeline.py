@@ -52,19 +52,10 @@ _NORMALISATION_INPUTS = ("data/places.yaml", "data/quartiers.yaml", "data/vocab/
 
 @functools.lru_cache(maxsize=1)
 def _normalisation_inputs_stamp() -> str:
-    """SHA-256 over (path, size, mtime) of the reference data normalisation reads."""
-    from tissu.settings import PROJECT_ROOT
+    """:func:`tissu.fingerprint.files_stamp` of the reference data normalisation reads."""
+    from tissu.fingerprint import files_stamp
 
-    digest = hashlib.sha256()
-    for pattern in _NORMALISATION_INPUTS:
-        for path in sorted(PROJECT_ROOT.glob(pattern)):
-            try:
-                stat = path.stat()
-            except OSError:
-                continue
-            digest.update(f"{path.relative_to(PROJECT_ROOT)}:{stat.st_size}:"
-                          f"{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
+    return files_stamp(_NORMALISATION_INPUTS)
 
 
 def normalisation_key(source: Source, settings: Settings) -> str:
