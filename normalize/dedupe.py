@@ -963,15 +963,9 @@ def _venue_window_pairs(start: np.ndarray, day: np.ndarray, all_day: np.ndarray,
                 order, values = groups[v], sorted_keys[v]
                 if len(order) == 0:
                     continue
-                low = np.searchsorted(values, key[members_u] - width, side="left")
-                high = np.searchsorted(values, key[members_u] + width, side="right")
-                counts = high - low
-                total = int(counts.sum())
-                if total == 0:
+                a, b = _pairs_in_range(members_u, order, values, key, width)
+                if len(a) == 0:
                     continue
-                a = np.repeat(members_u, counts)
-                b = order[np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
-                          + np.repeat(low, counts)]
                 keep = (day[a] == day[b]) & (source[a] != source[b])
                 if u == v:
                     keep &= a < b  # each pair of one location once
@@ -980,6 +974,20 @@ def _venue_window_pairs(start: np.ndarray, day: np.ndarray, all_day: np.ndarray,
     if not pieces_a:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     return np.concatenate(pieces_a), np.concatenate(pieces_b)
+
+
+def _pairs_in_range(queries: np.ndarray, order: np.ndarray, values: np.ndarray,
+                    key: np.ndarray, width: float) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs (q, o): every row q of ``queries`` with every row o of ``order`` (rows
+    sorted by ``values``, their keys) such that ``|key[q] - key[o]| <= width``, q first."""
+    low = np.searchsorted(values, key[queries] - width, side="left")
+    high = np.searchsorted(values, key[queries] + width, side="right")
+    counts = high - low
+    total = int(counts.sum())
+    a = np.repeat(queries, counts)
+    b = order[np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+              + np.repeat(low, counts)]
+    return a, b
 
 
 def _window_pairs(start: np.ndarray, day: np.ndarray, all_day: np.ndarray,
@@ -999,16 +1007,9 @@ def _window_pairs(start: np.ndarray, day: np.ndarray, all_day: np.ndarray,
         order = members[np.argsort(key[members], kind="stable")]
         values = key[order].astype(np.float64)
         if around is not None:
-            chosen = order[around[order]]
-            low = np.searchsorted(values, key[chosen] - width, side="left")
-            high = np.searchsorted(values, key[chosen] + width, side="right")
-            counts = high - low
-            total = int(counts.sum())
-            if total == 0:
+            a, b = _pairs_in_range(order[around[order]], order, values, key, width)
+            if len(a) == 0:
                 continue
-            a = np.repeat(chosen, counts)
-            b = order[np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
-                      + np.repeat(low, counts)]
             keep = (a != b) & (day[a] == day[b]) & (source[a] != source[b])
             pieces_a.append(a[keep])
             pieces_b.append(b[keep])
