@@ -368,14 +368,9 @@ def _earliest_start(calendar: icalendar.Calendar) -> dt.datetime | None:
         rdates = vevent.get("RDATE")
         for group in rdates if isinstance(rdates, list) else [rdates] if rdates else []:
             values.extend(value.dt for value in getattr(group, "dts", []))
-    instants = []
-    for value in values:
-        if isinstance(value, tuple):  # RDATE;VALUE=PERIOD
-            value = value[0]
-        if not isinstance(value, dt.datetime):
-            value = dt.datetime.combine(value, dt.time(), PARIS)
-        instants.append(value.replace(tzinfo=PARIS) if value.tzinfo is None else value)
-    return min(instants).astimezone(UTC) if instants else None
+    instants = [_instant(value[0] if isinstance(value, tuple) else value)  # PERIOD: its start
+                for value in values]
+    return min(instants) if instants else None
 
 
 def expand_in_horizon(calendar: icalendar.Calendar, horizon: Horizon, uid: str,
@@ -453,8 +448,7 @@ def _started_near(calendar: icalendar.Calendar, horizon: Horizon) -> icalendar.C
         if (freq in _UNITS and not rule.get("COUNT") and isinstance(value, dt.datetime)
                 and component.get("RECURRENCE-ID") is None):
             step = _UNITS[freq] * max(int((rule.get("INTERVAL") or [1])[0]), 1)
-            first = value if value.tzinfo is not None else value.replace(tzinfo=PARIS)
-            gap = horizon.start - dt.timedelta(days=1) - first
+            gap = horizon.start - dt.timedelta(days=1) - _instant(value)
             if gap > step:
                 shift = step * (gap // step)
                 component = component.copy()
@@ -469,17 +463,20 @@ def _started_near(calendar: icalendar.Calendar, horizon: Horizon) -> icalendar.C
     return moved if changed else calendar
 
 
-def _sort_key(start: Any) -> dt.datetime:
-    """An aware UTC datetime to order occurrences by their DTSTART (DATE and floating values
-    read in Europe/Paris); the earliest instant for a missing one."""
-    value = start.dt if start is not None else None
-    if value is None:
-        return dt.datetime.min.replace(tzinfo=UTC)
+def _instant(value: dt.date) -> dt.datetime:
+    """A DATE or DATE-TIME value as aware UTC: a date at Paris midnight, a floating time read
+    in Europe/Paris."""
     if not isinstance(value, dt.datetime):
-        value = dt.datetime.combine(value, dt.time(), PARIS)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=PARIS)
-    return value.astimezone(UTC)
+        return paris_midnight_utc(value)
+    return (value.replace(tzinfo=PARIS) if value.tzinfo is None else value).astimezone(UTC)
+
+
+def _sort_key(start: Any) -> dt.datetime:
+    """An aware UTC datetime to order occurrences by their DTSTART (:func:`_instant`); the
+    earliest instant for a missing one."""
+    if start is None or start.dt is None:
+        return dt.datetime.min.replace(tzinfo=UTC)
+    return _instant(start.dt)
 
 
 def _single_in_horizon(base: icalendar.Component, master: icalendar.Component | None,
