@@ -141,7 +141,8 @@ def test_unreadable_event_is_named_with_its_line(http_server, tmp_settings):
                                 "Got: 'INVALID-DATE') : événement ignoré")]
 
 
-def test_events_already_published_by_another_source(http_server, tmp_settings):
+def registered_portland(http_server, tmp_settings):
+    """The Portland sample calendar served, registered as source « portland » and harvested."""
     url = serve(http_server, "/portland.ics", SAMPLES / "ical_google.ics")
     tmp_settings.registry.write_text(yaml.safe_dump({"sources": [{
         "id": "portland", "name": "Portland", "format": "ical", "url": url,
@@ -150,6 +151,11 @@ def test_events_already_published_by_another_source(http_server, tmp_settings):
         encoding="utf-8")
     engine = make_engine(tmp_settings.database_url)
     harvest_all(engine, load_registry(tmp_settings.registry), tmp_settings, now=NOW)
+    return url, engine
+
+
+def test_events_already_published_by_another_source(http_server, tmp_settings):
+    url, engine = registered_portland(http_server, tmp_settings)
     copy = serve(http_server, "/copy.ics", SAMPLES / "ical_google.ics")
     diagnosis = diagnose(copy, now=NOW, settings=tmp_settings, engine=engine)
     problem = only(diagnosis, "duplicate")
@@ -301,14 +307,7 @@ def test_doctor_names_a_too_dense_series_and_an_end_before_the_start(http_server
 def test_checking_a_registered_feed_says_it_is_registered_not_a_duplicate(http_server,
                                                                         tmp_settings):
     # the second trial: « déjà publié par la source src-1-warn » for the very same calendar
-    url = serve(http_server, "/portland.ics", SAMPLES / "ical_google.ics")
-    tmp_settings.registry.write_text(yaml.safe_dump({"sources": [{
-        "id": "portland", "name": "Portland", "format": "ical", "url": url,
-        "licence": "Licence Ouverte 2.0",
-        "publisher": {"name": "Portland user groups", "type": "association"}}]}),
-        encoding="utf-8")
-    engine = make_engine(tmp_settings.database_url)
-    harvest_all(engine, load_registry(tmp_settings.registry), tmp_settings, now=NOW)
+    url, engine = registered_portland(http_server, tmp_settings)
     diagnosis = diagnose(url, now=NOW, settings=tmp_settings, engine=engine)
     problem = only(diagnosis, "already-registered")
     assert problem.message.startswith("cet agenda est déjà inscrit (source « portland »)")

@@ -38,14 +38,18 @@ def without(*uids: str) -> list[dict]:
     return [e for e in ALBI if str(e["uid"]) not in uids]
 
 
+def one_source(settings, entry: dict) -> tuple:
+    """Write a registry of ``entry`` alone; return the store's engine and the specs."""
+    Path(settings.registry).write_text(yaml.safe_dump({"sources": [entry]}), encoding="utf-8")
+    return make_engine(settings.database_url), load_registry(settings.registry)
+
+
 def setup(server, settings):
     serve(server, ALBI)
-    Path(settings.registry).write_text(yaml.safe_dump({"sources": [{
+    engine, specs = one_source(settings, {
         "id": "albi", "name": "Agenda d'Albi", "format": "openagenda",
         "url": server.url("/albi.json"), "licence": "Licence Ouverte 2.0",
-        "publisher": {"name": "Ville d'Albi", "type": "service-municipal"}}]}), encoding="utf-8")
-    engine = make_engine(settings.database_url)
-    specs = load_registry(settings.registry)
+        "publisher": {"name": "Ville d'Albi", "type": "service-municipal"}})
     [first] = harvest_all(engine, specs, settings, now=T1)
     assert (first.status, first.events) == ("ok", 20)
     return engine, specs
@@ -174,12 +178,10 @@ def test_a_cut_calendar_removes_nothing_and_reads_as_partial(http_server, tmp_se
     cut = whole[: whole.rindex(b"BEGIN:VEVENT")]  # the last VEVENT and END:VCALENDAR lost
     assert cut.count(b"BEGIN:VEVENT") == 19 and b"END:VCALENDAR" not in cut
     http_server.routes["/upcoming.ics"] = Route(body=whole)
-    Path(tmp_settings.registry).write_text(yaml.safe_dump({"sources": [{
+    engine, specs = one_source(tmp_settings, {
         "id": "upcoming", "name": "Upcoming", "format": "ical",
         "url": http_server.url("/upcoming.ics"), "licence": "MIT",
-        "publisher": {"name": "Upcoming", "type": "association"}}]}), encoding="utf-8")
-    engine = make_engine(tmp_settings.database_url)
-    specs = load_registry(tmp_settings.registry)
+        "publisher": {"name": "Upcoming", "type": "association"}})
     [first] = harvest_all(engine, specs, tmp_settings, now=T1)
     assert (first.status, first.records) == ("ok", 20)
     http_server.routes["/upcoming.ics"] = Route(body=cut)
@@ -211,12 +213,10 @@ def test_a_source_past_its_budget_of_sessions_keeps_its_events_without_more(
         "END:VEVENT\r\n" for i in range(5))
     body = f"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\n{events}END:VCALENDAR\r\n".encode()
     http_server.routes["/hourly.ics"] = Route(body=body)
-    Path(tmp_settings.registry).write_text(yaml.safe_dump({"sources": [{
+    engine, specs = one_source(tmp_settings, {
         "id": "hourly", "name": "Heures", "format": "ical", "url": http_server.url("/hourly.ics"),
-        "licence": "Licence Ouverte 2.0", "publisher": {"name": "X", "type": "association"}}]}),
-        encoding="utf-8")
-    engine = make_engine(tmp_settings.database_url)
-    [summary] = harvest_all(engine, load_registry(tmp_settings.registry), tmp_settings, now=T1)
+        "licence": "Licence Ouverte 2.0", "publisher": {"name": "X", "type": "association"}})
+    [summary] = harvest_all(engine, specs, tmp_settings, now=T1)
     assert summary.events == 5
     assert any("plus de 5000 séances" in w for w in summary.warnings)
     with Session(engine) as session:
