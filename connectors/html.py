@@ -63,19 +63,6 @@ def spider_for(fmt: str) -> str:
     return name
 
 
-def crawl_command(spider: str, url: str, output: Path, settings: Settings,
-                  now: dt.datetime) -> list[str]:
-    """The child-process command line for one crawl (limits from ``settings``)."""
-    return [
-        sys.executable, "-m", "crawlers.run", "--spider", spider, "--url", url,
-        "--output", str(output), "--now", now.isoformat(),
-        "--max-pages", str(settings.crawl_max_pages), "--depth", str(settings.crawl_depth),
-        "--timeout", str(settings.crawl_timeout), "--delay", str(settings.host_delay),
-        "--set", f"DOWNLOAD_MAXSIZE={settings.max_body_bytes}",
-        "--set", f"DOWNLOAD_TIMEOUT={settings.read_timeout}",
-    ]
-
-
 def crawl_source(source_id: str, url: str, fmt: str, settings: Settings,
                  now: dt.datetime) -> ParseResult:
     """Crawl one registry source and return its records (never raises).
