@@ -171,16 +171,25 @@ def port_problem(host: str, port: int) -> str | None:
 
 
 def _do_publish(settings: Settings, force: bool = False) -> int:
-    from tissu.fingerprint import publication_is_current_for, publish_if_changed
+    from tissu.fingerprint import (
+        fingerprint_if_published,
+        publication_is_current,
+        publish_if_changed,
+    )
 
-    if not force and publication_is_current_for(settings.database_url, settings.publish_dir,
-                                                utcnow()):
+    # computed once, with the database's own driver: an unchanged store is answered before
+    # SQLAlchemy and the publishing code are imported
+    fingerprint = None if force else fingerprint_if_published(settings.database_url,
+                                                               settings.publish_dir)
+    if fingerprint is not None and publication_is_current(settings.publish_dir, fingerprint,
+                                                          utcnow()):
         console.print(f"Publication gardée telle quelle (rien n'a changé depuis la dernière "
                       f"publication) : {settings.publish_dir / 'tissu-open.db'} ; "
                       "« tissu publish --force » pour la refaire.")
         return 0
     engine = make_engine(settings.database_url)
-    decision = publish_if_changed(engine, settings.publish_dir, utcnow(), force=force)
+    decision = publish_if_changed(engine, settings.publish_dir, utcnow(), force=force,
+                                  fingerprint=fingerprint)
     outcome = decision.outcome
     if outcome is None:
         console.print(f"Publication gardée telle quelle ({decision.reason}) : "

@@ -240,18 +240,26 @@ def remember_publication(out_dir: Path, fingerprint: str, now: dt.datetime) -> N
     os.replace(temporary, out_dir / STAMP)
 
 
-def publication_is_current_for(database_url: str, out_dir: Path, now: dt.datetime) -> bool:
-    """:func:`publication_is_current` for the store at ``database_url``; False when unsure.
+def fingerprint_if_published(database_url: str, out_dir: Path) -> str | None:
+    """:func:`store_fingerprint` of the store at ``database_url`` when ``out_dir`` holds a
+    stamp to compare it with; None when there is none or the store cannot be read.
 
-    Reads only the stamp, the catalogue and the rows, with the database's own driver: no
-    SQLAlchemy, no publishing code imported (``tissu publish`` checks this first).
+    Reads only the catalogue and the rows, with the database's own driver: no SQLAlchemy, no
+    publishing code imported (``tissu publish`` checks this first).
     """
     if not (out_dir / STAMP).exists():
-        return False
+        return None
     try:
-        return publication_is_current(out_dir, store_fingerprint(database_url), now)
+        return store_fingerprint(database_url)
     except Exception:  # noqa: BLE001 - when in doubt, publish
-        return False
+        return None
+
+
+def publication_is_current_for(database_url: str, out_dir: Path, now: dt.datetime) -> bool:
+    """:func:`publication_is_current` for the store at ``database_url``; False when unsure
+    (see :func:`fingerprint_if_published`)."""
+    fingerprint = fingerprint_if_published(database_url, out_dir)
+    return fingerprint is not None and publication_is_current(out_dir, fingerprint, now)
 
 
 @dataclass
@@ -264,17 +272,19 @@ class PublishDecision:
 
 
 def publish_if_changed(engine: Engine, out_dir: Path, now: dt.datetime,
-                       force: bool = False) -> PublishDecision:
+                       force: bool = False, fingerprint: str | None = None) -> PublishDecision:
     """``publish.run.publish`` unless the publication in ``out_dir`` is current (see module doc).
 
-    ``now`` is aware UTC. ``force`` always publishes. The stamp is written only after a publish
-    without errors, so a failed export is retried by the next call. When the fingerprint cannot
-    be computed, it publishes. Raises what ``publish`` raises.
+    ``now`` is aware UTC. ``force`` always publishes. ``fingerprint``: the store's, when the
+    caller computed it already (else it is computed here). The stamp is written only after a
+    publish without errors, so a failed export is retried by the next call. When the
+    fingerprint cannot be computed, it publishes. Raises what ``publish`` raises.
     """
-    try:
-        fingerprint: str | None = store_fingerprint(engine)
-    except Exception:  # noqa: BLE001 - when in doubt, publish
-        fingerprint = None
+    if fingerprint is None:
+        try:
+            fingerprint = store_fingerprint(engine)
+        except Exception:  # noqa: BLE001 - when in doubt, publish
+            fingerprint = None
     if not force and fingerprint is not None and publication_is_current(out_dir, fingerprint,
                                                                          now):
         return PublishDecision(False, reason="rien n'a changé depuis la dernière publication")
