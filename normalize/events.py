@@ -389,7 +389,7 @@ def expand_in_horizon(calendar: icalendar.Calendar, horizon: Horizon, uid: str,
     """
     density = _density(calendar)
     if density:
-        calendar = _started_near(calendar, horizon)
+        calendar = _started_near(calendar, horizon, uid, warnings)
     query = recurring_ical_events.of(calendar, skip_bad_series=skip_bad_series)
     if density < 2:
         whole = list(query.between(horizon.start, horizon.end))
@@ -427,15 +427,22 @@ def expand_in_horizon(calendar: icalendar.Calendar, horizon: Horizon, uid: str,
 
 _UNITS = {"SECONDLY": dt.timedelta(seconds=1), "MINUTELY": dt.timedelta(minutes=1),
           "HOURLY": dt.timedelta(hours=1)}
+_UNIT_NAMES = {"SECONDLY": "seconde", "MINUTELY": "minute", "HOURLY": "heure"}
+#: Past steps a COUNT series may need before the horizon (an hourly series of 20 years).
+_MAX_STEPS_BEFORE = 200_000
 
 
-def _started_near(calendar: icalendar.Calendar, horizon: Horizon) -> icalendar.Calendar:
+def _started_near(calendar: icalendar.Calendar, horizon: Horizon, uid: str,
+                  warnings: list[str]) -> icalendar.Calendar:
     """``calendar`` with each SECONDLY/MINUTELY/HOURLY series that has no COUNT and started
     more than a day before ``horizon`` moved forward by a whole number of its intervals, to
     just before the horizon (DTEND moved alike). Its occurrences in the horizon are the same
     (RFC 5545 §3.3.10: the rule's BY parts filter times, UNTIL is absolute), but
     recurring-ical-events no longer counts millions of them from a start years ago. The moved
-    DTSTART itself stays before the horizon. Other components are shared, not copied."""
+    DTSTART itself stays before the horizon. A series *with* COUNT that would need more than
+    :data:`_MAX_STEPS_BEFORE` steps to reach the horizon is not expanded at all (its RRULE
+    dropped from the copy, a French warning appended to ``warnings``). Other components are
+    shared, not copied."""
     moved = icalendar.Calendar()
     for name, value in calendar.property_items(recursive=False)[1:-1]:
         moved.add(name, value)
@@ -445,11 +452,20 @@ def _started_near(calendar: icalendar.Calendar, horizon: Horizon) -> icalendar.C
         start = component.get("DTSTART")
         freq = str((rule.get("FREQ") or [""])[0]).upper() if isinstance(rule, dict) else ""
         value = start.dt if start is not None else None
-        if (freq in _UNITS and not rule.get("COUNT") and isinstance(value, dt.datetime)
+        if (freq in _UNITS and isinstance(value, dt.datetime)
                 and component.get("RECURRENCE-ID") is None):
             step = _UNITS[freq] * max(int((rule.get("INTERVAL") or [1])[0]), 1)
             gap = horizon.start - dt.timedelta(days=1) - _instant(value)
-            if gap > step:
+            if rule.get("COUNT") and gap // step > _MAX_STEPS_BEFORE:
+                # a COUNT series cannot be moved (its count runs from DTSTART): reading it
+                # would mean counting millions of past sessions — it is not expanded
+                component = component.copy()
+                del component["RRULE"]
+                warnings.append(f"{uid} : série trop longue à calculer (une séance chaque "
+                                f"{_UNIT_NAMES[freq]} depuis le {value:%d/%m/%Y}) : ses séances "
+                                "ne sont pas publiées")
+                changed = True
+            elif not rule.get("COUNT") and gap > step:
                 shift = step * (gap // step)
                 component = component.copy()
                 end = component.get("DTEND")

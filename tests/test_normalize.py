@@ -212,3 +212,14 @@ def test_a_dense_series_started_years_ago_is_read_near_the_horizon():
                                      end="20261030T004500Z"), horizon)["s1"]
     assert [(o["start_utc"], o["end_utc"]) for o in old.occurrences] == [
         (o["start_utc"], o["end_utc"]) for o in recent.occurrences]
+
+
+def test_a_dense_count_series_started_years_ago_is_not_expanded():
+    # the third trial: FREQ=MINUTELY;COUNT=5000000 since 2020 kept a harvest busy 71 s a VEVENT
+    horizon = Horizon(dt.datetime(2026, 11, 1, tzinfo=UTC), dt.datetime(2027, 12, 1, tzinfo=UTC))
+    event = _normalize_text(_series("FREQ=MINUTELY;COUNT=5000000", start="20200101T000000Z",
+                                    end="20200101T000030Z"), horizon)["s1"]
+    assert event.occurrences == []
+    assert event.warnings == [("s1 : série trop longue à calculer (une séance chaque minute "
+                               "depuis le 01/01/2020) : ses séances ne sont pas publiées")]
+    assert event.event["rrule"] == "FREQ=MINUTELY;COUNT=5000000"  # the source's rule is kept
