@@ -7,6 +7,7 @@ EXDATE and RECURRENCE-ID (RFC 5545 §3.8.5). Feed records (JSON) are single even
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import hashlib
 import json
@@ -28,19 +29,33 @@ _STATUS = {"CANCELLED": "cancelled", "TENTATIVE": "tentative", "CONFIRMED": "con
 MAX_OCCURRENCES = 2000
 # Frequencies that repeat more than once an hour (RFC 5545 §3.3.10).
 _VERY_DENSE_FREQS = frozenset({"SECONDLY", "MINUTELY"})
+TOO_DENSE = ("{uid} : série trop dense : seules {n} séances sont gardées, les premières à "
+             "partir d'aujourd'hui")
 
 
 @dataclass(frozen=True)
 class Horizon:
-    """The expansion window, aware UTC datetimes (start inclusive, end exclusive)."""
+    """The expansion window, aware UTC datetimes (start inclusive, end exclusive), and the
+    moment it was drawn around (``now``, None when unknown): a series too dense to keep whole
+    keeps its sessions from then on."""
 
     start: dt.datetime
     end: dt.datetime
+    now: dt.datetime | None = None
+
+    @property
+    def keep_from(self) -> dt.datetime:
+        """Where a capped series starts keeping sessions: ``now`` within the window, else its
+        start."""
+        if self.now is not None and self.start <= self.now < self.end:
+            return self.now
+        return self.start
 
     @classmethod
     def around(cls, now: dt.datetime, past_days: int, future_days: int) -> Horizon:
         """``past_days`` before ``now`` to ``future_days`` after it."""
-        return cls(now - dt.timedelta(days=past_days), now + dt.timedelta(days=future_days))
+        return cls(now - dt.timedelta(days=past_days), now + dt.timedelta(days=future_days),
+                   now)
 
 
 @dataclass
@@ -380,9 +395,10 @@ def expand_in_horizon(calendar: icalendar.Calendar, horizon: Horizon, uid: str,
     RFC 5545 §3.8.5), at most :data:`MAX_OCCURRENCES`.
 
     A series repeating at most hourly is expanded with ``between`` at once (then cut). One
-    repeating more often (minutes, seconds) is read in short windows from its first start (one
-    hour, doubled while empty, at most a day). Either way the first occurrences are kept and a
-    French warning is appended to ``warnings`` when some are dropped — so a 200-byte
+    repeating more often (minutes, seconds) is read in short windows from its first start or
+    :attr:`Horizon.keep_from`, whichever is later (one hour, doubled while empty, at most a
+    day). Either way the occurrences kept are the first from ``keep_from`` (the run's now) and
+    a French warning is appended to ``warnings`` when some are dropped — so a 200-byte
     ``FREQ=SECONDLY`` file costs a fraction of a second, not gigabytes. A dense series that
     started long before the horizon is first moved next to it (:func:`_started_near`).
     Raises what recurring-ical-events raises.
@@ -396,12 +412,13 @@ def expand_in_horizon(calendar: icalendar.Calendar, horizon: Horizon, uid: str,
         if len(whole) <= MAX_OCCURRENCES:
             return whole
         # at most 24 a day: a year of them is still cheap to compute, then cut
+        keys = sorted(_sort_key(c.get("DTSTART")) for c in whole)
         whole.sort(key=lambda c: _sort_key(c.get("DTSTART")))
-        warnings.append(f"{uid} : série trop dense : seules les {MAX_OCCURRENCES} premières "
-                        "séances de la période sont gardées")
-        return whole[:MAX_OCCURRENCES]
+        first = min(bisect.bisect_left(keys, horizon.keep_from), len(whole) - MAX_OCCURRENCES)
+        warnings.append(TOO_DENSE.format(uid=uid, n=MAX_OCCURRENCES))
+        return whole[first:first + MAX_OCCURRENCES]
     earliest = _earliest_start(calendar)
-    cursor = max(horizon.start, earliest) if earliest is not None else horizon.start
+    cursor = max(horizon.keep_from, earliest) if earliest is not None else horizon.keep_from
     window = dt.timedelta(hours=1)
     found: list[icalendar.Component] = []
     seen: set[tuple[str, str]] = set()
@@ -414,8 +431,7 @@ def expand_in_horizon(calendar: icalendar.Calendar, horizon: Horizon, uid: str,
             if key in seen:  # an occurrence spanning two windows
                 continue
             if len(found) == MAX_OCCURRENCES:
-                warnings.append(f"{uid} : série trop dense : seules les {MAX_OCCURRENCES} "
-                                "premières séances de la période sont gardées")
+                warnings.append(TOO_DENSE.format(uid=uid, n=MAX_OCCURRENCES))
                 return found
             seen.add(key)
             found.append(instance)
@@ -455,7 +471,7 @@ def _started_near(calendar: icalendar.Calendar, horizon: Horizon, uid: str,
         if (freq in _UNITS and isinstance(value, dt.datetime)
                 and component.get("RECURRENCE-ID") is None):
             step = _UNITS[freq] * max(int((rule.get("INTERVAL") or [1])[0]), 1)
-            gap = horizon.start - dt.timedelta(days=1) - _instant(value)
+            gap = horizon.keep_from - dt.timedelta(days=1) - _instant(value)
             if rule.get("COUNT") and gap // step > _MAX_STEPS_BEFORE:
                 # a COUNT series cannot be moved (its count runs from DTSTART): reading it
                 # would mean counting millions of past sessions — it is not expanded

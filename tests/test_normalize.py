@@ -223,3 +223,20 @@ def test_a_dense_count_series_started_years_ago_is_not_expanded():
     assert event.warnings == [("s1 : série trop longue à calculer (une séance chaque minute "
                                "depuis le 01/01/2020) : ses séances ne sont pas publiées")]
     assert event.event["rrule"] == "FREQ=MINUTELY;COUNT=5000000"  # the source's rule is kept
+
+
+def test_a_capped_endless_series_keeps_its_coming_sessions():
+    # the third trial: an endless FREQ=SECONDLY series since 2015 kept 2000 sessions on the
+    # first day of the window, a month back, so nothing was upcoming and « tout est passé »
+    now = dt.datetime(2026, 12, 4, 20, 0, tzinfo=UTC)
+    horizon = Horizon.around(now, 30, 365)
+    seconds = _normalize_text(_series("FREQ=SECONDLY", start="20150101T000000Z",
+                                      end="20150101T000001Z"), horizon)["s1"]
+    starts = [o["start_utc"] for o in seconds.occurrences]
+    assert len(starts) == 2000 and starts[0] == now and starts[-1] == now + dt.timedelta(
+        seconds=1999)
+    hourly = _normalize_text(_series("FREQ=HOURLY", start="20261101T003000Z",
+                                     end="20261101T010000Z"), horizon)["s1"]
+    starts = [o["start_utc"] for o in hourly.occurrences]
+    assert len(starts) == 2000 and starts[0] == dt.datetime(2026, 12, 4, 20, 30, tzinfo=UTC)
+    assert any("série trop dense" in w for w in hourly.warnings)
