@@ -689,8 +689,9 @@ def diagnose_content(
             "Corrigez leurs dates dans votre logiciel d'agenda, puis vérifiez à nouveau.",
             [error.removeprefix(f"{_CHECK_ID} : ") for error in outcome.errors[:5]],
         ))
-    dense = [w for w in outcome.warnings if "série trop dense" in w or "séances : les" in w]
-    if dense:
+    dense = [w for w in outcome.warnings if "série trop" in w]
+    budget = [w for w in outcome.warnings if "séances : les événements suivants" in w]
+    if dense or budget:
         diagnosis.problems.append(Finding(
             "too-dense", "warning",
             accord(f"{{n}} série(s) [se répète|se répètent] plus souvent que Tissu ne publie : "
@@ -698,7 +699,7 @@ def diagnose_content(
             "Une règle de répétition « chaque seconde », « chaque minute » ou « chaque heure » "
             "sans fin est presque toujours une erreur de saisie : dans votre agenda, choisissez "
             "une répétition hebdomadaire ou quotidienne, avec une date de fin.",
-            [w.removeprefix(f"{_CHECK_ID} : ") for w in dense[:5]],
+            [w.removeprefix(f"{_CHECK_ID} : ") for w in budget + dense[:5]],
         ))
     backward = [w for w in outcome.warnings if "avant DTSTART" in w]
     if backward:
