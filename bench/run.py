@@ -722,6 +722,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=None, help="working folder (temporary)")
     parser.add_argument("--no-markdown", action="store_true",
                         help="do not rewrite the table of BENCHMARKS.md")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="write the report there instead of bench/results/<UTC date>.json "
+                             "(a trial run that must not change the day's report)")
     args = parser.parse_args(argv)
     scale = dict(SCALES[args.scale])
     if args.sources:
@@ -785,8 +788,8 @@ def main(argv: list[str] | None = None) -> int:
     report["finished_utc"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = started.strftime("%Y-%m-%d") + ("" if args.scale == "full" else f"-{args.scale}")
-    path = RESULTS / f"{name}.json"
-    if path.exists() and wanted != {"W1", "W2", "W3", "W4", "W5", "W6"}:
+    path = args.results or RESULTS / f"{name}.json"
+    if args.results is None and path.exists() and wanted != {"W1", "W2", "W3", "W4", "W5", "W6"}:
         # a partial run completes the day's report instead of replacing it
         previous = json.loads(path.read_text(encoding="utf-8"))
         previous["workloads"].update(report["workloads"])
@@ -795,11 +798,12 @@ def main(argv: list[str] | None = None) -> int:
         report = previous
     path.write_text(json.dumps(report, indent=1, ensure_ascii=False, default=str) + "\n",
                     encoding="utf-8")
-    print(f"[bench] résultats : {path.relative_to(ROOT)}")
+    print(f"[bench] résultats : {path}")
     if not args.no_markdown:
         from bench.report import update_benchmarks_md
 
-        update_benchmarks_md(BENCHMARKS, report, path.relative_to(ROOT))
+        shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+        update_benchmarks_md(BENCHMARKS, report, shown)
         print(f"[bench] tableau : {BENCHMARKS.relative_to(ROOT)}")
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)
