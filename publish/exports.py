@@ -173,9 +173,16 @@ def write_feeds(connection: sqlite3.Connection, out_dir: Path, now: dt.datetime)
 
 
 def schedule(row: dict[str, Any]) -> dict[str, Any] | None:
-    """schema.org ``Schedule`` for a series' RRULE (FREQ, INTERVAL, BYDAY, BYMONTHDAY, COUNT,
-    UNTIL), or None when the rule cannot be said in schema.org terms."""
-    rule_items = _rule_schedule(row["rrule"], row.get("tzid") or "Europe/Paris")
+    """schema.org ``Schedule`` (https://schema.org/Schedule) for a series' RRULE (FREQ,
+    INTERVAL, BYDAY, BYMONTHDAY, COUNT, UNTIL), or None when the rule cannot be said in
+    schema.org terms.
+
+    ``startDate``, ``startTime``, ``endTime``, ``exceptDate`` and the UNTIL ``endDate`` are
+    wall-clock values in ``scheduleTimezone``, the series' own zone (``row["tzid"]``, an IANA
+    name; Europe/Paris when absent or unknown), as schema.org defines them.
+    """
+    tzid, zone = _schedule_zone(row.get("tzid"))
+    rule_items = _rule_schedule(row["rrule"], tzid)
     if rule_items is None:
         return None
     item: dict[str, Any] = {k: list(v) if isinstance(v, tuple) else v for k, v in rule_items}
@@ -185,22 +192,36 @@ def schedule(row: dict[str, Any]) -> dict[str, Any] | None:
         start = _utc(row["dtstart_utc"])
         end = _utc(row.get("dtend_utc"))
         assert start is not None
-        item["startDate"] = start.astimezone(PARIS).date().isoformat()
-        item["startTime"] = start.astimezone(PARIS).strftime("%H:%M:%S")
+        item["startDate"] = start.astimezone(zone).date().isoformat()
+        item["startTime"] = start.astimezone(zone).strftime("%H:%M:%S")
         if end is not None:
-            item["endTime"] = end.astimezone(PARIS).strftime("%H:%M:%S")
+            item["endTime"] = end.astimezone(zone).strftime("%H:%M:%S")
     exdates = _json_texts(row.get("exdate"))
     if exdates:
         item["exceptDate"] = [
-            _utc(v).astimezone(PARIS).isoformat() if "T" in v else v  # type: ignore[union-attr]
+            _utc(v).astimezone(zone).isoformat() if "T" in v else v  # type: ignore[union-attr]
             for v in exdates]
     return item
+
+
+@lru_cache(maxsize=256)
+def _schedule_zone(tzid: str | None) -> tuple[str, dt.tzinfo]:
+    """(IANA name, zone) a schedule is written in: ``tzid`` when zoneinfo knows it, else Paris."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    if tzid and tzid != "Europe/Paris":
+        try:
+            return tzid, ZoneInfo(tzid)
+        except (ZoneInfoNotFoundError, ValueError):
+            pass
+    return "Europe/Paris", PARIS
 
 
 @lru_cache(maxsize=4096)
 def _rule_schedule(rrule: str, tzid: str) -> tuple[tuple[str, Any], ...] | None:
     """The rule part of :func:`schedule` (items in order; lists as tuples), computed once per
-    distinct RRULE and zone; None when schema.org cannot say it."""
+    distinct RRULE and zone (``tzid``, a name zoneinfo knows); None when schema.org cannot
+    say it."""
     try:
         rule = vRecur.from_ical(rrule)
     except (ValueError, TypeError):
@@ -223,7 +244,7 @@ def _rule_schedule(rrule: str, tzid: str) -> tuple[tuple[str, Any], ...] | None:
         items.append(("repeatCount", int(rule["COUNT"][0])))
     if rule.get("UNTIL"):
         until = rule["UNTIL"][0]
-        items.append(("endDate", (until.astimezone(PARIS).date()
+        items.append(("endDate", (until.astimezone(_schedule_zone(tzid)[1]).date()
                                   if isinstance(until, dt.datetime) else until).isoformat()))
     return tuple(items)
 

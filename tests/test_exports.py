@@ -118,7 +118,8 @@ def test_atom_and_jsonld(published) -> None:
     assert lisbon["eventSchedule"] == {
         "@type": "Schedule", "repeatFrequency": "P1W", "scheduleTimezone": "Europe/Lisbon",
         "byDay": ["https://schema.org/Monday"], "startDate": "2020-09-21",
-        "startTime": "12:30:00", "endTime": "14:00:00"}
+        # DTSTART;TZID=Europe/Lisbon:20200921T113000, DTEND …T130000: Lisbon wall-clock times
+        "startTime": "11:30:00", "endTime": "13:00:00"}
 
 
 
@@ -140,7 +141,16 @@ def test_schedules_sharing_a_rule_keep_their_own_zone_times_and_lists() -> None:
                      "repeatCount": 10, "startDate": "2026-12-07", "startTime": "14:00:00",
                      "endTime": "16:00:00"}
     assert lisbon["scheduleTimezone"] == "Europe/Lisbon"
-    assert len(lisbon["exceptDate"]) == 1 and "exceptDate" not in paris
+    # 13:00 UTC is 13:00 in Lisbon in December (WET, UTC+0), 14:00 in Paris
+    assert (lisbon["startTime"], lisbon["endTime"]) == ("13:00:00", "15:00:00")
+    assert lisbon["exceptDate"] == ["2026-12-10T13:00:00+00:00"]
+    assert "exceptDate" not in paris
+    unknown = schedule(base | {"tzid": "Mars/Olympus_Mons"})
+    assert unknown is not None and unknown["scheduleTimezone"] == "Europe/Paris"
+    assert unknown["startTime"] == "14:00:00"
+    until = schedule(base | {"tzid": "America/New_York",
+                             "rrule": "FREQ=WEEKLY;UNTIL=20261231T030000Z"})
+    assert until is not None and until["endDate"] == "2026-12-30"  # 22:00 on the 30th there
     paris["byDay"].append("changed")
     assert schedule(base | {"tzid": "Europe/Paris"})["byDay"] == [  # type: ignore[index]
         "https://schema.org/Monday", "https://schema.org/Thursday"]
