@@ -13,8 +13,6 @@ wiped. Kinds of change:
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,12 +38,6 @@ class RunCounts:
     def changed(self) -> bool:
         """True when at least one event changed."""
         return bool(self.new or self.updated or self.cancelled or self.removed)
-
-
-def row_digest(values: dict[str, object]) -> str:
-    """SHA-256 of a published row (keys sorted, JSON)."""
-    text = json.dumps(values, sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def frame_digests(frame: pd.DataFrame) -> list[int]:
