@@ -22,9 +22,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 from rich.table import Table
-from sqlalchemy import func
+from sqlalchemy import exists, func, true
+from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -81,7 +83,7 @@ def _strip_source(message: str | None, source_id: str) -> str | None:
     return message.removeprefix(f"{source_id} : ")
 
 
-def _read_warnings(run: HarvestRun, source_id: str) -> list[str]:
+def _read_warnings(run: HarvestRun | _Read, source_id: str) -> list[str]:
     """The reason for the warnings of a read (``HarvestRun.warnings``), or nothing.
 
     One French sentence: how many warnings and the first one, e.g. « 2 avertissements à la
@@ -100,6 +102,54 @@ def _read_warnings(run: HarvestRun, source_id: str) -> list[str]:
     return [f"{count} à la dernière lecture : {texts[0]}"]
 
 
+class _Read(NamedTuple):
+    """The columns of one read (a :class:`HarvestRun` of status ``ok`` or ``partial``) used here."""
+
+    started_at: dt.datetime | None
+    records: int
+    guarded: int
+    status: str
+    errors: str
+    warnings: str
+
+
+def _facts(session: Session, source_id: str, now: dt.datetime,
+           window: int) -> tuple[list[tuple[Any, ...]], int, int, bool]:
+    """What health is computed from, in one statement (it runs after every harvest of a source).
+
+    Returns the ``window`` most recent reads of ``source_id``, newest first (the columns of
+    :class:`_Read`), its events still at the source, those with an occurrence ending at or
+    after ``now`` (aware UTC), and whether any of its runs has finished. Reads are looked up
+    among all its runs, however many unchanged attempts (304) followed the last one.
+    """
+    runs = HarvestRun.__table__.c  # type: ignore[attr-defined]
+    total = (sa_select(func.count()).select_from(Event)
+             .where(col(Event.source_id) == source_id, col(Event.removed_at_source).is_(None))
+             .scalar_subquery())
+    upcoming = (sa_select(func.count(func.distinct(Occurrence.event_id)))
+                .join(Event, col(Event.id) == col(Occurrence.event_id))
+                .where(col(Event.source_id) == source_id,
+                       col(Event.removed_at_source).is_(None), col(Occurrence.end_utc) >= now)
+                .scalar_subquery())
+    finished = exists().where(runs.source_id == source_id, runs.status != "running")
+    facts = sa_select(total.label("total"), upcoming.label("upcoming"),
+                   finished.label("finished")).subquery()
+    reads = (sa_select(runs.started_at, runs.records, runs.guarded, runs.status, runs.errors,
+                    runs.warnings, runs.id)
+             .where(runs.source_id == source_id, runs.status.in_(READ_STATUSES))
+             .order_by(runs.started_at.desc(), runs.id.desc()).limit(window).subquery())
+    rows = session.execute(
+        sa_select(facts.c.total, facts.c.upcoming, facts.c.finished, reads.c.started_at,
+               reads.c.records, reads.c.guarded, reads.c.status, reads.c.errors,
+               reads.c.warnings)
+        .select_from(facts.outerjoin(reads, true()))
+        .order_by(reads.c.started_at.desc(), reads.c.id.desc())
+    ).all()
+    first = rows[0]
+    found = [tuple(row[3:]) for row in rows if row[6] is not None]
+    return found, int(first[0] or 0), int(first[1] or 0), bool(first[2])
+
+
 def source_health(session: Session, source: Source, now: dt.datetime,
                   stale_after: dt.timedelta = DEFAULT_STALE_AFTER, window: int = 5) -> Health:
     """Compute the health of ``source`` at ``now`` (aware UTC). Reads only; never raises on data.
@@ -109,38 +159,25 @@ def source_health(session: Session, source: Source, now: dt.datetime,
             (``Settings.stale_after_days``, default 30 days).
         window: how many recent reads ``recent_items`` keeps.
     """
-    runs = session.exec(
-        select(HarvestRun).where(HarvestRun.source_id == source.id)
-        .order_by(col(HarvestRun.started_at).desc(), col(HarvestRun.id).desc()).limit(50)
-    ).all()
-    finished = [r for r in runs if r.status != "running"]
-    reads = [r for r in finished if r.status in READ_STATUSES]
     health = Health(
         source_id=source.id, status="ok", checked_at=now,
         last_attempt_at=source.last_attempt_at, last_success_at=source.last_success_at,
-        last_changed_at=reads[0].started_at if reads else None,
         consecutive_failures=source.consecutive_failures or 0,
         last_error=_strip_source(source.last_error, source.id),
-        recent_items=[r.records for r in reads[:window]],
-        guarded=reads[0].guarded if reads else 0,
     )
-    health.events_total = session.exec(
-        select(func.count()).select_from(Event)
-        .where(Event.source_id == source.id, col(Event.removed_at_source).is_(None))
-    ).one()
-    health.events_upcoming = session.exec(
-        select(func.count(func.distinct(Occurrence.event_id)))
-        .join(Event, col(Event.id) == col(Occurrence.event_id))
-        .where(Event.source_id == source.id, col(Event.removed_at_source).is_(None),
-               col(Occurrence.end_utc) >= now)
-    ).one()
+    row_reads, health.events_total, health.events_upcoming, any_finished = _facts(
+        session, source.id, now, window)
+    reads = [_Read(*row) for row in row_reads]
+    health.last_changed_at = reads[0].started_at if reads else None
+    health.recent_items = [r.records for r in reads]
+    health.guarded = reads[0].guarded if reads else 0
     failing: list[str] = []
     warnings: list[str] = []
     if health.consecutive_failures > 0:
         times = ("la dernière collecte a échoué" if health.consecutive_failures == 1
                  else f"les {health.consecutive_failures} dernières collectes ont échoué")
         failing.append(f"{times} : {health.last_error or 'erreur inconnue'}")
-    if not finished and source.last_attempt_at is None:
+    if not any_finished and source.last_attempt_at is None:
         warnings.append("pas encore collectée")
     if reads:
         last = reads[0]

@@ -152,3 +152,42 @@ def test_sources_status_command_prints_a_table(http_server, tmp_settings):
     assert "État des sources" in result.output
     line = next(line for line in result.output.splitlines() if "albi" in line)
     assert "20" in line and "/ 20" in line
+
+
+def test_unchanged_attempts_do_not_hide_the_last_read(http_server, tmp_settings):
+    """A source read every 30 min whose content never changes: after 60 unchanged attempts
+    (HTTP 304) the last read still dates its content, so « contenu inchangé » is still said
+    (health used to look for reads among the 50 most recent runs only, and lost it)."""
+    from schemas.models import HarvestRun
+
+    engine, specs = setup(http_server, tmp_settings)
+    harvest_all(engine, specs, tmp_settings, now=T1)
+    with Session(engine) as session:
+        for i in range(60):
+            at = T1 + dt.timedelta(days=10, minutes=30 * i)
+            session.add(HarvestRun(source_id="albi", started_at=at, finished_at=at,
+                                   status="unchanged", http_status=304))
+        session.commit()
+    day = T1 + dt.timedelta(days=31)
+    health = health_at(engine, day)
+    assert health.last_changed_at == T1
+    assert health.recent_items == [20]
+    assert health.reasons == ["seulement des événements passés",
+                              "contenu inchangé depuis 31 jours"]
+
+
+def test_upcoming_count_follows_the_clock_without_a_new_read(http_server, tmp_settings):
+    """Nothing is read again, yet « à venir » and « seulement des événements passés » move
+    with ``now`` (the 20 Albi events end by 23 December 2023)."""
+    engine, specs = setup(http_server, tmp_settings)
+    harvest_all(engine, specs, tmp_settings, now=T1)
+    with Session(engine) as session:
+        from connectors.health import update_health
+
+        source = session.get(Source, "albi")
+        assert update_health(session, source, T1).events_upcoming == 16
+        later = dt.datetime(2024, 1, 2, 12, 0, tzinfo=dt.UTC)
+        health = update_health(session, source, later)
+        assert (health.events_total, health.events_upcoming) == (20, 0)
+        assert "seulement des événements passés" in health.reasons
+        assert (source.events_upcoming, source.health_checked_at) == (0, later)
