@@ -58,8 +58,11 @@ def test_search_finds_the_next_session_of_each_matching_event(database, monkeypa
         monkeypatch.setattr(resident_data, "_WALK_FIRST", 2)
         monkeypatch.setattr(resident_data, "_WALK_CHUNK", 5)
         monkeypatch.setattr(resident_data, "_WALK_CHUNKS", 10_000)
+    if path == "all matches read":  # read at once after the first chunk, whatever it found
+        monkeypatch.setattr(resident_data, "_CHECK_RATE", 2.0)
     if path == "checked chunk by chunk":
         monkeypatch.setattr(resident_data, "_MANY_MATCHES", 0)
+        monkeypatch.setattr(resident_data, "_CHECK_RATE", 2.0)  # the count says: too many
     connection = sqlite3.connect(database)
     for limit in (1, 3, 10, 40):
         found = resident_data.search_upcoming(connection, text, NOW, limit)

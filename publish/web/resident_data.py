@@ -720,9 +720,15 @@ SEARCH_MAX_WORDS = 8
 #: Up to this many matching events, their next sessions are read event by event; beyond,
 #: the coming sessions are read in time order and kept when their event matches.
 _FEW_MATCHES = 2000
-#: Beyond this many matching events, matching is checked in the index chunk by chunk.
+#: While walking, matching is checked in the index for each chunk of sessions (~25 µs an
+#: event on 100k events) as long as at least this share of the events checked match; below
+#: it, and with at most ``_MANY_MATCHES`` matching events, every match is read at once
+#: (~0.3 µs a match) and the walk goes on without the index.
+_CHECK_RATE = 0.5
 _MANY_MATCHES = 20_000
-_WALK_FIRST = 100
+#: The walk's first chunk of sessions (about the page's length: a common word matches most of
+#: the first sessions), then chunks double up to ``_WALK_CHUNK``, at most ``_WALK_CHUNKS`` of them.
+_WALK_FIRST = 24
 _WALK_CHUNK = 400
 _WALK_CHUNKS = 60
 
@@ -755,9 +761,10 @@ def search_upcoming(connection: sqlite3.Connection, text: str, now: dt.datetime,
     ``events_fts``, FTS5), with a session not ended at ``now`` (aware): the ``limit`` whose
     next session comes first, each with that session.
 
-    No count and no ranking over all matches: a few matches are read one by one through the
-    ``occurrences(event_id)`` index; many are found by reading the coming sessions in time
-    order (the ``start_utc`` index) until ``limit`` events are found. Returns an empty result
+    No count and no ranking over all matches: up to ``_FEW_MATCHES`` matches (counted that far
+    only) are read one by one through the ``occurrences(event_id)`` index; more are found by
+    reading the coming sessions in time order (the ``start_utc`` index) until ``limit`` + 1
+    events are found (:func:`_walk_coming`). Returns an empty result
     when the database has no ``events_fts`` table or ``text`` has no word.
     """
     query = fts_query(text)
@@ -769,9 +776,7 @@ def search_upcoming(connection: sqlite3.Connection, text: str, now: dt.datetime,
     params: dict[str, object] = {"from_utc": utc_text(now)}
     where, _, _ = filter_where(Filters(), event_columns, occurrence_columns,
                                 ["o.end_utc > :from_utc"], params)
-    how_many = connection.execute(
-        "SELECT count(*) FROM (SELECT rowid FROM events_fts WHERE events_fts MATCH ? LIMIT ?)",
-        (query, _MANY_MATCHES + 1)).fetchone()[0]
+    how_many = _count_matches(connection, query, _FEW_MATCHES)
     picked: list[str] = []  # occurrence ids, one per event, in time order
     more = False
     if how_many <= _FEW_MATCHES:
@@ -790,8 +795,7 @@ def search_upcoming(connection: sqlite3.Connection, text: str, now: dt.datetime,
             more = len(found) > limit
             picked = [next_id for _, _, next_id in found[:limit]]
     else:
-        picked, more = _walk_coming(connection, query, where, params, facts, limit,
-                                    how_many <= _MANY_MATCHES)
+        picked, more = _walk_coming(connection, query, where, params, facts, limit)
     if not picked:
         return SearchResult([], False, None)
     chosen = "o.id IN (SELECT value FROM json_each(:picked))"
@@ -802,21 +806,28 @@ def search_upcoming(connection: sqlite3.Connection, text: str, now: dt.datetime,
     return SearchResult(shown, more, parse_utc(first_end) if first_end else None)
 
 
+def _count_matches(connection: sqlite3.Connection, query: str, cap: int) -> int:
+    """How many events match the FTS5 ``query``, counted up to ``cap`` + 1 only."""
+    return int(connection.execute(
+        "SELECT count(*) FROM (SELECT rowid FROM events_fts WHERE events_fts MATCH ? LIMIT ?)",
+        (query, cap + 1)).fetchone()[0])
+
+
 def _walk_coming(connection: sqlite3.Connection, query: str, where: list[str],
-                 params: dict[str, object], facts: DatabaseFacts, limit: int,
-                 read_all: bool) -> tuple[list[str], bool]:
+                 params: dict[str, object], facts: DatabaseFacts,
+                 limit: int) -> tuple[list[str], bool]:
     """Many events match ``query``: read the coming sessions in time order (index-only on
     ``start_utc``) and keep each matching event's first one, until ``limit`` + 1 are found.
 
-    Matching is read once for all with ``read_all`` (at most ``_MANY_MATCHES`` events match),
-    else checked in the full-text index for each chunk of sessions (FTS5 ``rowid IN``; chunks
-    grow from 100 sessions, since most events match then). Returns (occurrence ids in time
+    Matching is checked in the full-text index for each chunk of sessions (FTS5 ``rowid IN``;
+    chunks grow from ``_WALK_FIRST`` sessions). When fewer than ``_CHECK_RATE`` of the events
+    checked so far match and at most ``_MANY_MATCHES`` events match, every match is read
+    once instead and the walk goes on without the index. Returns (occurrence ids in time
     order, whether more than ``limit`` were found).
     """
     wanted: set[int] | None = None
-    if read_all:
-        wanted = {row[0] for row in connection.execute(
-            "SELECT rowid FROM events_fts WHERE events_fts MATCH ?", (query,))}
+    checked = matched = 0
+    many: bool | None = None
     walk = dict(params)
     bound = ""
     if facts.longest_days is not None:
@@ -824,6 +835,7 @@ def _walk_coming(connection: sqlite3.Connection, query: str, where: list[str],
         walk["lower_utc"] = utc_text(dt.datetime.fromisoformat(str(params["from_utc"]))
                                      - dt.timedelta(days=facts.longest_days))
     seen: set[str] = set()
+    rejected: set[int] = set()  # events checked in the index that do not match
     found: list[tuple[str, str]] = []  # (start_utc, event_id)
     walk["after"] = ""
     strict = False
@@ -834,12 +846,22 @@ def _walk_coming(connection: sqlite3.Connection, query: str, where: list[str],
             f"JOIN events e ON e.id = o.event_id WHERE {' AND '.join(where)}{bound} "
             f"AND o.start_utc {'>' if strict else '>='} :after ORDER BY o.start_utc "
             f"LIMIT {size}", walk).fetchall()
-        fresh = [(str(row[0]), str(row[1]), int(row[2])) for row in chunk if row[1] not in seen]
+        fresh = [(str(row[0]), str(row[1]), int(row[2])) for row in chunk
+                 if row[1] not in seen and row[2] not in rejected]
+        if wanted is None and fresh and checked and matched < _CHECK_RATE * checked:
+            if many is None:  # counted once, when first needed
+                many = _count_matches(connection, query, _MANY_MATCHES) > _MANY_MATCHES
+            if not many:
+                wanted = {row[0] for row in connection.execute(
+                    "SELECT rowid FROM events_fts WHERE events_fts MATCH ?", (query,))}
         if wanted is None and fresh:
             rowids = sorted({row[2] for row in fresh})
             hits = {row[0] for row in connection.execute(
                 "SELECT rowid FROM events_fts WHERE events_fts MATCH ? AND rowid IN "
                 f"({', '.join(str(int(r)) for r in rowids)})", (query,))}
+            checked += len(rowids)
+            matched += len(hits)
+            rejected.update(set(rowids) - hits)
         else:
             hits = wanted or set()
         for start, event_id, rowid in sorted(fresh):
@@ -848,7 +870,7 @@ def _walk_coming(connection: sqlite3.Connection, query: str, where: list[str],
                 found.append((start, event_id))
         if len(found) > limit or len(chunk) < size:
             break
-        size = min(2 * size, _WALK_CHUNK)
+        size = _WALK_CHUNK if wanted is not None else min(2 * size, _WALK_CHUNK)
         # sessions starting at the chunk's last moment may go on in the next chunk; when a
         # whole chunk starts at one moment, step past it
         strict = chunk[0][0] == chunk[-1][0]
