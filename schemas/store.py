@@ -30,6 +30,7 @@ from sqlmodel import Field, Session, SQLModel, col, create_engine, select
 
 from schemas import models  # noqa: F401  (registers the tables)
 from schemas.models import Source, utc_field
+from tissu.fingerprint import install_change_triggers
 
 # Any constant works; it only has to be the same for every Tissu process on one database.
 _SCHEMA_LOCK_KEY = 0x7155_0001
@@ -85,6 +86,7 @@ def make_engine(database_url: str) -> Engine:
                 SQLModel.metadata.create_all(engine)
                 with engine.begin() as connection:
                     add_missing_columns(connection)
+                    install_change_triggers(connection)
                 break
             except OperationalError as exc:  # another process created a table meanwhile
                 if "already exists" not in str(exc) or attempt == 4:
@@ -99,6 +101,7 @@ def make_engine(database_url: str) -> Engine:
             connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SCHEMA_LOCK_KEY})
             SQLModel.metadata.create_all(connection)
             add_missing_columns(connection)
+            install_change_triggers(connection)
         _ENGINES.append(engine)
         return engine
     engine = create_engine(database_url, pool_pre_ping=True)
