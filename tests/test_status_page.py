@@ -156,7 +156,7 @@ def test_recovery_closes_the_alert(history, tmp_settings, http_server):
     assert json.loads(json.dumps(titles))  # plain strings
 
 
-def test_source_whose_last_read_had_warnings_is_to_watch_with_the_first_warning(
+def test_source_whose_last_read_had_warnings_is_to_watch_with_every_warning(
         http_server, tmp_settings, monkeypatch):
     # the Repair Café calendar: an RRULE with FREQ=SOMETIMES and a zone that does not exist
     from tests.test_harvest_warnings import REPAIR_CAFE
@@ -172,6 +172,25 @@ def test_source_whose_last_read_had_warnings_is_to_watch_with_the_first_warning(
     row = text[text.index('id="source-belleville"'):]
     row = row[:row.index("</tr>")]
     assert 'data-status="warning"' in row and "▲</span> À surveiller" in row
-    assert ("2 avertissements à la dernière lecture : ligne 13 : propriété RRULE illisible "
-            "(Expected frequency, got: SOMETIMES) : ignorée") in row
+    # every warning of the last read, each on its own line (not only the first)
+    from tests.test_harvest_warnings import RRULE_WARNING, TZID_WARNING
+
+    assert (f"<li>2 avertissements à la dernière lecture :<ol><li>{RRULE_WARNING} : ignorée"
+            f"</li><li>{TZID_WARNING}</li></ol></li>") in row
     assert "collecte normale" not in row
+
+
+def test_reason_items_list_every_warning_under_the_summary():
+    from publish.web.status import reason_items
+
+    warnings = ["ligne 3 : DTSTART illisible", "ligne 9 : fuseau inconnu", "ligne 12 : x"]
+    summary = "3 avertissements à la dernière lecture : ligne 3 : DTSTART illisible"
+    assert reason_items(["aucun élément lu", summary], warnings) == [
+        {"text": "aucun élément lu", "details": []},
+        {"text": "3 avertissements à la dernière lecture :", "details": warnings}]
+    # one warning: the reason already gives it whole
+    one = "1 avertissement à la dernière lecture : ligne 3 : DTSTART illisible"
+    assert reason_items([one], warnings[:1]) == [{"text": one, "details": []}]
+    # a summary worded otherwise is kept, and no warning is lost
+    assert reason_items(["autre résumé"], warnings[:2]) == [
+        {"text": "autre résumé", "details": warnings[:2]}]

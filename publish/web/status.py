@@ -10,6 +10,7 @@ incidents (:func:`tissu.alerts.all_incidents`) as Atom (RFC 4287, written by fee
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 from datasette.utils.asgi import Response
@@ -33,6 +34,47 @@ def trend(session: Session, source_id: str, reads: int = TREND_READS) -> list[in
                                         col(HarvestRun.status).in_(READS))
         .order_by(col(HarvestRun.started_at).desc(), col(HarvestRun.id).desc()).limit(reads))
     return list(reversed(list(rows)))
+
+
+def last_read_warnings(session: Session, source_id: str) -> list[str]:
+    """Every warning of the last read of a source (``HarvestRun.warnings``), in order.
+
+    The ``<source id> : `` prefix is dropped and the deletion guard's warning left out (it has
+    its own reason), as in :func:`connectors.health.source_health`; unreadable JSON gives [].
+    """
+    stored = session.exec(
+        select(HarvestRun.warnings).where(HarvestRun.source_id == source_id,
+                                          col(HarvestRun.status).in_(READS))
+        .order_by(col(HarvestRun.started_at).desc(), col(HarvestRun.id).desc()).limit(1)).first()
+    try:
+        values = json.loads(stored or "[]")
+    except ValueError:
+        return []
+    if not isinstance(values, list):
+        return []
+    texts = [str(w).removeprefix(f"{source_id} : ") for w in values if w]
+    return [t for t in texts if t and not t.startswith("garde-fou : ")]
+
+
+def reason_items(reasons: list[str], warnings: list[str]) -> list[dict[str, Any]]:
+    """The reasons of a source as items ``{"text": str, "details": [str]}``, in order.
+
+    Health sums up a read's warnings in one reason, « N avertissements à la dernière lecture :
+    <the first> »; that reason becomes « N avertissements à la dernière lecture : » with every
+    warning as a detail. A summary not found (worded otherwise) is kept, and the warnings
+    follow it as details of the last reason, so that none is lost.
+    """
+    items: list[dict[str, Any]] = [{"text": r, "details": []} for r in reasons]
+    if len(warnings) < 2:  # one warning: the reason already says it in full
+        return items
+    head = f"{len(warnings)} avertissements à la dernière lecture :"
+    for item in items:
+        if item["text"] == f"{head} {warnings[0]}":
+            item["text"], item["details"] = head, list(warnings)
+            return items
+    if items:
+        items[-1]["details"] = list(warnings)
+    return items
 
 
 def trend_word(values: list[int]) -> str:
@@ -59,10 +101,12 @@ def status_rows(now: dt.datetime) -> dict[str, Any]:
             if source is None:
                 continue
             values = trend(session, source.id)
+            warnings = last_read_warnings(session, source.id) if health.reasons else []
             rows.append({
                 "id": source.id, "name": source.name, "publisher": source.publisher_name,
                 "status": health.status, "mark": MARKS[health.status],
-                "reasons": health.reasons, "last_success": local(health.last_success_at),
+                "reasons": reason_items(health.reasons, warnings),
+                "last_success": local(health.last_success_at),
                 "paused": source.status == "paused",
                 "trend": values, "trend_word": trend_word(values),
                 "upcoming": health.events_upcoming,
