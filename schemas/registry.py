@@ -2,14 +2,18 @@
 
 The file holds a top-level ``sources:`` list. Each entry is validated by :class:`SourceSpec`; a
 malformed registry raises :class:`RegistryError` naming the entry (its position and ``id``) and the
-field at fault.
+field at fault. Two entries whose http(s) addresses name the same feed (:func:`canonical_url`) are
+refused with both ids and their lines in the file (one local file may feed two sources: tests and
+samples do that to make duplicates on purpose).
 """
 
 from __future__ import annotations
 
 import re
+import string
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -19,6 +23,58 @@ REFRESH_RE = re.compile(r"^(\d+)\s*([mhd])$")
 PublisherType = Literal["association", "service-municipal", "etablissement-public", "autre"]
 SourceFormat = Literal["ical", "rss", "atom", "openagenda", "datainclusion", "html"]
 # Besides these, ``scrapy:<spider>`` names a site-specific spider of crawlers/spiders/.
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")
+_ESCAPE_RE = re.compile(r"%([0-9A-Fa-f]{2})")
+
+
+def _normal_escapes(text: str) -> str:
+    """Percent-escapes upper-cased, those of unreserved characters decoded (RFC 3986 §6.2.2)."""
+    def fix(match: re.Match[str]) -> str:
+        char = chr(int(match.group(1), 16))
+        return char if char in _UNRESERVED else f"%{match.group(1).upper()}"
+
+    return _ESCAPE_RE.sub(fix, text)
+
+
+def canonical_url(url: str) -> str:
+    """The form of an http(s) ``url`` used to tell whether two addresses name the same feed.
+
+    Syntax-based and scheme-based normalisation of RFC 3986 §6.2.2–6.2.3, plus two steps that
+    hold for the web servers that publish calendars:
+
+    * scheme and host in lower case (the host without a final dot), default port dropped
+      (80 for http, 443 for https), empty path written ``/``;
+    * percent-escapes in upper case, escapes of unreserved characters decoded;
+    * the fragment (``#…``) dropped: it is never sent to the server;
+    * a final ``/`` of a path other than ``/`` dropped (``/agenda/`` and ``/agenda`` give the
+      same feed on the servers met so far).
+
+    The query is kept as written, order of the parameters included: a server may read them in
+    order. The scheme is kept (``http`` and ``https`` stay different addresses). Text that is
+    not an http(s) URL (a local path of the bundled samples) comes back unchanged.
+    """
+    text = url.strip()
+    try:
+        parts = urlsplit(text)
+        scheme = parts.scheme.lower()
+        if scheme not in _DEFAULT_PORTS or not parts.hostname:
+            return url
+        port = parts.port
+    except ValueError:  # a port out of range or a malformed IPv6 host
+        return url
+    host = parts.hostname.rstrip(".")  # urlsplit lower-cases it
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
+    if "@" in parts.netloc:
+        netloc = parts.netloc.rsplit("@", 1)[0] + "@" + netloc
+    path = _normal_escapes(parts.path) or "/"
+    if len(path) > 1 and path.endswith("/"):
+        path = path.rstrip("/") or "/"
+    return urlunsplit((scheme, netloc, path, _normal_escapes(parts.query), ""))
 
 
 class RegistryError(ValueError):
@@ -86,9 +142,10 @@ class SourceSpec(BaseModel):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        if "://" in value and not value.startswith(("http://", "https://")):
+        scheme, found, rest = value.partition("://")
+        if found and scheme.lower() not in ("http", "https"):
             raise ValueError("seules les adresses http(s) ou les chemins de fichiers sont acceptés")
-        return value
+        return f"{scheme.lower()}://{rest}" if found else value  # HTTPS:// is https:// (RFC 3986)
 
     @property
     def refresh_seconds(self) -> int:
@@ -188,13 +245,14 @@ def load_registry(path: Path | str) -> list[SourceSpec]:
 
     Raises:
         RegistryError: unreadable YAML, no ``sources`` list, an invalid entry (message:
-            ``entrée n°K (id=…) : champ 'publisher.type' : …``) or a duplicate ``id``.
+            ``entrée n°K (id=…) : champ 'publisher.type' : …``), a duplicate ``id``, or an
+            http(s) address already given by an earlier entry (both named, with their lines).
     """
     path = Path(path)
     try:
+        text = path.read_text(encoding="utf-8")
         # libyaml's safe loader when PyYAML has it (same documents, ~6 × faster on 500 sources)
-        document = yaml.load(path.read_text(encoding="utf-8"),
-                             Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        document = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except FileNotFoundError as exc:
         raise RegistryError(f"{path} : fichier introuvable") from exc
     except yaml.YAMLError as exc:
@@ -203,6 +261,7 @@ def load_registry(path: Path | str) -> list[SourceSpec]:
         raise RegistryError(f"{path} : une liste 'sources:' est attendue au premier niveau")
     specs: list[SourceSpec] = []
     seen: set[str] = set()
+    addresses: dict[str, tuple[int, str]] = {}  # canonical address → (position, id)
     for position, entry in enumerate(document["sources"], start=1):
         ident = entry.get("id") if isinstance(entry, dict) else None
         label = f"{path} : entrée n°{position} (id={ident!r})"
@@ -226,5 +285,38 @@ def load_registry(path: Path | str) -> list[SourceSpec]:
                     "relatif qui reste dans le dossier du registre"
                 )
             spec = spec.model_copy(update={"url": str(local)})
+        address = canonical_url(spec.url)
+        if spec.is_remote and address in addresses:
+            first_position, first_id = addresses[address]
+            lines = _entry_lines(text)
+            raise RegistryError(
+                f"{path} : entrée n°{position} (id={spec.id!r}, ligne "
+                f"{_line(lines, position)}) : champ 'url' : même adresse que l'entrée "
+                f"n°{first_position} (id={first_id!r}, ligne {_line(lines, first_position)}) : "
+                f"{spec.url} ; "
+                "une source ne s'inscrit qu'une fois : gardez une seule des deux entrées"
+            )
+        addresses[address] = (position, spec.id)
         specs.append(spec)
     return specs
+
+
+def _entry_lines(text: str) -> list[int]:
+    """1-based first line of each entry of the ``sources:`` list (read again with marks).
+
+    Only called to word an error: the fast load has no line numbers.
+    """
+    try:
+        root = yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError:
+        return []
+    if not isinstance(root, yaml.MappingNode):
+        return []
+    for key, value in root.value:
+        if key.value == "sources" and isinstance(value, yaml.SequenceNode):
+            return [item.start_mark.line + 1 for item in value.value]
+    return []
+
+
+def _line(lines: list[int], position: int) -> str:
+    return str(lines[position - 1]) if 0 < position <= len(lines) else "?"

@@ -116,3 +116,66 @@ def test_registry_yaml_error_points_at_the_line_to_fix_in_french(tmp_path, text,
     assert message.startswith(f"{path} {where} : YAML invalide : {explanation}"), message
     assert "while scanning" not in message and "while parsing" not in message
     assert message.count("PyYAML : ") == 1
+
+
+SECOND = """\
+  - id: epicerie
+    name: Agenda de l'épicerie
+    publisher: {name: Épicerie solidaire, type: association}
+    format: ical
+    url: URL
+    licence: Licence Ouverte 2.0
+"""
+
+
+@pytest.mark.parametrize("same", [
+    "https://example.org/agenda.ics",
+    "HTTPS://Example.ORG:443/agenda.ics",  # case of scheme and host, default port
+    "https://example.org/agenda.ics/",  # final slash
+    "https://example.org/agenda.ics#semaine",  # fragment, never sent to the server
+    "https://example.org/%61genda.ics",  # an escaped unreserved character
+])
+def test_two_sources_with_one_address_are_refused_naming_both(tmp_path, same):
+    # the trial: two registry sources with one URL were accepted (each event published twice)
+    path = write(tmp_path, VALID + SECOND.replace("URL", same))
+    shown = same.replace("HTTPS://", "https://")  # the scheme is kept in lower case
+    with pytest.raises(RegistryError) as caught:
+        load_registry(path)
+    assert str(caught.value) == (
+        f"{path} : entrée n°3 (id='epicerie', ligne 18) : champ 'url' : même adresse que "
+        f"l'entrée n°1 (id='secours-pantin', ligne 3) : {shown} ; une source ne s'inscrit "
+        "qu'une fois : gardez une seule des deux entrées")
+
+
+@pytest.mark.parametrize("other", [
+    "http://example.org/agenda.ics",  # another scheme
+    "https://example.org/agenda.ics?lang=fr",  # a query
+    "https://example.org:8443/agenda.ics",  # another port
+    "https://example.org/Agenda.ics",  # paths are case-sensitive
+])
+def test_different_addresses_are_two_sources(tmp_path, other):
+    specs = load_registry(write(tmp_path, VALID + SECOND.replace("URL", other)))
+    assert [s.id for s in specs] == ["secours-pantin", "local-file", "epicerie"]
+
+
+def test_one_local_file_may_feed_two_sources(tmp_path):
+    # bundled samples and tests point two sources at one file to make duplicates on purpose
+    specs = load_registry(write(tmp_path, VALID + SECOND.replace("URL", "./samples/x.xml")))
+    assert specs[1].url == specs[2].url
+
+
+@pytest.mark.parametrize(("url", "canonical"), [
+    ("HTTPS://Example.ORG:443/Agenda/?b=2&a=1#x", "https://example.org/Agenda?b=2&a=1"),
+    ("http://example.org", "http://example.org/"),
+    ("http://example.org:80/", "http://example.org/"),
+    ("http://example.org:8080/a%2fb%7e/", "http://example.org:8080/a%2Fb~"),
+    ("https://[2001:DB8::1]:443/a.ics", "https://[2001:db8::1]/a.ics"),
+    ("https://agenda.example.org./a.ics", "https://agenda.example.org/a.ics"),
+    ("https://example.org/a.ics?q=%7e", "https://example.org/a.ics?q=~"),
+    ("samples/x.xml", "samples/x.xml"),  # a local path is left as it is
+    ("https://example.org:99999/a.ics", "https://example.org:99999/a.ics"),  # invalid port
+])
+def test_canonical_url(url, canonical):
+    from schemas.registry import canonical_url
+
+    assert canonical_url(url) == canonical
