@@ -6,6 +6,11 @@ addresses), the connector for the detected format (:mod:`connectors.ical`, :mod:
 :func:`connectors.harvest.store_records` and :func:`normalize.pipeline.normalize_source`, in a
 throw-away in-memory working store. What it shows is therefore what will be published.
 
+The fetch runs in the caller's process (address guard, size and time limits of
+:mod:`connectors.http`); parsing and normalising the fetched bytes (:func:`examine_content`) run
+in a child process bounded in time and memory (:mod:`connectors.sandbox`), killed when it
+overruns: a hostile file cannot hold the web server's CPU or memory.
+
 It reports (a) what was found: format, number of events, the next five occurrences as published;
 (b) each problem with its fix: no time zone, no end times, only past events, a web page instead of
 a feed (with how to get a calendar link from Google Agenda, Nextcloud/Framagenda, Outlook,
@@ -19,6 +24,7 @@ import codecs
 import datetime as dt
 import json
 import re
+import threading
 import unicodedata
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -35,9 +41,11 @@ from connectors import parser_for
 from connectors.base import Problem
 from connectors.feeds import looks_like_feed
 from connectors.harvest import store_records
+from connectors.sandbox import Limits, Sandbox, SandboxError, max_running_from_env
 from normalize.events import MAX_OCCURRENCES, Horizon
 from normalize.pipeline import normalize_source
 from schemas.models import Event, Occurrence, Source, SourceRecord, utcnow
+from schemas.registry import canonical_url
 from tissu.french import accord
 from tissu.settings import Settings, get_settings
 
@@ -123,7 +131,8 @@ class Finding:
     ``code``: ``fetch`` | ``unsafe-url`` | ``web-page`` | ``unsupported`` | ``encoding`` |
     ``parse-error`` | ``no-event-dates`` | ``empty`` | ``no-timezone`` | ``unknown-timezone`` |
     ``no-end`` | ``only-past`` | ``duplicate`` | ``already-registered`` | ``too-dense`` |
-    ``end-before-start``, or a
+    ``end-before-start``, ``time-limit`` | ``memory-limit`` (the sandbox stopped the reading),
+    ``busy`` (too many checks at once), ``internal``, or a
     parser warning (:func:`parser_findings`:
     ``truncated``, ``bad-rrule``, ``bad-property``, ``bozo``, ``fallback``, …). ``severity``: ``error`` (the source cannot be used as is) or
     ``warning`` (it can, but residents will see something wrong). ``examples`` are short lines
@@ -589,23 +598,35 @@ def _scratch_engine() -> Engine:
     return engine
 
 
-def diagnose_content(
+#: (event UID, title, start as aware UTC) of the upcoming occurrences of a checked feed.
+Upcoming = list[tuple[str, str, dt.datetime | None]]
+
+
+def examine_content(
     content: bytes,
     url: str,
     *,
     now: dt.datetime,
     settings: Settings,
-    engine: Engine | None = None,
-    exclude_source: str | None = None,
     final_url: str | None = None,
-) -> Diagnosis:
-    """Diagnose bytes already fetched from ``url`` (see :func:`diagnose`)."""
+) -> tuple[Diagnosis, Upcoming]:
+    """Parse and normalise bytes fetched from ``url`` in a scratch store; no working store.
+
+    This is the part of the check that reads the publisher's bytes: :func:`diagnose_content`
+    runs it in a :mod:`connectors.sandbox` child, bounded in time and memory. Everything it
+    takes and returns is picklable.
+
+    Returns:
+        The diagnosis without the comparison with other sources, and the upcoming occurrences
+        (at most 500, by start) to compare with them (:data:`Upcoming`).
+    """
     diagnosis = Diagnosis(url=url, checked_at=now, final_url=final_url)
+    upcoming: Upcoming = []
     fmt = detect_format(content)
     if fmt == "html":
         diagnosis.format = "html"
         diagnosis.problems.extend(_web_page_findings(content, final_url or url, diagnosis))
-        return diagnosis
+        return diagnosis, upcoming
     if fmt in {"json", "unknown"}:
         diagnosis.format = fmt
         diagnosis.problems.append(Finding(
@@ -614,7 +635,7 @@ def diagnose_content(
             "Donnez l'adresse d'export iCalendar (.ics) de votre agenda. "
             + " ".join(f"[{label}] {text}" for label, text in HOWTO.values()),
         ))
-        return diagnosis
+        return diagnosis, upcoming
     diagnosis.problems.extend(_encoding_findings(content, fmt))
     parsed = parser_for(fmt)(content, _CHECK_ID)
     diagnosis.format = parsed.detected_format if parsed.detected_format in {"rss", "atom"} \
@@ -656,7 +677,7 @@ def diagnose_content(
                 "Vérifiez que l'agenda partagé est bien celui où vous saisissez vos "
                 "événements, et qu'il est public.",
             ))
-        return diagnosis
+        return diagnosis, upcoming
 
     settings_horizon = Horizon.around(now, settings.horizon_past_days,
                                       settings.horizon_future_days)
@@ -759,32 +780,160 @@ def diagnose_content(
             "Ajoutez vos prochains rendez-vous à cet agenda, ou vérifiez que l'adresse est bien "
             "celle de l'agenda en cours (et pas celui d'une année passée).",
         ))
+    return diagnosis, upcoming
+
+
+def diagnose_content(
+    content: bytes,
+    url: str,
+    *,
+    now: dt.datetime,
+    settings: Settings,
+    engine: Engine | None = None,
+    exclude_source: str | None = None,
+    final_url: str | None = None,
+    limits: Limits | None = None,
+) -> Diagnosis:
+    """Diagnose bytes already fetched from ``url`` (see :func:`diagnose`).
+
+    The bytes are read by :func:`examine_content` in a child process bounded by ``limits``
+    (default :meth:`connectors.sandbox.Limits.from_env`: 20 s, 1024 Mo); a child that overruns
+    is killed and the diagnosis holds one error finding (``time-limit``, ``memory-limit``,
+    ``busy`` or ``internal``) that says which limit, in French. The comparison with the working
+    store (``engine``) runs here, in the caller's process.
+    """
+    limits = limits or Limits.from_env()
+    try:
+        diagnosis, upcoming = _sandbox().run(examine_content, content, url, now=now,
+                                             settings=settings, final_url=final_url,
+                                             limits=limits)
+    except SandboxError as exc:
+        diagnosis = Diagnosis(url=url, checked_at=now, final_url=final_url)
+        fmt = detect_format(content)
+        diagnosis.format = fmt if fmt in FORMAT_LABELS else "unknown"
+        diagnosis.problems.append(_sandbox_finding(exc, fmt))
+        return diagnosis
     if engine is not None:
-        with Session(engine) as session:
-            same = [source.id for source in session.exec(select(Source).where(
-                col(Source.url).in_({url, final_url or url})))
-                if source.id != exclude_source]
-        if same:  # the same feed registered already: not « another source »
-            diagnosis.problems.append(Finding(
-                "already-registered", "warning",
-                f"cet agenda est déjà inscrit (source « {same[0]} ») : ses événements sont "
-                "déjà publiés",
-                "Inutile de l'inscrire une seconde fois : Tissu le relit régulièrement. Pour "
-                "changer ses informations (nom, thèmes, quartier), écrivez aux modérateurs.",
-            ))
-            exclude_source = exclude_source or same[0]
-        duplicates = _duplicates(upcoming, engine, exclude_source, set(same))
-        if duplicates:
-            diagnosis.problems.append(Finding(
-                "duplicate", "warning",
-                accord("{n} événement(s) [est|sont] déjà publié(s) par une autre source",
-                       len(duplicates)),
-                "Si cette autre source est le même agenda, inutile de l'inscrire une seconde "
-                "fois. Sinon, Tissu regroupera les doublons ; vous pouvez aussi retirer de votre "
-                "agenda les événements que l'autre organisation publie déjà.",
-                duplicates[:5],
-            ))
+        _compare_with_store(diagnosis, upcoming, engine, exclude_source)
     return diagnosis
+
+
+def _compare_with_store(diagnosis: Diagnosis, upcoming: Upcoming, engine: Engine,
+                        exclude_source: str | None) -> None:
+    """Add ``already-registered`` and ``duplicate`` findings from the working store."""
+    wanted = {canonical_url(diagnosis.url), canonical_url(diagnosis.final_url or diagnosis.url)}
+    with Session(engine) as session:
+        same = [source_id for source_id, source_url in session.exec(select(Source.id, Source.url))
+                if source_id != exclude_source and canonical_url(source_url) in wanted]
+    if same:  # the same feed registered already: not « another source »
+        diagnosis.problems.append(Finding(
+            "already-registered", "warning",
+            f"cet agenda est déjà inscrit (source « {same[0]} ») : ses événements sont "
+            "déjà publiés",
+            "Inutile de l'inscrire une seconde fois : Tissu le relit régulièrement. Pour "
+            "changer ses informations (nom, thèmes, quartier), écrivez aux modérateurs.",
+        ))
+        exclude_source = exclude_source or same[0]
+    duplicates = _duplicates(upcoming, engine, exclude_source, set(same))
+    if duplicates:
+        diagnosis.problems.append(Finding(
+            "duplicate", "warning",
+            accord("{n} événement(s) [est|sont] déjà publié(s) par une autre source",
+                   len(duplicates)),
+            "Si cette autre source est le même agenda, inutile de l'inscrire une seconde "
+            "fois. Sinon, Tissu regroupera les doublons ; vous pouvez aussi retirer de votre "
+            "agenda les événements que l'autre organisation publie déjà.",
+            duplicates[:5],
+        ))
+
+
+# The fix shown when the check of a file was stopped by a limit of the sandbox.
+_HEAVY_FIX = (
+    "Un agenda d'association se lit en moins d'une seconde. La cause est presque toujours une "
+    "répétition sans fin : des événements répétés « chaque heure », « chaque minute » ou "
+    "« chaque seconde », sans date de fin. Dans votre agenda, choisissez une répétition "
+    "quotidienne ou hebdomadaire avec une date de fin, retirez les anciens événements, puis "
+    "vérifiez à nouveau."
+)
+
+
+def _sandbox_finding(exc: SandboxError, fmt: str) -> Finding:
+    """The finding for a check the sandbox stopped (see :func:`diagnose_content`)."""
+    what = {"ical": "ce calendrier", "rss": "ce flux", "html": "cette page"}.get(fmt,
+                                                                             "ce fichier")
+    if exc.kind == "time":
+        return Finding("time-limit", "error", f"la lecture de {what} demande trop de calcul : "
+                       f"{exc}", _HEAVY_FIX)
+    if exc.kind == "memory":
+        return Finding("memory-limit", "error", f"la lecture de {what} demande trop de "
+                       f"mémoire : {exc}", _HEAVY_FIX)
+    if exc.kind == "busy":
+        return Finding("busy", "error", str(exc), "Réessayez dans une minute.")
+    return Finding("internal", "error", f"la vérification de {what} a échoué : {exc}",
+                   "Réessayez ; si le problème persiste, signalez-le à l'équipe de Tissu en "
+                   "donnant l'adresse vérifiée.")
+
+
+# A small calendar and feed read by a spare sandbox child before its job, so that the check of
+# the publisher's file does not pay for the first reading of vocabularies, places and language
+# models (≈ 0.5 s).
+_WARM_UP_ICAL = (
+    "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Tissu//échauffement//FR\r\n"
+    "BEGIN:VEVENT\r\nUID:echauffement-1\r\nDTSTAMP:20261201T000000Z\r\n"
+    "DTSTART;TZID=Europe/Paris:20261202T100000\r\nDTEND;TZID=Europe/Paris:20261202T120000\r\n"
+    "RRULE:FREQ=WEEKLY;COUNT=3\r\nSUMMARY:Distribution alimentaire gratuite\r\n"
+    "DESCRIPTION:Colis et repas pour les familles\\, sur inscription auprès de l'accueil.\r\n"
+    "LOCATION:Quatre-Chemins\\, Pantin\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+).encode()
+_WARM_UP_RSS = (
+    '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>Échauffement'
+    "</title><link>https://example.org/</link><description>x</description><item><title>Atelier"
+    "</title><link>https://example.org/a</link><description>Atelier numérique pour les seniors"
+    "</description></item></channel></rss>"
+).encode()
+
+
+def warm_up() -> None:
+    """Run one small check of each kind in this process, to fill its caches. No network."""
+    now = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    settings = get_settings()
+    examine_content(_WARM_UP_ICAL, "https://example.org/a.ics", now=now, settings=settings)
+    examine_content(_WARM_UP_RSS, "https://example.org/feed", now=now, settings=settings)
+
+
+_SANDBOX_LOCK = threading.Lock()
+_SANDBOX: Sandbox | None = None
+_RUNNING: threading.BoundedSemaphore | None = None
+#: How long a check waits for one of the ``TISSU_CHECK_MAX_RUNNING`` places before « busy ».
+BUSY_WAIT_SECONDS = 2.0
+
+
+def _sandbox() -> Sandbox:
+    global _SANDBOX
+    with _SANDBOX_LOCK:
+        if _SANDBOX is None:
+            _SANDBOX = Sandbox(
+                preload=["connectors.doctor", "connectors.ical", "connectors.feeds", "lingua",
+                         "sqlite3", "sqlalchemy.dialects.sqlite"],
+                warm_up=warm_up, max_running=max_running_from_env())
+        return _SANDBOX
+
+
+def _running() -> threading.BoundedSemaphore:
+    global _RUNNING
+    with _SANDBOX_LOCK:
+        if _RUNNING is None:
+            _RUNNING = threading.BoundedSemaphore(max(1, max_running_from_env()))
+        return _RUNNING
+
+
+def prepare_checks() -> None:
+    """Start the sandbox's forkserver and a warmed child now, so that the first check is quick.
+
+    For a long-running process (the web server): call it once at start-up, off the event loop
+    (it imports the doctor's modules in a new interpreter: ~1–2 s).
+    """
+    _sandbox().prepare()
 
 
 def _paris() -> dt.tzinfo:
@@ -800,8 +949,15 @@ def diagnose(
     settings: Settings | None = None,
     engine: Engine | None = None,
     exclude_source: str | None = None,
+    limits: Limits | None = None,
 ) -> Diagnosis:
     """Fetch ``url`` safely and diagnose it. Never raises for a problem of the URL or its content.
+
+    The fetch runs here (with its address guard, size and time limits); reading the bytes runs
+    in a sandboxed child (:func:`diagnose_content`). At most ``TISSU_CHECK_MAX_RUNNING`` checks
+    (default 2) run at once in one process: a further one waits
+    :data:`BUSY_WAIT_SECONDS`, then gets a ``busy`` finding, so that checks cannot take every
+    worker thread of the web server.
 
     Args:
         url: an http(s) URL given by a publisher (treated as hostile: fetched with
@@ -811,12 +967,18 @@ def diagnose(
         engine: the working store, to find events already published by other sources; None
             skips that check.
         exclude_source: a source id not to compare with (the source being re-checked).
+        limits: time and memory of the sandboxed reading; default
+            :meth:`connectors.sandbox.Limits.from_env` (``TISSU_CHECK_TIME_LIMIT`` 20 s,
+            ``TISSU_CHECK_MEMORY_MB`` 1024).
 
     Returns:
         A :class:`Diagnosis`; problems of the fetch itself have code ``fetch`` or ``unsafe-url``.
     """
     now = now or utcnow()
     settings = settings or get_settings()
+    scheme, separator, rest = url.partition("://")
+    if separator and scheme.lower() in ("http", "https"):
+        url = f"{scheme.lower()}://{rest}"  # HTTPS:// is https:// (RFC 3986 §3.1)
     if not url.startswith(("http://", "https://")):
         diagnosis = Diagnosis(url=url, checked_at=now)
         diagnosis.problems.append(Finding(
@@ -824,6 +986,23 @@ def diagnose(
             "Copiez l'adresse complète du lien d'export (webcal:// se remplace par https://).",
         ))
         return diagnosis
+    running = _running()
+    if not running.acquire(timeout=BUSY_WAIT_SECONDS):
+        diagnosis = Diagnosis(url=url, checked_at=now)
+        diagnosis.problems.append(Finding(
+            "busy", "error", "trop de vérifications en cours en ce moment",
+            "Réessayez dans une minute."))
+        return diagnosis
+    try:
+        return _fetch_and_diagnose(url, now=now, settings=settings, engine=engine,
+                                   exclude_source=exclude_source, limits=limits)
+    finally:
+        running.release()
+
+
+def _fetch_and_diagnose(url: str, *, now: dt.datetime, settings: Settings,
+                        engine: Engine | None, exclude_source: str | None,
+                        limits: Limits | None) -> Diagnosis:
     unsafe: type[Exception] | None = getattr(http_module, "UnsafeURLError", None)
     refusals: tuple[type[Exception], ...] = (http_module.FetchError,) + ((unsafe,) if unsafe
                                                                           else ())
@@ -846,7 +1025,7 @@ def diagnose(
             ))
         return diagnosis
     return diagnose_content(fetched.content, url, now=now, settings=settings, engine=engine,
-                            exclude_source=exclude_source, final_url=fetched.url)
+                            exclude_source=exclude_source, final_url=fetched.url, limits=limits)
 
 
 def diagnosis_json(diagnosis: Diagnosis) -> str:

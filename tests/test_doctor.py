@@ -312,3 +312,19 @@ def test_checking_a_registered_feed_says_it_is_registered_not_a_duplicate(http_s
     problem = only(diagnosis, "already-registered")
     assert problem.message.startswith("cet agenda est déjà inscrit (source « portland »)")
     assert "duplicate" not in diagnosis.codes()
+
+
+def test_a_registered_calendar_is_recognised_under_another_spelling_of_its_address(
+        http_server, tmp_settings):
+    # the trial: `tissu check` recognised a registered calendar by its exact URL only
+    url, engine = registered_portland(http_server, tmp_settings)
+    http_server.routes["/portland.ics/"] = http_server.routes["/portland.ics"]
+    for spelling in (url + "#semaine", url + "/", url.replace("http://", "HTTP://")):
+        diagnosis = diagnose(spelling, now=NOW, settings=tmp_settings, engine=engine)
+        assert only(diagnosis, "already-registered").message.startswith(
+            "cet agenda est déjà inscrit (source « portland »)"), spelling
+        assert "duplicate" not in diagnosis.codes(), spelling
+    # another query is another feed (a server may filter by it): not recognised as registered
+    other = diagnose(url + "?categorie=2", now=NOW, settings=tmp_settings, engine=engine)
+    assert "already-registered" not in other.codes()
+    assert only(other, "duplicate").examples[0].endswith("déjà publié par la source « portland »")

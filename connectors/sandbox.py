@@ -1,0 +1,418 @@
+"""Run untrusted work in a child process bounded by wall-clock time and memory, then kill it.
+
+Parsing and normalising a file given by a stranger (the feed doctor behind ``tissu check`` and the
+registration form's « Vérifier ») can take minutes or gigabytes: recurrence expansion is bounded by
+counts, not time, and a thread running a parser cannot be stopped (``connectors.base.
+parse_with_time_limit``). :class:`Sandbox` runs a picklable function in a child process instead:
+
+* the child's address space is limited with ``resource.RLIMIT_AS`` (``setrlimit(2)``): an
+  allocation past the limit fails (``MemoryError`` in Python), the child reports it and exits;
+* the parent waits at most ``Limits.seconds`` for the answer, then kills the child (SIGKILL);
+* every failure is a :class:`SandboxError` whose message is plain French and names the limit,
+  in seconds or megabytes.
+
+How the child starts (standard library :mod:`multiprocessing`, no other package):
+
+* from a process with other threads (Datasette/uvicorn serving the form, pytest with its local
+  HTTP server), never by ``fork`` — a thread may hold a lock at the moment of the fork — but from
+  the ``forkserver``: a clean interpreter started once, which imports ``preload`` and then forks
+  one child per run. A *spare* child is kept ready: it has already run ``warm_up`` (the first
+  reading of the vocabularies, places and language models: ~0.5 s) and waits for its one job; a
+  new spare is started after each run. Each run still gets a fresh process: nothing read from one
+  file stays for the next.
+* from a process with a single thread (``tissu check`` in a terminal), by ``fork``: the child
+  shares what the parent already imported, with no second interpreter to start.
+
+The limit counts the child's whole address space, including what it inherited (~150–250 MB of
+interpreter and libraries for the doctor); it is not the memory the file may use on top.
+
+Settings of the doctor's runs: ``TISSU_CHECK_TIME_LIMIT`` (seconds, default 20),
+``TISSU_CHECK_MEMORY_MB`` (default 1024), ``TISSU_CHECK_MAX_RUNNING`` (runs at once in one
+process, default 2); see :meth:`Limits.from_env`. The ``TISSU_*`` environment of the caller at the
+time of the run is applied in the child (the forkserver keeps the one of its start).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import resource
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from multiprocessing.reduction import ForkingPickler
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+DEFAULT_SECONDS = 20.0
+DEFAULT_MEMORY_MB = 1024
+DEFAULT_MAX_RUNNING = 2
+#: Longest wait for a child to be ready (interpreter start, imports, warm-up). Not counted in
+#: ``Limits.seconds``, which bounds the work on the file only.
+STARTUP_SECONDS = 60.0
+#: An error in a child whose peak address space reached this share of its limit is reported as
+#: the memory limit.
+MEMORY_NEAR = 0.9
+_READY = "prêt"
+_STARTED = "commencé"
+_ENV_PREFIX = "TISSU_"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds of one sandboxed run.
+
+    ``seconds``: wall-clock time from the start of the job in the child (its arguments read) to
+    its answer. ``memory_mb``:
+    ``RLIMIT_AS`` of the child in MiB (1 Mo = 1 048 576 bytes); 0 means no memory limit.
+    """
+
+    seconds: float = DEFAULT_SECONDS
+    memory_mb: int = DEFAULT_MEMORY_MB
+
+    @property
+    def memory_bytes(self) -> int:
+        """``memory_mb`` in bytes (0: unlimited)."""
+        return self.memory_mb * 1024 * 1024
+
+    @classmethod
+    def from_env(cls, prefix: str = "TISSU_CHECK") -> Limits:
+        """Limits from ``{prefix}_TIME_LIMIT`` (seconds) and ``{prefix}_MEMORY_MB``.
+
+        Unset or empty variables keep the defaults (20 s, 1024 Mo).
+
+        Raises:
+            ValueError: a value that is not a positive number (message in French).
+        """
+        seconds = _env_number(f"{prefix}_TIME_LIMIT", DEFAULT_SECONDS, float)
+        memory = _env_number(f"{prefix}_MEMORY_MB", DEFAULT_MEMORY_MB, int)
+        return cls(seconds=float(seconds), memory_mb=int(memory))
+
+
+def max_running_from_env(prefix: str = "TISSU_CHECK") -> int:
+    """``{prefix}_MAX_RUNNING``: sandboxed runs at once in one process (default 2)."""
+    return int(_env_number(f"{prefix}_MAX_RUNNING", DEFAULT_MAX_RUNNING, int))
+
+
+def _env_number(name: str, default: float, kind: Callable[[str], float]) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} doit être un nombre (reçu {raw!r})") from exc
+    if value < 0 or (kind is float and value == 0):
+        raise ValueError(f"{name} doit être un nombre positif (reçu {raw!r})")
+    return value
+
+
+class SandboxError(Exception):
+    """A sandboxed run gave no result. ``str(error)`` is plain French; ``kind`` says why.
+
+    ``kind``: ``time`` (time limit), ``memory`` (memory limit), ``crash`` (the child died
+    without answering), ``error`` (the function raised in the child), ``busy`` (too many runs
+    at once).
+    """
+
+    kind = "error"
+
+
+class TimeLimitExceeded(SandboxError):
+    """The child ran past ``Limits.seconds`` and was killed."""
+
+    kind = "time"
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"traitement interrompu après {seconds:g} s (limite de temps "
+                         f"{seconds:g} s dépassée)")
+        self.seconds = seconds
+
+
+class MemoryLimitExceeded(SandboxError):
+    """The child needed more memory than ``Limits.memory_mb``."""
+
+    kind = "memory"
+
+    def __init__(self, memory_mb: int) -> None:
+        super().__init__(f"traitement interrompu : il demande plus de {memory_mb} Mo de "
+                         f"mémoire (limite {memory_mb} Mo)")
+        self.memory_mb = memory_mb
+
+
+class ChildCrashed(SandboxError):
+    """The child ended without an answer (killed by a signal, or exited)."""
+
+    kind = "crash"
+
+
+class ChildError(SandboxError):
+    """The function raised in the child; the message names the exception."""
+
+    kind = "error"
+
+
+class SandboxBusy(SandboxError):
+    """Every slot stayed taken for as long as the run's own time limit."""
+
+    kind = "busy"
+
+
+def single_threaded() -> bool:
+    """True when this process has one thread, native ones included (Linux ``/proc``)."""
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return False
+
+
+def _tissu_env() -> dict[str, str]:
+    return {key: value for key, value in os.environ.items() if key.startswith(_ENV_PREFIX)}
+
+
+def _apply_env(env: dict[str, str]) -> None:
+    for key in [k for k in os.environ if k.startswith(_ENV_PREFIX) and k not in env]:
+        del os.environ[key]
+    os.environ.update(env)
+
+
+def _child_main(conn: Connection, warm_up: Callable[[], object] | None,
+                job: tuple[Any, ...] | None) -> None:
+    """The child: warm up, take one job (given, or received after saying « prêt »), answer."""
+    if job is None:
+        if warm_up is not None:
+            try:
+                warm_up()
+            except Exception:  # noqa: BLE001, S110 - a failed warm-up only costs time
+                pass
+        try:
+            conn.send(_READY)
+            job = conn.recv()  # imports the function's module if the forkserver did not
+            conn.send(_STARTED)
+        except (EOFError, OSError):  # the parent went away or dropped this spare
+            return
+    fn, args, kwargs, memory_bytes, env = job
+    _apply_env(env)
+    # pickled before the limit: telling « out of memory » must not need memory
+    out_of_memory = bytes(ForkingPickler.dumps(("memory", None)))
+    if memory_bytes:
+        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    outcome: tuple[str, Any] | None
+    try:
+        outcome = ("ok", fn(*args, **kwargs))
+    except MemoryError:
+        outcome = None
+    except BaseException as exc:  # noqa: BLE001 - told to the parent, which raises ChildError
+        # Near the limit, C code may fail otherwise than by MemoryError (SystemError « error
+        # return without exception set », library errors): the peak tells it was memory.
+        near_limit = memory_bytes and _peak_bytes() >= MEMORY_NEAR * memory_bytes
+        outcome = None if near_limit else ("error", f"{type(exc).__name__}: {exc}")
+    try:
+        if outcome is None:
+            conn.send_bytes(out_of_memory)
+        else:
+            conn.send(outcome)
+    except MemoryError:
+        conn.send_bytes(out_of_memory)
+    except Exception as exc:  # noqa: BLE001 - e.g. a result that cannot be pickled
+        conn.send(("error", f"résultat impossible à transmettre ({type(exc).__name__}: {exc})"))
+    finally:
+        conn.close()
+    # nothing else to do: skip the interpreter's clean-up, which may itself lack memory
+    os._exit(0)
+
+
+def _peak_bytes() -> int:
+    """This process's peak virtual memory size (``VmPeak`` of ``/proc/self/status``), or 0."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmPeak:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)
+
+
+class Sandbox:
+    """Runs functions in child processes, one fresh child per run (see the module).
+
+    Args:
+        preload: modules the forkserver imports once (e.g. ``["connectors.doctor"]``); only the
+            first sandbox to start the forkserver of this process sets them.
+        warm_up: a picklable function without arguments that a spare child runs before its job
+            (fills caches); its errors are ignored.
+        max_running: runs at once; a further run waits for a slot at most its own time limit.
+        start_method: ``fork`` or ``forkserver``; None chooses per run (``fork`` only when the
+            process has a single thread).
+        keep_spare: keep one warmed child waiting (forkserver only).
+    """
+
+    def __init__(self, *, preload: Sequence[str] = (), warm_up: Callable[[], object] | None = None,
+                 max_running: int = DEFAULT_MAX_RUNNING, start_method: str | None = None,
+                 keep_spare: bool = True) -> None:
+        if start_method not in {None, "fork", "forkserver"}:
+            raise ValueError(f"méthode de démarrage inconnue : {start_method!r}")
+        self.preload = list(preload)
+        self.warm_up = warm_up
+        self.start_method = start_method
+        self.keep_spare = keep_spare
+        self._slots = threading.BoundedSemaphore(max(1, max_running))
+        self._lock = threading.Lock()
+        self._spare: tuple[BaseProcess, Connection] | None = None
+
+    def run(self, fn: Callable[..., T], /, *args: Any, limits: Limits | None = None,
+            **kwargs: Any) -> T:
+        """``fn(*args, **kwargs)`` in a child process, within ``limits``; its return value.
+
+        ``fn``, the arguments and the result must be picklable (``fn`` a module-level function).
+
+        Raises:
+            TimeLimitExceeded: no answer within ``limits.seconds``; the child was killed.
+            MemoryLimitExceeded: an allocation failed past ``limits.memory_mb``.
+            ChildError: ``fn`` raised (the message names the exception).
+            ChildCrashed: the child died without an answer, or could not start.
+            SandboxBusy: no slot freed within ``limits.seconds``.
+        """
+        limits = limits or Limits()
+        if not self._slots.acquire(timeout=limits.seconds):
+            raise SandboxBusy(f"trop de vérifications en cours : aucune place libérée en "
+                              f"{limits.seconds:g} s, réessayez dans une minute")
+        try:
+            return self._run(fn, args, kwargs, limits)  # type: ignore[no-any-return]
+        finally:
+            self._slots.release()
+
+    def _run(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+             limits: Limits) -> Any:
+        job = (fn, args, kwargs, limits.memory_bytes, _tissu_env())
+        method = self.start_method or ("fork" if single_threaded() else "forkserver")
+        process: BaseProcess
+        if method == "fork":
+            context = multiprocessing.get_context("fork")
+            conn, child_conn = context.Pipe()
+            process = context.Process(target=_child_main, args=(child_conn, None, job),
+                                      name="tissu-sandbox", daemon=True)
+            process.start()
+            child_conn.close()
+        else:
+            process, conn = self._take_spare()
+        answered = False
+        try:
+            if method != "fork":
+                self._hand_over(process, conn, job)
+            deadline = time.monotonic() + limits.seconds
+            if not conn.poll(max(0.0, deadline - time.monotonic())):
+                raise TimeLimitExceeded(limits.seconds)
+            try:
+                kind, value = conn.recv()
+            except (EOFError, OSError):
+                raise self._crash(process, limits) from None
+            answered = True
+        finally:
+            conn.close()
+            if answered:  # it exits right after answering
+                process.join(1.0)
+            if process.is_alive():
+                process.kill()
+                process.join()
+            process.close()
+            if method != "fork" and self.keep_spare:
+                self._refill()
+        if kind == "ok":
+            return value
+        if kind == "memory":
+            raise MemoryLimitExceeded(limits.memory_mb)
+        raise ChildError(f"erreur pendant le traitement : {value}")
+
+    @staticmethod
+    def _hand_over(process: BaseProcess, conn: Connection, job: tuple[Any, ...]) -> None:
+        """Wait for the spare's « prêt », give it the job, wait until it has unpickled it."""
+        for expected in (_READY, _STARTED):
+            try:
+                ready = conn.poll(STARTUP_SECONDS) and conn.recv() == expected
+            except (EOFError, OSError):
+                ready = False
+            if not ready:
+                raise ChildCrashed(f"le processus de vérification n'a pas démarré en "
+                                   f"{STARTUP_SECONDS:g} s (code {process.exitcode})")
+            if expected == _READY:
+                conn.send(job)
+
+    @staticmethod
+    def _crash(process: BaseProcess, limits: Limits) -> ChildCrashed:
+        process.join(1.0)
+        code = process.exitcode
+        if code is not None and code < 0:
+            memory = (f", sans doute faute de mémoire (limite {limits.memory_mb} Mo)"
+                      if limits.memory_mb and -code in (signal.SIGSEGV, signal.SIGABRT,
+                                                        signal.SIGBUS, signal.SIGKILL) else "")
+            return ChildCrashed(f"le traitement s'est arrêté brutalement (signal "
+                                f"{_signal_name(-code)}){memory}")
+        return ChildCrashed(f"le traitement s'est arrêté sans répondre (code de sortie {code})")
+
+    def _context(self) -> Any:
+        context = multiprocessing.get_context("forkserver")
+        if self.preload:
+            context.set_forkserver_preload(self.preload)  # ignored once the server runs
+        return context
+
+    def _start_spare(self) -> tuple[BaseProcess, Connection]:
+        context = self._context()
+        conn, child_conn = context.Pipe()
+        process = context.Process(target=_child_main, args=(child_conn, self.warm_up, None),
+                                  name="tissu-sandbox", daemon=True)
+        process.start()
+        child_conn.close()
+        return process, conn
+
+    def _take_spare(self) -> tuple[BaseProcess, Connection]:
+        with self._lock:
+            spare, self._spare = self._spare, None
+        if spare is not None and spare[0].is_alive():
+            return spare
+        if spare is not None:
+            _discard(spare)
+        return self._start_spare()
+
+    def _refill(self) -> None:
+        with self._lock:
+            if self._spare is not None:
+                return
+            try:
+                self._spare = self._start_spare()
+            except Exception:  # noqa: BLE001 - the next run starts its own child
+                self._spare = None
+
+    def prepare(self) -> None:
+        """Start the forkserver and a warmed spare child now (e.g. when a server starts)."""
+        self._refill()
+
+    def close(self) -> None:
+        """Stop the spare child, if any."""
+        with self._lock:
+            spare, self._spare = self._spare, None
+        if spare is not None:
+            _discard(spare)
+
+
+def _discard(spare: tuple[BaseProcess, Connection]) -> None:
+    process, conn = spare
+    conn.close()  # a waiting spare reads EOF and exits
+    process.join(1.0)
+    if process.is_alive():
+        process.kill()
+        process.join()
+    process.close()
