@@ -104,6 +104,33 @@ def test_date_filter_shows_the_seven_days_from_that_date(instance):
     assert "Du dimanche 29 novembre" in get(instance, "/?date=29/11").text
 
 
+@pytest.mark.parametrize("date, said", [
+    ("29/11", ("La date « 29/11 » n'a pas été comprise (à écrire AAAA-MM-JJ) : voici la semaine "
+              "à partir d'aujourd'hui, dimanche 29 novembre.")),
+    ("2026-02-30", "La date « 2026-02-30 » n'a pas été comprise"),
+    ("0001-01-03", ("La date « 0001-01-03 » est hors de la période de l'agenda (années 2000 à "
+                   "2100) : voici la semaine à partir d'aujourd'hui, dimanche 29 novembre.")),
+    ("9999-12-31", "La date « 9999-12-31 » est hors de la période de l'agenda"),
+])
+def test_a_date_not_used_is_said_with_the_week_shown_instead(instance, date, said):
+    page = get(instance, f"/?date={date}&quartier=Hoche").text
+    assert "Du dimanche 29 novembre au samedi 5 décembre" in page
+    alert = re.search(r'<p class="alerte" role="alert">(.*?)</p>', page).group(1)
+    assert said in alert.replace("&#39;", "'")
+    # the links of the page show this week, without the date given
+    assert 'href="/?quartier=Hoche&amp;date=2026-12-06" rel="next"' in page
+
+
+def test_a_date_not_understood_is_said_in_english_and_arabic_and_escaped(instance):
+    english = get(instance, "/?date=0001-01-03&lang=en").text
+    assert "The date “0001-01-03” is outside the agenda's range (years 2000 to 2100)" in english
+    arabic = get(instance, "/?date=%3Cb%3Ex&lang=ar").text
+    assert "لم نفهم التاريخ « &lt;b&gt;x »" in arabic and "<b>x" not in arabic
+    # a good date or none: nothing to say
+    for path in ("/", "/?date=2026-12-07", "/?date="):
+        assert 'class="alerte"' not in get(instance, path).text
+
+
 def test_language_switch_sets_a_cookie_and_arabic_is_rtl(instance):
     response = get(instance, "/?lang=ar")
     assert parse(response.text).html == {"lang": "ar", "dir": "rtl"}

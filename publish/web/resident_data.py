@@ -98,6 +98,9 @@ class Filters:
     """What a resident filtered the agenda by. Empty strings mean "all".
 
     ``start`` is the first day (Europe/Paris) of the seven days shown; None means today.
+    ``date_problem`` says why a ``date`` given was not used: ``"invalid"`` (not a date written
+    AAAA-MM-JJ) or ``"out_of_range"`` (before 2000 or after 2100); ``date_text`` is that date
+    as given (at most 40 characters), for the page to say so.
     """
 
     theme: str = ""
@@ -105,30 +108,36 @@ class Filters:
     public: str = ""
     free: bool = False
     start: dt.date | None = None
+    date_problem: str = ""
+    date_text: str = ""
 
     @classmethod
     def from_args(cls, args: object) -> Filters:
         """Read ``theme``, ``quartier``, ``public``, ``gratuit`` and ``date`` (AAAA-MM-JJ).
 
-        ``args`` is a mapping with ``get`` (Datasette's ``request.args``). A malformed date is
-        ignored (today is used), never an error.
+        ``args`` is a mapping with ``get`` (Datasette's ``request.args``). A malformed or far
+        date is not used (today is), never an error; ``date_problem`` says which.
         """
         get = args.get  # type: ignore[attr-defined]
         start = None
+        problem = ""
         raw_date = (get("date") or "").strip()
         if raw_date:
             try:
                 start = dt.date.fromisoformat(raw_date)
             except ValueError:
-                start = None
+                start, problem = None, "invalid"
             if start is not None and not 2000 <= start.year <= 2100:
-                start = None  # far dates overflow week arithmetic and mean nothing here
+                # far dates overflow week arithmetic and mean nothing here
+                start, problem = None, "out_of_range"
         return cls(
             theme=(get("theme") or "").strip()[:80],
             quartier=(get("quartier") or "").strip()[:120],
             public=(get("public") or "").strip()[:80],
             free=(get("gratuit") or "") in ("1", "on", "oui", "true"),
             start=start,
+            date_problem=problem,
+            date_text=raw_date[:40] if problem else "",
         )
 
     def params(self, with_date: bool = True) -> list[tuple[str, str]]:
@@ -147,7 +156,8 @@ class Filters:
 
     def shifted(self, days: int, today: dt.date) -> Filters:
         """The same filters ``days`` later (or earlier) than the first day shown."""
-        return replace(self, start=(self.start or today) + dt.timedelta(days=days))
+        return replace(self, start=(self.start or today) + dt.timedelta(days=days),
+                       date_problem="", date_text="")
 
 
 @dataclass
