@@ -156,6 +156,29 @@ def test_same_url_cannot_be_registered_twice(tmp_settings):
             raise AssertionError("a second registration of the same URL was accepted")
 
 
+def test_another_spelling_of_a_registered_or_waiting_address_is_refused(tmp_settings):
+    engine = make_engine(tmp_settings.database_url)
+    with Session(engine) as session:
+        sync_registry(session, seed(tmp_settings, "https://mairie.example.org/agenda.ics"))
+    submit(engine, tmp_settings, "https://a.example.org/agenda.ics")
+    for url, message in (
+            ("HTTPS://Mairie.Example.org:443/agenda.ics/#semaine",
+             "cette adresse est déjà publiée par la source « mairie »"),
+            ("https://A.example.org/agenda.ics#juin",
+             "cette adresse attend déjà la validation d'un modérateur")):
+        form, _ = registrations.validate_form({**FORM, "url": url})
+        with Session(engine) as session:
+            try:
+                registrations.submit(session, form, fmt="ical", client_ip="192.0.2.8", now=NOW,
+                                     settings=tmp_settings)
+            except registrations.ModerationError as exc:
+                assert str(exc) == message
+            else:
+                raise AssertionError(f"{url} was registered a second time")
+    # another query names another feed
+    assert submit(engine, tmp_settings, "https://a.example.org/agenda.ics?lieu=2")
+
+
 def test_pause_wins_over_the_seed_registry_and_removes_the_job(tmp_settings, monkeypatch):
     monkeypatch.setenv("TISSU_DATABASE_URL", tmp_settings.database_url)
     specs = seed(tmp_settings, "https://mairie.example.org/agenda.ics")

@@ -226,3 +226,93 @@ def test_names_lose_their_markup():
         organisation_name="Asso &lt;script&gt;alert(1)&lt;/script&gt; &#60;img src=x&#62;",
         **common)
     assert encoded.organisation_name == "Asso"
+
+
+# --- limits on the doctor's checks (tissu.registrations.CheckLimiter) ------------------------
+def test_checks_are_limited_per_client_tighter_than_before_but_not_below_registrations(
+        tmp_settings):
+    from tissu.registrations import CheckLimiter
+
+    limiter = CheckLimiter.from_settings(tmp_settings)
+    # 5 registrations per hour → 10 checks per hour (the web page allowed 20)
+    assert (limiter.limit, limiter.window) == (10, 3600)
+    assert tmp_settings.registration_rate_limit <= limiter.limit < 20
+    now = 1000.0
+    for number in range(10):
+        assert limiter.acquire("client-a", now=now) is None, number
+        limiter.release("client-a")
+        now += 61  # past the one-minute burst window
+    assert limiter.acquire("client-a", now=now) == "rate"
+    assert limiter.acquire("client-b", now=now) is None  # another client is not concerned
+    # an hour after the first check, it counts no more
+    assert limiter.acquire("client-a", now=1000.0 + 3600.5) is None
+
+
+def test_a_client_gets_three_checks_a_minute_and_one_at_a_time():
+    from tissu.registrations import CheckLimiter
+
+    limiter = CheckLimiter(10, 3600)
+    assert limiter.acquire("ip", now=0.0) is None
+    assert limiter.acquire("ip", now=1.0) == "running"  # the first one is not over
+    limiter.release("ip")
+    for moment in (2.0, 3.0):
+        assert limiter.acquire("ip", now=moment) is None
+        limiter.release("ip")
+    assert limiter.acquire("ip", now=4.0) == "burst"
+    assert limiter.acquire("ip", now=60.5) is None  # the first left the minute
+
+
+def test_the_check_limit_follows_the_settings_and_idle_clients_are_forgotten(tmp_settings,
+                                                                            monkeypatch):
+    from dataclasses import replace
+
+    from tissu.registrations import CheckLimiter
+
+    assert CheckLimiter.from_settings(replace(tmp_settings, registration_rate_limit=2)).limit == 4
+    monkeypatch.setenv("TISSU_CHECK_RATE_LIMIT", "7")
+    assert CheckLimiter.from_settings(tmp_settings).limit == 7
+    monkeypatch.setenv("TISSU_CHECK_RATE_LIMIT", "sept")
+    with pytest.raises(ValueError, match="TISSU_CHECK_RATE_LIMIT doit être un nombre entier"):
+        CheckLimiter.from_settings(tmp_settings)
+    limiter = CheckLimiter(10, 60)
+    for number in range(300):  # one check each from 300 addresses, a second apart
+        assert limiter.acquire(f"ip-{number}", now=float(number)) is None
+        limiter.release(f"ip-{number}")
+    assert limiter.clients() < 300  # those idle for over the window are dropped
+
+
+def test_the_site_keeps_answering_while_a_hostile_calendar_is_checked(site, http_server,
+                                                                      monkeypatch):
+    # 100 series repeating every hour (15 KB): 45 s of work inside the web server before
+    import time
+
+    from tests.test_sandbox import hourly_calendar
+
+    monkeypatch.setenv("TISSU_CHECK_TIME_LIMIT", "2")
+    http_server.routes["/hourly.ics"] = Route(hourly_calendar(100),
+                                              headers={"Content-Type": "text/calendar"})
+
+    async def scenario():
+        page = await site.client.get("/inscription")
+        token = html.unescape(re.search(r'name="csrftoken" value="([^"]+)"', page.text).group(1))
+        started = time.monotonic()
+        check = asyncio.create_task(site.client.post(
+            "/inscription", data={**FORM, "url": http_server.url("/hourly.ics"),
+                                  "action": "check", "csrftoken": token},
+            cookies={"ds_csrftoken": page.cookies["ds_csrftoken"]}))
+        await asyncio.sleep(0.3)
+        answers = []
+        while not check.done():
+            asked = time.monotonic()
+            response = await site.client.get("/inscription")
+            answers.append((response.status_code, time.monotonic() - asked))
+            await asyncio.sleep(0.1)
+        return await check, answers, time.monotonic() - started
+
+    checked, answers, seconds = asyncio.run(scenario())
+    assert checked.status_code == 200
+    assert 'data-code="time-limit"' in checked.text
+    assert "limite de temps 2 s dépassée" in body(checked)
+    assert seconds < 15
+    assert len(answers) >= 3 and all(status == 200 for status, _ in answers)
+    assert max(delay for _, delay in answers) < 1.5, answers

@@ -17,7 +17,11 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import os
 import re
+import threading
+import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
@@ -28,7 +32,7 @@ from sqlmodel import Session, func, select
 from normalize.pipeline import slugify
 from normalize.text import one_line
 from schemas.models import Registration, Source
-from schemas.registry import REFRESH_RE, PublisherType
+from schemas.registry import REFRESH_RE, PublisherType, canonical_url
 from tissu.french import de
 from tissu.mail import send_mail
 from tissu.settings import Settings
@@ -171,6 +175,92 @@ def rate_limited(session: Session, hashed_ip: str, now: dt.datetime, settings: S
     return int(count) >= settings.registration_rate_limit
 
 
+#: Checks per client within the registrations' window, for each registration allowed: a
+#: publisher checks, fixes the calendar, checks again; each registration runs one check too.
+CHECKS_PER_REGISTRATION = 2
+
+
+class CheckLimiter:
+    """Limits on the feed doctor's checks (« Vérifier », and the check of a submission) per client.
+
+    A check fetches a stranger's address and reads it in a sandboxed child for up to
+    ``TISSU_CHECK_TIME_LIMIT`` seconds and ``TISSU_CHECK_MEMORY_MB`` (:mod:`connectors.sandbox`):
+    it costs far more than storing a registration. One client (a key: use
+    :func:`client_hash` of the IP address) gets:
+
+    * at most ``limit`` checks per ``window`` seconds — by default
+      :data:`CHECKS_PER_REGISTRATION` × ``registration_rate_limit`` over
+      ``registration_rate_window`` (10 per hour), ``TISSU_CHECK_RATE_LIMIT`` to change it;
+    * at most ``burst`` checks per ``burst_window`` seconds (3 per minute);
+    * one check at a time.
+
+    Counted in this process's memory (like the web server's other limits), not in the store:
+    a restart forgets them. Idle clients are forgotten after ``window``.
+    """
+
+    def __init__(self, limit: int, window: float, *, burst: int = 3,
+                 burst_window: float = 60.0) -> None:
+        self.limit, self.window = limit, window
+        self.burst, self.burst_window = burst, burst_window
+        self._hits: dict[str, deque[float]] = {}
+        self._running: set[str] = set()
+        self._lock = threading.Lock()
+        self._calls = 0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CheckLimiter:
+        """The limiter for ``settings`` (see the class); ``TISSU_CHECK_RATE_LIMIT`` overrides.
+
+        Raises:
+            ValueError: ``TISSU_CHECK_RATE_LIMIT`` is not a whole number (French message).
+        """
+        raw = os.environ.get("TISSU_CHECK_RATE_LIMIT", "").strip()
+        try:
+            limit = int(raw) if raw else CHECKS_PER_REGISTRATION * settings.registration_rate_limit
+        except ValueError as exc:
+            raise ValueError(f"TISSU_CHECK_RATE_LIMIT doit être un nombre entier (reçu {raw!r})"
+                             ) from exc
+        return cls(limit, settings.registration_rate_window)
+
+    def acquire(self, client: str, now: float | None = None) -> str | None:
+        """Start a check for ``client``: None when allowed (counted, and running until
+        :meth:`release`), else why not: ``running`` (one is under way), ``burst`` (too many
+        this minute) or ``rate`` (too many in the window). ``now``: monotonic seconds.
+        """
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            self._calls += 1
+            if self._calls % 256 == 0:
+                self._forget_idle(now)
+            if client in self._running:
+                return "running"
+            hits = self._hits.setdefault(client, deque())
+            while hits and hits[0] <= now - self.window:
+                hits.popleft()
+            if len(hits) >= self.limit:
+                return "rate"
+            if sum(1 for hit in hits if hit > now - self.burst_window) >= self.burst:
+                return "burst"
+            hits.append(now)
+            self._running.add(client)
+            return None
+
+    def release(self, client: str) -> None:
+        """End the check started by :meth:`acquire` (call it in a ``finally``)."""
+        with self._lock:
+            self._running.discard(client)
+
+    def _forget_idle(self, now: float) -> None:
+        for client in [c for c, hits in self._hits.items()
+                       if c not in self._running and (not hits or hits[-1] <= now - self.window)]:
+            del self._hits[client]
+
+    def clients(self) -> int:
+        """How many clients are remembered (for tests and monitoring)."""
+        with self._lock:
+            return len(self._hits)
+
+
 def submit(session: Session, form: RegistrationForm, *, fmt: str, client_ip: str,
            now: dt.datetime, settings: Settings) -> Registration:
     """Store a valid registration as ``pending``.
@@ -180,14 +270,17 @@ def submit(session: Session, form: RegistrationForm, *, fmt: str, client_ip: str
         client_ip: the submitter's address; only its keyed hash is stored.
 
     Raises:
-        ModerationError: the same URL is already registered or waiting (message in French).
+        ModerationError: the same feed is already registered or waiting (message in French);
+            addresses are compared by :func:`schemas.registry.canonical_url` (case of the
+            scheme and host, default port, final ``/``, fragment).
     """
-    taken = session.exec(select(Source).where(Source.url == form.url)).first()
+    address = canonical_url(form.url)
+    taken = next((source_id for source_id, url in session.exec(select(Source.id, Source.url))
+                  if canonical_url(url) == address), None)
     if taken is not None:
-        raise ModerationError(f"cette adresse est déjà publiée par la source « {taken.id} »")
-    waiting = session.exec(select(Registration).where(Registration.url == form.url,
-                                                      Registration.status == "pending")).first()
-    if waiting is not None:
+        raise ModerationError(f"cette adresse est déjà publiée par la source « {taken} »")
+    waiting = session.exec(select(Registration.url).where(Registration.status == "pending"))
+    if any(canonical_url(url) == address for url in waiting):
         raise ModerationError("cette adresse attend déjà la validation d'un modérateur")
     registration = Registration(
         submitted_at=now, organisation_name=form.organisation_name,
