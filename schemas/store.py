@@ -20,10 +20,12 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
-from sqlalchemy import delete, event, or_, text, update
+from sqlalchemy import and_, delete, event, exists, or_, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Field, Session, SQLModel, col, create_engine, select
@@ -177,42 +179,183 @@ def claim_source(engine: Engine, worker: str, now: dt.datetime,
     """Claim one due, unleased, active source for ``worker``; return its id, or None.
 
     Candidates are active sources (not paused by a moderator) for which ``is_due(source, now)``
-    is true, least recently attempted first. Each candidate's ``source`` row is locked with
-    ``SELECT … FOR UPDATE SKIP LOCKED`` (PostgreSQL: a row another worker is claiming is skipped
-    instead of waited for), then the lease is written in the same transaction only if no live
-    lease exists. ``now`` is aware UTC; the lease expires ``lease_seconds`` later.
+    is true, least recently attempted first (never attempted first, then by id). ``now`` is
+    aware UTC; the lease expires ``lease_seconds`` later.
+
+    ``is_due`` must depend only on the source's ``refresh`` and ``last_attempt_at`` and be
+    monotone in the latter (an older attempt is at least as due), as
+    ``tissu.pipeline.source_is_due`` and a worker's ``--since`` round are. It is then turned
+    into SQL (:func:`_due_clause`: for each ``refresh`` value, the latest attempt time still
+    due), so that a claim reads no other source: one small query for the ``refresh`` values,
+    one that picks the first due candidate without a live lease — ``FOR UPDATE SKIP LOCKED
+    LIMIT 1`` on PostgreSQL, so a row another worker is claiming is skipped instead of waited
+    for — and the lease written by compare-and-set in the same transaction (on SQLite, which
+    has no row locks, in a write transaction). The chosen row is checked with ``is_due`` again;
+    should that disagree (a non-monotone ``is_due``), every candidate is read and checked in
+    Python instead (:func:`_claim_by_scan`).
     """
     expires = now + dt.timedelta(seconds=lease_seconds)
+    postgresql = is_postgresql(engine)
+    claimable = (col(Source.status) == "active", col(Source.paused_by_moderator).is_(False))
     with Session(engine) as session:
-        leased = {
-            lease.source_id
-            for lease in session.exec(select(SourceLease).where(col(SourceLease.expires_at) > now))
-        }
-        candidates = [
-            s for s in session.exec(
-                select(Source).where(col(Source.status) == "active",
-                                     col(Source.paused_by_moderator).is_(False))
-            )
-            if s.id not in leased and is_due(s, now)
-        ]
-        epoch = dt.datetime.min.replace(tzinfo=dt.UTC)
-        candidates.sort(key=lambda s: (s.last_attempt_at or epoch, s.id))
-        candidate_ids = [s.id for s in candidates]
-        session.rollback()
-        for candidate_id in candidate_ids:
-            if _try_lease(session, candidate_id, worker, now, expires):
-                return candidate_id
+        for _attempt in range(50):
+            refreshes = session.exec(select(Source.refresh).where(*claimable).distinct()).all()
+            try:
+                due = _due_clause(refreshes, now, is_due)
+            except Exception:  # noqa: BLE001 - an is_due that cannot judge a probe
+                session.rollback()
+                return _claim_by_scan(session, worker, now, is_due, expires)
+            if due is None:
+                session.rollback()
+                return None
+            live_lease = exists().where(col(SourceLease.source_id) == col(Source.id),
+                                        col(SourceLease.expires_at) > now)
+            query = (select(Source.id, Source.refresh, Source.last_attempt_at)
+                     .where(*claimable, due, ~live_lease)
+                     .order_by(col(Source.last_attempt_at).is_not(None),
+                               col(Source.last_attempt_at), col(Source.id))
+                     .limit(1))
+            if postgresql:
+                query = query.with_for_update(skip_locked=True, of=Source)  # type: ignore[arg-type]
+            row = session.exec(query).first()
+            if row is None:
+                session.rollback()
+                return None
+            source_id, refresh, last_attempt_at = row
+            if not is_due(_probe(refresh, last_attempt_at, source_id), now):
+                session.rollback()
+                return _claim_by_scan(session, worker, now, is_due, expires)
+            if not postgresql:
+                session.rollback()  # SQLite: the lease is written in a transaction of its own
+            if _try_lease(session, source_id, worker, now, expires, locked=postgresql):
+                return source_id
+            # another worker leased it between our read and our write: look again
+    return None
+
+
+# Latest and earliest attempt times searched for by _due_clause (UTC).
+_EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_LATEST = dt.datetime(9000, 1, 1, tzinfo=dt.UTC)  # far from datetime.max: is_due adds to it
+
+
+def _due_clause(refreshes: Sequence[str], now: dt.datetime,
+                is_due: Callable[[Source, dt.datetime], bool]) -> Any:
+    """A SQL condition on ``source`` true exactly for the sources ``is_due`` at ``now``, or None
+    when none can be.
+
+    For each ``refresh`` value, ``is_due`` is asked about a never-attempted source and for the
+    latest ``last_attempt_at`` still due (:func:`_latest_due`): ``refresh = r AND
+    (last_attempt_at IS NULL OR last_attempt_at <= t)``. Relies on ``is_due`` being monotone
+    in ``last_attempt_at``. Raises what ``is_due`` raises.
+    """
+    clauses = []
+    for refresh in refreshes:
+        parts: list[Any] = []
+        if is_due(_probe(refresh, None), now):
+            parts.append(col(Source.last_attempt_at).is_(None))
+        latest = _latest_due(refresh, now, is_due)
+        if latest is _ALWAYS:
+            parts.append(col(Source.last_attempt_at).is_not(None))
+        elif latest is not None:
+            parts.append(col(Source.last_attempt_at) <= latest)
+        if parts:
+            clauses.append(and_(col(Source.refresh) == refresh, or_(*parts)))
+    return or_(*clauses) if clauses else None
+
+
+_ALWAYS = _LATEST
+_MICROSECOND = dt.timedelta(microseconds=1)
+# (is_due, refresh) → (now, latest due) of the last bisection: the next claim's answer is
+# usually the same instant (a --since round) or the same distance before now (a refresh period),
+# checked with two questions instead of ~58.
+_LAST_CUTOFFS: dict[tuple[Any, str], tuple[dt.datetime, dt.datetime]] = {}
+
+
+def _latest_due(refresh: str, now: dt.datetime,
+                is_due: Callable[[Source, dt.datetime], bool]) -> dt.datetime | None:
+    """The latest ``last_attempt_at`` for which a source with this ``refresh`` is due at
+    ``now``, to the microsecond (the precision both databases store); None when no attempt
+    time is due, :data:`_ALWAYS` when every one is. Found by bisection between
+    :data:`_EARLIEST` and :data:`_LATEST`, or confirmed from the previous answer."""
+    def due(at: dt.datetime) -> bool:
+        return is_due(_probe(refresh, at), now)
+
+    key = (is_due, refresh)
+    previous = _LAST_CUTOFFS.get(key)
+    if previous is not None:
+        before, cutoff = previous
+        for guess in (cutoff, now - (before - cutoff)):
+            if _EARLIEST <= guess < _LATEST and due(guess) and not due(guess + _MICROSECOND):
+                _LAST_CUTOFFS[key] = (now, guess)
+                return guess
+    if not due(_EARLIEST):
+        return None
+    if due(_LATEST):
+        return _ALWAYS
+    low, high = 0, (_LATEST - _EARLIEST) // _MICROSECOND
+    while high - low > 1:  # due at low, not at high
+        middle = (low + high) // 2
+        if due(_EARLIEST + middle * _MICROSECOND):
+            low = middle
+        else:
+            high = middle
+    cutoff = _EARLIEST + low * _MICROSECOND
+    if len(_LAST_CUTOFFS) > 256:
+        _LAST_CUTOFFS.clear()
+    _LAST_CUTOFFS[key] = (now, cutoff)
+    return cutoff
+
+
+@dataclass
+class _Probe:
+    """What ``is_due`` is asked about while a claim is turned into SQL: a stand-in for a
+    :class:`Source` with its ``id``, ``refresh`` and ``last_attempt_at`` (cheaper to make and
+    to change than a mapped row, which a claim would otherwise build ~200 times)."""
+
+    id: str
+    refresh: str
+    last_attempt_at: dt.datetime | None
+    status: str = "active"
+
+
+def _probe(refresh: str, last_attempt_at: dt.datetime | None, source_id: str = "") -> Source:
+    """A stand-in source (never added to a session) to ask ``is_due`` about."""
+    return cast(Source, _Probe(source_id, refresh, last_attempt_at))
+
+
+def _claim_by_scan(session: Session, worker: str, now: dt.datetime,
+                   is_due: Callable[[Source, dt.datetime], bool],
+                   expires: dt.datetime) -> str | None:
+    """:func:`claim_source` by reading every candidate and lease (for any ``is_due``)."""
+    leased = {
+        lease.source_id
+        for lease in session.exec(select(SourceLease).where(col(SourceLease.expires_at) > now))
+    }
+    candidates = [
+        s for s in session.exec(
+            select(Source).where(col(Source.status) == "active",
+                                 col(Source.paused_by_moderator).is_(False))
+        )
+        if s.id not in leased and is_due(s, now)
+    ]
+    epoch = dt.datetime.min.replace(tzinfo=dt.UTC)
+    candidates.sort(key=lambda s: (s.last_attempt_at or epoch, s.id))
+    candidate_ids = [s.id for s in candidates]
+    session.rollback()
+    for candidate_id in candidate_ids:
+        if _try_lease(session, candidate_id, worker, now, expires):
+            return candidate_id
     return None
 
 
 def _try_lease(session: Session, source_id: str, worker: str, now: dt.datetime,
-               expires: dt.datetime) -> bool:
-    """Lock ``source_id``'s row (SKIP LOCKED) and write ``worker``'s lease unless another live
-    lease exists; commit and return True, or roll back and return False."""
-    locked = session.exec(
+               expires: dt.datetime, locked: bool = False) -> bool:
+    """Lock ``source_id``'s row (SKIP LOCKED; not again when ``locked``: the session's
+    transaction holds it already) and write ``worker``'s lease unless another live lease
+    exists; commit and return True, or roll back and return False."""
+    if not locked and session.exec(
         select(Source.id).where(Source.id == source_id).with_for_update(skip_locked=True)
-    ).first()
-    if locked is None:  # another worker holds the row right now (or no such source)
+    ).first() is None:  # another worker holds the row right now (or no such source)
         session.rollback()
         return False
     taken = session.execute(

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 from sqlalchemy import text
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from schemas.models import Source
 from schemas.registry import load_registry
@@ -224,3 +224,53 @@ def test_scheduler_harvest_waits_for_a_worker_lease(http_server, tmp_settings, d
     with Session(engine) as session:
         assert session.get(SourceLease, "asso-00") is None  # the scheduler let it go
     assert not lease_source(engine, "nowhere", "worker-a", NOW)  # no such source
+
+
+def test_a_claim_picks_exactly_the_due_sources_least_recently_attempted_first(tmp_settings,
+                                                                                database_url):
+    """Due-ness is turned into SQL per refresh value (schemas.store._due_clause): the sources
+    claimed are exactly those ``source_is_due`` says, to the microsecond, oldest attempt first;
+    a ``--since`` round and an ``is_due`` that is not monotone give the same answers as asking
+    every source in Python."""
+    engine = make_engine(database_url)
+    specs = make_registry_offline(tmp_settings, count=6)
+    with Session(engine) as session:
+        sync_registry(session, specs)
+        attempts = {  # id: (refresh, last attempt)
+            "asso-00": ("30m", NOW - dt.timedelta(minutes=30)),  # due: exactly one period
+            "asso-01": ("30m", NOW - dt.timedelta(minutes=30) + dt.timedelta(microseconds=1)),
+            "asso-02": ("1d", NOW - dt.timedelta(hours=25)),  # due, attempted first
+            "asso-03": ("6h", NOW - dt.timedelta(hours=5)),  # not due
+            "asso-04": ("6h", None),  # never attempted: first of all
+            "asso-05": ("n'importe quoi", NOW - dt.timedelta(hours=6)),  # unreadable: 6 h
+        }
+        for source_id, (refresh, last) in attempts.items():
+            source = session.get(Source, source_id)
+            source.refresh, source.last_attempt_at = refresh, last
+            session.add(source)
+        session.commit()
+    claimed = []
+    while (source_id := claim_source(engine, f"w{len(claimed)}", NOW, source_is_due)):
+        claimed.append(source_id)
+    assert claimed == ["asso-04", "asso-02", "asso-05", "asso-00"]
+    for source_id in claimed:
+        release_source(engine, source_id, f"w{claimed.index(source_id)}")
+
+    since = NOW - dt.timedelta(minutes=30) + dt.timedelta(microseconds=1)  # asso-01's attempt
+
+    def round_since(source, _now):
+        return source.last_attempt_at is None or source.last_attempt_at < since
+
+    assert [claim_source(engine, f"r{i}", NOW, round_since) for i in range(6)] == [
+        "asso-04", "asso-02", "asso-05", "asso-03", "asso-00", None]
+    with Session(engine) as session:
+        for lease in session.exec(select(SourceLease)).all():
+            session.delete(lease)
+        session.commit()
+
+    def not_yesterday(source, now):  # not monotone: the SQL pick (asso-02) is checked again,
+        last = source.last_attempt_at  # found not due, and every source is read instead
+        return last is not None and not now - dt.timedelta(hours=26) <= last <= now - \
+            dt.timedelta(hours=24)
+
+    assert claim_source(engine, "odd", NOW, not_yesterday) == "asso-05"
