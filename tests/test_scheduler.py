@@ -206,3 +206,73 @@ def test_graceful_stop_lets_the_current_source_finish(setup):
     assert not thread.is_alive()
     assert finished.is_set()  # the running harvest was not cut short
     assert not holder["scheduler"].running
+
+
+def _list(settings, *extra):
+    from typer.testing import CliRunner
+
+    from tissu.cli import app
+
+    return CliRunner().invoke(app, ["schedule", "--list", "--registry", str(settings.registry),
+                                    "--db", settings.database_url, *extra],
+                              env={"COLUMNS": "200"})
+
+
+def test_list_with_a_malformed_registry_says_so_and_fails(setup):
+    """It used to print an empty table and exit 0."""
+    settings, _engine = setup
+    settings.registry.write_text("sources:\n  - id: mairie\n    name: [oublié\n",
+                                 encoding="utf-8")
+    result = _list(settings)
+    assert result.exit_code == 2, result.output
+    assert "Registre refusé" in result.output
+    assert "sources.yaml ligne 3" in result.output.replace("\n", "")
+    assert "Tâches planifiées" not in result.output
+    settings.registry.write_text(yaml.safe_dump({"sources": [
+        {k: v for k, v in entry("mairie").items() if k != "publisher"}]}), encoding="utf-8")
+    missing = _list(settings)
+    assert missing.exit_code == 2 and "champ 'publisher'" in missing.output
+
+
+def test_a_stopped_scheduler_leaves_no_stale_reconcile_run(setup):
+    settings, engine = setup
+
+    def harvest(engine_, source_id, settings_, now):
+        return SimpleNamespace(status="unchanged")
+
+    scheduler = sched.start_scheduler(engine, settings, harvest=harvest)
+    assert scheduler.get_job(sched.RECONCILE_JOB) is not None
+    sched.stop_scheduler(scheduler)
+    stored = {job.id for job in sched.stored_jobs(engine)}
+    assert sched.RECONCILE_JOB not in stored
+    assert {"harvest:mairie", "harvest:resto", "harvest:secours"} <= stored  # kept for restart
+    listed = _list(settings)
+    assert listed.exit_code == 0 and "reconcile" not in listed.output
+
+
+def test_list_marks_runs_already_past(setup):
+    """A scheduler killed without stopping leaves its jobs in the store with times that have
+    passed: the list does not show them as coming."""
+    settings, engine = setup
+    sched.sync_seed_registry(engine, settings)
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(hours=3)
+    scheduler = sched.build_scheduler(engine, settings, clock=lambda: past)
+    scheduler.start(paused=True)
+    sched.sync_jobs(scheduler, engine, past, settings)
+    scheduler.add_job(sched.reconcile_job, sched.IntervalTrigger(seconds=300, timezone=dt.UTC),
+                      id=sched.RECONCILE_JOB, name="Registre → tâches", next_run_time=past)
+    scheduler.modify_job("harvest:mairie", next_run_time=past)
+    scheduler.modify_job("harvest:resto", next_run_time=NOW)
+    sched._runtime = None  # killed: shutdown() never ran, the store keeps what it had
+    jobs = {job.id: job for job in sched.stored_jobs(engine)}
+    now = dt.datetime.now(dt.UTC)
+    assert sched.next_run_label(jobs[sched.RECONCILE_JOB], now) == \
+        "au prochain démarrage du planificateur"
+    assert sched.next_run_label(jobs["harvest:mairie"], now) == \
+        f"{past:%Y-%m-%d %H:%M:%S} (dépassée : le planificateur ne tourne pas)"
+    assert sched.next_run_label(jobs["harvest:resto"], now) == "2036-11-29 12:00:00"
+    listed = _list(settings)
+    assert listed.exit_code == 0
+    assert "au prochain démarrage du planificateur" in listed.output
+    assert f"{past:%Y-%m-%d %H:%M:%S}" in listed.output
+    scheduler.shutdown(wait=False)

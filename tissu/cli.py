@@ -306,17 +306,26 @@ def schedule(registry: RegistryOpt = None, db: DbOpt = None, out: OutOpt = None,
 
     S'arrête proprement sur SIGTERM ou Ctrl+C (la source en cours de collecte se termine).
     """
-    from tissu.scheduler import run_scheduler, stored_jobs
+    from schemas.registry import RegistryError, load_registry
+    from tissu.scheduler import next_run_label, run_scheduler, stored_jobs
 
     settings = _settings(registry, db, out)
+    if list_jobs:
+        # the jobs come from the registry: a registry that cannot be read is said, not shown
+        # as an empty list
+        try:
+            load_registry(settings.registry)
+        except RegistryError as exc:
+            console.print(f"[red]Registre refusé[/red] : {exc}")
+            raise typer.Exit(2) from exc
     engine = make_engine(settings.database_url)
     if list_jobs:
         table = Table(title="Tâches planifiées")
         for column in ("tâche", "nom", "prochaine exécution (UTC)", "déclencheur"):
             table.add_column(column)
+        now = utcnow()
         for job in stored_jobs(engine):
-            table.add_row(job.id, job.name, f"{job.next_run_time:%Y-%m-%d %H:%M:%S}"
-                          if job.next_run_time else "—", str(job.trigger))
+            table.add_row(job.id, job.name, next_run_label(job, now), str(job.trigger))
         console.print(table)
         raise typer.Exit(0)
     import logging

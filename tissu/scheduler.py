@@ -343,10 +343,27 @@ def start_scheduler(engine: Engine, settings: Settings, **kwargs: Any) -> Backgr
     return scheduler
 
 
+# Jobs that exist only while a scheduler runs (start_scheduler adds them again): a stopped
+# scheduler takes them out of the store, so that « tissu schedule --list » never shows their
+# next run as if one were coming.
+SERVICE_JOBS = (RECONCILE_JOB, ALERTS_JOB)
+
+
 def stop_scheduler(scheduler: BackgroundScheduler) -> None:
-    """Stop gracefully: no new job starts, running harvests finish (``shutdown(wait=True)``)."""
+    """Stop gracefully: no new job starts, running harvests finish (``shutdown(wait=True)``).
+
+    The service jobs (:data:`SERVICE_JOBS`) are removed from the job store first; the harvest
+    jobs and a pending ``publish`` stay, for the next start.
+    """
     global _runtime
     if scheduler.running:
+        for job_id in SERVICE_JOBS:
+            try:
+                scheduler.remove_job(job_id)
+            except JobLookupError:
+                pass
+            except Exception:
+                logger.exception("tâche %s non retirée du magasin", job_id)
         scheduler.shutdown(wait=True)
     if _runtime is not None and _runtime.scheduler is scheduler:
         _runtime = None
@@ -412,6 +429,26 @@ def stored_jobs(engine: Engine) -> list[Job]:
     store = make_jobstore(engine)
     store.start(BackgroundScheduler(timezone=dt.UTC), "default")
     return store.get_all_jobs()
+
+
+def next_run_label(job: Job, now: dt.datetime) -> str:
+    """The « prochaine exécution (UTC) » cell of ``tissu schedule --list`` for a stored job.
+
+    ``YYYY-MM-DD HH:MM:SS``; « — » when paused. A time already past means no scheduler ran it
+    (a running one starts a due job within a second): it is followed by « (dépassée : le
+    planificateur ne tourne pas) », and a service job (:data:`SERVICE_JOBS`, e.g. ``reconcile``,
+    left by a scheduler that was killed) shows « au prochain démarrage du planificateur »
+    instead of a stale time. ``now`` is aware UTC.
+    """
+    when = job.next_run_time
+    if when is None:
+        return "—"
+    if when >= now - dt.timedelta(minutes=1):
+        return f"{when.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S}"
+    if job.id in SERVICE_JOBS:
+        return "au prochain démarrage du planificateur"
+    return (f"{when.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} "
+            "(dépassée : le planificateur ne tourne pas)")
 
 
 def serve_with_scheduler(engine: Engine, settings: Settings, command: list[str],
