@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 import sqlite3
 import sys
 from pathlib import Path
@@ -106,3 +107,24 @@ def test_search_page(monkeypatch):
     assert '<input type="hidden" name="lang" value="ar">' in arabic.text
     home = get("/")
     assert '<a href="/recherche">Rechercher</a>' in home.text
+
+
+def test_week_and_search_pages_share_one_day_list(monkeypatch):
+    # the day headings and session rows are written once (_macros.html: day_list), so a
+    # session found by a search is shown exactly as in the week
+    from publish.web import resident_i18n
+
+    for name in ("home.html", "search.html"):
+        template = (resident_i18n.TEMPLATES_DIR / name).read_text(encoding="utf-8")
+        assert "day_list(days, theme_labels)" in template and 'class="liste"' not in template
+    monkeypatch.setattr(resident, "clock", lambda: NOW)
+    monkeypatch.delenv("TISSU_KIOSK", raising=False)
+    page_cache.PAGES.clear()
+    ds = make_datasette(shared_instance())
+    week = asyncio.run(ds.client.get("/")).text
+    found = asyncio.run(ds.client.get("/recherche?q=MDS")).text
+    rows = re.findall(r'<li(?: class="annule")?><a href="[^"]*/evenement/[^"]*">.*?</li>\n', found,
+                      re.DOTALL)
+    assert rows and '<h2>lundi 30 novembre</h2>\n<ul class="liste">\n<li' in found
+    shown_in_week = [row for row in rows if row in week]
+    assert shown_in_week, "a session of this week found by the search is written as in the week"
