@@ -22,15 +22,17 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from rich.table import Table
 from sqlalchemy import exists, func, true
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from schemas.models import Event, HarvestRun, Occurrence, Source
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 READ_STATUSES = ("ok", "partial")
 DEFAULT_STALE_AFTER = dt.timedelta(days=30)
@@ -246,6 +248,8 @@ def _local(value: dt.datetime | None) -> str:
 
 def status_table(healths: list[Health]) -> Table:
     """A rich table of source health for ``tissu sources status`` (times in Europe/Paris)."""
+    from rich.table import Table
+
     table = Table(title="État des sources", show_lines=False)
     for column in ("source", "santé", "raison", "dernière tentative", "dernier succès",
                    "échecs", "éléments (récents)", "à venir / événements"):

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import subprocess
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import Progress
-from rich.table import Table
 
 from tissu.settings import Settings, get_settings
 
-# The working store (SQLAlchemy, SQLModel) and the registry are imported when a command needs
-# them: « tissu publish » with nothing changed answers before loading them (tissu/fingerprint.py).
+if TYPE_CHECKING:
+    from rich.table import Table
+
+# The working store (SQLAlchemy, SQLModel), the registry, rich's tables and progress bars and
+# subprocess are imported when a command needs them: « tissu publish » with nothing changed
+# answers before loading them (tissu/fingerprint.py).
 
 
 def utcnow() -> dt.datetime:
@@ -61,6 +62,8 @@ def _do_harvest(settings: Settings, jobs: int = 1, per_host: int = 2, worker: bo
     except RegistryError as exc:
         console.print(f"[red]Registre refusé[/red] : {exc}")
         return 2
+    from rich.progress import Progress
+
     engine = make_engine(settings.database_url)
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("Collecte", total=len([s for s in specs if s.status == "active"]))
@@ -80,15 +83,7 @@ def _do_harvest(settings: Settings, jobs: int = 1, per_host: int = 2, worker: bo
         else:
             summaries = harvest_all(engine, specs, settings, progress=advance, jobs=jobs,
                                     per_host=per_host, force=force)
-    table = Table(title="Collecte par source")
-    for column in ("source", "état", "fiches", "événements", "séances", "avertissements",
-                   "erreurs"):
-        table.add_column(column)
-    colours = {"ok": "green", "unchanged": "green", "partial": "yellow", "failed": "red"}
-    for s in summaries:
-        table.add_row(s.source_id, f"[{colours.get(s.status, 'white')}]{s.status}[/]",
-                      str(s.records), str(s.events), str(s.occurrences), str(len(s.warnings)),
-                      str(len(s.errors)))
+    table = harvest_table(summaries)
     console.print(table)
     _print_harvest_warnings(summaries)
     for s in summaries:
@@ -134,7 +129,39 @@ RegistrationArg = Annotated[int, typer.Argument(parser=_registration_value, meta
                                                      "pending)")]
 
 
+def harvest_table(summaries: list) -> Table:  # type: ignore[type-arg]
+    """The « Collecte par source » table of ``tissu harvest`` (tissu.pipeline.SourceSummary).
+
+    One row per source, except that more than :data:`UNCHANGED_LISTED` sources unchanged (HTTP
+    304 or same content) without warnings or errors share one row, « … N autres sources ».
+    """
+    from rich.table import Table
+
+    table = Table(title="Collecte par source")
+    for column in ("source", "état", "fiches", "événements", "séances", "avertissements",
+                   "erreurs"):
+        table.add_column(column)
+    colours = {"ok": "green", "unchanged": "green", "partial": "yellow", "failed": "red"}
+    quiet = [s for s in summaries if s.status == "unchanged" and not s.warnings
+             and not s.errors]
+    grouped = len(quiet) > UNCHANGED_LISTED
+    for s in summaries:
+        if grouped and s.status == "unchanged" and not s.warnings and not s.errors:
+            continue
+        table.add_row(s.source_id, f"[{colours.get(s.status, 'white')}]{s.status}[/]",
+                      str(s.records), str(s.events), str(s.occurrences), str(len(s.warnings)),
+                      str(len(s.errors)))
+    if grouped:  # one row for them: a 500-row table costs ~0.4 s to draw and says nothing
+        table.add_row(f"… {len(quiet)} autres sources", "[green]unchanged[/]",
+                      str(sum(s.records for s in quiet)), str(sum(s.events for s in quiet)),
+                      str(sum(s.occurrences for s in quiet)), "0", "0")
+    return table
+
+
 HARVEST_WARNINGS_SHOWN = 5
+# Beyond this many sources unchanged (HTTP 304 or same content) and without warnings or errors,
+# the harvest table gives them one line instead of one each.
+UNCHANGED_LISTED = 20
 
 
 def _print_harvest_warnings(summaries: list) -> None:  # type: ignore[type-arg]
@@ -205,6 +232,8 @@ def _do_publish(settings: Settings, force: bool = False) -> int:
 
 
 def _do_serve(settings: Settings, host: str, port: int, with_scheduler: bool = False) -> int:
+    import subprocess
+
     database = settings.publish_dir / "tissu-open.db"
     if not database.exists():
         console.print("[red]Aucune base publiée[/red] : lancez d'abord « tissu publish ».")
@@ -320,6 +349,8 @@ def schedule(registry: RegistryOpt = None, db: DbOpt = None, out: OutOpt = None,
             raise typer.Exit(2) from exc
     engine = make_engine(settings.database_url)
     if list_jobs:
+        from rich.table import Table
+
         table = Table(title="Tâches planifiées")
         for column in ("tâche", "nom", "prochaine exécution (UTC)", "déclencheur"):
             table.add_column(column)
@@ -492,6 +523,7 @@ def dedupe_review(db: DbOpt = None,
     """Relit les paires incertaines : même événement (m), différents (d), passer (p), quitter (q).
 
     Chaque décision est gardée et n'est plus jamais redemandée."""
+    from rich.table import Table
     from sqlmodel import Session
 
     from normalize.dedupe import pending_reviews, record_decision
@@ -529,6 +561,8 @@ app.add_typer(places_app, name="places")
 @places_app.command("check")
 def places_check() -> None:
     """Liste les lieux sans adresse, position ou quartier établis par une source citée."""
+    from rich.table import Table
+
     from normalize.places import load_places, place_gaps
 
     gaps = place_gaps()
