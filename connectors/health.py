@@ -20,16 +20,17 @@ runs (HTTP 304 or same bytes) are attempts, not reads. Every reason is a short F
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from sqlalchemy import exists, func, true
+from sqlalchemy import Integer, String, bindparam, exists, func, true
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from schemas.models import Event, HarvestRun, Occurrence, Source
+from schemas.models import Event, HarvestRun, Occurrence, Source, UTCDateTime
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -115,16 +116,13 @@ class _Read(NamedTuple):
     warnings: str
 
 
-def _facts(session: Session, source_id: str, now: dt.datetime,
-           window: int) -> tuple[list[tuple[Any, ...]], int, int, bool]:
-    """What health is computed from, in one statement (it runs after every harvest of a source).
-
-    Returns the ``window`` most recent reads of ``source_id``, newest first (the columns of
-    :class:`_Read`), its events still at the source, those with an occurrence ending at or
-    after ``now`` (aware UTC), and whether any of its runs has finished. Reads are looked up
-    among all its runs, however many unchanged attempts (304) followed the last one.
-    """
+@functools.cache
+def _facts_statement() -> Any:
+    """The statement of :func:`_facts`, built once (building it cost more than running it);
+    parameters ``source_id``, ``now`` (aware UTC) and ``window``."""
     runs = HarvestRun.__table__.c  # type: ignore[attr-defined]
+    source_id = bindparam("source_id", type_=String())
+    now = bindparam("now", type_=UTCDateTime())
     total = (sa_select(func.count()).select_from(Event)
              .where(col(Event.source_id) == source_id, col(Event.removed_at_source).is_(None))
              .scalar_subquery())
@@ -135,18 +133,30 @@ def _facts(session: Session, source_id: str, now: dt.datetime,
                 .scalar_subquery())
     finished = exists().where(runs.source_id == source_id, runs.status != "running")
     facts = sa_select(total.label("total"), upcoming.label("upcoming"),
-                   finished.label("finished")).subquery()
+                      finished.label("finished")).subquery()
     reads = (sa_select(runs.started_at, runs.records, runs.guarded, runs.status, runs.errors,
-                    runs.warnings, runs.id)
+                       runs.warnings, runs.id)
              .where(runs.source_id == source_id, runs.status.in_(READ_STATUSES))
-             .order_by(runs.started_at.desc(), runs.id.desc()).limit(window).subquery())
-    rows = session.execute(
-        sa_select(facts.c.total, facts.c.upcoming, facts.c.finished, reads.c.started_at,
-               reads.c.records, reads.c.guarded, reads.c.status, reads.c.errors,
-               reads.c.warnings)
-        .select_from(facts.outerjoin(reads, true()))
-        .order_by(reads.c.started_at.desc(), reads.c.id.desc())
-    ).all()
+             .order_by(runs.started_at.desc(), runs.id.desc())
+             .limit(bindparam("window", type_=Integer())).subquery())
+    return (sa_select(facts.c.total, facts.c.upcoming, facts.c.finished, reads.c.started_at,
+                      reads.c.records, reads.c.guarded, reads.c.status, reads.c.errors,
+                      reads.c.warnings)
+            .select_from(facts.outerjoin(reads, true()))
+            .order_by(reads.c.started_at.desc(), reads.c.id.desc()))
+
+
+def _facts(session: Session, source_id: str, now: dt.datetime,
+           window: int) -> tuple[list[tuple[Any, ...]], int, int, bool]:
+    """What health is computed from, in one statement (it runs after every harvest of a source).
+
+    Returns the ``window`` most recent reads of ``source_id``, newest first (the columns of
+    :class:`_Read`), its events still at the source, those with an occurrence ending at or
+    after ``now`` (aware UTC), and whether any of its runs has finished. Reads are looked up
+    among all its runs, however many unchanged attempts (304) followed the last one.
+    """
+    rows = session.execute(_facts_statement(),
+                           {"source_id": source_id, "now": now, "window": window}).all()
     first = rows[0]
     found = [tuple(row[3:]) for row in rows if row[6] is not None]
     return found, int(first[0] or 0), int(first[1] or 0), bool(first[2])
