@@ -12,7 +12,7 @@ from typing import Any
 
 from datasette import hookimpl
 
-from publish.web import reload, serving
+from publish.web import reload, serving, table_cache
 
 FEATURE_MODULES: list[str] = ["publish.web.resident", "publish.web.registration",
                               "publish.web.exports", "publish.web.embed",
@@ -25,6 +25,13 @@ def startup(datasette: Any) -> None:
     (publish/web/serving.py)."""
     reload.startup(datasette)
     serving.apply_serving_settings(datasette)
+
+
+@hookimpl
+def asgi_wrapper(datasette: Any) -> Any:
+    """Serve Datasette's table pages of the immutable published file again from memory
+    (publish/web/table_cache.py)."""
+    return table_cache.wrap(datasette)
 
 
 @hookimpl

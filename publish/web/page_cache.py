@@ -40,13 +40,16 @@ def enabled() -> bool:
 
 @dataclass(frozen=True)
 class Entry:
-    """One rendered page: UTF-8 body, HTTP status, strong ETag, validity window (aware UTC)."""
+    """One rendered page: UTF-8 body, HTTP status, strong ETag, validity window (aware UTC),
+    and the response headers to send again (``headers``, raw ASGI pairs; empty for the
+    resident pages, which set theirs)."""
 
     body: bytes
     status: int
     etag: str
     rendered_at: dt.datetime
     valid_until: dt.datetime
+    headers: tuple[tuple[bytes, bytes], ...] = ()
 
     def fresh(self, now: dt.datetime) -> bool:
         """True when the page shown at ``now`` (aware) is this one."""

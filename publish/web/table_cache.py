@@ -1,0 +1,140 @@
+"""Datasette's own table pages of the published file, kept in memory once served.
+
+The published database is an immutable file (``datasette serve -i``; ``publish`` writes a new
+one and renames it over the old, publish/web/reload.py follows it). A table page
+(``/tissu-open/<table>`` and ``/tissu-open/<table>.json``, searches, filters and facets
+included) reads nothing but that file and the URL: SQL on a table (not a view or a canned query,
+which may read the clock through ``'now'``) answers the same as long as the file is the same.
+So a page served once is served again, byte for byte, from memory until another file is
+published, like a cache in front of Datasette would (docs/deploy.md). A journalist's search
+that was never asked before is still computed by Datasette, count and facets included.
+
+Kept only when the answer is the file's: a ``GET`` of a table of the published database,
+``200`` with no ``Set-Cookie``, no ``_timelimit`` or ``_trace`` asked; requests with
+credentials (``Authorization``, a ``ds_actor`` cookie) are never served from it. A page on
+which Datasette says that facets timed out (``facet_time_limit_ms``: a matter of load, not of
+the file) is kept ``TIMED_OUT_SECONDS`` only, saying so, then computed again. The key is the file, the path, the query
+string, the ``Host`` and the scheme (Datasette writes absolute URLs in its JSON).
+
+Bounded like the resident pages' cache (publish/web/page_cache.py, the same class): at most
+``MAX_ENTRIES`` pages and ``MAX_BYTES`` bytes, least recently used first out; a page over an
+eighth of ``MAX_BYTES`` is not kept. ``TISSU_PAGE_CACHE=0`` turns it off too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from publish.web import page_cache
+
+DATABASE = "tissu-open"
+MAX_ENTRIES = 512
+MAX_BYTES = 64 * 1024 * 1024
+#: A page where Datasette says some facets timed out (a matter of load, not of the file) is
+#: served again for this long only, then computed afresh.
+TIMED_OUT_SECONDS = 60
+#: Datasette's table page and its JSON: ``/tissu-open/<table>`` or ``/tissu-open/<table>.json``
+#: (a table name never contains ``/``; ``%``-encoded names are compared decoded).
+_TABLE_PATH = re.compile(rf"^/{re.escape(DATABASE)}/([^/]+?)(\.json)?$")
+_NEVER = dt.datetime.max.replace(tzinfo=dt.UTC)
+#: Query-string parameters whose pages depend on more than the file.
+_UNCACHED_ARGS = re.compile(rb"(?:^|&)_(?:timelimit|trace)=")
+#: What Datasette writes when a facet was cut short by ``facet_time_limit_ms``.
+_TIMED_OUT = (b'class="facets-timed-out"', b'"facets_timed_out": ["')
+
+TABLE_PAGES = page_cache.PageCache(MAX_ENTRIES, MAX_BYTES)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+App = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def _header(scope: Scope, name: bytes) -> bytes:
+    return b", ".join(value for key, value in scope.get("headers", []) if key.lower() == name)
+
+
+async def _cacheable_table(datasette: Any, scope: Scope) -> bool:
+    """True when the request asks for a table page of the published file, without
+    credentials or arguments that make the page depend on more than the file."""
+    if scope.get("type") != "http" or scope.get("method") != "GET":
+        return False
+    match = _TABLE_PATH.match(scope.get("path") or "")
+    if match is None or _UNCACHED_ARGS.search(scope.get("query_string") or b""):
+        return False
+    if _header(scope, b"authorization") or b"ds_actor=" in _header(scope, b"cookie"):
+        return False
+    try:
+        database = datasette.get_database(DATABASE)
+    except KeyError:
+        return False
+    if not database.is_mutable and match.group(1) in await _tables(database):
+        queries = (datasette.metadata("queries", database=DATABASE) or {})
+        return match.group(1) not in queries
+    return False
+
+
+_TABLES: dict[tuple[object, ...], frozenset[str]] = {}
+
+
+async def _tables(database: Any) -> frozenset[str]:
+    """The tables (not views) of an immutable database, read once per file."""
+    key = (database.path, getattr(database, "_identity", None))
+    known = _TABLES.get(key)
+    if known is None:
+        known = frozenset(await database.table_names())
+        _TABLES.clear()  # one file served at a time
+        _TABLES[key] = known
+    return known
+
+
+def wrap(datasette: Any) -> Callable[[App], App]:
+    """The ``asgi_wrapper`` of the plugin: serve table pages from :data:`TABLE_PAGES`."""
+    from publish.web import resident
+
+    def wrapper(app: App) -> App:
+        async def cached_app(scope: Scope, receive: Receive, send: Send) -> None:
+            if not page_cache.enabled() or not await _cacheable_table(datasette, scope):
+                await app(scope, receive, send)
+                return
+            file = resident._file_identity(datasette)
+            if file is None:
+                await app(scope, receive, send)
+                return
+            key = (scope["path"], scope.get("query_string") or b"", _header(scope, b"host"),
+                   scope.get("scheme", "http"))
+            now = dt.datetime.now(dt.UTC)
+            entry = TABLE_PAGES.get(file, key, now)
+            if entry is not None:
+                await send({"type": "http.response.start", "status": entry.status,
+                            "headers": list(entry.headers)})
+                await send({"type": "http.response.body", "body": entry.body})
+                return
+            start: Message = {}
+            chunks: list[bytes] = []
+
+            async def keep(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    start.update(message)
+                elif message["type"] == "http.response.body":
+                    chunks.append(bytes(message.get("body", b"")))
+                await send(message)
+
+            await app(scope, receive, keep)
+            headers = [(bytes(k), bytes(v)) for k, v in start.get("headers", [])]
+            body = b"".join(chunks)
+            if start.get("status") != 200 or any(k.lower() == b"set-cookie" for k, _ in headers):
+                return
+            until = _NEVER
+            if any(marker in body for marker in _TIMED_OUT):
+                until = now + dt.timedelta(seconds=TIMED_OUT_SECONDS)
+            etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+            TABLE_PAGES.put(file, key, page_cache.Entry(body, 200, etag, now, until,
+                                                        tuple(headers)))
+        return cached_app
+    return wrapper
