@@ -58,6 +58,8 @@ FORMAT_LABELS = {
     "unknown": "format inconnu",
 }
 PREVIEW_SIZE = 5
+#: Findings of a check whose reading did not finish (see :attr:`Diagnosis.stopped`).
+STOPPED_CODES = frozenset({"time-limit", "memory-limit", "busy", "internal"})
 _CHECK_ID = "verification"
 _XML_ENCODING_RE = re.compile(rb"^\s*<\?xml[^>]*encoding=[\"']([A-Za-z0-9._-]+)[\"']", re.IGNORECASE)
 _UTF8_NAMES = {"utf-8", "utf8"}
@@ -229,6 +231,12 @@ class Diagnosis:
             p.severity == "error" for p in self.problems
         )
 
+    @property
+    def stopped(self) -> bool:
+        """True when the reading was stopped (a limit of the sandbox, too many checks, a failure
+        of the check itself): the counts of events are then unknown, not zero."""
+        return any(p.code in STOPPED_CODES for p in self.problems)
+
     def codes(self) -> list[str]:
         """The problem codes, in order."""
         return [p.code for p in self.problems]
@@ -247,7 +255,7 @@ class Diagnosis:
         if self.final_url and self.final_url != self.url:
             lines.append(f"Après redirection : {self.final_url}")
         lines.append(f"Format trouvé : {self.format_label}")
-        if self.format in {"ical", "rss", "atom"}:
+        if self.format in {"ical", "rss", "atom"} and not self.stopped:
             lines.append(f"Événements : {self.events} ; séances à venir : {self.upcoming}")
             if self.news:
                 lines.append(f"Actualités sans date d'événement (non publiées) : {self.news}")

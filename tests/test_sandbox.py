@@ -218,6 +218,8 @@ def test_tissu_check_stops_a_hostile_calendar_at_the_configured_limit(http_serve
     result = CliRunner().invoke(app, ["check", http_server.url("/hourly.ics"),
                                       "--now", NOW.isoformat()])
     assert result.exit_code == 1, result.output
+    assert "Format trouvé : calendrier iCalendar (.ics)" in result.output
+    assert "Événements :" not in result.output  # not read to the end: no count to give
     assert ("Problème : la lecture de ce calendrier demande trop de calcul : traitement "
             "interrompu après 1 s (limite de temps 1 s dépassée)") in result.output
 
