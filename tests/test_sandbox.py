@@ -233,3 +233,21 @@ def test_a_check_past_the_memory_limit_is_reported(tmp_settings):
     assert diagnosis.problems[0].message == (
         "la lecture de ce calendrier demande trop de mémoire : traitement interrompu : il "
         "demande plus de 100 Mo de mémoire (limite 100 Mo)")
+
+
+def test_checks_beyond_the_places_are_told_to_come_back(http_server, tmp_settings, monkeypatch):
+    from connectors import doctor
+
+    http_server.routes["/agenda.ics"] = Route((SAMPLES / "ical_google.ics").read_bytes())
+    places = threading.BoundedSemaphore(1)
+    monkeypatch.setattr(doctor, "_RUNNING", places)
+    monkeypatch.setattr(doctor, "BUSY_WAIT_SECONDS", 0.2)
+    places.acquire()  # the one place is taken by a check under way
+    try:
+        diagnosis = diagnose(http_server.url("/agenda.ics"), now=NOW, settings=tmp_settings)
+    finally:
+        places.release()
+    assert diagnosis.codes() == ["busy"] and not diagnosis.usable
+    assert diagnosis.problems[0].message == "trop de vérifications en cours en ce moment"
+    assert http_server.hits.get("/agenda.ics") is None  # refused before any fetch
+    assert diagnose(http_server.url("/agenda.ics"), now=NOW, settings=tmp_settings).usable
