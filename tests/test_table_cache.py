@@ -9,6 +9,7 @@ import datetime as dt
 import json
 import re
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -105,3 +106,37 @@ def test_a_page_with_facets_timed_out_is_kept_a_minute_only(served, monkeypatch)
     assert before < entry.valid_until <= dt.datetime.now(dt.UTC) + dt.timedelta(
         seconds=table_cache.TIMED_OUT_SECONDS)
     assert page_cache.PAGES is not table_cache.TABLE_PAGES
+
+
+def test_a_crowd_asking_for_a_page_not_kept_yet_makes_datasette_compute_it_once(monkeypatch):
+    from datasette.app import Datasette
+
+    publish_dir = shared_instance()
+    ds = Datasette(immutables=[str(publish_dir / "tissu-open.db")],
+                   metadata=json.loads((publish_dir / "metadata.json").read_text("utf-8")))
+    table_cache.TABLE_PAGES.clear()
+    computed = []
+    compute = table_cache._compute
+
+    async def counted(*args):
+        computed.append(args[1]["path"])
+        await asyncio.sleep(0.2)  # a slow page: the others arrive meanwhile
+        return await compute(*args)
+
+    monkeypatch.setattr(table_cache, "_compute", counted)
+
+    async def crowd(path):
+        return await asyncio.gather(*(ds.client.get(path) for _ in range(6)))
+
+    pages = asyncio.run(crowd("/tissu-open/events?_search=group"))
+    assert computed == ["/tissu-open/events"]
+    assert {p.status_code for p in pages} == {200} and len({p.content for p in pages}) == 1
+    # an expired copy from the same file is served while one request computes it again
+    [(key, entry)] = table_cache.TABLE_PAGES._entries.items()
+    table_cache.TABLE_PAGES._entries[key] = replace(entry, valid_until=entry.rendered_at
+                                                    + dt.timedelta(microseconds=1))
+    pages = asyncio.run(crowd("/tissu-open/events?_search=group"))
+    assert len(computed) == 2
+    assert sum(p.content == entry.body for p in pages) == 5  # the computing one is fresh
+    assert {untimed(p.content) for p in pages} == {untimed(entry.body)}
+    assert not table_cache._COMPUTING

@@ -105,6 +105,12 @@ class PageCache:
             self.hits += 1
             return entry
 
+    def peek(self, file: Hashable, key: Hashable) -> Entry | None:
+        """The page kept for ``key`` from ``file``, even when no longer fresh; None if there is
+        none (or ``file`` is not the file being served). Counts neither a hit nor a miss."""
+        with self._lock:
+            return self._entries.get(key) if file == self._file else None
+
     def put(self, file: Hashable, key: Hashable, entry: Entry) -> None:
         """Keep ``entry`` for ``key`` when ``file`` is still the file being served.
 

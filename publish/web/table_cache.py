@@ -23,10 +23,11 @@ eighth of ``MAX_BYTES`` is not kept. ``TISSU_PAGE_CACHE=0`` turns it off too.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import re
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Hashable, MutableMapping
 from typing import Any
 
 from publish.web import page_cache
@@ -93,8 +94,24 @@ async def _tables(database: Any) -> frozenset[str]:
     return known
 
 
+async def _send_entry(send: Send, entry: page_cache.Entry) -> None:
+    await send({"type": "http.response.start", "status": entry.status,
+                "headers": list(entry.headers)})
+    await send({"type": "http.response.body", "body": entry.body})
+
+
+#: Pages being computed now, by key: the requests for the same page wait for that one.
+_COMPUTING: dict[Hashable, asyncio.Future[page_cache.Entry | None]] = {}
+
+
 def wrap(datasette: Any) -> Callable[[App], App]:
-    """The ``asgi_wrapper`` of the plugin: serve table pages from :data:`TABLE_PAGES`."""
+    """The ``asgi_wrapper`` of the plugin: serve table pages from :data:`TABLE_PAGES`.
+
+    One request computes a page missing from the cache; the requests for the same page that
+    arrive meanwhile wait for it (or, when an expired copy from the same file is there, are
+    served that copy) instead of computing it again, so that a crowd asking for a page that
+    takes Datasette a second does not make it compute that page once per visitor.
+    """
     from publish.web import resident
 
     def wrapper(app: App) -> App:
@@ -106,35 +123,55 @@ def wrap(datasette: Any) -> Callable[[App], App]:
             if file is None:
                 await app(scope, receive, send)
                 return
-            key = (scope["path"], scope.get("query_string") or b"", _header(scope, b"host"),
-                   scope.get("scheme", "http"))
+            key = (file, scope["path"], scope.get("query_string") or b"",
+                   _header(scope, b"host"), scope.get("scheme", "http"))
             now = dt.datetime.now(dt.UTC)
             entry = TABLE_PAGES.get(file, key, now)
             if entry is not None:
-                await send({"type": "http.response.start", "status": entry.status,
-                            "headers": list(entry.headers)})
-                await send({"type": "http.response.body", "body": entry.body})
+                await _send_entry(send, entry)
                 return
-            start: Message = {}
-            chunks: list[bytes] = []
-
-            async def keep(message: Message) -> None:
-                if message["type"] == "http.response.start":
-                    start.update(message)
-                elif message["type"] == "http.response.body":
-                    chunks.append(bytes(message.get("body", b"")))
-                await send(message)
-
-            await app(scope, receive, keep)
-            headers = [(bytes(k), bytes(v)) for k, v in start.get("headers", [])]
-            body = b"".join(chunks)
-            if start.get("status") != 200 or any(k.lower() == b"set-cookie" for k, _ in headers):
+            computing = _COMPUTING.get(key)
+            if computing is not None:
+                entry = TABLE_PAGES.peek(file, key) or await asyncio.shield(computing)
+                if entry is not None:
+                    await _send_entry(send, entry)
+                    return
+                await app(scope, receive, send)  # that request was not kept: compute
                 return
-            until = _NEVER
-            if any(marker in body for marker in _TIMED_OUT):
-                until = now + dt.timedelta(seconds=TIMED_OUT_SECONDS)
-            etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-            TABLE_PAGES.put(file, key, page_cache.Entry(body, 200, etag, now, until,
-                                                        tuple(headers)))
+            computing = _COMPUTING[key] = asyncio.get_running_loop().create_future()
+            entry = None
+            try:
+                entry = await _compute(app, scope, receive, send, now)
+            finally:  # waiting requests get the page, or None and compute it themselves
+                del _COMPUTING[key]
+                computing.set_result(entry)
+            if entry is not None:
+                TABLE_PAGES.put(file, key, entry)
         return cached_app
     return wrapper
+
+
+async def _compute(app: App, scope: Scope, receive: Receive, send: Send,
+                   now: dt.datetime) -> page_cache.Entry | None:
+    """Let Datasette answer (sent as it comes) and return the answer as an entry to keep, or
+    None when it is not to be kept (not 200, sets a cookie)."""
+    start: Message = {}
+    chunks: list[bytes] = []
+
+    async def keep(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            start.update(message)
+        elif message["type"] == "http.response.body":
+            chunks.append(bytes(message.get("body", b"")))
+        await send(message)
+
+    await app(scope, receive, keep)
+    headers = [(bytes(k), bytes(v)) for k, v in start.get("headers", [])]
+    body = b"".join(chunks)
+    if start.get("status") != 200 or any(k.lower() == b"set-cookie" for k, _ in headers):
+        return None
+    until = _NEVER
+    if any(marker in body for marker in _TIMED_OUT):
+        until = now + dt.timedelta(seconds=TIMED_OUT_SECONDS)
+    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    return page_cache.Entry(body, 200, etag, now, until, tuple(headers))
