@@ -80,6 +80,9 @@ class ParseResult:
     #: Website crawls only: every page answer of the crawl (``url``, ``method``, ``status``,
     #: ``sha256``, ``etag``, ``last_modified``), to tell next time whether a page changed.
     pages: list[dict[str, Any]] = field(default_factory=list)
+    #: What a parsing child prepared after the parse (:class:`ParsePool`, e.g. the source's
+    #: normalised events, normalize.pipeline.prepare_events); never stored; None when absent.
+    prepared: Any = field(default=None, repr=False, compare=False)
 
     @property
     def events(self) -> int:
@@ -233,3 +236,200 @@ def load_json(data: bytes, result: ParseResult) -> Any:
         result.errors.append(Problem(f"JSON illisible : {exc.msg} (colonne {exc.colno})",
                                      line=exc.lineno, code="json"))
         return NO_JSON
+
+
+# --- Parsing in child processes ----------------------------------------------------------------
+# A harvest parses (and prepares the normalisation of) several sources at once in child
+# processes: the main process keeps fetching and writing the store while its children use the
+# other cores. A child that overruns its time limit is killed, which a thread cannot be.
+
+
+#: ``(module, function)`` called in the child after a successful parse, with the full parse
+#: result (icalendar components included) and the keyword arguments of the task; its return
+#: value (picklable) comes back as :attr:`ParseResult.prepared`.
+Prepare = tuple[str, str, dict[str, Any]]
+
+
+def _strip_components(result: ParseResult) -> ParseResult:
+    """A copy of ``result`` without what the connector parsed (not picklable cheaply)."""
+    from dataclasses import replace
+
+    return replace(result, records=[replace(r, parsed=None) if r.parsed is not None else r
+                                    for r in result.records])
+
+
+def _child_loop(connection: Any) -> None:
+    """Body of a parsing child: answer tasks from ``connection`` until it sends None or closes.
+
+    Each task is ``((module, function), data, source_id, prepare)``; the answers are ``("parsed",
+    ParseResult)`` as soon as the parse is over (the parent's time limit stops there), then
+    ``("prepared", value)`` (None when ``prepare`` is None or failed: the parent then does that
+    work itself).
+    """
+    import signal
+    from importlib import import_module
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the parent, which stops us
+    while True:
+        try:
+            task = connection.recv()
+        except (EOFError, OSError):
+            return
+        if task is None:
+            return
+        (module, function), data, source_id, prepare = task
+        try:
+            result = getattr(import_module(module), function)(data, source_id)
+            if not isinstance(result, ParseResult):
+                raise TypeError("aucun résultat")
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent, never raised
+            connection.send(("parsed", ParseResult(errors=[Problem(
+                f"erreur interne du lecteur ({exc!r})", code="internal")])))
+            connection.send(("prepared", None))
+            continue
+        connection.send(("parsed", _strip_components(result)))
+        prepared = None
+        if prepare is not None:
+            module, function, kwargs = prepare
+            try:
+                prepared = getattr(import_module(module), function)(result, **kwargs)
+            except Exception:  # noqa: BLE001 - the parent does the work itself
+                prepared = None
+        del result
+        connection.send(("prepared", prepared))
+
+
+class _Child:
+    """One parsing child process and the parent's end of its pipe."""
+
+    def __init__(self, context: Any) -> None:
+        self.connection, child_end = context.Pipe()
+        self.process = context.Process(target=_child_loop, args=(child_end,),
+                                       name="tissu-parse", daemon=True)
+        self.process.start()
+        child_end.close()
+
+    def stop(self, wait: float = 2.0) -> None:
+        """Ask the child to finish, then kill it if it has not after ``wait`` seconds."""
+        import contextlib
+
+        with contextlib.suppress(Exception):
+            self.connection.send(None)
+        self.process.join(wait)
+        self.kill()
+
+    def kill(self) -> None:
+        """Kill the child now (no-op when it has ended) and close the pipe."""
+        import contextlib
+
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(5)
+        with contextlib.suppress(Exception):
+            self.connection.close()
+
+
+class ParsePool:
+    """``processes`` child processes that parse sources' bytes, one source at a time each.
+
+    :meth:`parse` is called from the parent's threads (one per child is enough) and blocks
+    until a child is free and has answered. A parse longer than ``seconds`` gets its child
+    killed (and replaced): the result is the error "lecture interrompue" naming the limit. The
+    children are started with the ``forkserver`` method, the parsing libraries preloaded once;
+    use the pool as a context manager, or call :meth:`close`.
+    """
+
+    PRELOAD = ("connectors.ical", "connectors.feeds", "normalize.pipeline")
+
+    def __init__(self, processes: int) -> None:
+        import multiprocessing
+        import queue
+
+        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() \
+            else "spawn"
+        self._context = multiprocessing.get_context(method)
+        if method == "forkserver":
+            self._context.set_forkserver_preload(list(self.PRELOAD))
+        self._idle: queue.SimpleQueue[_Child] = queue.SimpleQueue()
+        self._children: list[_Child] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        self.processes = max(1, processes)
+        for _ in range(self.processes):
+            self._idle.put(self._start())
+
+    def _start(self) -> _Child:
+        child = _Child(self._context)
+        with self._lock:
+            self._children.append(child)
+        return child
+
+    def _replace(self, child: _Child) -> None:
+        child.kill()
+        with self._lock:
+            if child in self._children:
+                self._children.remove(child)
+            closed = self._closed
+        if not closed:
+            self._idle.put(self._start())
+
+    def parse(self, parser: tuple[str, str], data: bytes, source_id: str, seconds: float,
+              prepare: Prepare | None = None) -> ParseResult:
+        """``parser(data, source_id)`` in a child; never raises.
+
+        ``parser`` is ``(module, function)``, e.g. ``connectors.PARSERS["ical"]``.
+
+        ``seconds`` bounds the parse itself (not the wait for a free child, nor ``prepare``);
+        ``prepare`` runs in the child after the parse and its value is returned as
+        :attr:`ParseResult.prepared` (None when it failed or the child died: the caller then
+        does that work itself). A parser exception gives the error "erreur interne du lecteur",
+        as :func:`parse_with_time_limit`.
+        """
+        child: _Child | None = self._idle.get()
+        assert child is not None
+        try:
+            child.connection.send((parser, data, source_id, prepare))
+            if not child.connection.poll(seconds):
+                self._replace(child)
+                child = None
+                return ParseResult(errors=[Problem(
+                    f"lecture interrompue : le fichier demande plus de {seconds:g} s de "
+                    "traitement (lecture arrêtée)", code="time-limit")])
+            kind, result = child.connection.recv()
+            if kind != "parsed" or not isinstance(result, ParseResult):
+                raise EOFError(kind)
+            try:
+                if not child.connection.poll(seconds):  # preparing is bounded alike
+                    raise EOFError("prepare")
+                kind, prepared = child.connection.recv()
+            except (EOFError, OSError):  # died or stuck while preparing: the parse is good
+                self._replace(child)
+                child = None
+                return result
+            result.prepared = prepared if kind == "prepared" else None
+            return result
+        except (EOFError, OSError, ValueError) as exc:
+            code = child.process.exitcode if child is not None else None
+            if child is not None:
+                self._replace(child)
+                child = None
+            return ParseResult(errors=[Problem(
+                f"erreur interne du lecteur (processus de lecture arrêté : "
+                f"{code if code is not None else exc!r})", code="internal")])
+        finally:
+            if child is not None:
+                self._idle.put(child)
+
+    def close(self) -> None:
+        """Stop every child (those busy are killed). Idempotent."""
+        with self._lock:
+            self._closed = True
+            children, self._children = list(self._children), []
+        for child in children:
+            child.stop()
+
+    def __enter__(self) -> ParsePool:  # noqa: PYI034
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

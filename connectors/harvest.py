@@ -22,7 +22,7 @@ from sqlmodel import Session, select
 from connectors import parser_for
 from connectors.base import ParsedRecord, ParseResult, Problem, parse_with_time_limit
 from connectors.html import harvest_crawl, is_crawl_format
-from connectors.http import FetchError, fetch
+from connectors.http import FetchError, FetchResult, fetch
 from schemas.models import Event, HarvestRun, Occurrence, Source, SourceRecord
 from tissu.settings import Settings
 
@@ -88,15 +88,55 @@ def _finish(session: Session, source: Source, run: HarvestRun, outcome: HarvestO
     return outcome
 
 
+@dataclass
+class Prefetched:
+    """A source's bytes fetched (and maybe parsed) ahead of its harvest (tissu.pipeline).
+
+    Exactly what :func:`harvest_source` would have done itself before touching the store:
+    ``error`` when the fetch failed, else ``fetched``; ``parsed`` when the bytes changed and
+    were parsed (in a child process, connectors.base.ParsePool), None otherwise.
+    """
+
+    fetched: FetchResult | None = None
+    error: FetchError | None = None
+    parsed: ParseResult | None = None
+
+
+def fetch_source(source: Source, settings: Settings, force: bool = False) -> FetchResult:
+    """Fetch ``source.url`` with its validators (none when ``force``); reads no store.
+
+    Raises:
+        FetchError: the bytes could not be obtained (message in French).
+    """
+    return fetch(
+        source.url,
+        etag=None if force else source.etag,
+        last_modified=None if force else source.last_modified,
+        max_bytes=settings.max_body_bytes,
+        timeout=(settings.connect_timeout, settings.read_timeout),
+        # only the seed registry may point at bundled files; registered URLs are hostile
+        allow_local=source.origin == "registry",
+    )
+
+
+def needs_parse(source: Source, fetched: FetchResult, force: bool = False) -> bool:
+    """Whether fetched bytes must be parsed: not a 304 and (``force`` or new content hash)."""
+    if fetched.not_modified:
+        return False
+    return force or hashlib.sha256(fetched.content).hexdigest() != source.content_hash
+
+
 def harvest_source(session: Session, source: Source, settings: Settings,
-                   now: dt.datetime, force: bool = False) -> HarvestOutcome:
+                   now: dt.datetime, force: bool = False,
+                   prefetched: Prefetched | None = None) -> HarvestOutcome:
     """Fetch, snapshot, parse and store one source's records.
 
     Never raises for a problem of the source: the outcome's ``status`` is ``ok``, ``partial``,
     ``unchanged`` or ``failed`` and its ``errors`` name what went wrong (line when known).
     ``partial`` also means the deletion guard held back vanished future events (a warning says
     how many). ``force`` lifts that guard and re-reads the source even when it is unchanged
-    (no conditional GET, no content-hash skip).
+    (no conditional GET, no content-hash skip). ``prefetched``: the fetch (and parse) already
+    done for this source in this run (:class:`Prefetched`), used instead of fetching again.
     """
     run = HarvestRun(source_id=source.id, started_at=now, forced=force)
     session.add(run)
@@ -105,15 +145,13 @@ def harvest_source(session: Session, source: Source, settings: Settings,
     if is_crawl_format(source.format):  # websites: a Scrapy crawl stands for fetch + parse
         return harvest_crawl(session, source, run, outcome, settings, now, force)
     try:
-        fetched = fetch(
-            source.url,
-            etag=None if force else source.etag,
-            last_modified=None if force else source.last_modified,
-            max_bytes=settings.max_body_bytes,
-            timeout=(settings.connect_timeout, settings.read_timeout),
-            # only the seed registry may point at bundled files; registered URLs are hostile
-            allow_local=source.origin == "registry",
-        )
+        if prefetched is None:
+            fetched = fetch_source(source, settings, force)
+        elif prefetched.error is not None:
+            raise prefetched.error
+        else:
+            assert prefetched.fetched is not None
+            fetched = prefetched.fetched
     except FetchError as exc:
         outcome.status = "failed"
         outcome.errors.append(f"{source.id} : {exc}")
@@ -129,11 +167,14 @@ def harvest_source(session: Session, source: Source, settings: Settings,
         source.etag, source.last_modified = fetched.etag, fetched.last_modified
         return _finish(session, source, run, outcome, now)
     save_raw(settings.raw_dir, source, fetched.content, now, settings.raw_retention)
-    try:
-        parsed = parse_with_time_limit(parser_for(source.format), fetched.content, source.id,
-                                       settings.parse_time_limit)
-    except Exception as exc:  # noqa: BLE001 - a parser bug must not stop the other sources
-        parsed = ParseResult(errors=[Problem(f"erreur interne du lecteur ({exc!r})")])
+    if prefetched is not None and prefetched.parsed is not None:
+        parsed = prefetched.parsed
+    else:
+        try:
+            parsed = parse_with_time_limit(parser_for(source.format), fetched.content,
+                                           source.id, settings.parse_time_limit)
+        except Exception as exc:  # noqa: BLE001 - a parser bug must not stop the other sources
+            parsed = ParseResult(errors=[Problem(f"erreur interne du lecteur ({exc!r})")])
     if record_parsed(session, source, run, outcome, parsed, now, force):
         source.content_hash = digest
         source.etag, source.last_modified = fetched.etag, fetched.last_modified

@@ -289,6 +289,8 @@ class CrawlService:
             if waiter is not None:
                 waiter[1].update(data)
                 waiter[0].set()
+        with contextlib.suppress(OSError):  # the child ended (or was replaced): done reading
+            process.stdout.close()
         with self._lock:  # the child ended: nobody waits for it any more
             if self._process is process:
                 for event, box in self._waiters.values():

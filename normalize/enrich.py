@@ -16,7 +16,6 @@ from normalize.extract import extract_details
 from normalize.geocode import geocode_unknown_location
 from normalize.places import HOME_CITY, resolve_location
 from normalize.themes import assign_themes, load_mapping
-from schemas.models import Source
 
 
 @lru_cache(maxsize=256)
@@ -56,11 +55,23 @@ def _where(location: str | None, postal_code: str | None, city: str | None,
                             default_city=default_city)
 
 
-def enrich_event(event: Any, source: Source) -> Any:
+#: The event columns :func:`enrich_event` reads (besides the source's id, themes, quartier) and
+#: those it writes: a result computed elsewhere on equal inputs may be copied (the
+#: normalisation prepared in a parsing child, normalize.pipeline.prepare_events).
+ENRICH_READS = ("title", "description", "categories", "location", "postal_code", "city",
+                "latitude", "longitude", "registration_url", "accessibility")
+ENRICH_WRITES = ("themes", "publics", "gratuit", "price", "registration_required",
+                 "registration_url", "registration_phone", "accessibility", "language",
+                 "place_id", "postal_code", "city", "latitude", "longitude", "quartier")
+
+
+def enrich_event(event: Any, source: Any) -> Any:
     """Fill the enrichment columns of ``event`` in place and return it.
 
     ``event`` is an :class:`~schemas.models.Event` or any object with the same attributes
-    (normalize.pipeline passes plain rows it then writes in bulk).
+    (normalize.pipeline passes plain rows it then writes in bulk); ``source`` a
+    :class:`~schemas.models.Source` or any object with its ``id``, ``themes`` and ``quartier``.
+    Reads only :data:`ENRICH_READS` of ``event``, writes only :data:`ENRICH_WRITES`.
 
     - ``themes``: :func:`normalize.themes.assign_themes` with the source's categories, its
       mapping file and its registry themes as defaults (never empty);

@@ -103,6 +103,118 @@ def _preparsed(parsed: ParseResult | None) -> dict[tuple[str, str], tuple[str, A
             for r in parsed.records if r.parsed is not None}
 
 
+@dataclass
+class PreparedEvent:
+    """One UID group normalised (and enriched) ahead of :func:`normalize_source`, in a child.
+
+    ``key`` names the records it was built from (:func:`_group_key`); ``enrich_inputs`` are
+    the event columns enrichment read and ``enriched`` what it wrote (None: not enriched).
+    """
+
+    key: tuple[tuple[str, str, bool, str], ...]
+    event: dict[str, Any]
+    occurrences: list[dict[str, Any]]
+    warnings: list[str]
+    enrich_inputs: dict[str, Any] | None = None
+    enriched: dict[str, Any] | None = None
+
+
+@dataclass
+class PreparedSource:
+    """What :func:`prepare_events` built for one source, for one horizon."""
+
+    source_id: str
+    horizon: Horizon
+    themes: str
+    quartier: str | None
+    events: dict[str, PreparedEvent] = field(default_factory=dict)
+
+
+def _group_key(records: Any) -> tuple[tuple[str, str, bool, str], ...]:
+    """(recurrence id, content hash, uid repaired, format) of each record, sorted."""
+    return tuple(sorted((r.recurrence_id, r.content_hash, bool(r.uid_repaired),
+                         r.payload_format) for r in records))
+
+
+def _rebuilt_row(data: dict[str, Any], themes: str, quartier: str | None,
+                 source_url: str | None) -> _Row:
+    """A new event's row before enrichment (what :func:`normalize_source` builds)."""
+    return _Row({**_EVENT_DEFAULTS, **data, "themes": themes, "quartier": quartier,
+                 "source_url": source_url})
+
+
+def prepare_events(parsed: ParseResult, source_id: str, themes: str | None,
+                   quartier: str | None, horizon: Horizon,
+                   enrich: bool = True) -> PreparedSource:
+    """Normalise (and, when ``enrich``, enrich) the event records of one parse result.
+
+    Runs in a parsing child (connectors.base.ParsePool) while the parent stores other
+    sources; :func:`normalize_source` then copies a prepared event instead of building it when
+    its live stored records are the same (:func:`_group_key`), the horizon is the same and the
+    source's session budget is not spent, and copies the enrichment when the columns it reads
+    are equal. So the rows written are those :func:`normalize_source` would build alone. A
+    group that fails here is left out (the parent builds it, and reports the failure).
+    ``themes`` is the source's JSON list of registry themes, ``quartier`` its quartier.
+    """
+    from types import SimpleNamespace
+
+    from normalize.enrich import ENRICH_READS, ENRICH_WRITES
+
+    prepared = PreparedSource(source_id, horizon, themes or "[]", quartier)
+    latest: dict[tuple[str, str], Any] = {}
+    for record in parsed.records:  # as connectors.harvest.sync_records: the last one wins
+        latest.pop((record.uid, record.recurrence_id), None)
+        latest[(record.uid, record.recurrence_id)] = record
+    groups: dict[str, list[Any]] = defaultdict(list)
+    for record in latest.values():
+        if record.kind == "event":
+            groups[record.uid].append(record)
+    source = SimpleNamespace(id=source_id, themes=prepared.themes, quartier=quartier)
+    for uid, group in groups.items():
+        views = [RecordView(r.uid, r.recurrence_id, r.payload_format, r.payload,
+                            r.content_hash, bool(r.uid_repaired), parsed=r.parsed)
+                 for r in group]
+        try:
+            if views[0].payload_format == "ical":
+                normalized = normalize_ical_group(source_id, uid, views, horizon)
+            elif len(views) == 1:
+                normalized = normalize_json_record(source_id, views[0], horizon)
+            else:  # several JSON records of one UID: the stored order decides, not ours
+                continue
+        except Exception:  # noqa: BLE001, S112 - the parent builds it and reports it
+            continue
+        event = PreparedEvent(_group_key(views), normalized.event, normalized.occurrences,
+                              normalized.warnings)
+        if enrich:
+            row = _rebuilt_row(normalized.event, prepared.themes, quartier, None)
+            inputs = {c: getattr(row, c) for c in ENRICH_READS}
+            try:
+                enrich_event(row, source)
+            except Exception:  # noqa: BLE001, S110 - the parent enriches and reports it
+                pass
+            else:
+                event.enrich_inputs = inputs
+                event.enriched = {c: getattr(row, c) for c in ENRICH_WRITES}
+        prepared.events[uid] = event
+    return prepared
+
+
+def _normalize_group(source_id: str, uid: str, live: list[Any],
+                     preparsed: dict[tuple[str, str], tuple[str, Any]],
+                     window: Horizon) -> NormalizedEvent:
+    """Normalise the live stored records of one UID (raises what normalisation raises)."""
+    views = []
+    for r in live:
+        known = preparsed.get((r.uid, r.recurrence_id))
+        views.append(RecordView(
+            r.uid, r.recurrence_id, r.payload_format, r.payload, r.content_hash,
+            bool(r.uid_repaired),
+            parsed=known[1] if known is not None and known[0] == r.content_hash else None))
+    if views[0].payload_format == "ical":
+        return normalize_ical_group(source_id, uid, views, window)
+    return normalize_json_record(source_id, views[0], window)
+
+
 def normalize_source(session: Session, source: Source, horizon: Horizon,
                      now: dt.datetime, parsed: ParseResult | None = None) -> NormalizeOutcome:
     """Rebuild the events and occurrences of ``source`` from its stored records.
@@ -135,6 +247,11 @@ def normalize_source(session: Session, source: Source, horizon: Horizon,
     existing = {row["id"]: dict(row) for row in session.execute(
         select(_EVENT_TABLE).where(_EVENT_TABLE.c.source_id == source.id)).mappings()}
     preparsed = _preparsed(parsed)
+    ahead = getattr(parsed, "prepared", None)
+    if not (isinstance(ahead, PreparedSource) and ahead.source_id == source.id
+            and ahead.horizon == horizon and ahead.themes == (source.themes or "[]")
+            and ahead.quartier == source.quartier):
+        ahead = None
     default_themes = source.themes or "[]"
     source_url = source.url if source.url.startswith(("http://", "https://")) else None
     rebuilt: list[str] = []
@@ -160,13 +277,6 @@ def normalize_source(session: Session, source: Source, horizon: Horizon,
                                 .where(_OCCURRENCE_TABLE.c.event_id == event_id)
                                 .values(status="cancelled"))
             continue
-        views = []
-        for r in live:
-            known = preparsed.get((r.uid, r.recurrence_id))
-            views.append(RecordView(
-                r.uid, r.recurrence_id, r.payload_format, r.payload, r.content_hash,
-                bool(r.uid_repaired),
-                parsed=known[1] if known is not None and known[0] == r.content_hash else None))
         # past the source's budget of sessions, events keep their row but no more sessions
         window = horizon if len(new_occurrences) < MAX_SOURCE_OCCURRENCES else spent
         if window is spent and not budget_warned:
@@ -174,14 +284,18 @@ def normalize_source(session: Session, source: Source, horizon: Horizon,
             outcome.warnings.append(
                 f"{source.id} : plus de {MAX_SOURCE_OCCURRENCES} séances : les événements "
                 "suivants sont gardés sans leurs séances")
-        try:
-            if views[0].payload_format == "ical":
-                normalized: NormalizedEvent = normalize_ical_group(source.id, uid, views, window)
-            else:
-                normalized = normalize_json_record(source.id, views[0], window)
-        except Exception as exc:  # noqa: BLE001 - one bad record costs only itself
-            outcome.errors.append(f"{source.id} : {uid} : {exc}")
-            continue
+        prepared = ahead.events.get(uid) if ahead is not None and window is horizon else None
+        if prepared is not None and prepared.key != _group_key(live):
+            prepared = None
+        if prepared is not None:  # built by the parsing child from the same records
+            normalized: NormalizedEvent = NormalizedEvent(
+                prepared.event, prepared.occurrences, prepared.warnings)
+        else:
+            try:
+                normalized = _normalize_group(source.id, uid, live, preparsed, window)
+            except Exception as exc:  # noqa: BLE001 - one bad record costs only itself
+                outcome.errors.append(f"{source.id} : {uid} : {exc}")
+                continue
         outcome.warnings.extend(f"{source.id} : {w}" for w in normalized.warnings)
         data = normalized.event
         old = existing.get(event_id)
@@ -199,10 +313,16 @@ def normalize_source(session: Session, source: Source, horizon: Horizon,
         row.themes = default_themes
         row.quartier = source.quartier
         row.source_url = source_url
-        try:  # themes, publics, price, registration, language, place (normalize/enrich.py)
-            enrich_event(row, source)
-        except Exception as exc:  # noqa: BLE001 - enrichment never costs the event itself
-            outcome.warnings.append(f"{source.id} : {uid} : enrichissement impossible ({exc})")
+        if (prepared is not None and prepared.enriched is not None
+                and prepared.enrich_inputs is not None
+                and all(getattr(row, c) == v for c, v in prepared.enrich_inputs.items())):
+            row.__dict__.update(prepared.enriched)  # enrich_event on the same columns
+        else:
+            try:  # themes, publics, price, registration, language, place (normalize/enrich.py)
+                enrich_event(row, source)
+            except Exception as exc:  # noqa: BLE001 - enrichment never costs the event itself
+                outcome.warnings.append(
+                    f"{source.id} : {uid} : enrichissement impossible ({exc})")
         values = row.__dict__
         if old is None:
             inserts.append({c: values.get(c) for c in _EVENT_DEFAULTS})

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from connectors.harvest import HarvestOutcome, harvest_source
+from connectors.harvest import HarvestOutcome, Prefetched, harvest_source
 from schemas.models import HarvestRun, Source, utcnow
 from schemas.registry import SourceSpec
 from tissu.settings import Settings
@@ -129,10 +129,12 @@ def _refresh_health(session: Session, source: Source, settings: Settings,
 
 
 def run_source(engine: Engine, source_id: str, settings: Settings,
-               now: dt.datetime | None = None, force: bool = False) -> SourceSummary:
+               now: dt.datetime | None = None, force: bool = False,
+               prefetched: Prefetched | None = None) -> SourceSummary:
     """Harvest then normalise one source in its own session, then store its health.
 
-    ``force`` lifts the deletion guard (connectors.harvest.sync_records). Never raises.
+    ``force`` lifts the deletion guard (connectors.harvest.sync_records). ``prefetched``: its
+    bytes already fetched (and parsed) in this run (:func:`harvest_pooled`). Never raises.
     """
     now = now or utcnow()
     with Session(engine) as session:
@@ -141,7 +143,7 @@ def run_source(engine: Engine, source_id: str, settings: Settings,
             return SourceSummary(source_id, "failed", errors=[f"{source_id} : source inconnue"])
         try:
             harvested: HarvestOutcome = harvest_source(session, source, settings, now,
-                                                       force=force)
+                                                       force=force, prefetched=prefetched)
         except Exception as exc:  # noqa: BLE001 - isolation: report, never stop the others
             session.rollback()
             return SourceSummary(source_id, "failed", errors=[f"{source_id} : {exc!r}"])
@@ -209,10 +211,13 @@ def run_source(engine: Engine, source_id: str, settings: Settings,
 def harvest_all(engine: Engine, specs: list[SourceSpec], settings: Settings,
                 now: dt.datetime | None = None,
                 progress: Callable[[SourceSummary], None] | None = None,
-                jobs: int = 1, per_host: int = 2, force: bool = False) -> list[SourceSummary]:
+                jobs: int = 1, per_host: int = 2, force: bool = False,
+                processes: int | None = None) -> list[SourceSummary]:
     """Harvest and normalise every active source of the registry.
 
-    One after the other by default; with ``jobs`` > 1, on a pool of that many threads with at
+    One after the other by default, parsing in ``processes`` child processes
+    (:func:`harvest_pooled`; None: :func:`parse_processes`, 0: none) when there are at least
+    :data:`POOL_MIN_SOURCES` sources; with ``jobs`` > 1, on a pool of that many threads with at
     most ``per_host`` sources of one host fetched at once (:func:`harvest_parallel`).
     ``force`` lifts the deletion guard (``tissu harvest --force``).
     """
@@ -228,9 +233,13 @@ def harvest_all(engine: Engine, specs: list[SourceSpec], settings: Settings,
             prefetch_crawls([(s.id, s.url, s.format) for s in active_sources
                              if is_crawl_format(s.format) and (force or not s.crawl_pages)],
                             settings, now, per_host=per_host)
+    processes = parse_processes(settings) if processes is None else processes
     if jobs > 1:
         summaries = harvest_parallel(engine, active, settings, now, jobs, per_host, progress,
                                      force=force)
+    elif processes > 0 and len(active) >= POOL_MIN_SOURCES:
+        summaries = harvest_pooled(engine, active, settings, now, processes, progress,
+                                   force=force)
     else:
         summaries = []
         for source_id in active:
@@ -242,6 +251,111 @@ def harvest_all(engine: Engine, specs: list[SourceSpec], settings: Settings,
 
     forget_prefetched()
     deduplicate_if_needed(engine, now, force=force)  # once, after every source is normalised
+    return summaries
+
+
+# --- One harvest on several cores: parsing children ----------------------------------------------
+# The main process fetches (on one thread per child, ahead of the store) and writes the store,
+# source after source in registry order as a serial run; the children parse each source's
+# bytes and prepare its normalisation (normalize.pipeline.prepare_events), which the main
+# process copies when its stored records are the ones the child saw. Same rows as a serial run.
+
+#: Fewer sources than this are harvested without children (starting them costs ~1 s).
+POOL_MIN_SOURCES = 4
+
+
+def parse_processes(settings: Settings) -> int:
+    """How many parsing children a harvest starts: ``TISSU_PARSE_PROCESSES`` when set (0 = none,
+    everything in the main process), else the number of CPUs (at most 4), none on one CPU."""
+    import os
+
+    raw = os.environ.get("TISSU_PARSE_PROCESSES", "").strip()
+    if raw:
+        try:
+            return max(0, int(raw))
+        except ValueError:
+            pass
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return 0 if (cpus or 1) < 2 else min(cpus or 1, 4)
+
+
+def harvest_pooled(engine: Engine, source_ids: list[str], settings: Settings,
+                   now: dt.datetime | None = None, processes: int = 2,
+                   progress: Callable[[SourceSummary], None] | None = None,
+                   force: bool = False) -> list[SourceSummary]:
+    """Run :func:`run_source` for ``source_ids`` in order, parsing in ``processes`` children.
+
+    Each fetched source whose bytes changed is parsed by a child (connectors.base.ParsePool),
+    which also prepares its events; a parse longer than ``settings.parse_time_limit`` seconds
+    gets its child killed and the source fails with « lecture interrompue ». Websites (crawls)
+    and anything the look-ahead could not do are harvested as in a serial run. Summaries come
+    back in the order of ``source_ids``; never raises for a source's problem.
+    """
+    from collections import deque
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    from connectors import PARSERS
+    from connectors.base import ParsePool
+    from connectors.harvest import fetch_source, needs_parse
+    from connectors.http import FetchError
+    from normalize.events import Horizon
+
+    now = now or utcnow()
+    horizon = Horizon.around(now, settings.horizon_past_days, settings.horizon_future_days)
+    enrich_ahead = (settings.geocoder or "offline").strip().lower() in ("", "offline")
+    with Session(engine) as session:
+        snapshots = {s.id: s for s in session.exec(select(Source).where(
+            Source.id.in_(source_ids)))}  # type: ignore[attr-defined]
+        for source in snapshots.values():
+            session.expunge(source)  # read-only copies for the fetching threads
+
+    def ahead(source: Source, pool: ParsePool) -> Prefetched:
+        try:
+            fetched = fetch_source(source, settings, force)
+        except FetchError as exc:
+            return Prefetched(error=exc)
+        if not needs_parse(source, fetched, force):
+            return Prefetched(fetched=fetched)
+        prepare = ("normalize.pipeline", "prepare_events", {
+            "source_id": source.id, "themes": source.themes, "quartier": source.quartier,
+            "horizon": horizon, "enrich": enrich_ahead})
+        parsed = pool.parse(PARSERS[source.format], fetched.content, source.id,
+                            settings.parse_time_limit, prepare)
+        return Prefetched(fetched=fetched, parsed=parsed)
+
+    summaries: list[SourceSummary] = []
+    window = 2 * processes + 1
+    with ParsePool(processes) as pool, ThreadPoolExecutor(
+            max_workers=processes, thread_name_prefix="tissu-fetch") as fetchers:
+        pending: deque[tuple[str, Future[Prefetched] | None]] = deque()
+        queue = iter(source_ids)
+
+        def fill() -> None:
+            while len(pending) < window:
+                source_id = next(queue, None)
+                if source_id is None:
+                    return
+                source = snapshots.get(source_id)
+                if source is None or source.format not in PARSERS:  # crawls: as before
+                    pending.append((source_id, None))
+                else:
+                    pending.append((source_id, fetchers.submit(ahead, source, pool)))
+
+        fill()
+        while pending:
+            source_id, future = pending.popleft()
+            fill()
+            prefetched: Prefetched | None = None
+            if future is not None:
+                try:
+                    prefetched = future.result()
+                except Exception:  # noqa: BLE001 - fetched again, in this thread
+                    prefetched = None
+            summary = run_source(engine, source_id, settings, now, force=force,
+                                 prefetched=prefetched)
+            summaries.append(summary)
+            if progress:
+                progress(summary)
     return summaries
 
 
