@@ -378,7 +378,7 @@ def read_crawl_lines(lines: list[str], start_url: str, max_pages: int,
     Events found on several pages (a listing and a detail page) are merged by uid. The start
     page failing, or the crawl stopping on its page or time limit, is an error.
     """
-    from crawlers.extraction import merge_items
+    from crawlers.merge import merge_items  # not crawlers.extraction: extruct is heavy
 
     events = []
     pages_ok = 0
