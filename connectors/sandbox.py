@@ -20,11 +20,13 @@ How the child starts (standard library :mod:`multiprocessing`, no other package)
   reading of the vocabularies, places and language models: ~0.5 s) and waits for its one job; a
   new spare is started after each run. Each run still gets a fresh process: nothing read from one
   file stays for the next.
-* from a process with a single thread (``tissu check`` in a terminal), by ``fork``: the child
-  shares what the parent already imported, with no second interpreter to start.
+* from a process with a single thread (``tissu check`` in a terminal) whose address space is
+  under half the memory limit, by ``fork``: the child shares what the parent already imported,
+  with no second interpreter to start.
 
-The limit counts the child's whole address space, including what it inherited (~150–250 MB of
-interpreter and libraries for the doctor); it is not the memory the file may use on top.
+The limit counts the child's whole address space, including what it inherited (~200–250 MB of
+interpreter and libraries for the doctor's warmed child); it is not the memory the file may use
+on top. That is why a big parent does not fork: its child would start near the limit.
 
 Settings of the doctor's runs: ``TISSU_CHECK_TIME_LIMIT`` (seconds, default 20),
 ``TISSU_CHECK_MEMORY_MB`` (default 1024), ``TISSU_CHECK_MAX_RUNNING`` (runs at once in one
@@ -227,16 +229,26 @@ def _child_main(conn: Connection, warm_up: Callable[[], object] | None,
     os._exit(0)
 
 
-def _peak_bytes() -> int:
-    """This process's peak virtual memory size (``VmPeak`` of ``/proc/self/status``), or 0."""
+def _status_bytes(field: str) -> int:
+    """A size of ``/proc/self/status`` (``VmPeak``, ``VmSize`` …) in bytes, or 0."""
     try:
         with open("/proc/self/status", encoding="ascii") as status:
             for line in status:
-                if line.startswith("VmPeak:"):
+                if line.startswith(f"{field}:"):
                     return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
     return 0
+
+
+def _peak_bytes() -> int:
+    """This process's peak virtual memory size (``VmPeak``), or 0 where unknown."""
+    return _status_bytes("VmPeak")
+
+
+def _vm_size() -> int:
+    """This process's virtual memory size (``VmSize``), or 0 where unknown."""
+    return _status_bytes("VmSize")
 
 
 def _signal_name(number: int) -> str:
@@ -256,7 +268,7 @@ class Sandbox:
             (fills caches); its errors are ignored.
         max_running: runs at once; a further run waits for a slot at most its own time limit.
         start_method: ``fork`` or ``forkserver``; None chooses per run (``fork`` only when the
-            process has a single thread).
+            process has a single thread and uses under half the memory limit).
         keep_spare: keep one warmed child waiting (forkserver only).
     """
 
@@ -298,7 +310,8 @@ class Sandbox:
     def _run(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
              limits: Limits) -> Any:
         job = (fn, args, kwargs, limits.memory_bytes, _tissu_env())
-        method = self.start_method or ("fork" if single_threaded() else "forkserver")
+        method = self.start_method or ("fork" if single_threaded() and (
+            not limits.memory_bytes or _vm_size() < limits.memory_bytes // 2) else "forkserver")
         process: BaseProcess
         if method == "fork":
             context = multiprocessing.get_context("fork")

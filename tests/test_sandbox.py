@@ -113,12 +113,31 @@ def test_endless_work_is_killed_at_the_time_limit(sandbox, tmp_path):
 
 
 def test_a_child_past_the_memory_limit_is_reported(sandbox):
+    # the limit counts what a forked child inherits: leave room above this (test) process
+    limit = int(Path("/proc/self/status").read_text(encoding="ascii").split("VmSize:")[1]
+                .split()[0]) // 1024 + 512
     with pytest.raises(MemoryLimitExceeded) as caught:
-        sandbox.run(allocate, 2048, limits=Limits(seconds=30, memory_mb=512))
-    assert str(caught.value) == ("traitement interrompu : il demande plus de 512 Mo de mémoire "
-                                 "(limite 512 Mo)")
+        sandbox.run(allocate, limit + 1024, limits=Limits(seconds=30, memory_mb=limit))
+    assert str(caught.value) == (f"traitement interrompu : il demande plus de {limit} Mo de "
+                                 f"mémoire (limite {limit} Mo)")
     # the same work under a limit it fits in
-    assert sandbox.run(allocate, 64, limits=Limits(seconds=30, memory_mb=1024)) == 64 * 2**20
+    assert sandbox.run(allocate, 64, limits=Limits(seconds=30, memory_mb=limit)) == 64 * 2**20
+
+
+def test_a_big_parent_does_not_fork_a_child_that_starts_near_the_limit(monkeypatch):
+    from connectors import sandbox as module
+
+    monkeypatch.setattr(module, "single_threaded", lambda: True)
+    box = Sandbox()
+    try:
+        monkeypatch.setattr(module, "_vm_size", lambda: 100 * 2**20)
+        small_parent = box.run(os.getppid, limits=Limits(memory_mb=1024))
+        monkeypatch.setattr(module, "_vm_size", lambda: 600 * 2**20)
+        big_parent = box.run(os.getppid, limits=Limits(memory_mb=1024))
+    finally:
+        box.close()
+    assert small_parent == os.getpid()  # forked from here
+    assert big_parent != os.getpid()  # from the forkserver
 
 
 def test_an_exception_in_the_child_is_named(sandbox):
