@@ -902,7 +902,14 @@ _WARM_UP_RSS = (
 
 
 def warm_up() -> None:
-    """Run one small check of each kind in this process, to fill its caches. No network."""
+    """Run one small check of each kind in this process, to fill its caches. No network.
+
+    Meant for a sandbox's spare child: it sets ``TISSU_GEOCODER=offline`` for itself, and the
+    sandbox then applies the caller's ``TISSU_*`` environment before the real job.
+    """
+    import os
+
+    os.environ["TISSU_GEOCODER"] = "offline"  # no BAN look-up for the warm-up's place
     now = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
     settings = get_settings()
     examine_content(_WARM_UP_ICAL, "https://example.org/a.ics", now=now, settings=settings)
