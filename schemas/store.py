@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import and_, delete, event, exists, or_, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Field, Session, SQLModel, col, create_engine, select
@@ -358,18 +360,35 @@ def _try_lease(session: Session, source_id: str, worker: str, now: dt.datetime,
     ).first() is None:  # another worker holds the row right now (or no such source)
         session.rollback()
         return False
-    taken = session.execute(
-        update(SourceLease)
-        .where(col(SourceLease.source_id) == source_id,
-               or_(col(SourceLease.expires_at) <= now, col(SourceLease.worker) == worker))
-        .values(worker=worker, claimed_at=now, expires_at=expires)
-    ).rowcount  # type: ignore[attr-defined]
-    if not taken:
-        if session.get(SourceLease, source_id) is not None:  # live lease: lost
+    dialect = session.get_bind().dialect.name
+    if dialect in ("postgresql", "sqlite"):
+        # one statement: insert the lease, or take over one that expired or is ours already
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        row = session.execute(
+            insert(SourceLease)
+            .values(source_id=source_id, worker=worker, claimed_at=now, expires_at=expires)
+            .on_conflict_do_update(
+                index_elements=[SourceLease.__table__.c.source_id],  # type: ignore[attr-defined]
+                set_={"worker": worker, "claimed_at": now, "expires_at": expires},
+                where=or_(col(SourceLease.expires_at) <= now, col(SourceLease.worker) == worker))
+            .returning(SourceLease.__table__.c.source_id)  # type: ignore[attr-defined]
+        ).first()
+        if row is None:  # a live lease of another worker: lost
             session.rollback()
             return False
-        session.add(SourceLease(source_id=source_id, worker=worker, claimed_at=now,
-                                expires_at=expires))
+    else:
+        taken = session.execute(
+            update(SourceLease)
+            .where(col(SourceLease.source_id) == source_id,
+                   or_(col(SourceLease.expires_at) <= now, col(SourceLease.worker) == worker))
+            .values(worker=worker, claimed_at=now, expires_at=expires)
+        ).rowcount  # type: ignore[attr-defined]
+        if not taken:
+            if session.get(SourceLease, source_id) is not None:  # live lease: lost
+                session.rollback()
+                return False
+            session.add(SourceLease(source_id=source_id, worker=worker, claimed_at=now,
+                                    expires_at=expires))
     try:
         session.commit()
     except IntegrityError:  # another process inserted the lease first (SQLite)
