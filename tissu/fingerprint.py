@@ -229,13 +229,13 @@ CHANGE_TABLE = "tissu_change"
 _PG_FUNCTION = "tissu_note_change"
 _PG_FUNCTION_BODY = f"""
 BEGIN
+  IF current_setting('tissu.change_noted', true) = 'on' THEN
+    RETURN NULL;
+  END IF;
   IF TG_LEVEL = 'STATEMENT' AND TG_OP IN ('INSERT', 'DELETE') THEN
     IF NOT EXISTS (SELECT 1 FROM tissu_rows) THEN
       RETURN NULL;
     END IF;
-  END IF;
-  IF current_setting('tissu.change_noted', true) = 'on' THEN
-    RETURN NULL;
   END IF;
   INSERT INTO {CHANGE_TABLE} (slot, changes) VALUES (pg_backend_pid(), 1)
     ON CONFLICT (slot) DO UPDATE SET changes = {CHANGE_TABLE}.changes + 1;
