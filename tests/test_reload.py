@@ -38,3 +38,24 @@ def test_replaced_file_is_served_after_publish(tmp_path, monkeypatch):
     assert [row["title"] for row in first] == ["Repair café"]
     assert [row["title"] for row in second] == ["Distribution alimentaire", "Repair café"]
     assert status == 200
+
+
+def test_the_resident_pages_own_connection_follows_the_replaced_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(reload, "CHECK_INTERVAL", 0.0)
+    path = tmp_path / "tissu-open.db"
+    make_db(path, ["Repair café"])
+
+    def titles(connection):
+        return [row[0] for row in connection.execute("SELECT title FROM events ORDER BY id")]
+
+    async def scenario():
+        ds = Datasette([], immutables=[str(path)])
+        await ds.invoke_startup()
+        database = ds.databases["tissu-open"]
+        first = database.execute_here(titles)
+        make_db(path, ["Repair café", "Distribution alimentaire"])
+        return first, database.execute_here(titles), await database.execute_fn(titles)
+
+    first, second, pooled = asyncio.run(scenario())
+    assert first == ["Repair café"]
+    assert second == pooled == ["Distribution alimentaire", "Repair café"]

@@ -251,14 +251,20 @@ def cached(*depends: Callable[[], Hashable]) -> Callable[[View], Callable[..., A
 
 
 async def _run_all(datasette: Any, *calls: tuple[Any, ...]) -> list[Any]:
-    """Run several ``(fn, *args)`` reads in one trip to the database thread, in order."""
-    database = datasette.get_database(DATABASE)
-    return list(await database.execute_fn(
-        lambda connection: [fn(connection, *args) for fn, *args in calls]))
+    """Run several ``(fn, *args)`` reads in order, in one go (see :func:`_run`)."""
+    return list(await _run(
+        datasette, lambda connection: [fn(connection, *args) for fn, *args in calls]))
 
 
 async def _run(datasette: Any, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(connection, *args)`` on the published database: right here on the resident
+    pages' own connection when the database offers one (publish/web/reload.py,
+    ``execute_here``: reads of a few milliseconds, which would otherwise wait for a thread of
+    Datasette's pool), else in Datasette's thread pool."""
     database = datasette.get_database(DATABASE)
+    here = getattr(database, "execute_here", None)
+    if here is not None:
+        return here(lambda connection: fn(connection, *args))
     return await database.execute_fn(lambda connection: fn(connection, *args))
 
 
