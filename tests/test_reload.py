@@ -59,3 +59,40 @@ def test_the_resident_pages_own_connection_follows_the_replaced_file(tmp_path, m
     first, second, pooled = asyncio.run(scenario())
     assert first == ["Repair café"]
     assert second == pooled == ["Distribution alimentaire", "Repair café"]
+
+
+def test_a_read_over_its_budget_in_the_loop_is_interrupted_and_run_in_the_pool(tmp_path,
+                                                                               monkeypatch):
+    from publish.web import resident
+
+    path = tmp_path / "tissu-open.db"
+    make_db(path, ["Repair café"])
+    slow = ("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000000) "
+            "SELECT count(*) FROM n")
+    ran_in: list[str] = []
+
+    def count(connection):
+        import threading
+
+        ran_in.append(threading.current_thread().name)
+        return connection.execute(slow).fetchone()[0]
+
+    async def scenario():
+        ds = Datasette([], immutables=[str(path)])
+        await ds.invoke_startup()
+        database = ds.databases["tissu-open"]
+        try:
+            database.execute_here(count, budget_ms=5)
+        except reload.TooLongHere:
+            interrupted = True
+        else:
+            interrupted = False
+        quick = database.execute_here(lambda c: c.execute("SELECT 1").fetchone()[0])
+        monkeypatch.setattr(reload, "HERE_BUDGET_MS", 5.0)
+        return interrupted, quick, await resident._run(ds, count)
+
+    interrupted, quick, counted = asyncio.run(scenario())
+    assert interrupted and quick == 1  # the connection is still usable
+    assert counted == 3000000
+    main = ran_in[0]
+    assert ran_in[1] == main and ran_in[2] != main  # tried in the loop, then in the pool

@@ -20,6 +20,12 @@ from datasette import hookimpl
 from datasette.database import Database, connections
 
 CHECK_INTERVAL = 1.0
+#: How long a read run by :meth:`ReloadingDatabase.execute_here` may keep the event loop.
+HERE_BUDGET_MS = 25.0
+
+
+class TooLongHere(Exception):
+    """A read run in the event loop went over its budget and was interrupted."""
 DATABASE_NAME = "tissu-open"
 
 
@@ -60,7 +66,7 @@ class ReloadingDatabase(Database):
             self._read_connection = None
         return True
 
-    def execute_here(self, fn: Any) -> Any:
+    def execute_here(self, fn: Any, budget_ms: float | None = None) -> Any:
         """Run ``fn(connection)`` in the calling thread, on a read connection of this
         database kept for that purpose (reopened when the file is replaced); returns what
         ``fn`` returns and raises what it raises.
@@ -68,14 +74,26 @@ class ReloadingDatabase(Database):
         For the short reads of the resident pages, called from the event loop: they skip the
         thread pool, where they would wait behind Datasette's own long queries (a search page
         counting and faceting 100 000 rows) and pay two thread switches, which on a loaded
-        machine cost more than the reads themselves. Never for long queries: the loop waits.
+        machine cost more than the reads themselves. The loop waits meanwhile, so SQLite is
+        interrupted once ``fn`` has run ``budget_ms`` (default :data:`HERE_BUDGET_MS`) and
+        :class:`TooLongHere` is raised: run it in the pool instead (:meth:`execute_fn`).
         """
         self.refresh()
         if self._read_connection is None:
             conn = self.connect()
             self.ds._prepare_connection(conn, self.name)
             self._read_connection = conn
-        return fn(self._read_connection)
+        connection = self._read_connection
+        deadline = time.perf_counter() + (budget_ms or HERE_BUDGET_MS) / 1000
+        connection.set_progress_handler(lambda: int(time.perf_counter() > deadline), 1000)
+        try:
+            return fn(connection)
+        except sqlite3.OperationalError as exc:
+            if "interrupt" in str(exc) and time.perf_counter() > deadline:
+                raise TooLongHere(str(exc)) from exc
+            raise
+        finally:
+            connection.set_progress_handler(None, 0)
 
     async def execute_fn(self, fn: Any) -> Any:
         self.refresh()
