@@ -261,7 +261,8 @@ def _strip_components(result: ParseResult) -> ParseResult:
 def _child_loop(connection: Any) -> None:
     """Body of a parsing child: answer tasks from ``connection`` until it sends None or closes.
 
-    Each task is ``((module, function), data, source_id, prepare)``; the answers are ``("parsed",
+    Each task is ``((module, function), data, source_id, prepare)`` (``parser`` None: ``data``
+    is a :class:`ParseResult` already, only ``prepare`` runs); the answers are ``("parsed",
     ParseResult)`` as soon as the parse is over (the parent's time limit stops there), then
     ``("prepared", value)`` (None when ``prepare`` is None or failed: the parent then does that
     work itself).
@@ -277,9 +278,13 @@ def _child_loop(connection: Any) -> None:
             return
         if task is None:
             return
-        (module, function), data, source_id, prepare = task
+        parser, data, source_id, prepare = task
         try:
-            result = getattr(import_module(module), function)(data, source_id)
+            if parser is None:
+                result = data
+            else:
+                module, function = parser
+                result = getattr(import_module(module), function)(data, source_id)
             if not isinstance(result, ParseResult):
                 raise TypeError("aucun résultat")
         except BaseException as exc:  # noqa: BLE001 - reported to the parent, never raised
@@ -287,7 +292,7 @@ def _child_loop(connection: Any) -> None:
                 f"erreur interne du lecteur ({exc!r})", code="internal")])))
             connection.send(("prepared", None))
             continue
-        connection.send(("parsed", _strip_components(result)))
+        connection.send(("parsed", _strip_components(result) if parser is not None else None))
         prepared = None
         if prepare is not None:
             module, function, kwargs = prepare
@@ -335,34 +340,68 @@ class ParsePool:
     :meth:`parse` is called from the parent's threads (one per child is enough) and blocks
     until a child is free and has answered. A parse longer than ``seconds`` gets its child
     killed (and replaced): the result is the error "lecture interrompue" naming the limit. The
-    children are started with the ``forkserver`` method, the parsing libraries preloaded once;
-    use the pool as a context manager, or call :meth:`close`.
+    children are started when first needed (by the calling thread), with the ``forkserver``
+    method, the parsing libraries preloaded once; use the pool as a context manager, or call
+    :meth:`close`.
     """
 
     PRELOAD = ("connectors.ical", "connectors.feeds", "normalize.pipeline")
 
     def __init__(self, processes: int) -> None:
-        import multiprocessing
         import queue
 
-        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() \
-            else "spawn"
-        self._context = multiprocessing.get_context(method)
-        if method == "forkserver":
-            self._context.set_forkserver_preload(list(self.PRELOAD))
+        self._context = self.context()
         self._idle: queue.SimpleQueue[_Child] = queue.SimpleQueue()
         self._children: list[_Child] = []
         self._lock = threading.Lock()
         self._closed = False
         self.processes = max(1, processes)
-        for _ in range(self.processes):
-            self._idle.put(self._start())
+        self._started = 0
+
+    @classmethod
+    def context(cls) -> Any:
+        """The multiprocessing context of the children: ``forkserver`` preloading
+        :data:`PRELOAD` where available, else ``spawn``."""
+        import multiprocessing
+
+        if "forkserver" not in multiprocessing.get_all_start_methods():
+            return multiprocessing.get_context("spawn")
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(list(cls.PRELOAD))
+        return context
+
+    @classmethod
+    def warm_up(cls) -> None:
+        """Start the fork server now, on a side thread, so that its imports (~1 s) overlap
+        with the caller's work before the first :meth:`parse`. Never raises."""
+        import contextlib
+        from multiprocessing import forkserver
+
+        def start() -> None:
+            with contextlib.suppress(Exception):
+                forkserver.ensure_running()
+
+        if cls.context().get_start_method() == "forkserver":
+            threading.Thread(target=start, name="tissu-forkserver", daemon=True).start()
 
     def _start(self) -> _Child:
         child = _Child(self._context)
         with self._lock:
             self._children.append(child)
         return child
+
+    def _take(self) -> _Child:
+        """An idle child; a new one while fewer than ``processes`` were started."""
+        import queue
+
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            pass
+        with self._lock:
+            start = self._started < self.processes
+            self._started += start
+        return self._start() if start else self._idle.get()
 
     def _replace(self, child: _Child) -> None:
         child.kill()
@@ -373,11 +412,13 @@ class ParsePool:
         if not closed:
             self._idle.put(self._start())
 
-    def parse(self, parser: tuple[str, str], data: bytes, source_id: str, seconds: float,
-              prepare: Prepare | None = None) -> ParseResult:
+    def parse(self, parser: tuple[str, str] | None, data: bytes | ParseResult, source_id: str,
+              seconds: float, prepare: Prepare | None = None) -> ParseResult:
         """``parser(data, source_id)`` in a child; never raises.
 
-        ``parser`` is ``(module, function)``, e.g. ``connectors.PARSERS["ical"]``.
+        ``parser`` is ``(module, function)``, e.g. ``connectors.PARSERS["ical"]``; None when
+        ``data`` is a :class:`ParseResult` already (a crawl's): only ``prepare`` runs, and
+        ``data`` is returned with its :attr:`~ParseResult.prepared` set.
 
         ``seconds`` bounds the parse itself (not the wait for a free child, nor ``prepare``);
         ``prepare`` runs in the child after the parse and its value is returned as
@@ -385,17 +426,21 @@ class ParsePool:
         does that work itself). A parser exception gives the error "erreur interne du lecteur",
         as :func:`parse_with_time_limit`.
         """
-        child: _Child | None = self._idle.get()
+        child: _Child | None = self._take()
         assert child is not None
         try:
             child.connection.send((parser, data, source_id, prepare))
             if not child.connection.poll(seconds):
                 self._replace(child)
                 child = None
+                if isinstance(data, ParseResult):  # only preparing: the caller does it
+                    return data
                 return ParseResult(errors=[Problem(
                     f"lecture interrompue : le fichier demande plus de {seconds:g} s de "
                     "traitement (lecture arrêtée)", code="time-limit")])
             kind, result = child.connection.recv()
+            if isinstance(data, ParseResult) and kind == "parsed":
+                result = data
             if kind != "parsed" or not isinstance(result, ParseResult):
                 raise EOFError(kind)
             try:
@@ -413,6 +458,8 @@ class ParsePool:
             if child is not None:
                 self._replace(child)
                 child = None
+            if isinstance(data, ParseResult):  # only preparing: the caller does it
+                return data
             return ParseResult(errors=[Problem(
                 f"erreur interne du lecteur (processus de lecture arrêté : "
                 f"{code if code is not None else exc!r})", code="internal")])

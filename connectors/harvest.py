@@ -94,12 +94,15 @@ class Prefetched:
 
     Exactly what :func:`harvest_source` would have done itself before touching the store:
     ``error`` when the fetch failed, else ``fetched``; ``parsed`` when the bytes changed and
-    were parsed (in a child process, connectors.base.ParsePool), None otherwise.
+    were parsed (in a child process, connectors.base.ParsePool), None otherwise. For a website
+    (connectors.html.harvest_crawl): ``crawl_unchanged`` when every page of its last crawl
+    answered the same, else ``parsed`` is its crawl.
     """
 
     fetched: FetchResult | None = None
     error: FetchError | None = None
     parsed: ParseResult | None = None
+    crawl_unchanged: bool = False
 
 
 def fetch_source(source: Source, settings: Settings, force: bool = False) -> FetchResult:
@@ -143,7 +146,8 @@ def harvest_source(session: Session, source: Source, settings: Settings,
     session.commit()
     outcome = HarvestOutcome(source_id=source.id, status="ok")
     if is_crawl_format(source.format):  # websites: a Scrapy crawl stands for fetch + parse
-        return harvest_crawl(session, source, run, outcome, settings, now, force)
+        return harvest_crawl(session, source, run, outcome, settings, now, force,
+                             prefetched=prefetched)
     try:
         if prefetched is None:
             fetched = fetch_source(source, settings, force)

@@ -30,7 +30,7 @@ from tissu.settings import PROJECT_ROOT, Settings
 if TYPE_CHECKING:  # harvest imports this module: no import cycle at run time
     from sqlmodel import Session
 
-    from connectors.harvest import HarvestOutcome
+    from connectors.harvest import HarvestOutcome, Prefetched
     from schemas.models import HarvestRun, Source
 
 SPIDER_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -451,7 +451,8 @@ def read_crawl_lines(lines: list[str], start_url: str, max_pages: int,
 
 
 def harvest_crawl(session: Session, source: Source, run: HarvestRun, outcome: HarvestOutcome,
-                  settings: Settings, now: dt.datetime, force: bool = False) -> HarvestOutcome:
+                  settings: Settings, now: dt.datetime, force: bool = False,
+                  prefetched: Prefetched | None = None) -> HarvestOutcome:
     """``connectors.harvest.harvest_source`` for a website: crawl, then store the records.
 
     Same outcome rules as a fetched source: ``failed`` when nothing could be read, ``partial``
@@ -462,15 +463,22 @@ def harvest_crawl(session: Session, source: Source, run: HarvestRun, outcome: Ha
     answers the same (:func:`pages_unchanged`): the run is then ``unchanged``, like a feed
     answering 304. After a complete crawl (no error, only GET requests) its pages are kept in
     ``source.crawl_pages``; after any other, that list is cleared so that the next run crawls.
+    ``prefetched``: that check or that crawl already done in this run (tissu.pipeline).
     """
     from connectors.harvest import _finish, record_parsed
 
-    if not force and source.crawl_pages and pages_unchanged(source.crawl_pages, settings,
-                                                              source.url):
+    if prefetched is not None and (prefetched.crawl_unchanged or prefetched.parsed is not None):
+        unchanged, parsed = prefetched.crawl_unchanged, prefetched.parsed
+    else:
+        unchanged = not force and bool(source.crawl_pages) and pages_unchanged(
+            source.crawl_pages or "", settings, source.url)
+        parsed = None
+    if unchanged:
         # every page of the last complete crawl answered 304 or the same bytes: same crawl
         outcome.status = "unchanged"
         return _finish(session, source, run, outcome, now)
-    parsed = crawl_source(source.id, source.url, source.format, settings, now)
+    if parsed is None:
+        parsed = crawl_source(source.id, source.url, source.format, settings, now)
     stored = record_parsed(session, source, run, outcome, parsed, now, force)
     complete = stored and not parsed.errors and bool(parsed.pages) and all(
         page.get("method") == "GET" for page in parsed.pages)

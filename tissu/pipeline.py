@@ -222,6 +222,11 @@ def harvest_all(engine: Engine, specs: list[SourceSpec], settings: Settings,
     ``force`` lifts the deletion guard (``tissu harvest --force``).
     """
     now = now or utcnow()
+    processes = parse_processes(settings) if processes is None else processes
+    if jobs <= 1 and processes > 0 and len(specs) >= POOL_MIN_SOURCES:
+        from connectors.base import ParsePool
+
+        ParsePool.warm_up()  # its imports overlap with the registry and the crawl service
     with Session(engine) as session:
         sync_registry(session, specs)
         active_sources = session.exec(select(Source).where(Source.status == "active")).all()
@@ -233,7 +238,6 @@ def harvest_all(engine: Engine, specs: list[SourceSpec], settings: Settings,
             prefetch_crawls([(s.id, s.url, s.format) for s in active_sources
                              if is_crawl_format(s.format) and (force or not s.crawl_pages)],
                             settings, now, per_host=per_host)
-    processes = parse_processes(settings) if processes is None else processes
     if jobs > 1:
         summaries = harvest_parallel(engine, active, settings, now, jobs, per_host, progress,
                                      force=force)
@@ -287,8 +291,9 @@ def harvest_pooled(engine: Engine, source_ids: list[str], settings: Settings,
 
     Each fetched source whose bytes changed is parsed by a child (connectors.base.ParsePool),
     which also prepares its events; a parse longer than ``settings.parse_time_limit`` seconds
-    gets its child killed and the source fails with « lecture interrompue ». Websites (crawls)
-    and anything the look-ahead could not do are harvested as in a serial run. Summaries come
+    gets its child killed and the source fails with « lecture interrompue ». A website's crawl
+    (or the check that its pages are unchanged) is awaited on the same threads, and its events
+    prepared by a child alike. Anything the look-ahead could not do is done as in a serial run. Summaries come
     back in the order of ``source_ids``; never raises for a source's problem.
     """
     from collections import deque
@@ -297,6 +302,7 @@ def harvest_pooled(engine: Engine, source_ids: list[str], settings: Settings,
     from connectors import PARSERS
     from connectors.base import ParsePool
     from connectors.harvest import fetch_source, needs_parse
+    from connectors.html import crawl_source, is_crawl_format, pages_unchanged
     from connectors.http import FetchError
     from normalize.events import Horizon
 
@@ -310,15 +316,24 @@ def harvest_pooled(engine: Engine, source_ids: list[str], settings: Settings,
             session.expunge(source)  # read-only copies for the fetching threads
 
     def ahead(source: Source, pool: ParsePool) -> Prefetched:
+        prepare = ("normalize.pipeline", "prepare_events", {
+            "source_id": source.id, "themes": source.themes, "quartier": source.quartier,
+            "horizon": horizon, "enrich": enrich_ahead})
+        if is_crawl_format(source.format):  # a website: its crawl, then its events prepared
+            if not force and source.crawl_pages and pages_unchanged(
+                    source.crawl_pages, settings, source.url):
+                return Prefetched(crawl_unchanged=True)
+            crawled = crawl_source(source.id, source.url, source.format, settings, now)
+            if crawled.records:
+                crawled = pool.parse(None, crawled, source.id, settings.parse_time_limit,
+                                     prepare)
+            return Prefetched(parsed=crawled)
         try:
             fetched = fetch_source(source, settings, force)
         except FetchError as exc:
             return Prefetched(error=exc)
         if not needs_parse(source, fetched, force):
             return Prefetched(fetched=fetched)
-        prepare = ("normalize.pipeline", "prepare_events", {
-            "source_id": source.id, "themes": source.themes, "quartier": source.quartier,
-            "horizon": horizon, "enrich": enrich_ahead})
         parsed = pool.parse(PARSERS[source.format], fetched.content, source.id,
                             settings.parse_time_limit, prepare)
         return Prefetched(fetched=fetched, parsed=parsed)
@@ -336,7 +351,8 @@ def harvest_pooled(engine: Engine, source_ids: list[str], settings: Settings,
                 if source_id is None:
                     return
                 source = snapshots.get(source_id)
-                if source is None or source.format not in PARSERS:  # crawls: as before
+                if source is None or not (source.format in PARSERS
+                                          or is_crawl_format(source.format)):
                     pending.append((source_id, None))
                 else:
                     pending.append((source_id, fetchers.submit(ahead, source, pool)))
