@@ -13,6 +13,11 @@ Several harvest workers share the store through :class:`SourceLease`: a worker c
 source with ``SELECT … FOR UPDATE SKIP LOCKED`` on its ``source`` row (PostgreSQL), records a
 lease with an expiry, harvests, then releases it. On SQLite, which has no row locks, the same
 claim is a compare-and-set on the lease row inside a write transaction, so it is safe there too.
+A claim reads no other source: due-ness is turned into SQL (:func:`claim_source`).
+
+:func:`make_engine` also installs the change counter of the published tables (triggers and the
+table ``tissu_change``, see tissu.fingerprint.install_change_triggers): ``tissu publish`` reads
+it to know, in a few milliseconds, that nothing changed since the last publication.
 """
 
 from __future__ import annotations
