@@ -711,8 +711,3 @@ def _json_rrule_instances(uid: str, data: dict[str, Any], start: dt.date | dt.da
         i_start, i_end, _tzid = _bounds(instance)
         instances.append(_time_columns(i_start, i_end, zone_name))
     return instances
-
-
-def paris_now() -> dt.datetime:
-    """Now in Europe/Paris (aware)."""
-    return dt.datetime.now(PARIS)

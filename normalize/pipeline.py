@@ -7,7 +7,6 @@ event's content hash changes.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 import unicodedata
 from collections import defaultdict
@@ -347,12 +346,3 @@ def normalize_source(session: Session, source: Source, horizon: Horizon,
     outcome.occurrences = len(new_occurrences)
     session.commit()
     return outcome
-
-
-def theme_list(raw: str) -> list[str]:
-    """Decode a JSON list column."""
-    try:
-        value = json.loads(raw or "[]")
-    except json.JSONDecodeError:
-        return []
-    return [str(v) for v in value] if isinstance(value, list) else []
