@@ -95,7 +95,7 @@ def make_engine(database_url: str) -> Engine:
                 SQLModel.metadata.create_all(engine)
                 with engine.begin() as connection:
                     add_missing_columns(connection)
-                    install_change_triggers(connection)
+                    _install_change_triggers(connection)
                 break
             except OperationalError as exc:  # another process created a table meanwhile
                 if "already exists" not in str(exc) or attempt == 4:
@@ -110,12 +110,34 @@ def make_engine(database_url: str) -> Engine:
             connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SCHEMA_LOCK_KEY})
             SQLModel.metadata.create_all(connection)
             add_missing_columns(connection)
-            install_change_triggers(connection)
+            _install_change_triggers(connection)
         _ENGINES.append(engine)
         return engine
     engine = create_engine(database_url, pool_pre_ping=True)
     SQLModel.metadata.create_all(engine)
     return engine
+
+
+def _install_change_triggers(connection: Any) -> None:
+    """tissu.fingerprint.install_change_triggers, never fatal: a store where they cannot be made
+    (e.g. a PostgreSQL role without the right to create triggers or functions: in a savepoint)
+    still opens; ``tissu publish`` then reads its rows to know whether it changed. A trigger
+    another SQLite process made meanwhile ("already exists") is raised for make_engine's retry.
+    """
+    import logging
+
+    try:
+        if connection.dialect.name == "postgresql":
+            with connection.begin_nested():
+                install_change_triggers(connection)
+        else:  # pysqlite's SAVEPOINTs do not nest in its implicit transactions
+            install_change_triggers(connection)
+    except OperationalError as exc:
+        if "already exists" in str(exc):
+            raise
+        logging.getLogger("tissu.store").warning("compteur de changements non installé : %s", exc)
+    except Exception as exc:  # noqa: BLE001 - never stop a command for a speed-up
+        logging.getLogger("tissu.store").warning("compteur de changements non installé : %s", exc)
 
 
 def add_missing_columns(connection: object) -> list[str]:

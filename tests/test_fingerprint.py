@@ -194,3 +194,20 @@ def test_postgresql_counts_truncate_and_workers_writing_at_once(database_url):
         first.close()
         second.close()
         dispose_engines()
+
+
+def test_a_store_where_triggers_cannot_be_made_still_opens(database_url, monkeypatch):
+    """E.g. a PostgreSQL role without the right to create triggers: make_engine logs it and goes
+    on (the DDL is in a savepoint there), the fingerprint reads the rows."""
+    import schemas.store
+
+    def refused(connection):
+        connection.exec_driver_sql("CREATE TABLE tissu_refused (x INTEGER)")  # undone on PG
+        raise RuntimeError("permission denied for schema tissu")
+
+    monkeypatch.setattr(schemas.store, "install_change_triggers", refused)
+    engine = _store(database_url)
+    first = store_fingerprint(engine)
+    assert first.startswith("r:")
+    _run(engine, "UPDATE event SET title = 'Atelier vélo (complet)'")
+    assert store_fingerprint(engine) not in (first, None)
