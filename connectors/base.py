@@ -391,26 +391,45 @@ class ParsePool:
         return child
 
     def _take(self) -> _Child:
-        """An idle child; a new one while fewer than ``processes`` were started."""
+        """An idle child; a new one while fewer than ``processes`` are running."""
         import queue
 
+        wait = 0.0
+        while True:
+            try:
+                return self._idle.get(timeout=wait) if wait else self._idle.get_nowait()
+            except queue.Empty:
+                pass
+            with self._lock:
+                start = self._started < self.processes
+                self._started += start
+            if start:
+                return self._start_counted()
+            wait = 1.0  # a child may end without a replacement: look again each second
+
+    def _start_counted(self) -> _Child:
+        """Start a child already counted in ``_started``; uncount it when starting fails."""
         try:
-            return self._idle.get_nowait()
-        except queue.Empty:
-            pass
-        with self._lock:
-            start = self._started < self.processes
-            self._started += start
-        return self._start() if start else self._idle.get()
+            return self._start()
+        except BaseException:
+            with self._lock:
+                self._started -= 1
+            raise
 
     def _replace(self, child: _Child) -> None:
+        """Kill ``child`` and start another in its place; never raises (when that fails, the
+        next :meth:`parse` starts one)."""
+        import contextlib
+
         child.kill()
         with self._lock:
             if child in self._children:
                 self._children.remove(child)
             closed = self._closed
-        if not closed:
-            self._idle.put(self._start())
+        if closed:
+            return
+        with contextlib.suppress(Exception):
+            self._idle.put(self._start_counted())
 
     def parse(self, parser: tuple[str, str] | None, data: bytes | ParseResult, source_id: str,
               seconds: float, prepare: Prepare | None = None) -> ParseResult:

@@ -189,3 +189,32 @@ def test_harvest_kills_an_overrunning_parse_and_names_the_source(
     assert heavy.errors[0].startswith("lourde : lecture interrompue : le fichier demande plus "
                                       "de 0.3 s de traitement")
     assert light.status == "ok" and light.events == 1 and light.occurrences == 1
+
+
+def test_a_pool_whose_children_cannot_start_still_harvests(http_server, tmp_settings,
+                                                           monkeypatch):
+    from sqlmodel import Session
+
+    from tests.conftest import Route
+    from tissu.pipeline import sync_registry
+
+    def cannot_start(self: ParsePool) -> None:
+        raise OSError("trop de processus")
+
+    monkeypatch.setattr(ParsePool, "_start", cannot_start)
+    for name in ("a", "b"):
+        http_server.routes[f"/{name}.ics"] = Route(
+            b"BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:" + name.encode()
+            + b"\r\nDTSTART:20261207T100000Z\r\nSUMMARY:Permanence\r\nEND:VEVENT\r\n"
+            b"END:VCALENDAR\r\n")
+    registry = {"sources": [
+        {"id": f"source-{name}", "name": name, "format": "ical",
+         "url": http_server.url(f"/{name}.ics"), "licence": "Licence Ouverte 2.0",
+         "publisher": {"name": "Asso", "type": "association"}} for name in ("a", "b")]}
+    Path(tmp_settings.registry).write_text(yaml.safe_dump(registry), encoding="utf-8")
+    engine = make_engine(tmp_settings.database_url)
+    with Session(engine) as session:
+        sync_registry(session, load_registry(tmp_settings.registry))
+    summaries = harvest_pooled(engine, ["source-a", "source-b"], tmp_settings, NOW,
+                               processes=2)
+    assert [(s.status, s.events, s.occurrences) for s in summaries] == [("ok", 1, 1)] * 2
