@@ -498,3 +498,29 @@ def test_theme_filter_matches_whole_codes_of_the_json_list(tmp_path):
     found = resident_data.week_occurrences(connection, resident_data.Filters(
         theme="alimentation"), NOW)
     assert [o.title for o in found] == ["Colis", "Épicerie"]
+
+
+def test_a_crowd_after_a_publication_reads_the_database_facts_once(instance, monkeypatch):
+    import time
+
+    ds, _ = instance
+    read = []
+    facts = resident_data.database_facts
+
+    def slow_facts(connection, now):
+        read.append(now)
+        time.sleep(0.2)  # the others arrive meanwhile
+        return facts(connection, now)
+
+    monkeypatch.setattr(resident_data, "database_facts", slow_facts)
+    resident._FACTS.clear()
+    resident.page_cache.PAGES.clear()
+
+    async def crowd():
+        paths = ["/?quartier=Hoche", "/?theme=x", "/recherche?q=MDS", "/", "/?lang=ar"]
+        return await asyncio.gather(*(ds.client.get(p) for p in paths))
+
+    pages = asyncio.run(crowd())
+    assert [p.status_code for p in pages] == [200] * 5
+    assert len(read) == 1 and not resident._FACTS_READING, read
+    assert "MDS-t" in pages[2].text

@@ -275,6 +275,8 @@ async def _run(datasette: Any, fn: Callable[..., Any], *args: Any) -> Any:
 #: :class:`resident_data.DatabaseFacts` by published file (path, inode, mtime, size).
 _FACTS: dict[tuple[object, ...], data.DatabaseFacts] = {}
 _FACTS_KEPT = 4
+#: Facts being read now, by file: (the moment they are read for, their future).
+_FACTS_READING: dict[tuple[object, ...], tuple[dt.datetime, asyncio.Future[Any]]] = {}
 
 
 async def _facts(datasette: Any, now: dt.datetime) -> data.DatabaseFacts:
@@ -288,9 +290,24 @@ async def _facts(datasette: Any, now: dt.datetime) -> data.DatabaseFacts:
     known = _FACTS.get(key) if key is not None else None
     if known is not None and known.computed_at <= now:
         return known
+    reading = _FACTS_READING.get(key) if key is not None else None
+    if reading is not None and reading[0] <= now:  # a crowd after a publication: read once
+        found = await asyncio.shield(reading[1])
+        if found is not None:
+            return found
     # read once per file, and long (~1.4 s on 1M sessions): in the pool, never in the loop
     database = datasette.get_database(DATABASE)
-    facts = await database.execute_fn(lambda connection: data.database_facts(connection, now))
+    future: asyncio.Future[data.DatabaseFacts | None] = asyncio.get_running_loop().create_future()
+    if key is not None and key not in _FACTS_READING:
+        _FACTS_READING[key] = (now, future)
+    facts = None
+    try:
+        facts = await database.execute_fn(
+            lambda connection: data.database_facts(connection, now))
+    finally:
+        if key is not None and _FACTS_READING.get(key, (None, None))[1] is future:
+            del _FACTS_READING[key]
+        future.set_result(facts)
     if key is not None:
         while len(_FACTS) >= _FACTS_KEPT:
             _FACTS.pop(next(iter(_FACTS)))
