@@ -211,3 +211,32 @@ def test_a_store_where_triggers_cannot_be_made_still_opens(database_url, monkeyp
     assert first.startswith("r:")
     _run(engine, "UPDATE event SET title = 'Atelier vélo (complet)'")
     assert store_fingerprint(engine) not in (first, None)
+
+
+def test_postgresql_one_transaction_writing_two_stores_moves_both(database_url):
+    """The per-transaction « already counted » mark is per schema, and the counter bumped is
+    the one of the changed table's schema, not the session's search_path."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL only (stores as schemas of one database)")
+    import uuid
+
+    import psycopg
+
+    conninfo = "postgresql://" + database_url.split("://", 1)[1]
+    other = f"tissu_test_{uuid.uuid4().hex[:12]}"
+    base = database_url.split("?", 1)[0]
+    with psycopg.connect(conninfo, autocommit=True) as connection:
+        connection.execute(f'CREATE SCHEMA "{other}"')
+    try:
+        first = _store(database_url)
+        second = _store(f"{base}?options=-csearch_path%3D{other}")
+        before = (store_fingerprint(first), store_fingerprint(second))
+        with psycopg.connect(conninfo) as connection:  # search_path: the first store
+            connection.execute("UPDATE event SET title = 'A'")
+            connection.execute(f'UPDATE "{other}".event SET title = \'B\'')
+        after = (store_fingerprint(first), store_fingerprint(second))
+        assert after[0] != before[0] and after[1] != before[1]
+    finally:
+        dispose_engines()
+        with psycopg.connect(conninfo, autocommit=True) as connection:
+            connection.execute(f'DROP SCHEMA "{other}" CASCADE')

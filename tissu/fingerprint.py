@@ -229,7 +229,7 @@ CHANGE_TABLE = "tissu_change"
 _PG_FUNCTION = "tissu_note_change"
 _PG_FUNCTION_BODY = f"""
 BEGIN
-  IF current_setting('tissu.change_noted', true) = 'on' THEN
+  IF current_setting('tissu.change_noted', true) = TG_TABLE_SCHEMA THEN
     RETURN NULL;
   END IF;
   IF TG_LEVEL = 'STATEMENT' AND TG_OP IN ('INSERT', 'DELETE') THEN
@@ -237,15 +237,18 @@ BEGIN
       RETURN NULL;
     END IF;
   END IF;
-  INSERT INTO {CHANGE_TABLE} (slot, changes) VALUES (pg_backend_pid(), 1)
-    ON CONFLICT (slot) DO UPDATE SET changes = {CHANGE_TABLE}.changes + 1;
-  PERFORM set_config('tissu.change_noted', 'on', true);
+  EXECUTE format('INSERT INTO %I.{CHANGE_TABLE} (slot, changes) VALUES (pg_backend_pid(), 1) '
+                 'ON CONFLICT (slot) DO UPDATE SET changes = {CHANGE_TABLE}.changes + 1',
+                 TG_TABLE_SCHEMA);
+  PERFORM set_config('tissu.change_noted', TG_TABLE_SCHEMA, true);
   RETURN NULL;
 END
 """
 # PostgreSQL: one counter row per backend (pg_backend_pid()), so that two workers writing at
-# once never wait for each other's counter; the sum only grows. The row of slot 0 holds the
-# store's identity (and, on SQLite, the one counter: SQLite has a single writer at a time).
+# once never wait for each other's counter; the sum only grows. The counter is the one of the
+# changed table's schema, bumped once per transaction and schema (a transaction-local setting).
+# The row of slot 0 holds the store's identity (and, on SQLite, the one counter: SQLite has a
+# single writer at a time).
 
 
 def _trigger_names(dialect: str, table: str, columns: list[str]) -> dict[str, str]:
@@ -377,8 +380,9 @@ def install_change_triggers(connection: Any) -> list[str]:
                       "ON n.oid = p.pronamespace WHERE n.nspname = current_schema() "
                       f"AND p.proname = '{_PG_FUNCTION}'").first()
         if current is None or current[0] != _PG_FUNCTION_BODY:
+            body = _PG_FUNCTION_BODY.replace("%", "%%")  # the driver reads % as a placeholder
             raw(f"CREATE OR REPLACE FUNCTION {_PG_FUNCTION}() RETURNS trigger "
-                f"LANGUAGE plpgsql AS $tissu${_PG_FUNCTION_BODY}$tissu$")
+                f"LANGUAGE plpgsql AS $tissu${body}$tissu$")
     cursor = _SQLAlchemyCursor(connection)
     tables, triggers = _tables_and_triggers(cursor, dialect)
     wanted: dict[str, tuple[str, str]] = {}
