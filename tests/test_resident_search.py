@@ -82,6 +82,32 @@ def test_search_finds_the_next_session_of_each_matching_event(database, monkeypa
         assert reference(database, text, NOW, 50), text  # the query does find something
 
 
+@pytest.mark.parametrize("text", ["group", "MDS", "dorkbot", "linux", "user", "pdx", "zzzz"])
+def test_a_walk_cut_short_reads_the_matches_event_by_event_or_says_more_may_come(
+        database, monkeypatch, text):
+    # the matches lie beyond the sessions the walk may read (_WALK_CHUNKS chunks)
+    monkeypatch.setattr(resident_data, "_FEW_MATCHES", 0)
+    monkeypatch.setattr(resident_data, "_WALK_FIRST", 1)
+    monkeypatch.setattr(resident_data, "_WALK_CHUNK", 1)
+    monkeypatch.setattr(resident_data, "_WALK_CHUNKS", 2)
+    monkeypatch.setattr(resident_data, "_CHECK_RATE", 2.0)  # all matches read at chunk 2
+    connection = sqlite3.connect(database)
+    for limit in (1, 3, 10):
+        expected = reference(database, text, NOW, limit + 1)
+        found = resident_data.search_upcoming(connection, text, NOW, limit)
+        assert [o.event_id for o in found.rows] == [e for e, _ in expected[:limit]], text
+        assert found.more == (len(expected) > limit)
+    # without every match known (too many to read at once): the first found, and "more"
+    monkeypatch.setattr(resident_data, "_MANY_MATCHES", 0)
+    monkeypatch.setattr(resident_data, "_WALK_CHUNKS", 1)
+    for limit in (1, 3, 10):
+        expected = reference(database, text, NOW, limit + 1)
+        found = resident_data.search_upcoming(connection, text, NOW, limit)
+        got = [o.event_id for o in found.rows]
+        assert got == [e for e, _ in expected[:len(got)]], text
+        assert found.more or len(expected) == len(got) == 0
+
+
 def test_search_page(monkeypatch):
     monkeypatch.setattr(resident, "clock", lambda: NOW)
     monkeypatch.delenv("TISSU_KIOSK", raising=False)
@@ -128,3 +154,18 @@ def test_week_and_search_pages_share_one_day_list(monkeypatch):
     assert rows and '<h2>lundi 30 novembre</h2>\n<ul class="liste">\n<li' in found
     shown_in_week = [row for row in rows if row in week]
     assert shown_in_week, "a session of this week found by the search is written as in the week"
+
+
+def test_search_page_says_more_may_come_when_the_walk_found_none_yet(monkeypatch):
+    # matches exist, but none among the sessions the walk may read, and too many to read
+    # them all: the page asks for another word instead of saying that nothing matches
+    for name, value in (("_FEW_MATCHES", 0), ("_MANY_MATCHES", 0), ("_WALK_FIRST", 1),
+                        ("_WALK_CHUNK", 1), ("_WALK_CHUNKS", 1), ("_CHECK_RATE", 2.0)):
+        monkeypatch.setattr(resident_data, name, value)
+    monkeypatch.setattr(resident, "clock", lambda: NOW)
+    monkeypatch.delenv("TISSU_KIOSK", raising=False)
+    page_cache.PAGES.clear()
+    ds = make_datasette(shared_instance())
+    text = asyncio.run(ds.client.get("/recherche?q=group")).text
+    assert "D'autres rendez-vous correspondent : ajoutez un mot pour préciser." in text
+    assert "Aucun rendez-vous" not in text

@@ -792,22 +792,11 @@ def search_upcoming(connection: sqlite3.Connection, text: str, now: dt.datetime,
     if how_many <= _FEW_MATCHES:
         matches = [row[0] for row in connection.execute(
             "SELECT rowid FROM events_fts WHERE events_fts MATCH ?", (query,))]
-        if matches:
-            rows = connection.execute(
-                f"SELECT e.id, (SELECT o.id FROM occurrences o WHERE o.event_id = e.id AND "
-                f"{' AND '.join(where)} ORDER BY o.start_utc, o.id LIMIT 1) AS next_id, "
-                f"(SELECT min(o.start_utc) FROM occurrences o WHERE o.event_id = e.id AND "
-                f"{' AND '.join(where)}) AS next_start "
-                "FROM events e WHERE e.rowid IN (SELECT value FROM json_each(:ids))",
-                {**params, "ids": json.dumps(matches)}).fetchall()
-            found = sorted((str(start), str(event_id), str(next_id))
-                           for event_id, next_id, start in rows if next_id)
-            more = len(found) > limit
-            picked = [next_id for _, _, next_id in found[:limit]]
+        picked, more = _next_by_event(connection, matches, where, params, limit)
     else:
         picked, more = _walk_coming(connection, query, where, params, facts, limit)
     if not picked:
-        return SearchResult([], False, None)
+        return SearchResult([], more, None)
     chosen = "o.id IN (SELECT value FROM json_each(:picked))"
     shown = _occurrence_query(connection, Filters(), [chosen], {"picked": json.dumps(picked)},
                               limit=limit,
@@ -821,6 +810,25 @@ def _count_matches(connection: sqlite3.Connection, query: str, cap: int) -> int:
     return int(connection.execute(
         "SELECT count(*) FROM (SELECT rowid FROM events_fts WHERE events_fts MATCH ? LIMIT ?)",
         (query, cap + 1)).fetchone()[0])
+
+
+def _next_by_event(connection: sqlite3.Connection, matches: list[int], where: list[str],
+                   params: dict[str, object], limit: int) -> tuple[list[str], bool]:
+    """The next session of each event of ``matches`` (``events`` rowids), read event by event
+    through the ``occurrences(event_id)`` index: (the ``limit`` first occurrence ids in time
+    order, whether more events have one)."""
+    if not matches:
+        return [], False
+    rows = connection.execute(
+        f"SELECT e.id, (SELECT o.id FROM occurrences o WHERE o.event_id = e.id AND "
+        f"{' AND '.join(where)} ORDER BY o.start_utc, o.id LIMIT 1) AS next_id, "
+        f"(SELECT min(o.start_utc) FROM occurrences o WHERE o.event_id = e.id AND "
+        f"{' AND '.join(where)}) AS next_start "
+        "FROM events e WHERE e.rowid IN (SELECT value FROM json_each(:ids))",
+        {**params, "ids": json.dumps(matches)}).fetchall()
+    found = sorted((str(start), str(event_id), str(next_id))
+                   for event_id, next_id, start in rows if next_id)
+    return [next_id for _, _, next_id in found[:limit]], len(found) > limit
 
 
 def _walk_coming(connection: sqlite3.Connection, query: str, where: list[str],
@@ -885,14 +893,27 @@ def _walk_coming(connection: sqlite3.Connection, query: str, where: list[str],
         # whole chunk starts at one moment, step past it
         strict = chunk[0][0] == chunk[-1][0]
         walk["after"] = chunk[-1][0]
+    else:
+        # _WALK_CHUNKS chunks without limit + 1 matching events: the matches are far ahead.
+        # With every match known, read them event by event (exact); else show the first
+        # ones found (in time order, right) and say that more may come.
+        if wanted is not None:
+            return _next_by_event(connection, sorted(wanted), where, params, limit)
+        found.sort()
+        return _pair_ids(connection, found[:limit]), True
     found.sort()
     more = len(found) > limit
-    found = found[:limit]
+    return _pair_ids(connection, found[:limit]), more
+
+
+def _pair_ids(connection: sqlite3.Connection, found: list[tuple[str, str]]) -> list[str]:
+    """The occurrence id of each (start_utc, event_id) of ``found``, in the same order (the
+    smallest id when an event has two sessions starting at the same moment)."""
     if not found:
-        return [], more
+        return []
     pairs = json.dumps([[event_id, start] for start, event_id in found])
     ids = {str(row[0]): str(row[1]) for row in connection.execute(
         "SELECT o.event_id, o.id FROM occurrences o WHERE (o.event_id, o.start_utc) IN "
         "(SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') "
         "FROM json_each(?)) ORDER BY o.id DESC", (pairs,))}
-    return [ids[event_id] for _, event_id in found if event_id in ids], more
+    return [ids[event_id] for _, event_id in found if event_id in ids]
