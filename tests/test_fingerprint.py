@@ -240,3 +240,22 @@ def test_postgresql_one_transaction_writing_two_stores_moves_both(database_url):
         dispose_engines()
         with psycopg.connect(conninfo, autocommit=True) as connection:
             connection.execute(f'DROP SCHEMA "{other}" CASCADE')
+
+
+def test_postgresql_counter_rows_are_folded_without_moving_the_digest(database_url):
+    """One counter row per connection that ever wrote: make_engine folds them past 256, and
+    the digest (their sum) stays what it was."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL only (one counter row per connection)")
+    engine = _store(database_url)
+    _run(engine, f"INSERT INTO {CHANGE_TABLE} (slot, changes) "
+                 "SELECT g, 3 FROM generate_series(100000, 100299) g")
+    before = store_fingerprint(engine)
+    make_engine(database_url)
+    with engine.connect() as connection:
+        rows = connection.execute(text(f"SELECT count(*) FROM {CHANGE_TABLE}")).scalar_one()
+    assert rows == 1
+    assert store_fingerprint(engine) == before
+    _run(engine, "UPDATE place SET name = 'Salle J.-Brel'")
+    assert store_fingerprint(engine) != before
+    dispose_engines()

@@ -226,6 +226,7 @@ def _digest_in_database(cursor: Any, dialect: str, table: str, columns: list[str
 # counter) and the catalogue: a few small queries. It is used only when every published table
 # carries its current triggers; otherwise the rows are read as before.
 CHANGE_TABLE = "tissu_change"
+_PG_SLOTS_KEPT = 256  # per-connection counter rows beyond which make_engine folds them
 _PG_FUNCTION = "tissu_note_change"
 _PG_FUNCTION_BODY = f"""
 BEGIN
@@ -361,7 +362,9 @@ def install_change_triggers(connection: Any) -> list[str]:
     schemas.store.make_engine calls this after creating the tables). When a trigger is
     created, the counter moves first in the same transaction: rows written while a table had no
     trigger are then never taken for unchanged. Triggers left by another column list are
-    dropped. Other databases: nothing is done.
+    dropped. On PostgreSQL, more than :data:`_PG_SLOTS_KEPT` per-connection counter rows are
+    folded into one (the fingerprint, which reads their sum, stays the same). Other databases:
+    nothing is done.
     """
     dialect = connection.dialect.name
     if dialect not in ("sqlite", "postgresql"):
@@ -383,6 +386,13 @@ def install_change_triggers(connection: Any) -> list[str]:
             body = _PG_FUNCTION_BODY.replace("%", "%%")  # the driver reads % as a placeholder
             raw(f"CREATE OR REPLACE FUNCTION {_PG_FUNCTION}() RETURNS trigger "
                 f"LANGUAGE plpgsql AS $tissu${body}$tissu$")
+        if raw(f"SELECT count(*) FROM {CHANGE_TABLE}").scalar_one() > _PG_SLOTS_KEPT:
+            # one row per connection that ever wrote: fold them into slot 0. The sum is kept
+            # exactly: DELETE … RETURNING gives each row as committed by its writer (it waits
+            # for a writer holding one), and slot 0 gets what the deleted rows held.
+            raw(f"WITH gone AS (DELETE FROM {CHANGE_TABLE} WHERE slot <> 0 RETURNING changes) "
+                f"UPDATE {CHANGE_TABLE} SET changes = changes + "
+                "(SELECT coalesce(sum(changes), 0) FROM gone) WHERE slot = 0")
     cursor = _SQLAlchemyCursor(connection)
     tables, triggers = _tables_and_triggers(cursor, dialect)
     wanted: dict[str, tuple[str, str]] = {}
