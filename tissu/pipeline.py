@@ -339,9 +339,12 @@ def harvest_pooled(engine: Engine, source_ids: list[str], settings: Settings,
         return Prefetched(fetched=fetched, parsed=parsed)
 
     summaries: list[SourceSummary] = []
-    window = 2 * processes + 1
+    # Sources fetched (and parsed) ahead of the one being stored: enough that a slow stage
+    # (a crawl awaited, a big file) does not stall the others; a thread more than children so
+    # that a child never waits for a fetch.
+    window = 4 * processes + 2
     with ParsePool(processes) as pool, ThreadPoolExecutor(
-            max_workers=processes, thread_name_prefix="tissu-fetch") as fetchers:
+            max_workers=processes + 2, thread_name_prefix="tissu-fetch") as fetchers:
         pending: deque[tuple[str, Future[Prefetched] | None]] = deque()
         queue = iter(source_ids)
 
