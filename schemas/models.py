@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Text
+from sqlalchemy import Column, DateTime, Index, Text
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -118,7 +118,11 @@ class HarvestRun(SQLModel, table=True):
 
     ``status``: ``ok`` | ``partial`` (some records unreadable) | ``failed`` | ``unchanged``
     (HTTP 304 or identical bytes). ``warnings`` and ``errors`` are JSON lists of French messages.
+    A source harvested every 30 minutes adds ~17 000 rows a year: its health reads them through
+    the index (source_id, started_at).
     """
+
+    __table_args__ = (Index("ix_harvestrun_source_started", "source_id", "started_at"),)
 
     id: int | None = Field(default=None, primary_key=True)
     source_id: str = Field(index=True)

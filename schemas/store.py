@@ -95,6 +95,7 @@ def make_engine(database_url: str) -> Engine:
                 SQLModel.metadata.create_all(engine)
                 with engine.begin() as connection:
                     add_missing_columns(connection)
+                    add_missing_indexes(connection)
                     _install_change_triggers(connection)
                 break
             except OperationalError as exc:  # another process created a table meanwhile
@@ -110,12 +111,35 @@ def make_engine(database_url: str) -> Engine:
             connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SCHEMA_LOCK_KEY})
             SQLModel.metadata.create_all(connection)
             add_missing_columns(connection)
+            add_missing_indexes(connection)
             _install_change_triggers(connection)
         _ENGINES.append(engine)
         return engine
     engine = create_engine(database_url, pool_pre_ping=True)
     SQLModel.metadata.create_all(engine)
     return engine
+
+
+def add_missing_indexes(connection: object) -> list[str]:
+    """Create the indexes the models gained since an existing table was created.
+
+    ``create_all`` makes indexes only with a new table. Returns the names of the indexes
+    created (``CREATE INDEX`` after a check that it is absent).
+    """
+    from sqlalchemy import inspect
+
+    inspector = inspect(connection)
+    existing_tables = set(inspector.get_table_names())
+    created: list[str] = []
+    for table in SQLModel.metadata.sorted_tables:
+        if table.name not in existing_tables:
+            continue
+        present = {i["name"] for i in inspector.get_indexes(table.name)}
+        for index in table.indexes:
+            if index.name and index.name not in present:
+                index.create(connection, checkfirst=True)  # type: ignore[arg-type]
+                created.append(str(index.name))
+    return created
 
 
 def _install_change_triggers(connection: Any) -> None:

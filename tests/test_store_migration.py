@@ -35,3 +35,25 @@ def test_old_store_gets_new_columns(tmp_path):
     columns = {row[1] for row in sqlite3.connect(path).execute("PRAGMA table_info(source)")}
     assert {"consecutive_failures", "last_error", "etag"} <= columns
     make_engine(f"sqlite:///{path}")  # idempotent
+
+
+def test_old_store_gets_new_indexes(tmp_path):
+    """The harvest-run table of an older store gains the (source_id, started_at) index its
+    health query reads through; the planner then uses it."""
+    path = tmp_path / "old.db"
+    make_engine(f"sqlite:///{path}").dispose()
+    connection = sqlite3.connect(path)
+    connection.execute("DROP INDEX ix_harvestrun_source_started")
+    connection.commit()
+    connection.close()
+
+    make_engine(f"sqlite:///{path}").dispose()
+    connection = sqlite3.connect(path)
+    names = {row[1] for row in connection.execute("PRAGMA index_list(harvestrun)")}
+    assert "ix_harvestrun_source_started" in names
+    plan = " ".join(str(row[-1]) for row in connection.execute(
+        "EXPLAIN QUERY PLAN SELECT * FROM harvestrun WHERE source_id = 'a' "
+        "ORDER BY started_at DESC LIMIT 5"))
+    assert "ix_harvestrun_source_started" in plan and "TEMP B-TREE" not in plan
+    connection.close()
+    make_engine(f"sqlite:///{path}")  # idempotent
