@@ -221,18 +221,25 @@ def harvest_all(engine: Engine, specs: list[SourceSpec], settings: Settings,
     most ``per_host`` sources of one host fetched at once (:func:`harvest_parallel`).
     ``force`` lifts the deletion guard (``tissu harvest --force``).
     """
+    from connectors.html import is_crawl_format
+
     now = now or utcnow()
     processes = parse_processes(settings) if processes is None else processes
-    if jobs <= 1 and processes > 0 and len(specs) >= POOL_MIN_SOURCES:
-        from connectors.base import ParsePool
-
-        ParsePool.warm_up()  # its imports overlap with the registry and the crawl service
     with Session(engine) as session:
         sync_registry(session, specs)
         active_sources = session.exec(select(Source).where(Source.status == "active")).all()
         active = [s.id for s in active_sources]
+        if jobs <= 1 and processes > 0 and len(active) >= POOL_MIN_SOURCES and (
+                force or any(s.content_hash is None and not is_crawl_format(s.format)
+                             for s in active_sources)):
+            from connectors.base import ParsePool
+
+            # Sources never read will be parsed: the fork server's imports overlap with the
+            # crawl service's start. Otherwise it starts at the first parse (a run where
+            # nothing changed never starts it: its output pipe would outlive the run).
+            ParsePool.warm_up()
         if warm_up_crawls(active_sources, force):
-            from connectors.html import is_crawl_format, prefetch_crawls
+            from connectors.html import prefetch_crawls
 
             # the sites run in the crawl service while the other sources are harvested
             prefetch_crawls([(s.id, s.url, s.format) for s in active_sources
@@ -340,8 +347,8 @@ def harvest_pooled(engine: Engine, source_ids: list[str], settings: Settings,
 
     summaries: list[SourceSummary] = []
     # Sources fetched (and parsed) ahead of the one being stored: enough that a slow stage
-    # (a crawl awaited, a big file) does not stall the others; a thread more than children so
-    # that a child never waits for a fetch.
+    # (a crawl awaited, a big file) does not stall the others; two threads more than children
+    # so that a child never waits for a fetch.
     window = 4 * processes + 2
     with ParsePool(processes) as pool, ThreadPoolExecutor(
             max_workers=processes + 2, thread_name_prefix="tissu-fetch") as fetchers:
