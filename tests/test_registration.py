@@ -46,7 +46,7 @@ def site(tmp_settings, monkeypatch, http_server):
         headers={"Content-Type": "text/html"})
     from publish.web import registration
 
-    registration.CHECKS._hits.clear()
+    registration._LIMITERS.clear()
     return Datasette(memory=True)
 
 
@@ -313,6 +313,29 @@ def test_the_site_keeps_answering_while_a_hostile_calendar_is_checked(site, http
     assert checked.status_code == 200
     assert 'data-code="time-limit"' in checked.text
     assert "limite de temps 2 s dépassée" in body(checked)
+    assert "à venir" not in body(checked)  # counts unknown, not « 0 — 0 à venir »
     assert seconds < 15
     assert len(answers) >= 3 and all(status == 200 for status, _ in answers)
     assert max(delay for _, delay in answers) < 1.5, answers
+
+
+def test_web_checks_use_the_check_limits(site, http_server):
+    """« Vérifier » on the page is counted by CheckLimiter: three checks a minute from one
+    address, the fourth answers 429 (the page used to allow 20 an hour in a burst)."""
+    for _ in range(3):
+        response = post_form(site, {**FORM, "url": http_server.url("/agenda.ics"),
+                                    "action": "check"})
+        assert response.status_code == 200, response.text
+        assert "calendrier iCalendar (.ics)" in body(response)
+    response = post_form(site, {**FORM, "url": http_server.url("/agenda.ics"), "action": "check"})
+    assert response.status_code == 429
+    assert "Trop d'envois depuis cette connexion" in body(response)
+    # an address that is not http(s) is refused before it counts as a check
+    from publish.web import registration
+
+    registration._LIMITERS.clear()
+    for _ in range(4):
+        response = post_form(site, {**FORM, "url": "ftp://example.org/x", "action": "check"})
+        assert response.status_code == 400
+    response = post_form(site, {**FORM, "url": http_server.url("/agenda.ics"), "action": "check"})
+    assert response.status_code == 200

@@ -244,8 +244,15 @@ def test_tissu_check_stops_a_hostile_calendar_at_the_configured_limit(http_serve
 
 
 def test_a_check_past_the_memory_limit_is_reported(tmp_settings):
-    # the doctor's child holds ~200–250 MB once warmed: 100 MB is exceeded at once
-    content = (SAMPLES / "ical_google.ics").read_bytes()
+    # 20 000 events with a 2 KB description (42 MB): more than 100 MB to read, whether the
+    # child starts warmed (~200–250 MB, exceeded at once) or lean (it passed with the 41
+    # events of ical_google.ics when the fork server had started without the doctor's imports)
+    description = "Atelier " * 250
+    events = "".join(f"BEGIN:VEVENT\r\nUID:m{i}\r\nDTSTAMP:20261201T000000Z\r\n"
+                     f"DTSTART:20261210T100000Z\r\nSUMMARY:Atelier {i}\r\n"
+                     f"DESCRIPTION:{description}\r\nEND:VEVENT\r\n" for i in range(20_000))
+    content = f"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\n{events}END:VCALENDAR\r\n".encode()
+    assert len(content) > 40_000_000
     diagnosis = diagnose_content(content, "https://example.org/portland.ics", now=NOW,
                                  settings=tmp_settings, limits=Limits(seconds=30, memory_mb=100))
     assert diagnosis.codes() == ["memory-limit"], diagnosis.to_text()

@@ -4,8 +4,10 @@ GET shows the form (French first; ``?lang=en`` or ``?lang=ar``, Arabic right to 
 ``action=check`` runs the feed doctor (:func:`connectors.doctor.diagnose`) on the URL and shows what
 will be published and what to fix; ``action=submit`` validates the form
 (:func:`tissu.registrations.validate_form`), checks the anti-spam defences — a honeypot field that
-people never see, a per-IP rate limit counted in the working store, a per-IP limit on checks — runs
-the doctor again, and stores the registration as pending (:func:`tissu.registrations.submit`).
+people never see, a per-IP rate limit counted in the working store, a per-IP limit on checks
+(:class:`tissu.registrations.CheckLimiter`: 10 an hour, 3 a minute, one at a time, shared by
+« Vérifier » and submissions) — runs the doctor again (parsing in a sandboxed child:
+:mod:`connectors.sandbox`), and stores the registration as pending (:func:`tissu.registrations.submit`).
 Nothing is published before a moderator approves it.
 
 Status codes: 200 form or thanks, 400 invalid form, 409 URL already registered, 422 URL not usable
@@ -14,6 +16,8 @@ as a feed, 429 too many submissions or checks. POSTs need Datasette's CSRF token
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +36,49 @@ FIELDS = ("organisation_name", "organisation_type", "website", "contact_email", 
           "feed_name", "licence_choice", "own_licence", "quartier")
 TYPES = ("association", "service-municipal", "etablissement-public", "autre")
 QUARTIERS_FILE = Path(__file__).resolve().parents[2] / "data" / "quartiers.yaml"
-CHECKS = pages.SlidingWindow(limit=20, window=3600)
+_LIMITERS: dict[tuple[int, float], registrations.CheckLimiter] = {}
+_WARM = threading.Event()
+
+
+def check_limiter(settings: Any) -> registrations.CheckLimiter:
+    """This process's :class:`tissu.registrations.CheckLimiter` for ``settings`` (one per
+    limit and window, kept between requests): checks of « Vérifier » and of submissions.
+
+    Raises:
+        ValueError: ``TISSU_CHECK_RATE_LIMIT`` is not a whole number (French message).
+    """
+    limiter = registrations.CheckLimiter.from_settings(settings)
+    return _LIMITERS.setdefault((limiter.limit, limiter.window), limiter)
+
+
+def _warm_up_checks() -> None:
+    """Start the doctor's sandbox (a fork server and a warmed child, ~1–2 s of imports) in the
+    background the first time someone opens the form, so that their « Vérifier » is quick;
+    a server where nobody registers never pays for it. Never raises."""
+    if _WARM.is_set():
+        return
+    _WARM.set()
+
+    def warm() -> None:
+        from connectors.doctor import prepare_checks
+
+        with contextlib.suppress(Exception):
+            prepare_checks()
+
+    threading.Thread(target=warm, name="tissu-check-warm-up", daemon=True).start()
+
+
+async def _checked(request: Any, lang: str, values: dict[str, Any], settings: Any, ip: str,
+                   url: str) -> Any:
+    """Run the doctor on ``url`` under the client's check limits; a 429 page when refused."""
+    limiter = check_limiter(settings)
+    client = registrations.client_hash(ip, settings.moderation_secret)
+    if limiter.acquire(client) is not None:
+        return _page(request, lang, values, message=pages.t(lang, "error.rate"), status=429)
+    try:
+        return await pages.in_thread(diagnose, url, settings=settings, engine=pages.engine())
+    finally:
+        limiter.release(client)
 
 
 def quartiers() -> list[str]:
@@ -71,6 +117,7 @@ async def registration_page(datasette: Any, request: Any) -> Response:
     """``/inscription``: the form, the "Vérifier" step and the submission (see the module)."""
     if request.method != "POST":
         lang = pages.language(request)
+        _warm_up_checks()
         return _page(request, lang, _values({}))
     form = await pages.form_data(request)
     lang = pages.language(request, form)
@@ -83,12 +130,11 @@ async def registration_page(datasette: Any, request: Any) -> Response:
     action = (form.get("action") or ["check"])[0]
     if action == "submit":
         return await _submit(request, lang, values, settings, ip)
-    if not CHECKS.allow(ip):
-        return _page(request, lang, values, message=pages.t(lang, "error.rate"), status=429)
     if not values["url"].lower().startswith(("http://", "https://")):
         return _page(request, lang, values, errors={"url": "http-url"}, status=400)
-    diagnosis = await pages.in_thread(diagnose, values["url"], settings=settings,
-                                      engine=pages.engine())
+    diagnosis = await _checked(request, lang, values, settings, ip, values["url"])
+    if isinstance(diagnosis, Response):
+        return diagnosis
     return _page(request, lang, values, diagnosis=diagnosis)
 
 
@@ -105,9 +151,11 @@ async def _submit(request: Any, lang: str, values: dict[str, Any], settings: Any
         with Session(engine) as session:
             return registrations.rate_limited(session, hashed, now, settings)
 
-    if await pages.in_thread(limited) or not CHECKS.allow(ip):
+    if await pages.in_thread(limited):
         return _page(request, lang, values, message=pages.t(lang, "error.rate"), status=429)
-    diagnosis = await pages.in_thread(diagnose, form.url, settings=settings, engine=engine)
+    diagnosis = await _checked(request, lang, values, settings, ip, form.url)
+    if isinstance(diagnosis, Response):
+        return diagnosis
     if not diagnosis.usable:
         return _page(request, lang, values, diagnosis=diagnosis,
                      message=pages.t(lang, "error.not-usable"), status=422)
