@@ -86,8 +86,13 @@ def rows(report: dict[str, Any]) -> list[list[str]]:
                 ("resident_search_page", "page de recherche des habitants (/recherche)", 100),
                 ("resident_search_uncached", ("la même, une adresse différente à chaque "
                                               "requête (sans cache)"), 100),
-                ("datasette_search_page", "page de recherche plein texte (Datasette)", 100),
-                ("search_json", "recherche plein texte, JSON", 100),
+                ("datasette_search_page", ("page de recherche plein texte (Datasette), "
+                                           "copie gardée en mémoire"), 100),
+                ("datasette_search_uncached", ("la même, une adresse différente à chaque "
+                                               "requête (calculée par Datasette)"), 100),
+                ("search_json", "recherche plein texte, JSON, copie gardée", 100),
+                ("search_json_uncached", ("la même, une adresse différente à chaque "
+                                          "requête"), 100),
                 ("week_json", "séances de la semaine, JSON", None),
                 ("datasette_default_table", "page de table par défaut de Datasette (référence)",
                  None),

@@ -463,7 +463,10 @@ def w3_serving(publish_dir: Path, info: dict[str, Any], scale: dict[str, Any],
             "resident_search_page": "/recherche?q=atelier",
             "resident_search_uncached": "/recherche?q=atelier",
             "datasette_search_page": "/tissu-open/events?_search=atelier",
+            "datasette_search_uncached": "/tissu-open/events?_search=atelier",
             "search_json": "/tissu-open/events.json?_search=atelier&_shape=array&_size=20",
+            "search_json_uncached": ("/tissu-open/events.json?_search=atelier&_shape=array"
+                                     "&_size=20"),
             "week_json": (f"/tissu-open/occurrences.json?start_utc__gte={week_start}"
                           f"&start_utc__lt={week_end}&_sort=start_utc&_shape=array&_size=50"),
             "static_file_ceiling": "/-/static/app.css",
