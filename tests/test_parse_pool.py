@@ -8,6 +8,7 @@ naming it while the others are harvested.
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 import sqlite3
 import time
@@ -60,7 +61,8 @@ def _rows(url: str, folder: Path) -> dict[str, list[str]]:
         connection.close()
 
 
-def _harvest(settings, registry_text: str, tmp: Path, name: str, processes: int):
+def _harvest(settings, registry_text: str, tmp: Path, name: str, processes: int,
+             now: dt.datetime = NOW, force: bool = False):
     folder = tmp / name
     folder.mkdir(exist_ok=True)
     registry = folder / "sources.yaml"
@@ -68,8 +70,8 @@ def _harvest(settings, registry_text: str, tmp: Path, name: str, processes: int)
     settings = replace(settings, database_url=f"sqlite:///{folder / 'tissu.db'}",
                        registry=registry, raw_dir=folder / "raw")
     engine = make_engine(settings.database_url)
-    summaries = harvest_all(engine, load_registry(registry), settings, now=NOW,
-                            processes=processes)
+    summaries = harvest_all(engine, load_registry(registry), settings, now=now,
+                            processes=processes, force=force)
     engine.dispose()
     return summaries, _rows(settings.database_url, folder)
 
@@ -103,6 +105,40 @@ def test_children_store_what_one_process_stores_on_the_bench_corpus(
             for s in pooled] == [(s.source_id, s.status, s.events, s.occurrences, s.warnings,
                                   s.errors) for s in alone]
     assert sum(s.occurrences for s in alone) > 240  # recurring series were expanded
+    for table, rows in alone_rows.items():
+        assert pooled_rows[table] == rows, table
+
+
+def test_children_store_what_one_process_stores_when_events_change(tmp_settings, tmp_path):
+    if not tmp_settings.database_url.startswith("sqlite"):
+        pytest.skip("compares two SQLite files")
+    corpus = generate(sources=6, events_per_source=20, seed=5, now=NOW)
+    later = NOW + dt.timedelta(days=3)
+    with CorpusServer(corpus.served()) as server:
+        registry = yaml.safe_dump(corpus.registry(server.base_url))
+        _harvest(tmp_settings, registry, tmp_path, "first", 0)
+        for name in ("alone", "pooled"):
+            shutil.copytree(tmp_path / "first", tmp_path / name)
+        # calendars and feeds change: titles and addresses of events are rewritten (the
+        # bench server answers 304 to If-Modified-Since whatever the bytes: forced reads)
+        changed = 0
+        for path, (body, ctype, _etag) in list(server.files.items()):
+            # another town: a stored event keeps the postal code it had (enrichment only fills
+            # what is missing), which a child enriching from scratch would not know
+            new = body.replace(b"Jardin", b"Jardin ouvert").replace(b"93500 Pantin",
+                                                                    b"75019 Paris")
+            if new != body:
+                server.files[path] = (new, ctype, f'"{path}-v2"')
+                changed += 1
+        assert changed >= 4
+        alone, alone_rows = _harvest(tmp_settings, registry, tmp_path, "alone", 0, later, True)
+        pooled, pooled_rows = _harvest(tmp_settings, registry, tmp_path, "pooled", 2, later,
+                                       True)
+    assert sum(s.normalised for s in alone) == 6
+    assert [(s.source_id, s.status, s.events, s.occurrences, s.warnings, s.errors)
+            for s in pooled] == [(s.source_id, s.status, s.events, s.occurrences, s.warnings,
+                                  s.errors) for s in alone]
+    assert any("Jardin ouvert" in row for row in alone_rows["event"])
     for table, rows in alone_rows.items():
         assert pooled_rows[table] == rows, table
 
