@@ -208,6 +208,8 @@ def record_parsed(session: Session, source: Source, run: HarvestRun, outcome: Ha
     sync = sync_records(session, source.id, parsed, now,
                         complete=not parsed.errors and parsed.complete, force=force)
     outcome.changed = sync.changed
+    if sync.changed:  # as sync_records wrote it, for a session that does not expire it
+        source.normalized_key = None
     outcome.parsed = parsed
     run.removed, run.guarded = sync.removed, len(sync.guarded)
     if sync.guarded:

@@ -137,7 +137,10 @@ def run_source(engine: Engine, source_id: str, settings: Settings,
     bytes already fetched (and parsed) in this run (:func:`harvest_pooled`). Never raises.
     """
     now = now or utcnow()
-    with Session(engine) as session:
+    # The source's row is written only through this session during its run: its attributes
+    # stay as written across commits instead of being read again after each one (a SELECT of
+    # the whole row at each access after a commit: ~1 s of a 100-source harvest).
+    with Session(engine, expire_on_commit=False) as session:
         source = session.get(Source, source_id)
         if source is None:
             return SourceSummary(source_id, "failed", errors=[f"{source_id} : source inconnue"])
