@@ -240,3 +240,55 @@ def test_a_capped_endless_series_keeps_its_coming_sessions():
     starts = [o["start_utc"] for o in hourly.occurrences]
     assert len(starts) == 2000 and starts[0] == dt.datetime(2026, 12, 4, 20, 30, tzinfo=UTC)
     assert any("série trop dense" in w for w in hourly.warnings)
+
+
+def test_bulk_insert_stores_what_sqlalchemy_stores(tmp_path):
+    import sqlite3
+
+    from sqlalchemy import insert
+    from sqlmodel import Session
+
+    from normalize.pipeline import (
+        _EVENT_DEFAULTS,
+        _EVENT_TABLE,
+        _OCCURRENCE_DEFAULTS,
+        _OCCURRENCE_TABLE,
+        _bulk_insert,
+    )
+    from schemas.store import make_engine
+
+    paris = dt.timezone(dt.timedelta(hours=1))
+    events = [{**_EVENT_DEFAULTS, "id": "s--a", "source_id": "s", "source_uid": "a",
+               "title": "Atelier « vélo »", "all_day": False,
+               "dtstart_utc": dt.datetime(2026, 12, 7, 9, 30, tzinfo=paris),
+               "dtend_utc": dt.datetime(2026, 12, 7, 11, tzinfo=dt.UTC),
+               "first_seen_at": dt.datetime(2026, 12, 1, tzinfo=dt.UTC),
+               "updated_at": dt.datetime(2026, 12, 1, 0, 0, 0, 5, tzinfo=dt.UTC),
+               "latitude": 48.89, "gratuit": True},
+              {**_EVENT_DEFAULTS, "id": "s--b", "source_id": "s", "source_uid": "b",
+               "title": "Vacances", "all_day": True, "start_date": dt.date(2026, 12, 19),
+               "end_date": dt.date(2027, 1, 4),
+               "first_seen_at": dt.datetime(2026, 12, 1, tzinfo=dt.UTC),
+               "updated_at": dt.datetime(2026, 12, 1, tzinfo=dt.UTC)}]
+    occurrences = [{**_OCCURRENCE_DEFAULTS, "id": "s--a--1", "event_id": "s--a",
+                    "start_utc": dt.datetime(2026, 12, 7, 8, 30, tzinfo=dt.UTC),
+                    "start_local": "2026-12-07T09:30:00+01:00", "all_day": False}]
+    stored = []
+    for name, bulk in (("bulk", True), ("sqlalchemy", False)):
+        url = f"sqlite:///{tmp_path / name}.db"
+        engine = make_engine(url)
+        with Session(engine) as session:
+            for table, rows in ((_EVENT_TABLE, events), (_OCCURRENCE_TABLE, occurrences)):
+                if bulk:
+                    _bulk_insert(session, table, rows)
+                else:
+                    session.execute(insert(table), rows)
+            session.commit()
+        engine.dispose()
+        connection = sqlite3.connect(tmp_path / f"{name}.db")
+        stored.append([connection.execute(f"SELECT * FROM {t} ORDER BY id").fetchall()
+                       for t in ("event", "occurrence")])
+        connection.close()
+    assert stored[0] == stored[1]
+    assert len(stored[0][0]) == 2 and len(stored[0][1]) == 1
+    assert "2026-12-07 08:30:00.000000" in stored[0][0][0]  # aware Paris time stored as UTC
