@@ -153,7 +153,8 @@ def _source_table(table: str, spec: dict[str, Any]) -> str:
 
 # Big tables copied store → published database inside SQLite (ATTACH + INSERT … SELECT) when the
 # working store is SQLite: a million occurrences take seconds instead of minutes through pandas.
-_STREAMED = {"occurrences"}
+# (``events`` stays read through pandas: the publish history digests its frame.)
+_STREAMED = {"occurrences", "event_sources"}
 
 
 def sqlite_store_path(engine: Engine) -> Path | None:
@@ -309,11 +310,17 @@ def _create_indexes(connection: sqlite3.Connection, frames: dict[str, pd.DataFra
 
 def _sql_value(column: str) -> str:
     """SQL turning a store column (of ``s``) into its published text (datetimes → ISO 8601
-    UTC ``Z``)."""
+    UTC ``Z``), as :func:`public_frames` does: SQLite's own text of a naive UTC value
+    (``YYYY-MM-DD HH:MM:SS[.ffffff]``) is rewritten in SQL, any other value goes through
+    :func:`iso_utc` (the function ``tissu_iso_utc`` of the connection)."""
     quoted = f's."{column}"'
     if _is_datetime_column(column):
-        return (f"CASE WHEN {quoted} IS NULL THEN NULL ELSE substr({quoted}, 1, 10) || 'T' || "
-                f"substr({quoted}, 12, 8) || 'Z' END")
+        return (f"CASE WHEN {quoted} IS NULL THEN NULL "
+                f"WHEN typeof({quoted}) = 'text' AND length({quoted}) >= 19 "
+                f"AND substr({quoted}, 11, 1) IN (' ', 'T') "
+                f"AND (length({quoted}) = 19 OR substr({quoted}, 20, 1) = '.') "
+                f"THEN substr({quoted}, 1, 10) || 'T' || substr({quoted}, 12, 8) || 'Z' "
+                f"ELSE tissu_iso_utc({quoted}) END")
     if column in ("start_date", "end_date"):
         return f"substr({quoted}, 1, 10)"
     return quoted
@@ -360,6 +367,15 @@ def _copy_streamed(connection: sqlite3.Connection, engine: Engine, table: str) -
         derived = _DERIVED.get(table, set())
         columns = [c for c in spec["columns"]  # type: ignore[attr-defined]
                    if c in present and c not in derived]
+        # a column declared TEXT here is typed by its first value through pandas: a number
+        # there (or a number pandas would turn into a float) would be published otherwise
+        numbers = [f"typeof(\"{c}\") IN ('integer', 'real')" for c in columns
+                   if c not in _INTEGER_COLUMNS and c not in _REAL_COLUMNS]
+        if numbers and connection.execute(
+                f'SELECT 1 FROM store."{source}" WHERE {" OR ".join(numbers)} LIMIT 1'
+        ).fetchone():
+            return False
+        connection.create_function("tissu_iso_utc", 1, iso_utc, deterministic=True)
         definitions = []
         for column in columns:
             kind = ("INTEGER" if column in _INTEGER_COLUMNS
@@ -418,6 +434,8 @@ def build_database(engine: Engine, out_dir: Path,
             for table, frame in frames.items():
                 _create_table(connection, table, frame)
         lap("tables")
+        # started once the frames are written: the executemany above gives up Python's lock at
+        # every row, and a second thread then slows both down
         pool = ThreadPoolExecutor(max_workers=1)
         running = pool.submit(meanwhile) if meanwhile is not None else None
         pool.shutdown(wait=False)
