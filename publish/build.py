@@ -352,8 +352,22 @@ def _add_occurrence_links(connection: sqlite3.Connection) -> None:
         "END FROM events e WHERE e.id = occurrences.event_id")
 
 
-def _copy_streamed(connection: sqlite3.Connection, engine: Engine, table: str) -> bool:
-    """Copy a big table from a SQLite store with one INSERT … SELECT; False when not possible."""
+def _local_sql(present: set[str]) -> str:
+    """SQL giving ``events.dtstart_local`` of a store row (alias ``s``), by :class:`_Local`."""
+    def argument(column: str) -> str:
+        return _sql_value(column) if column in present else "NULL"
+
+    return (f'tissu_local({argument("all_day")}, {argument("start_date")}, '
+            f'{argument("dtstart_utc")})')
+
+
+def _copy_streamed(connection: sqlite3.Connection, engine: Engine, table: str,
+                   frame: pd.DataFrame | None = None) -> bool:
+    """Copy a big table from a SQLite store with one INSERT … SELECT; False when not possible.
+
+    With ``frame`` (the table as :func:`public_frames` read it), the table gets the columns,
+    types and values :func:`_create_table` would give it from that frame, computed in SQLite.
+    """
     store_path = sqlite_store_path(engine)
     spec = PUBLIC_TABLES.get(table)
     if store_path is None or spec is None:
@@ -367,22 +381,38 @@ def _copy_streamed(connection: sqlite3.Connection, engine: Engine, table: str) -
         derived = _DERIVED.get(table, set())
         columns = [c for c in spec["columns"]  # type: ignore[attr-defined]
                    if c in present and c not in derived]
-        # a column declared TEXT here is typed by its first value through pandas: a number
-        # there (or a number pandas would turn into a float) would be published otherwise
-        numbers = [f"typeof(\"{c}\") IN ('integer', 'real')" for c in columns
-                   if c not in _INTEGER_COLUMNS and c not in _REAL_COLUMNS]
-        if numbers and connection.execute(
-                f'SELECT 1 FROM store."{source}" WHERE {" OR ".join(numbers)} LIMIT 1'
+        if frame is not None:
+            if table != "events" or [c for c in frame.columns if c not in derived] != columns:
+                return False
+            columns = list(frame.columns)
+        # a column not typed INTEGER or REAL here is typed by its first value through pandas
+        # (which turns integers beside a NULL into floats): a number (or bytes) there keeps
+        # the pandas path; a NULL all_day too (NaN, true for _Local)
+        unsure = [f"typeof(\"{c}\") IN ('integer', 'real', 'blob')" for c in columns
+                  if c in present and c not in _INTEGER_COLUMNS and c not in _REAL_COLUMNS]
+        if frame is not None and "all_day" in present:
+            unsure.append('"all_day" IS NULL')
+        if unsure and connection.execute(
+                f'SELECT 1 FROM store."{source}" WHERE {" OR ".join(unsure)} LIMIT 1'
         ).fetchone():
             return False
         connection.create_function("tissu_iso_utc", 1, iso_utc, deterministic=True)
         definitions = []
+        values = []
         for column in columns:
-            kind = ("INTEGER" if column in _INTEGER_COLUMNS
-                    else "REAL" if column in _REAL_COLUMNS else "TEXT")
-            suffix = " PRIMARY KEY" if column == spec.get("primary_key", "id") else ""
+            if frame is None:
+                kind = ("INTEGER" if column in _INTEGER_COLUMNS
+                        else "REAL" if column in _REAL_COLUMNS else "TEXT")
+                key = spec.get("primary_key", "id")
+            else:
+                kind = ("INTEGER" if column in _INTEGER_COLUMNS
+                        else "REAL" if column in _REAL_COLUMNS else _sql_type(frame[column]))
+                key = _primary_key(table, frame)
+            suffix = " PRIMARY KEY" if column == key else ""
             definitions.append(f'"{column}" {kind}{suffix}')
-        values = [_sql_value(c) for c in columns]
+            values.append(_local_sql(present) if column in derived else _sql_value(column))
+        if frame is not None:
+            connection.create_function("tissu_local", 3, _Local(), deterministic=True)
         join = ""
         if table == "occurrences" and _live_condition(connection):
             definitions += ['"quartier" TEXT', '"live" INTEGER']
@@ -430,9 +460,14 @@ def build_database(engine: Engine, out_dir: Path,
         connection = sqlite3.connect(temp_name)
         connection.execute("PRAGMA journal_mode=OFF")
         connection.execute("PRAGMA synchronous=OFF")
+        # events are read through pandas (the history digests them) but written by SQLite
+        # from the store: the same columns, types and values, without a row crossing Python
+        framed = {table for table in ("events",)
+                  if table in frames and _copy_streamed(connection, engine, table, frames[table])}
         with connection:
             for table, frame in frames.items():
-                _create_table(connection, table, frame)
+                if table not in framed:
+                    _create_table(connection, table, frame)
         lap("tables")
         # started once the frames are written: the executemany above gives up Python's lock at
         # every row, and a second thread then slows both down
