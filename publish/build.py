@@ -227,7 +227,9 @@ def public_frames(engine: Engine, only: set[str] | None = None,
 
 def _date_text(value: object) -> str | None:
     """A date (or date-like text) → ``YYYY-MM-DD``; None, NaN and NaT → None (never "nan")."""
-    if value is None or (not isinstance(value, str) and pd.isna(value)):  # type: ignore[call-overload]
+    if value.__class__ is str:  # the usual case: SQLite's text, no pandas call
+        return value[:10]  # type: ignore[index]
+    if value is None or pd.isna(value):  # type: ignore[call-overload]
         return None
     return str(value)[:10]
 

@@ -139,3 +139,13 @@ def test_events_with_a_null_all_day_keep_the_pandas_path(tmp_path: Path) -> None
         raw.execute("UPDATE event SET all_day = NULL WHERE id = 'a--1'")
     (used, copied), expected = _events_both_ways(engine, tmp_path)
     assert not used and copied == expected
+
+
+def test_date_text_of_every_kind_of_value() -> None:
+    import pandas as pd
+
+    from publish.build import _date_text
+
+    assert [_date_text(v) for v in (None, float("nan"), pd.NaT, "2026-12-04",
+                                    "2026-12-04 00:00:00.000000", dt.date(2026, 1, 2))] == [
+        None, None, None, "2026-12-04", "2026-12-04", "2026-01-02"]
