@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import string
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from urllib.parse import urlsplit, urlunsplit
 
 import yaml
@@ -23,6 +23,13 @@ REFRESH_RE = re.compile(r"^(\d+)\s*([mhd])$")
 PublisherType = Literal["association", "service-municipal", "etablissement-public", "autre"]
 SourceFormat = Literal["ical", "rss", "atom", "openagenda", "datainclusion", "html"]
 # Besides these, ``scrapy:<spider>`` names a site-specific spider of crawlers/spiders/.
+# The shortest ``refresh``: the scheduler would run a ``0m`` source every second (APScheduler
+# turns a zero interval into 1 s) and the harvest would find it always due; 5 minutes is also the
+# first retry delay after a failure (Settings.retry_base). The longest: one year (a longer one
+# overflows the date arithmetic of ``source_is_due`` for ``99999999d``).
+MIN_REFRESH_SECONDS = 5 * 60
+MAX_REFRESH_SECONDS = 366 * 86400
+_REFRESH_UNITS = {"m": 60, "h": 3600, "d": 86400}
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -39,13 +46,30 @@ def _normal_escapes(text: str) -> str:
     return _ESCAPE_RE.sub(fix, text)
 
 
+def _ascii_host(host: str) -> str:
+    """``host`` in its ASCII form: a name with accents IDNA-encoded (RFC 5891, ``päntin.fr`` →
+    ``xn--pntin-gra.fr``), as a resolver sends it; a name that cannot be encoded is kept."""
+    if host.isascii():
+        return host
+    try:
+        import idna
+
+        return idna.encode(host, uts46=True).decode("ascii")
+    except (ImportError, UnicodeError, ValueError):  # idna.IDNAError is a UnicodeError
+        try:
+            return host.encode("idna").decode("ascii")  # IDNA 2003, Python's own codec
+        except UnicodeError:
+            return host
+
+
 def canonical_url(url: str) -> str:
     """The form of an http(s) ``url`` used to tell whether two addresses name the same feed.
 
     Syntax-based and scheme-based normalisation of RFC 3986 §6.2.2–6.2.3, plus two steps that
     hold for the web servers that publish calendars:
 
-    * scheme and host in lower case (the host without a final dot), default port dropped
+    * scheme and host in lower case (the host without a final dot, IDNA-encoded when it has
+      accents: ``päntin.fr`` and ``xn--pntin-gra.fr`` are one host), default port dropped
       (80 for http, 443 for https), empty path written ``/``;
     * percent-escapes in upper case, escapes of unreserved characters decoded;
     * the fragment (``#…``) dropped: it is never sent to the server;
@@ -65,7 +89,7 @@ def canonical_url(url: str) -> str:
         port = parts.port
     except ValueError:  # a port out of range or a malformed IPv6 host
         return url
-    host = parts.hostname.rstrip(".")  # urlsplit lower-cases it
+    host = _ascii_host(parts.hostname.rstrip("."))  # urlsplit lower-cases it
     if ":" in host:
         host = f"[{host}]"
     netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
@@ -93,8 +117,10 @@ class Publisher(BaseModel):
 class SourceSpec(BaseModel):
     """One registry entry.
 
-    ``url`` is an http(s) URL, or a path relative to the registry file for bundled samples.
-    ``refresh`` is a duration such as ``30m``, ``6h`` or ``1d``.
+    ``url`` is an http(s) URL, or a path relative to the registry file for bundled samples;
+    ``webcal://`` and ``webcals://`` (the calendar links of many sites) are stored as
+    ``https://``. ``refresh`` is a duration such as ``30m``, ``6h`` or ``1d``, from 5 minutes
+    (:data:`MIN_REFRESH_SECONDS`) to 366 days.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -135,16 +161,20 @@ class SourceSpec(BaseModel):
     @field_validator("refresh")
     @classmethod
     def _refresh(cls, value: str) -> str:
-        if not REFRESH_RE.match(value.strip()):
-            raise ValueError("doit être une durée comme 30m, 6h ou 1d")
+        problem = refresh_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value.strip()
 
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
         scheme, found, rest = value.partition("://")
+        if found and scheme.lower() in ("webcal", "webcals"):
+            scheme = "https"  # webcal:// is a link for calendar apps; the feed is served by HTTP(S)
         if found and scheme.lower() not in ("http", "https"):
-            raise ValueError("seules les adresses http(s) ou les chemins de fichiers sont acceptés")
+            raise ValueError("seules les adresses http(s), webcal:// ou les chemins de fichiers "
+                             "sont acceptés")
         return f"{scheme.lower()}://{rest}" if found else value  # HTTPS:// is https:// (RFC 3986)
 
     @property
@@ -152,12 +182,42 @@ class SourceSpec(BaseModel):
         """``refresh`` in seconds."""
         match = REFRESH_RE.match(self.refresh)
         assert match is not None
-        return int(match.group(1)) * {"m": 60, "h": 3600, "d": 86400}[match.group(2)]
+        return int(match.group(1)) * _REFRESH_UNITS[match.group(2)]
 
     @property
     def is_remote(self) -> bool:
         """True when ``url`` is an http(s) URL rather than a bundled file."""
         return self.url.startswith(("http://", "https://"))
+
+
+def refresh_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a ``refresh`` duration (French), or None when it can.
+
+    A number and a unit, ``m`` (minutes), ``h`` (hours) or ``d`` (days), from 5 minutes
+    (:data:`MIN_REFRESH_SECONDS`) to 366 days (:data:`MAX_REFRESH_SECONDS`).
+    """
+    match = REFRESH_RE.match(str(value).strip())
+    if not match:
+        return "doit être une durée comme 30m, 6h ou 1d"
+    seconds = int(match.group(1)) * _REFRESH_UNITS[match.group(2)]
+    if seconds < MIN_REFRESH_SECONDS:
+        return (f"{str(value).strip()} est trop court : au moins {MIN_REFRESH_SECONDS // 60} "
+                "minutes entre deux collectes (par exemple 30m ou 6h)")
+    if seconds > MAX_REFRESH_SECONDS:
+        return (f"{str(value).strip()} est trop long : au plus {MAX_REFRESH_SECONDS // 86400} "
+                "jours entre deux collectes")
+    return None
+
+
+def _french_list(values: list[str]) -> str:
+    """``'a', 'b' ou 'c'`` (French list of quoted values)."""
+    quoted = [repr(v) if not v.startswith("'") else v for v in values]
+    if len(quoted) < 2:
+        return "".join(quoted)
+    return f"{', '.join(quoted[:-1])} ou {quoted[-1]}"
+
+
+_LITERAL_VALUE_RE = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
 
 
 # pydantic error types → French (https://docs.pydantic.dev/latest/errors/validation_errors/)
@@ -177,10 +237,13 @@ def _french(error: Any) -> str:
     """A French message for one pydantic error (our own validators already speak French)."""
     kind = error.get("type", "")
     if kind == "literal_error":
-        expected = (error.get("ctx") or {}).get("expected", "")
         if tuple(error.get("loc", ()))[-1:] == ("format",):
-            expected += " ou 'scrapy:<nom de l'araignée>'"
-        return f"valeur non reconnue ; valeurs possibles : {expected}"
+            values = [repr(v) for v in get_args(SourceFormat)]
+            values.append("'scrapy:<nom de l'araignée>'")
+        else:  # pydantic's « 'a', 'b' or 'c' »: the quoted values, listed again in French
+            expected = str((error.get("ctx") or {}).get("expected", ""))
+            values = _LITERAL_VALUE_RE.findall(expected) or [expected]
+        return f"valeur non reconnue ; valeurs possibles : {_french_list(values)}"
     if kind == "value_error":
         return str(error.get("msg", "")).removeprefix("Value error, ")
     return _FRENCH_ERRORS.get(kind, str(error.get("msg", "valeur invalide")))
@@ -244,8 +307,10 @@ def load_registry(path: Path | str) -> list[SourceSpec]:
         The entries in file order; a relative ``url`` is resolved against the file's folder.
 
     Raises:
-        RegistryError: unreadable YAML, no ``sources`` list, an invalid entry (message:
-            ``entrée n°K (id=…) : champ 'publisher.type' : …``), a duplicate ``id``, or an
+        RegistryError: a file that is not UTF-8 text (byte offset and line named), unreadable
+            YAML, no ``sources`` list, an invalid entry (message:
+            ``entrée n°K (id=…) : champ 'publisher.type' : …``), a duplicate ``id`` (both lines
+            named), or an
             http(s) address already given by an earlier entry (both named, with their lines).
     """
     path = Path(path)
@@ -255,12 +320,14 @@ def load_registry(path: Path | str) -> list[SourceSpec]:
         document = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except FileNotFoundError as exc:
         raise RegistryError(f"{path} : fichier introuvable") from exc
+    except UnicodeDecodeError as exc:
+        raise RegistryError(_not_utf8(path, exc)) from exc
     except yaml.YAMLError as exc:
         raise RegistryError(f"{path}{yaml_error_french(exc)}") from exc
     if not isinstance(document, dict) or not isinstance(document.get("sources"), list):
         raise RegistryError(f"{path} : une liste 'sources:' est attendue au premier niveau")
     specs: list[SourceSpec] = []
-    seen: set[str] = set()
+    seen: dict[str, int] = {}  # id → position
     addresses: dict[str, tuple[int, str]] = {}  # canonical address → (position, id)
     for position, entry in enumerate(document["sources"], start=1):
         ident = entry.get("id") if isinstance(entry, dict) else None
@@ -274,8 +341,13 @@ def load_registry(path: Path | str) -> list[SourceSpec]:
             field_name = ".".join(str(p) for p in first["loc"]) or "?"
             raise RegistryError(f"{label} : champ '{field_name}' : {_french(first)}") from exc
         if spec.id in seen:
-            raise RegistryError(f"{label} : champ 'id' : identifiant déjà utilisé")
-        seen.add(spec.id)
+            lines = _entry_lines(text)
+            first_position = seen[spec.id]
+            raise RegistryError(
+                f"{path} : entrée n°{position} (id={spec.id!r}, ligne {_line(lines, position)})"
+                f" : champ 'id' : identifiant déjà utilisé par l'entrée n°{first_position} "
+                f"(ligne {_line(lines, first_position)}) : donnez-lui un autre identifiant")
+        seen[spec.id] = position
         if not spec.is_remote:
             folder = path.parent.resolve()
             local = (folder / spec.url).resolve()
@@ -299,6 +371,17 @@ def load_registry(path: Path | str) -> list[SourceSpec]:
         addresses[address] = (position, spec.id)
         specs.append(spec)
     return specs
+
+
+def _not_utf8(path: Path, exc: UnicodeDecodeError) -> str:
+    """The French message for a registry whose bytes are not UTF-8 (a binary file, Latin-1…)."""
+    data = exc.object if isinstance(exc.object, bytes) else b""
+    line = data[:exc.start].count(b"\n") + 1
+    return (f"{path} : ce n'est pas du texte UTF-8 (octet 0x{data[exc.start]:02x} illisible, "
+            f"octet n°{exc.start + 1} du fichier, ligne {line}) : le registre doit être un fichier "
+            "YAML enregistré en UTF-8") if data[exc.start:exc.start + 1] else (
+        f"{path} : ce n'est pas du texte UTF-8 : le registre doit être un fichier YAML "
+        "enregistré en UTF-8")
 
 
 def _entry_lines(text: str) -> list[int]:

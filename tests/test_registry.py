@@ -179,3 +179,114 @@ def test_canonical_url(url, canonical):
     from schemas.registry import canonical_url
 
     assert canonical_url(url) == canonical
+
+
+def test_a_binary_registry_is_said_not_utf8_text_naming_the_file_and_byte(tmp_path):
+    # the trial: bytes \x00\xff\xfe… ended in a UnicodeDecodeError traceback
+    path = tmp_path / "sources.yaml"
+    path.write_bytes(b"sources:\n  - id: a\n\x00\xff\xfe\x01binaire")
+    with pytest.raises(RegistryError) as caught:
+        load_registry(path)
+    assert str(caught.value) == (
+        f"{path} : ce n'est pas du texte UTF-8 (octet 0xff illisible, octet n°21 du fichier, "
+        "ligne 3) : le registre doit être un fichier YAML enregistré en UTF-8")
+
+
+def test_a_latin1_registry_is_said_not_utf8(tmp_path):
+    path = tmp_path / "sources.yaml"
+    path.write_bytes(VALID.replace("Agenda du Secours", "Agenda de l'épicerie").encode("latin-1"))
+    with pytest.raises(RegistryError, match=r"pas du texte UTF-8 \(octet 0xe9 .* ligne 4\)"):
+        load_registry(path)
+
+
+def test_unknown_format_lists_the_values_in_french(tmp_path):
+    with pytest.raises(RegistryError) as caught:
+        load_registry(write(tmp_path, VALID.replace("format: rss", "format: pdf")))
+    assert str(caught.value).endswith(
+        "champ 'format' : valeur non reconnue ; valeurs possibles : 'ical', 'rss', 'atom', "
+        "'openagenda', 'datainclusion', 'html' ou 'scrapy:<nom de l'araignée>'")
+    assert " or " not in str(caught.value)
+
+
+def test_other_literal_fields_list_their_values_in_french(tmp_path):
+    with pytest.raises(RegistryError) as caught:
+        load_registry(write(tmp_path, VALID.replace("refresh: 6h", "refresh: 6h\n    status: off")))
+    assert str(caught.value).endswith(
+        "champ 'status' : valeur non reconnue ; valeurs possibles : 'active' ou 'paused'")
+    with pytest.raises(RegistryError) as caught:
+        load_registry(write(tmp_path, VALID.replace("type: association", "type: club")))
+    assert str(caught.value).endswith(
+        "valeurs possibles : 'association', 'service-municipal', 'etablissement-public' ou "
+        "'autre'")
+
+
+def test_a_duplicate_id_names_both_entries_and_their_lines(tmp_path):
+    path = write(tmp_path, VALID.replace("id: local-file", "id: secours-pantin"))
+    with pytest.raises(RegistryError) as caught:
+        load_registry(path)
+    assert str(caught.value) == (
+        f"{path} : entrée n°2 (id='secours-pantin', ligne 12) : champ 'id' : identifiant déjà "
+        "utilisé par l'entrée n°1 (ligne 3) : donnez-lui un autre identifiant")
+
+
+def test_an_accented_host_and_its_punycode_are_one_address(tmp_path):
+    # the trial: https://päntin.fr/… and its IDNA form were accepted as two sources
+    path = write(tmp_path, VALID.replace("https://example.org/agenda.ics",
+                                         "https://päntin.fr/agenda.ics")
+                 + SECOND.replace("URL", "https://xn--pntin-gra.fr/agenda.ics"))
+    with pytest.raises(RegistryError, match="même adresse que l'entrée n°1"):
+        load_registry(path)
+    # another accent is another host
+    specs = load_registry(write(tmp_path, VALID.replace("https://example.org/agenda.ics",
+                                                        "https://päntin.fr/agenda.ics")
+                                + SECOND.replace("URL", "https://xn--pntin-bsa.fr/agenda.ics")))
+    assert len(specs) == 3
+
+
+@pytest.mark.parametrize(("url", "canonical"), [
+    ("https://PÄNTIN.fr/agenda.ics", "https://xn--pntin-gra.fr/agenda.ics"),
+    ("https://ville-päntin.fr.:443/a.ics", "https://xn--ville-pntin-r8a.fr/a.ics"),
+    ("https://xn--pntin-gra.fr/agenda.ics", "https://xn--pntin-gra.fr/agenda.ics"),
+])
+def test_canonical_url_encodes_accented_hosts(url, canonical):
+    from schemas.registry import canonical_url
+
+    assert canonical_url(url) == canonical
+
+
+@pytest.mark.parametrize(("url", "stored"), [
+    ("webcal://example.org/agenda.ics", "https://example.org/agenda.ics"),
+    ("webcals://example.org/agenda.ics", "https://example.org/agenda.ics"),
+    ("WEBCAL://example.org/agenda.ics", "https://example.org/agenda.ics"),
+])
+def test_webcal_addresses_are_stored_as_https(tmp_path, url, stored):
+    # the trial: webcal:// (the calendar link of many sites) was refused
+    specs = load_registry(write(tmp_path, VALID.replace("https://example.org/agenda.ics", url)))
+    assert specs[0].url == stored and specs[0].is_remote
+
+
+def test_a_webcal_address_is_the_same_source_as_its_https_form(tmp_path):
+    path = write(tmp_path, VALID + SECOND.replace("URL", "webcal://example.org/agenda.ics"))
+    with pytest.raises(RegistryError, match="même adresse que l'entrée n°1"):
+        load_registry(path)
+
+
+@pytest.mark.parametrize(("refresh", "message"), [
+    ("0m", "0m est trop court : au moins 5 minutes entre deux collectes"),
+    ("4m", "4m est trop court : au moins 5 minutes"),
+    ("0h", "0h est trop court"),
+    ("0d", "0d est trop court"),
+    ("367d", "367d est trop long : au plus 366 jours"),
+    ("99999999d", "99999999d est trop long"),
+])
+def test_a_refresh_too_short_or_too_long_is_refused_in_french(tmp_path, refresh, message):
+    with pytest.raises(RegistryError) as caught:
+        load_registry(write(tmp_path, VALID.replace("refresh: 6h", f"refresh: {refresh}")))
+    assert "champ 'refresh' : " + message in str(caught.value)
+
+
+@pytest.mark.parametrize(("refresh", "seconds"), [("5m", 300), ("30m", 1800), ("1d", 86400),
+                                                   ("366d", 366 * 86400)])
+def test_refresh_from_five_minutes_to_a_year_is_accepted(tmp_path, refresh, seconds):
+    specs = load_registry(write(tmp_path, VALID.replace("refresh: 6h", f"refresh: {refresh}")))
+    assert specs[0].refresh_seconds == seconds
