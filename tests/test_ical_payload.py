@@ -65,3 +65,22 @@ def test_lone_vevent_shortcut_gives_recurring_ical_events_answer(monkeypatch):
                 compared += 1
                 kept += bool(fast.occurrences)
     assert compared > 1500 and 0 < kept < compared
+
+
+def test_vtimezones_are_looked_up_once_per_calendar(monkeypatch):
+    """Each VEVENT's payload embeds the VTIMEZONEs it names; looking them up walked the whole
+    calendar once per VEVENT, so a file of N events cost N² (the fresh-user trial: 20 000
+    plain events, over 120 s). The calendar is walked for VTIMEZONEs once per parse."""
+    walks: list[str] = []
+    original = icalendar.Component.walk
+
+    def counting(self, name=None, select=None):
+        if name == "VTIMEZONE":
+            walks.append(self.name)
+        return original(self, name, select) if select is not None else original(self, name)
+
+    monkeypatch.setattr(icalendar.Component, "walk", counting)
+    records = parse_ical((SAMPLES / "ical_google.ics").read_bytes(), "portland").records
+    with_zone = [r for r in records if "BEGIN:VTIMEZONE" in r.payload]
+    assert len(records) == 47 and len(with_zone) == 47  # 41 events and 6 RECURRENCE-IDs
+    assert walks == ["VCALENDAR"]
