@@ -26,7 +26,9 @@ How the child starts (standard library :mod:`multiprocessing`, no other package)
 
 The limit counts the child's whole address space, including what it inherited (~200–250 MB of
 interpreter and libraries for the doctor's warmed child); it is not the memory the file may use
-on top. That is why a big parent does not fork: its child would start near the limit.
+on top. That is why a big parent does not fork: its child would start near the limit. A fork
+forced from a big parent (``start_method="fork"``) gets half the limit above what it inherited
+(:func:`fork_limit`), never a limit it already exceeds.
 
 Settings of the doctor's runs: ``TISSU_CHECK_TIME_LIMIT`` (seconds, default 20),
 ``TISSU_CHECK_MEMORY_MB`` (default 1024), ``TISSU_CHECK_MAX_RUNNING`` (runs at once in one
@@ -185,7 +187,10 @@ def _apply_env(env: dict[str, str]) -> None:
 
 def _child_main(conn: Connection, warm_up: Callable[[], object] | None,
                 job: tuple[Any, ...] | None) -> None:
-    """The child: warm up, take one job (given, or received after saying « prêt »), answer."""
+    """The child: warm up, take one job (given, or received after saying « prêt »), answer.
+
+    A job given at the start means a child forked from the caller (see :func:`fork_limit`)."""
+    forked = job is not None
     if job is None:
         if warm_up is not None:
             try:
@@ -202,6 +207,8 @@ def _child_main(conn: Connection, warm_up: Callable[[], object] | None,
     _apply_env(env)
     # pickled before the limit: telling « out of memory » must not need memory
     out_of_memory = bytes(ForkingPickler.dumps(("memory", None)))
+    if memory_bytes and forked:
+        memory_bytes = fork_limit(memory_bytes, _vm_size())
     if memory_bytes:
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     outcome: tuple[str, Any] | None
@@ -227,6 +234,19 @@ def _child_main(conn: Connection, warm_up: Callable[[], object] | None,
         conn.close()
     # nothing else to do: skip the interpreter's clean-up, which may itself lack memory
     os._exit(0)
+
+
+def fork_limit(memory_bytes: int, inherited_bytes: int) -> int:
+    """``RLIMIT_AS`` in bytes of a child forked from a parent of ``inherited_bytes`` (VmSize).
+
+    A forked child starts with its parent's whole address space. The automatic choice forks only
+    from a parent under half of ``memory_bytes``, which leaves the work at least half the limit;
+    a child forked from a bigger parent (``start_method="fork"`` forced: a test process, a
+    command that had already read much) gets the same room, half the limit above what it
+    inherited, instead of a limit it already exceeds (every allocation would fail at once).
+    Never below ``memory_bytes``.
+    """
+    return max(memory_bytes, inherited_bytes + memory_bytes // 2)
 
 
 def _status_bytes(field: str) -> int:

@@ -26,6 +26,7 @@ from connectors.sandbox import (
     Sandbox,
     SandboxBusy,
     TimeLimitExceeded,
+    fork_limit,
 )
 from tests.conftest import FIXTURES, NOW, SAMPLES, Route
 
@@ -138,6 +139,36 @@ def test_a_big_parent_does_not_fork_a_child_that_starts_near_the_limit(monkeypat
         box.close()
     assert small_parent == os.getpid()  # forked from here
     assert big_parent != os.getpid()  # from the forkserver
+
+
+@pytest.fixture
+def big_parent():
+    """900 MB more address space in this process (reserved, never touched): the state of the
+    test process after a long suite, where a forked child inherited more than 1024 Mo."""
+    import mmap
+
+    block = mmap.mmap(-1, 900 * 2**20)
+    yield
+    block.close()
+
+
+def test_a_fork_forced_from_a_big_parent_still_has_room_to_work(big_parent, tmp_settings):
+    box = Sandbox(start_method="fork")
+    limits = Limits(seconds=30, memory_mb=1024)
+    with pytest.raises(ChildError, match="ValueError: valeur refusée"):
+        box.run(fail, limits=limits)
+    assert box.run(allocate, 64, limits=limits) == 64 * 2**20
+    content = (FIXTURES / "ical" / "ical_upcoming_many.ics").read_bytes()
+    diagnosis, _upcoming = box.run(examine_content, content, "https://example.org/a.ics",
+                                   now=NOW, settings=tmp_settings, limits=limits)
+    assert not diagnosis.stopped and diagnosis.events > 0
+
+
+def test_a_forked_child_gets_half_the_limit_above_what_it_inherits():
+    mb = 2**20
+    assert fork_limit(1024 * mb, 300 * mb) == 1024 * mb  # a small parent: the limit as is
+    assert fork_limit(1024 * mb, 512 * mb) == 1024 * mb
+    assert fork_limit(1024 * mb, 1300 * mb) == 1812 * mb  # 1300 inherited + 512 to work
 
 
 def test_an_exception_in_the_child_is_named(sandbox):
