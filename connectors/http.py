@@ -75,6 +75,28 @@ class UnsafeURLError(FetchError):
     """The URL, or an address it resolves or redirects to, must not be fetched (SSRF guard)."""
 
 
+class TooLargeError(FetchError):
+    """The body is, or is announced as, bigger than ``max_bytes`` (on the wire or decompressed)."""
+
+
+class TooSlowError(FetchError):
+    """The fetch ran past its overall deadline (a slow server, or one dribbling its bytes)."""
+
+
+def human_size(size: int) -> str:
+    """A size in bytes in French words with binary units: ``864 octets``, ``1,5 Mo``, ``20 Mo``,
+    ``3 Go`` (1 Ko = 1024 octets, 1 Mo = 1 048 576 octets; at most one decimal, comma)."""
+    if size < 1024:
+        return f"{size} octet{'s' if size > 1 else ''}"
+    value = float(size)
+    for unit in ("Ko", "Mo", "Go", "To"):
+        value /= 1024
+        if value < 1024 or unit == "To":
+            break
+    text = f"{value:.1f}".removesuffix(".0").replace(".", ",")
+    return f"{text} {unit}"
+
+
 @dataclass
 class FetchResult:
     """What a fetch returned.
@@ -321,7 +343,7 @@ def _polite_wait(url: str, delay: float, deadline: float) -> None:
     wait = start - now
     if wait > 0:
         if now + wait > deadline:
-            raise FetchError("délai dépassé en attendant son tour auprès du même serveur")
+            raise TooSlowError("délai dépassé en attendant son tour auprès du même serveur")
         time.sleep(wait)
 
 
@@ -360,8 +382,8 @@ def _read_body(response: requests.Response, url: str, max_bytes: int, deadline: 
         raise FetchError(f"encodage de contenu non pris en charge : {encoding} ({url})")
     decoder: Any = None
     first = True
-    too_big = FetchError(
-        f"réponse trop volumineuse (plus de {max_bytes} octets) : téléchargement arrêté"
+    too_big = TooLargeError(
+        f"réponse trop volumineuse (plus de {human_size(max_bytes)}) : téléchargement arrêté"
     )
     chunks: list[bytes] = []
     received = 0  # bytes on the wire
@@ -369,8 +391,8 @@ def _read_body(response: requests.Response, url: str, max_bytes: int, deadline: 
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise FetchError(
-                f"téléchargement trop lent : arrêté après {received} octets ({url})"
+            raise TooSlowError(
+                f"téléchargement trop lent : arrêté après {human_size(received)} ({url})"
             )
         sock = getattr(getattr(raw, "connection", None), "sock", None)
         if sock is not None:
@@ -382,8 +404,8 @@ def _read_body(response: requests.Response, url: str, max_bytes: int, deadline: 
             data = raw.read1(_CHUNK, decode_content=False)
         except (urllib3.exceptions.ReadTimeoutError, TimeoutError) as exc:
             if deadline - time.monotonic() <= 0:
-                raise FetchError(
-                    f"téléchargement trop lent : arrêté après {received} octets ({url})"
+                raise TooSlowError(
+                    f"téléchargement trop lent : arrêté après {human_size(received)} ({url})"
                 ) from exc
             raise _Retryable(f"le serveur a cessé d'envoyer les données ({url})") from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
@@ -471,9 +493,10 @@ def fetch(
 
     Raises:
         UnsafeURLError: a URL or redirect target refused by :func:`check_url`.
-        FetchError: file missing, connection failure, time-out, deadline exceeded, HTTP status
-            ≥ 400 (after retries for 5xx), redirect loop or too many redirects, body too big,
-            broken compression.
+        TooLargeError: body (announced, on the wire or decompressed) bigger than ``max_bytes``.
+        TooSlowError: ``deadline`` exceeded (a slow or dribbling server).
+        FetchError: file missing, connection failure, time-out, HTTP status ≥ 400 (after
+            retries for 5xx), redirect loop or too many redirects, broken compression.
     """
     has_scheme = "://" in url.split("?", 1)[0][:16]
     if not url.lower().startswith(("http://", "https://")):
@@ -525,7 +548,8 @@ def _fetch_file(path: Path, max_bytes: int) -> FetchResult:
     except OSError as exc:
         raise FetchError(f"fichier introuvable : {path}") from exc
     if size > max_bytes:
-        raise FetchError(f"fichier trop volumineux ({size} octets, limite {max_bytes})")
+        raise TooLargeError(f"fichier trop volumineux ({human_size(size)}, limite "
+                            f"{human_size(max_bytes)})")
     return FetchResult(url=str(path), content=path.read_bytes(), status=200)
 
 
@@ -576,7 +600,7 @@ def _attempts(http: requests.Session, url: str, headers: dict[str, str], etag: s
                 tries = f" (après {attempt} tentatives)" if attempt > 1 else ""
                 raise FetchError(f"{exc}{tries}") from exc
             if time.monotonic() + delay >= end:
-                raise FetchError(f"{exc} ; délai total de {limit:g} s dépassé") from exc
+                raise TooSlowError(f"{exc} ; délai total de {limit:g} s dépassé") from exc
             time.sleep(delay)
 
 
@@ -586,14 +610,14 @@ def _once(http: requests.Session, url: str, headers: dict[str, str], etag: str |
     _polite_wait(url, host_delay, end)
     remaining = end - time.monotonic()
     if remaining <= 0:
-        raise FetchError(f"délai total de {limit:g} s dépassé ({url})")
+        raise TooSlowError(f"délai total de {limit:g} s dépassé ({url})")
     connect, read = timeout
     try:
         response = http.get(url, headers=headers, stream=True, allow_redirects=False,
                             timeout=(min(connect, remaining), min(read, remaining)))
     except requests.Timeout as exc:
         if end - time.monotonic() <= 0:
-            raise FetchError(f"délai total de {limit:g} s dépassé ({url})") from exc
+            raise TooSlowError(f"délai total de {limit:g} s dépassé ({url})") from exc
         raise _Retryable(f"le serveur ne répond pas à temps ({url})") from exc
     except requests.ConnectionError as exc:
         cause = exc.__context__
@@ -625,8 +649,9 @@ def _once(http: requests.Session, url: str, headers: dict[str, str], etag: str |
             raise FetchError(f"le serveur a répondu HTTP {status} pour {url}")
         declared = response.headers.get("Content-Length", "").strip()
         if declared.isdigit() and int(declared) > max_bytes:
-            raise FetchError(
-                f"réponse trop volumineuse ({declared} octets annoncés, limite {max_bytes})"
+            raise TooLargeError(
+                f"réponse trop volumineuse ({human_size(int(declared))} annoncés, limite "
+                f"{human_size(max_bytes)})"
             )
         content = _read_body(response, url, max_bytes, end, read)
         return FetchResult(

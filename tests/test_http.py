@@ -18,7 +18,7 @@ from sqlmodel import Session
 
 import connectors.http as http_module
 from connectors.harvest import harvest_source
-from connectors.http import FetchError, fetch
+from connectors.http import FetchError, TooLargeError, TooSlowError, fetch, human_size
 from schemas.models import Source
 from schemas.store import make_engine
 from tests.conftest import NOW, SAMPLES, Route
@@ -173,8 +173,19 @@ def test_fifty_megabyte_one_line_file_is_refused_while_streaming():
 
 def test_declared_length_over_the_limit_is_refused_before_reading(http_server):
     http_server.routes["/big.ics"] = Route(b"x" * 2000)
-    with pytest.raises(FetchError, match="2000 octets annoncés"):
+    with pytest.raises(TooLargeError, match=r"\(2 Ko annoncés, limite 1000 octets\)"):
         fetch(http_server.url("/big.ics"), max_bytes=1000, **FAST)
+
+
+def test_sizes_in_the_messages_are_in_human_units():
+    def handler(conn: socket.socket) -> None:  # announces 3 GiB, sends nothing of it
+        conn.sendall(head(Content_Type="text/calendar", Content_Length="3221225472"))
+
+    with raw_server(handler) as url, pytest.raises(TooLargeError) as caught:
+        fetch(url, **FAST)  # default max_bytes: 20 MB
+    assert str(caught.value) == "réponse trop volumineuse (3 Go annoncés, limite 20 Mo)"
+    assert [human_size(n) for n in (0, 1, 864, 1024, 1536, 20 * 2**20, 3 * 2**30)] == [
+        "0 octet", "1 octet", "864 octets", "1 Ko", "1,5 Ko", "20 Mo", "3 Go"]
 
 
 def test_slow_server_dribbling_bytes_is_cut_by_the_deadline():
@@ -185,7 +196,8 @@ def test_slow_server_dribbling_bytes_is_cut_by_the_deadline():
             time.sleep(0.05)
 
     started = time.monotonic()
-    with raw_server(handler) as url, pytest.raises(FetchError, match="trop lent"):
+    with raw_server(handler) as url, pytest.raises(TooSlowError,
+                                                   match=r"trop lent : arrêté après \d+ octets"):
         fetch(url, deadline=1.0, timeout=(2, 2), **FAST)
     assert time.monotonic() - started < 2.5
 
