@@ -27,10 +27,60 @@ def utcnow() -> dt.datetime:
 
 
 def make_engine(database_url: str):  # type: ignore[no-untyped-def]  # -> sqlalchemy Engine
-    """schemas.store.make_engine, imported on first use."""
+    """schemas.store.make_engine, imported on first use, for every command that opens the store.
+
+    A store that cannot be opened ends the command with one French line and exit code 2
+    instead of a traceback: an address SQLAlchemy cannot read (« adresse de base de données
+    illisible : … »), a database driver that is not installed, or a database that does not
+    answer or refuses the connection (« base de travail injoignable : … »). The address is
+    shown without its password.
+    """
+    from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+
     from schemas.store import make_engine as make
 
-    return make(database_url)
+    try:
+        return make(database_url)
+    except ArgumentError as exc:  # NoSuchModuleError (unknown dialect) is one too
+        problem = f"adresse de base de données illisible : « {_shown_url(database_url)} »"
+        if "Can't load plugin" in str(exc):
+            problem += " (type de base inconnu : sqlite:///chemin ou postgresql://… attendu)"
+        else:
+            problem += " (attendu : sqlite:///chemin/tissu.db ou postgresql://…)"
+    except ImportError as exc:
+        problem = (f"adresse de base de données illisible : « {_shown_url(database_url)} » "
+                   f"(pilote Python absent : {exc.name or exc})")
+    except (OperationalError, DBAPIError) as exc:
+        problem = (f"base de travail injoignable : « {_shown_url(database_url)} » (le serveur "
+                   "ne répond pas ou refuse la connexion ; pilote : "
+                   f"{_one_line(exc.orig if exc.orig is not None else exc)})")
+    except OSError as exc:  # the SQLite file's folder cannot be created
+        problem = (f"base de travail injoignable : « {_shown_url(database_url)} » : "
+                   f"{exc.strerror or exc}")
+    console.print(f"[red]Impossible[/red] : {_escape(problem)}", soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _shown_url(database_url: str) -> str:
+    """``database_url`` with its password replaced by ``***`` (text kept when unreadable)."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(database_url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001  # not a URL SQLAlchemy reads: show it, shortened
+        return database_url[:80]
+
+
+def _one_line(error: object) -> str:
+    """The driver's message on one line (psycopg's hint lines joined with « ; »)."""
+    lines = [" ".join(line.split()) for line in str(error).splitlines()]
+    return " ; ".join(line for line in lines if line)[:300]
 
 app = typer.Typer(help="Tissu : agenda solidaire ouvert (collecte, publication, diffusion).",
                   no_args_is_help=True)
