@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import html
 import re
 import sqlite3
 import sys
@@ -174,6 +175,36 @@ def test_home_is_paginated_so_a_busy_week_stays_in_budget(instance, monkeypatch)
     assert 'href="/?page=2">Suite de la semaine</a>' in page
     second = get(instance, "/?page=2").text
     assert second.count('<li><a href="/agenda/evenement/') == 3
+
+
+def test_a_page_past_the_end_of_the_week_says_so_and_links_to_the_last(instance, monkeypatch):
+    # a fresh user tried /?page=999999999999: « 8 rendez-vous cette semaine » then « Aucun
+    # rendez-vous trouvé pour cette semaine »
+    monkeypatch.setattr(resident, "HOME_PAGE_ROWS", 3)  # 8 sessions: 3 pages
+    offsets = []
+    listing = resident_data.week_listing
+
+    def week_listing(connection, filters, now, offset, *args, **kwargs):
+        offsets.append(offset)
+        return listing(connection, filters, now, offset, *args, **kwargs)
+
+    monkeypatch.setattr(resident_data, "week_listing", week_listing)
+    for asked in ("999999999999", "4"):
+        page = html.unescape(get(instance, f"/?page={asked}").text)
+        assert "8 rendez-vous cette semaine" in page
+        assert (f"Page {asked} : il n'y a que 3 pages de rendez-vous pour cette semaine. "
+                '<a href="/?page=3">Aller à la dernière page</a>') in page
+        assert "Aucun rendez-vous trouvé" not in page
+        assert "Suite de la semaine" not in page
+    assert max(offsets) <= (resident.MAX_HOME_PAGE - 1) * 3  # no OFFSET of 3 000 billion rows
+    # one page only: a link to the first page, in the visitor's language
+    monkeypatch.setattr(resident, "HOME_PAGE_ROWS", 60)
+    page = html.unescape(get(instance, "/?page=2&lang=en").text)
+    assert ("Page 2: there is only one page of events this week. "
+            '<a href="/?lang=en">Go to the first page</a>') in page
+    # an empty week past its first page is just empty
+    page = html.unescape(get(instance, "/?page=2&date=2030-01-07").text)
+    assert "Aucun rendez-vous trouvé pour cette semaine" in page and "Page 2 :" not in page
 
 
 def test_event_page_and_its_calendar_file(instance):

@@ -46,6 +46,8 @@ COOKIE_MAX_AGE = 365 * 24 * 3600
 #: The feed of the whole agenda, served from the exports folder (publish/exports.py).
 FEED_PATH = "/exports/agenda.ics"
 HOME_PAGE_ROWS = 60
+#: Pages of the home listing beyond this one are looked up as this one (past the end anyway).
+MAX_HOME_PAGE = 100_000
 
 
 def clock() -> dt.datetime:
@@ -382,10 +384,11 @@ async def home(datasette: Any, request: Any, page: Page) -> Response:
     filters = data.Filters.from_args(request.args)
     first = filters.start or page.today
     try:
-        number = max(1, int(request.args.get("page") or 1))
+        requested = max(1, int(request.args.get("page") or 1))
     except ValueError:
-        number = 1
-    number = min(number, 100_000)  # OFFSET stays small enough for SQLite
+        requested = 1
+    # the OFFSET stays small enough for SQLite (which stops at the last row found anyway)
+    number = min(requested, MAX_HOME_PAGE)
     facts = await _facts(datasette, page.now)
     listing, choices, free_supported, labels = await _run_all(
         datasette,
@@ -398,6 +401,8 @@ async def home(datasette: Any, request: Any, page: Page) -> Response:
     page.expire_at(listing.changes_at)
     page.expire_at(facts.next_choice_change(page.now))
     more = total > number * HOME_PAGE_ROWS
+    pages = max(1, -(-total // HOME_PAGE_ROWS))
+    past_end = total > 0 and requested > pages
     context = page.context(
         "agenda",
         filters=filters,
@@ -406,6 +411,11 @@ async def home(datasette: Any, request: Any, page: Page) -> Response:
         days=data.group_by_day(shown, first),
         total=total,
         page_number=number,
+        requested_page=requested,
+        page_count=pages,
+        past_end=past_end,
+        last_page=(page.url("/", filters.params() + ([("page", str(pages))] if pages > 1 else []))
+                   if past_end else None),
         next_page=page.url("/", filters.params() + [("page", str(number + 1))]) if more else None,
         choices=choices,
         theme_labels=labels,
