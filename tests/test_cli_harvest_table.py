@@ -10,8 +10,8 @@ from tissu.cli import UNCHANGED_LISTED, harvest_table
 from tissu.pipeline import SourceSummary
 
 
-def drawn(summaries: list[SourceSummary]) -> str:
-    console = Console(file=io.StringIO(), width=160, color_system=None)
+def drawn(summaries: list[SourceSummary], width: int = 160) -> str:
+    console = Console(file=io.StringIO(), width=width, color_system=None)
     console.print(harvest_table(summaries))
     return console.file.getvalue()  # type: ignore[attr-defined]
 
@@ -32,6 +32,49 @@ def test_many_unchanged_sources_share_one_row_and_the_others_keep_theirs():
     rows = [line for line in text.splitlines() if "asso-" in line or "autres" in line]
     assert len(rows) == 4
     assert "asso-007" in rows[0] and "12" in rows[0] and "30" in rows[0]
-    assert "asso-008" in rows[1] and "failed" in rows[1]
-    assert "asso-009" in rows[2] and "unchanged" in rows[2]
-    assert "… 497 autres sources" in rows[3] and "unchanged" in rows[3]
+    assert "asso-008" in rows[1] and "en échec" in rows[1]
+    assert "asso-009" in rows[2] and "inchangée" in rows[2]
+    assert "… 497 autres sources" in rows[3] and "inchangée" in rows[3]
+
+
+def test_the_state_is_in_french():
+    # the trial: the « état » column showed ok / failed / partial / unchanged
+    summaries = [SourceSummary("a-ok", "ok"), SourceSummary("b-failed", "failed"),
+                 SourceSummary("c-partial", "partial"), SourceSummary("d-unchanged", "unchanged")]
+    rows = {line.split()[0]: line for line in drawn(summaries).splitlines()
+            if line.strip().startswith(("a-", "b-", "c-", "d-"))}
+    assert rows["a-ok"].split()[1] == "ok"
+    assert "en échec" in rows["b-failed"] and "failed" not in rows["b-failed"].replace(
+        "b-failed", "")
+    assert "partielle" in rows["c-partial"]
+    assert "inchangée" in rows["d-unchanged"]
+    assert "unchanged" not in drawn(summaries).replace("d-unchanged", "")
+
+
+def test_the_table_is_readable_at_80_columns():
+    # the trial (output piped, 80 columns): « vacances-sc… » and « avertisseme… »
+    summaries = [SourceSummary("vacances-scolaires-zone-b", "partial", records=1234,
+                               events=1200, occurrences=45678, warnings=["w"] * 12),
+                 SourceSummary("chicago-housing-trust-fund", "unchanged"),
+                 SourceSummary("albi", "failed", errors=["albi : HTTP 500"])]
+    text = drawn(summaries, width=80)
+    lines = text.splitlines()
+    assert all(len(line) <= 80 for line in lines)
+    assert "…" not in text
+    header = next(line for line in lines if line.startswith("source"))
+    assert header.split() == ["source", "état", "fiches", "évén.", "séances", "avert.",
+                              "erreurs"]
+    row = next(line for line in lines if line.startswith("vacances-scolaires-zone-b "))
+    assert row.split() == ["vacances-scolaires-zone-b", "partielle", "1234", "1200", "45678",
+                           "12", "0"]
+    assert next(line for line in lines if "chicago" in line).split()[0] == (
+        "chicago-housing-trust-fund")
+
+
+def test_a_narrow_screen_folds_the_id_and_never_cuts_a_count():
+    summaries = [SourceSummary("vacances-scolaires-zone-b", "ok", records=123456)]
+    text = drawn(summaries, width=60)
+    assert "123456" in text and "…" not in text
+    assert "".join(line.split()[0] for line in text.splitlines()
+                   if line and not line.startswith((" ", "─", "source"))
+                   and line.split()[0] not in ("ok",)).startswith("vacances-scolaires-zone-b")

@@ -179,30 +179,47 @@ RegistrationArg = Annotated[int, typer.Argument(parser=_registration_value, meta
                                                      "pending)")]
 
 
+# The « état » of a source's run as a reader reads it; the machine values (JSON, database) stay.
+STATUS_LABELS = {"ok": "ok", "failed": "en échec", "partial": "partielle",
+                 "unchanged": "inchangée"}
+
+
 def harvest_table(summaries: list) -> Table:  # type: ignore[type-arg]
     """The « Collecte par source » table of ``tissu harvest`` (tissu.pipeline.SourceSummary).
 
     One row per source, except that more than :data:`UNCHANGED_LISTED` sources unchanged (HTTP
     304 or same content) without warnings or errors share one row, « … N autres sources ».
+    The state is in French (:data:`STATUS_LABELS`). Readable at 80 columns (output piped): no
+    side borders, short headers (« évén. » événements, « avert. » avertissements); an id fits
+    on its line up to 26 characters at 80 columns and folds beyond, counts are never cut.
     """
+    from rich import box
     from rich.table import Table
 
-    table = Table(title="Collecte par source")
-    for column in ("source", "état", "fiches", "événements", "séances", "avertissements",
-                   "erreurs"):
-        table.add_column(column)
+    table = Table(title="Collecte par source", box=box.SIMPLE_HEAD, show_edge=False,
+                  pad_edge=False, collapse_padding=True)
+    # at 80 columns an id of 26 characters fits on its line; on a narrower screen the id folds
+    # onto a second line rather than a count being cut (« 12… » would read as a number)
+    table.add_column("source", overflow="fold", ratio=1)
+    table.add_column("état", no_wrap=True, min_width=9)
+    for column in ("fiches", "évén.", "séances", "avert.", "erreurs"):
+        table.add_column(column, justify="right", no_wrap=True, min_width=len(column))
     colours = {"ok": "green", "unchanged": "green", "partial": "yellow", "failed": "red"}
+
+    def state(status: str) -> str:
+        return f"[{colours.get(status, 'white')}]{STATUS_LABELS.get(status, status)}[/]"
+
     quiet = [s for s in summaries if s.status == "unchanged" and not s.warnings
              and not s.errors]
     grouped = len(quiet) > UNCHANGED_LISTED
     for s in summaries:
         if grouped and s.status == "unchanged" and not s.warnings and not s.errors:
             continue
-        table.add_row(s.source_id, f"[{colours.get(s.status, 'white')}]{s.status}[/]",
+        table.add_row(_escape(s.source_id), state(s.status),
                       str(s.records), str(s.events), str(s.occurrences), str(len(s.warnings)),
                       str(len(s.errors)))
     if grouped:  # one row for them: a 500-row table costs ~0.4 s to draw and says nothing
-        table.add_row(f"… {len(quiet)} autres sources", "[green]unchanged[/]",
+        table.add_row(f"… {len(quiet)} autres sources", state("unchanged"),
                       str(sum(s.records for s in quiet)), str(sum(s.events for s in quiet)),
                       str(sum(s.occurrences for s in quiet)), "0", "0")
     return table
