@@ -176,6 +176,16 @@ def _header(lines: list[str]) -> list[str]:
     return header
 
 
+def parser_reason(exc: BaseException) -> str:
+    """What to say of an exception of icalendar: its message when it is a parse error
+    (ValueError: « Wrong date format … », « Content line could not be parsed … »), else that
+    the reader failed, without Python's text (an AttributeError « 'list' object has no
+    attribute 'strip' » is icalendar tripping on a repeated property, not a message)."""
+    if isinstance(exc, ValueError) and str(exc):
+        return str(exc)
+    return "le lecteur iCalendar a échoué sur une propriété en double ou mal placée"
+
+
 def _parse_whole(text: str) -> list[icalendar.Calendar]:
     calendars = icalendar.Calendar.from_ical(text, multiple=True)
     return [x_wr_timezone.to_standard(cal) for cal in calendars]
@@ -199,8 +209,14 @@ def _parse_blockwise(lines: list[str], result: ParseResult,
             try:
                 icalendar.Calendar.from_ical(f"BEGIN:VCALENDAR\n{block}\nEND:VCALENDAR\n")
             except Exception as exc:  # noqa: BLE001 - any parser failure is reported, not raised
+                tzid_lines = [first + 1 + i - shift
+                              for i, text_line in enumerate(lines[first : last + 1])
+                              if text_line.upper().startswith("TZID")]
+                reason = (f"il porte {len(tzid_lines)} TZID (lignes "
+                          f"{', '.join(map(str, tzid_lines))}) : un VTIMEZONE décrit un seul "
+                          "fuseau" if len(tzid_lines) > 1 else parser_reason(exc))
                 result.warnings.append(
-                    Problem(f"VTIMEZONE illisible ignoré ({exc})", first + 1 - shift,
+                    Problem(f"VTIMEZONE illisible ignoré ({reason})", first + 1 - shift,
                             "bad-vtimezone")
                 )
                 continue
@@ -325,9 +341,9 @@ def parse_ical(data: bytes, source_id: str = "") -> ParseResult:
         if position != len(vevent_lines):
             raise ValueError(f"{position} VEVENT lus sur {len(vevent_lines)}")
     except Exception as exc:  # noqa: BLE001 - fall back to block-wise recovery
-        result.warnings.append(
-            Problem(f"fichier mal formé ({exc}) ; lecture événement par événement", code="fallback")
-        )
+        result.warnings.append(Problem(
+            f"fichier mal formé ({parser_reason(exc)}) ; lecture événement par événement",
+            code="fallback"))
         pairs = []
         for vevent, line in _parse_blockwise(lines, result, shift):
             pairs.append((vevent, line, None))

@@ -583,3 +583,18 @@ def test_utf8_file_with_a_stray_latin1_byte_keeps_its_utf8():
     event = only(events).event
     assert event["location"] == "im büro"
     assert event["organizer"] == "acme, ädmin"  # not "acme, Ã¤dmin"
+
+
+def test_a_vtimezone_with_two_tzids_is_named_without_python_text():
+    """The Chicago sample (WordPress The Events Calendar) writes one VTIMEZONE with two TZID
+    lines; icalendar raises AttributeError (« 'list' object has no attribute 'strip' »), which
+    was shown as is in the harvest output, `tissu sources status` and the status page."""
+    result = parse_ical((SAMPLES / "chi_low_income_housing_trust_fund.ics").read_bytes(), "chi")
+    messages = [(p.line, p.code, p.message) for p in result.warnings + result.errors]
+    assert messages == [
+        (None, "fallback", ("fichier mal formé (le lecteur iCalendar a échoué sur une propriété "
+                           "en double ou mal placée) ; lecture événement par événement")),
+        (12, "bad-vtimezone", ("VTIMEZONE illisible ignoré (il porte 2 TZID (lignes 13, 20) : "
+                              "un VTIMEZONE décrit un seul fuseau)"))]
+    assert len(result.records) == 30
+    assert not any("attribute" in m for _l, _c, m in messages)
