@@ -12,7 +12,7 @@ from typing import Any
 
 from datasette import hookimpl
 
-from publish.web import reload, serving, table_cache
+from publish.web import not_found, reload, serving, table_cache
 
 FEATURE_MODULES: list[str] = ["publish.web.resident", "publish.web.registration",
                               "publish.web.exports", "publish.web.embed",
@@ -32,6 +32,11 @@ def asgi_wrapper(datasette: Any) -> Any:
     """Serve Datasette's table pages of the immutable published file again from memory
     (publish/web/table_cache.py)."""
     return table_cache.wrap(datasette)
+
+
+#: Ordinary 404s: Tissu's page (or JSON), without Datasette's traceback in the log
+#: (publish/web/not_found.py).
+handle_exception = not_found.handle_exception
 
 
 @hookimpl
