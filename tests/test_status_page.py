@@ -194,3 +194,66 @@ def test_reason_items_list_every_warning_under_the_summary():
     # a summary worded otherwise is kept, and no warning is lost
     assert reason_items(["autre résumé"], warnings[:2]) == [
         {"text": "autre résumé", "details": warnings[:2]}]
+
+
+def add_warned_read(engine, source_id, count):
+    """A later read of ``source_id`` that left ``count`` warnings (as a harvest stores them)."""
+    warnings = [f"{source_id} : ligne {n} : DTSTART illisible" for n in range(1, count + 1)]
+    with Session(engine) as session:
+        at = NOW + dt.timedelta(minutes=5)
+        session.add(HarvestRun(source_id=source_id, started_at=at, finished_at=at, status="ok",
+                               records=12, events=12, warnings=json.dumps(warnings)))
+        session.commit()
+
+
+def row_of(text, source_id):
+    row = text[text.index(f'id="source-{source_id}"'):]
+    return row[:row.index("</tr>")]
+
+
+def test_a_source_with_many_warnings_lists_ten_and_counts_the_others(history):
+    # a fresh user saw all 204 warnings of one source on the page of every source (33 KB)
+    add_warned_read(history, "lisbonne", 204)
+    text = html.unescape(get("/etat-des-sources").text)
+    row = row_of(text, "lisbonne")
+    assert "204 avertissements à la dernière lecture :" in row
+    assert row.count("DTSTART illisible</li>") == 10
+    assert "<li>ligne 10 : DTSTART illisible</li>" in row
+    assert "ligne 11 :" not in row
+    assert ('<a href="/etat-des-sources?source=lisbonne&lang=fr#source-lisbonne">'
+            "et 194 autres avertissements</a>") in row
+    assert len(get("/etat-des-sources").content) < 10_000
+    # that source's own page lists them all, and only that source
+    own = html.unescape(get("/etat-des-sources?source=lisbonne").text)
+    assert own.count("DTSTART illisible</li>") == 204
+    assert "<li>ligne 204 : DTSTART illisible</li>" in own
+    assert "autres avertissements" not in own
+    assert 'id="source-cassee"' not in own
+    assert '<a href="/etat-des-sources?lang=fr">Toutes les sources</a>' in own
+    unknown = html.unescape(get("/etat-des-sources?source=nexiste").text)
+    assert "Aucune source ne porte ce code." in unknown and "<table>" not in unknown
+
+
+def test_eleven_warnings_leave_one_other(history):
+    add_warned_read(history, "lisbonne", 11)
+    row = row_of(html.unescape(get("/etat-des-sources?lang=en").text), "lisbonne")
+    assert row.count("DTSTART illisible</li>") == 10
+    assert "and 1 more warning</a>" in row
+
+
+def test_status_page_in_english_or_arabic_says_the_diagnostics_are_french(history):
+    english = html.unescape(get("/etat-des-sources?lang=en").text)
+    assert "(The diagnostics are written in French.)" in english
+    arabic = html.unescape(get("/etat-des-sources?lang=ar").text)
+    assert "(التشخيصات مكتوبة بالفرنسية.)" in arabic
+    french = html.unescape(get("/etat-des-sources").text)
+    assert "écrits en français" not in french
+
+
+def test_shorten_keeps_the_first_warnings_and_counts_the_rest():
+    from publish.web.status import shorten
+
+    items = [{"text": "r", "details": [str(n) for n in range(12)]}, {"text": "s", "details": []}]
+    assert shorten(items, 10) == [
+        {"text": "r", "details": [str(n) for n in range(10)], "more": 2},
+        {"text": "s", "details": [], "more": 0}]

@@ -154,6 +154,11 @@ MESSAGES: dict[str, str] = {
         "status.counts",
         "{ok} en forme, {warning} à surveiller, {failing} en panne"),
     "status.register": _mark.pgettext("status.register", "Inscrire un agenda"),
+    "status.french": _mark.pgettext("status.french", "(Les diagnostics sont écrits en français.)"),
+    "status.more_one": _mark.pgettext("status.more_one", "et 1 autre avertissement"),
+    "status.more": _mark.pgettext("status.more", "et {n} autres avertissements"),
+    "status.all": _mark.pgettext("status.all", "Toutes les sources"),
+    "status.unknown": _mark.pgettext("status.unknown", "Aucune source ne porte ce code."),
 }
 def t(lang: str, key: str, **values: object) -> str:
     """The message ``key`` in ``lang`` (French when untranslated), formatted with ``values``.

@@ -24,6 +24,9 @@ from schemas.models import HarvestRun, Source, utcnow
 from tissu.alerts import READS, all_incidents
 
 MARKS = {"ok": "●", "warning": "▲", "failing": "■"}
+#: Warnings of a source listed on the page of every source; the rest are counted, and listed
+#: in full on that source's own page (``/etat-des-sources?source=<id>``).
+SHOWN_WARNINGS = 10
 TREND_READS = 6
 
 
@@ -77,6 +80,13 @@ def reason_items(reasons: list[str], warnings: list[str]) -> list[dict[str, Any]
     return items
 
 
+def shorten(items: list[dict[str, Any]], limit: int = SHOWN_WARNINGS) -> list[dict[str, Any]]:
+    """The reason items with at most ``limit`` details each; ``"more"`` (int, 0 when none) is
+    how many were left out."""
+    return [{**item, "details": item["details"][:limit],
+             "more": max(0, len(item["details"]) - limit)} for item in items]
+
+
 def trend_word(values: list[int]) -> str:
     """``↗`` up, ``↘`` down, ``→`` stable, '' with fewer than two reads (first vs last)."""
     if len(values) < 2:
@@ -89,8 +99,13 @@ def local(value: dt.datetime | None) -> str | None:
     return value.astimezone(PARIS).strftime("%d/%m/%Y %H:%M") if value else None
 
 
-def status_rows(now: dt.datetime) -> dict[str, Any]:
-    """Everything the page shows: one row per source, worst first, and counts per status."""
+def status_rows(now: dt.datetime, only: str | None = None) -> dict[str, Any]:
+    """Everything the page shows: one row per source, worst first, and counts per status.
+
+    Each source lists at most :data:`SHOWN_WARNINGS` warnings (``reasons[i]["more"]`` counts
+    the others). With ``only`` (a source id) the rows are that source's alone (none when no
+    source has that id), with every warning; the counts stay those of every source.
+    """
     settings = pages.settings()
     engine = pages.engine()
     healths = health_report(engine, now, getattr(settings, "stale_after_days", 30))
@@ -105,20 +120,24 @@ def status_rows(now: dt.datetime) -> dict[str, Any]:
             rows.append({
                 "id": source.id, "name": source.name, "publisher": source.publisher_name,
                 "status": health.status, "mark": MARKS[health.status],
-                "reasons": reason_items(health.reasons, warnings),
+                "reasons": (reason_items(health.reasons, warnings) if source.id == only
+                            else shorten(reason_items(health.reasons, warnings))),
                 "last_success": local(health.last_success_at),
                 "paused": source.status == "paused",
                 "trend": values, "trend_word": trend_word(values),
                 "upcoming": health.events_upcoming,
             })
     counts = {key: sum(1 for r in rows if r["status"] == key) for key in MARKS}
-    return {"rows": rows, "counts": counts}
+    if only is not None:
+        rows = [r for r in rows if r["id"] == only]
+    return {"rows": rows, "counts": counts, "only": only}
 
 
 async def status_page(datasette: Any, request: Any) -> Response:
-    """``/etat-des-sources``: the health of every source, French first (``?lang=en|ar``)."""
+    """``/etat-des-sources``: the health of every source, French first (``?lang=en|ar``);
+    ``?source=<id>``: that source alone, with all its warnings."""
     lang = pages.language(request)
-    context = await pages.in_thread(status_rows, utcnow())
+    context = await pages.in_thread(status_rows, utcnow(), request.args.get("source") or None)
     return pages.render(request, "status/page.html", context, lang)
 
 
