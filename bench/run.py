@@ -190,6 +190,10 @@ def w1_w2(scale: dict[str, Any], work: Path) -> dict[str, Any]:
     from bench.server import CorpusServer
 
     corpus = generate(scale["sources"], scale["events"], seed=42, formats=W1_FORMATS)
+    # W1 is a cold run: nothing left by an earlier run in the same --work (store, publication,
+    # raw snapshots, crawl pages) may make it warm
+    for left in ("w1", "w1pg", "raw", "raw-pg", "corpus"):
+        shutil.rmtree(work / left, ignore_errors=True)
     corpus.write(work / "corpus")
     floor = parse_floor(corpus)
     result: dict[str, Any] = {
