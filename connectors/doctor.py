@@ -130,7 +130,8 @@ _PLATFORM_MARKERS: dict[str, tuple[str, ...]] = {
 class Finding:
     """One problem found by the doctor, in plain French, with how to fix it.
 
-    ``code``: ``fetch`` | ``unsafe-url`` | ``web-page`` | ``unsupported`` | ``encoding`` |
+    ``code``: ``fetch`` | ``too-large`` | ``too-slow`` | ``empty-file`` | ``unsafe-url`` |
+    ``web-page`` | ``unsupported`` | ``encoding`` |
     ``parse-error`` | ``no-event-dates`` | ``empty`` | ``no-timezone`` | ``unknown-timezone`` |
     ``no-end`` | ``only-past`` | ``duplicate`` | ``already-registered`` | ``too-dense`` |
     ``end-before-start``, ``time-limit`` | ``memory-limit`` (the sandbox stopped the reading),
@@ -204,7 +205,8 @@ class Diagnosis:
     ``unknown``; ``events`` counts the event series, ``upcoming`` the occurrences ending after
     ``checked_at`` (aware UTC); ``preview`` holds the next :data:`PREVIEW_SIZE` of them.
     ``calendar_links`` are feed or calendar links found on a web page; ``platforms`` the tools
-    recognised on it.
+    recognised on it; ``notes`` say how the address was read (e.g. ``webcal://`` as
+    ``https://``), in French.
     """
 
     url: str
@@ -218,6 +220,7 @@ class Diagnosis:
     problems: list[Finding] = field(default_factory=list)
     calendar_links: list[str] = field(default_factory=list)
     platforms: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def format_label(self) -> str:
@@ -252,6 +255,7 @@ class Diagnosis:
     def to_text(self) -> str:
         """The report as plain French text (what ``tissu check`` prints)."""
         lines = [f"Adresse vérifiée : {self.url}"]
+        lines.extend(f"Remarque : {note}" for note in self.notes)
         if self.final_url and self.final_url != self.url:
             lines.append(f"Après redirection : {self.final_url}")
         lines.append(f"Format trouvé : {self.format_label}")
@@ -630,6 +634,18 @@ def examine_content(
     """
     diagnosis = Diagnosis(url=url, checked_at=now, final_url=final_url)
     upcoming: Upcoming = []
+    if not content.strip(b"\xef\xbb\xbf \t\r\n"):
+        diagnosis.format = "unknown"
+        diagnosis.problems.append(Finding(
+            "empty-file", "error",
+            "le fichier est vide" if not content else
+            "le fichier est vide (il ne contient que des espaces ou des retours à la ligne)",
+            "Le serveur a répondu sans rien envoyer. Ouvrez l'adresse dans un navigateur "
+            "privé : si le fichier est vide là aussi, vérifiez que l'agenda est public et "
+            "qu'il contient des événements, ou exportez-le à nouveau depuis votre logiciel "
+            "d'agenda ; sinon réessayez dans quelques minutes.",
+        ))
+        return diagnosis, upcoming
     fmt = detect_format(content)
     if fmt == "html":
         diagnosis.format = "html"
@@ -731,6 +747,9 @@ def examine_content(
             [w.removeprefix(f"{_CHECK_ID} : ") for w in budget + dense[:5]],
         ))
     backward = [w for w in outcome.warnings if "avant DTSTART" in w]
+    # « uid : DTEND (…) avant DTSTART (…) » (normalize.events): their end was given, and ignored
+    backward_uids = {w.removeprefix(f"{_CHECK_ID} : ").partition(" : DTEND")[0]
+                     for w in backward}
     if backward:
         diagnosis.problems.append(Finding(
             "end-before-start", "warning",
@@ -767,7 +786,8 @@ def examine_content(
             "l'export portera alors TZID=Europe/Paris.",
             [f"« {e.title} »" for e in floating[:3]],
         ))
-    no_end = [e for e in events if not e.all_day and e.dtend_utc == e.dtstart_utc]
+    no_end = [e for e in events if not e.all_day and e.dtend_utc == e.dtstart_utc
+              and e.source_uid not in backward_uids]
     if no_end:
         diagnosis.problems.append(Finding(
             "no-end", "warning",
@@ -819,7 +839,7 @@ def diagnose_content(
         diagnosis = Diagnosis(url=url, checked_at=now, final_url=final_url)
         fmt = detect_format(content)
         diagnosis.format = fmt if fmt in FORMAT_LABELS else "unknown"
-        diagnosis.problems.append(_sandbox_finding(exc, fmt))
+        diagnosis.problems.append(_sandbox_finding(exc, fmt, content))
         return diagnosis
     if engine is not None:
         _compare_with_store(diagnosis, upcoming, engine, exclude_source)
@@ -855,7 +875,8 @@ def _compare_with_store(diagnosis: Diagnosis, upcoming: Upcoming, engine: Engine
         ))
 
 
-# The fix shown when the check of a file was stopped by a limit of the sandbox.
+# The fix shown when the check of a calendar with repeated events was stopped by a limit of
+# the sandbox.
 _HEAVY_FIX = (
     "Un agenda d'association se lit en moins d'une seconde. La cause est presque toujours une "
     "répétition sans fin : des événements répétés « chaque heure », « chaque minute » ou "
@@ -863,18 +884,47 @@ _HEAVY_FIX = (
     "quotidienne ou hebdomadaire avec une date de fin, retirez les anciens événements, puis "
     "vérifiez à nouveau."
 )
+#: Above this many VEVENTs, a calendar is « big » in the advice of a stopped check.
+MANY_EVENTS = 2000
 
 
-def _sandbox_finding(exc: SandboxError, fmt: str) -> Finding:
-    """The finding for a check the sandbox stopped (see :func:`diagnose_content`)."""
+def _heavy_fix(fmt: str, content: bytes) -> str:
+    """Advice for a reading stopped by a limit, from what the bytes hold (counted here, in the
+    caller's process, without parsing: RRULE lines, BEGIN:VEVENT lines, items of a feed)."""
+    upper = content.upper()
+    if fmt == "ical":
+        repeated = b"RRULE" in upper
+        events = upper.count(b"BEGIN:VEVENT")
+        if repeated:
+            return _HEAVY_FIX
+        size = (f"Ce calendrier contient {events} événements, sans répétition : c'est plus "
+                "que Tissu ne peut lire d'un coup. " if events >= MANY_EVENTS else
+                "Ce calendrier ne contient pas de répétition ; ")
+        return (size + "Retirez les anciens événements de votre agenda (ou partagez un agenda "
+                "qui ne contient que les événements à venir), puis vérifiez à nouveau. Si le "
+                "problème persiste, signalez-le à l'équipe de Tissu en donnant l'adresse "
+                "vérifiée.")
+    if fmt in {"rss", "atom"}:
+        return ("Un flux d'association se lit en moins d'une seconde : réglez votre site pour "
+                "que le flux ne donne que les derniers articles ou les événements à venir "
+                "(quelques dizaines), puis vérifiez à nouveau. Si le problème persiste, "
+                "signalez-le à l'équipe de Tissu en donnant l'adresse vérifiée.")
+    return ("Donnez l'adresse d'export iCalendar (.ics) de votre agenda plutôt que celle de "
+            "cette page ; si le problème persiste, signalez-le à l'équipe de Tissu en donnant "
+            "l'adresse vérifiée.")
+
+
+def _sandbox_finding(exc: SandboxError, fmt: str, content: bytes = b"") -> Finding:
+    """The finding for a check the sandbox stopped (see :func:`diagnose_content`); its advice
+    depends on what ``content`` holds (:func:`_heavy_fix`)."""
     what = {"ical": "ce calendrier", "rss": "ce flux", "html": "cette page"}.get(fmt,
                                                                              "ce fichier")
     if exc.kind == "time":
         return Finding("time-limit", "error", f"la lecture de {what} demande trop de calcul : "
-                       f"{exc}", _HEAVY_FIX)
+                       f"{exc}", _heavy_fix(fmt, content))
     if exc.kind == "memory":
         return Finding("memory-limit", "error", f"la lecture de {what} demande trop de "
-                       f"mémoire : {exc}", _HEAVY_FIX)
+                       f"mémoire : {exc}", _heavy_fix(fmt, content))
     if exc.kind == "busy":
         return Finding("busy", "error", str(exc), "Réessayez dans une minute.")
     return Finding("internal", "error", f"la vérification de {what} a échoué : {exc}",
@@ -974,9 +1024,15 @@ def diagnose(
     :data:`BUSY_WAIT_SECONDS`, then gets a ``busy`` finding, so that checks cannot take every
     worker thread of the web server.
 
+    The whole fetch (redirects and retries included) is bounded by the check's time budget,
+    ``limits.seconds`` (``TISSU_CHECK_TIME_LIMIT``, 20 s), or ``Settings.fetch_deadline`` if
+    smaller: a slow server frees its place within that time.
+
     Args:
         url: an http(s) URL given by a publisher (treated as hostile: fetched with
-            :func:`connectors.http.fetch`, which refuses private and loopback addresses).
+            :func:`connectors.http.fetch`, which refuses private and loopback addresses);
+            ``webcal://`` and ``webcals://`` are read as ``https://`` (said in
+            :attr:`Diagnosis.notes`).
         now: the reference instant (aware UTC); default now.
         settings: limits, timeouts and expansion horizon; default from the environment.
         engine: the working store, to find events already published by other sources; None
@@ -987,10 +1043,16 @@ def diagnose(
             ``TISSU_CHECK_MEMORY_MB`` 1024).
 
     Returns:
-        A :class:`Diagnosis`; problems of the fetch itself have code ``fetch`` or ``unsafe-url``.
+        A :class:`Diagnosis`; problems of the fetch itself have code ``fetch``, ``too-large``,
+        ``too-slow`` or ``unsafe-url``.
     """
     now = now or utcnow()
     settings = settings or get_settings()
+    notes: list[str] = []
+    web_url = http_module.webcal_as_https(url)
+    if web_url != url:
+        notes.append("adresse webcal:// lue comme https:// (le même fichier, par le web)")
+        url = web_url
     scheme, separator, rest = url.partition("://")
     if separator and scheme.lower() in ("http", "https"):
         url = f"{scheme.lower()}://{rest}"  # HTTPS:// is https:// (RFC 3986 §3.1)
@@ -1001,6 +1063,16 @@ def diagnose(
             "Copiez l'adresse complète du lien d'export (webcal:// se remplace par https://).",
         ))
         return diagnosis
+    diagnosis = _checked_with_place(url, now=now, settings=settings, engine=engine,
+                                    exclude_source=exclude_source, limits=limits)
+    diagnosis.notes[:0] = notes
+    return diagnosis
+
+
+def _checked_with_place(url: str, *, now: dt.datetime, settings: Settings,
+                        engine: Engine | None, exclude_source: str | None,
+                        limits: Limits | None) -> Diagnosis:
+    """:func:`_fetch_and_diagnose` in one of the ``TISSU_CHECK_MAX_RUNNING`` places, or busy."""
     running = _running()
     if not running.acquire(timeout=BUSY_WAIT_SECONDS):
         diagnosis = Diagnosis(url=url, checked_at=now)
@@ -1021,12 +1093,34 @@ def _fetch_and_diagnose(url: str, *, now: dt.datetime, settings: Settings,
     unsafe: type[Exception] | None = getattr(http_module, "UnsafeURLError", None)
     refusals: tuple[type[Exception], ...] = (http_module.FetchError,) + ((unsafe,) if unsafe
                                                                           else ())
+    limits = limits or Limits.from_env()
+    # the check's whole fetch within its own time budget, not the harvest's fetch_deadline
+    # (120 s): a slow server would hold one of the few places of checks for minutes
+    deadline = min(settings.fetch_deadline, limits.seconds)
     try:
         fetched = http_module.fetch(url, max_bytes=settings.max_body_bytes,
-                                    timeout=(settings.connect_timeout, settings.read_timeout))
+                                    timeout=(settings.connect_timeout, settings.read_timeout),
+                                    deadline=deadline)
     except refusals as exc:
         diagnosis = Diagnosis(url=url, checked_at=now)
-        if unsafe is not None and isinstance(exc, unsafe):
+        if isinstance(exc, http_module.TooLargeError):
+            diagnosis.problems.append(Finding(
+                "too-large", "error", f"impossible de lire cette adresse : {exc}",
+                f"Tissu lit des agendas de {http_module.human_size(settings.max_body_bytes)} "
+                "au plus. Retirez les anciens événements de votre agenda (ou partagez un "
+                "agenda qui ne contient que les événements à venir), puis vérifiez à nouveau.",
+            ))
+        elif isinstance(exc, http_module.TooSlowError):
+            diagnosis.problems.append(Finding(
+                "too-slow", "error",
+                f"le serveur envoie ce fichier trop lentement : lecture arrêtée au bout de "
+                f"{deadline:g} s ({exc})",
+                "Ouvrez l'adresse dans un navigateur : si le téléchargement est lent là aussi, "
+                "le serveur qui héberge l'agenda est surchargé ; réessayez plus tard, ou "
+                "signalez-le à votre hébergeur. Un agenda allégé de ses anciens événements se "
+                "télécharge plus vite.",
+            ))
+        elif unsafe is not None and isinstance(exc, unsafe):
             diagnosis.problems.append(Finding(
                 "unsafe-url", "error",
                 str(exc) if str(exc).startswith("adresse refusée") else f"adresse refusée : {exc}",

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import socket
 import threading
 import time
@@ -81,6 +82,15 @@ class TooLargeError(FetchError):
 
 class TooSlowError(FetchError):
     """The fetch ran past its overall deadline (a slow server, or one dribbling its bytes)."""
+
+
+_WEBCAL_RE = re.compile(r"^\s*webcals?://", re.IGNORECASE)
+
+
+def webcal_as_https(url: str) -> str:
+    """``webcal://`` and ``webcals://`` addresses (the subscription links of calendar apps: the
+    same file over HTTP) as ``https://``; any other text unchanged."""
+    return _WEBCAL_RE.sub("https://", url, count=1)
 
 
 def human_size(size: int) -> str:

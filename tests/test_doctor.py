@@ -171,8 +171,8 @@ def test_unreachable_url_and_wrong_scheme(http_server, tmp_settings):
     assert only(missing, "fetch").message == (
         f"impossible de lire cette adresse : le serveur a répondu HTTP 404 pour "
         f"{http_server.url('/missing.ics')}")
-    webcal = diagnose("webcal://example.org/a.ics", now=NOW, settings=tmp_settings)
-    assert "webcal://" in only(webcal, "fetch").fix
+    ftp = diagnose("ftp://example.org/a.ics", now=NOW, settings=tmp_settings)
+    assert "webcal://" in only(ftp, "fetch").fix
 
 
 def test_french_when_all_day_is_exclusive_end():
@@ -301,6 +301,7 @@ def test_doctor_names_a_too_dense_series_and_an_end_before_the_start(http_server
     assert dense.examples[0].startswith("s1 : série trop dense")
     backward = only(diagnosis, "end-before-start")
     assert backward.message.startswith("1 événement finit avant d'avoir commencé")
+    assert "no-end" not in diagnosis.codes()  # it has a DTEND: only the first is said
     assert "Aucun problème" not in diagnosis.to_text()
 
 
