@@ -246,33 +246,159 @@ def health_report(engine: Engine, now: dt.datetime, stale_after_days: int = 30) 
 
 LABELS = {"ok": "ok", "warning": "à surveiller", "failing": "en panne"}
 _COLOURS = {"ok": "green", "warning": "yellow", "failing": "red"}
+# From this width on (terminal columns), the reasons are a column of the table; below it (80
+# columns when the output is piped) they are listed under the table (:func:`reason_lines`).
+WIDE_STATUS_TABLE = 140
 
 
-def _local(value: dt.datetime | None) -> str:
+def _local(value: dt.datetime | None, year: bool = True) -> str:
     if value is None:
         return "—"
     from normalize.times import PARIS
 
-    return value.astimezone(PARIS).strftime("%d/%m/%Y %H:%M")
+    return value.astimezone(PARIS).strftime("%d/%m/%Y %H:%M" if year else "%d/%m %H:%M")
 
 
-def status_table(healths: list[Health]) -> Table:
-    """A rich table of source health for ``tissu sources status`` (times in Europe/Paris)."""
+def status_table(healths: list[Health], with_reasons: bool = True) -> Table:
+    """A rich table of source health for ``tissu sources status`` (times in Europe/Paris).
+
+    ``with_reasons``: the wide table (reasons, failure count and recent item counts as
+    columns). Without, the compact table that reads at 80 columns: source, health, last
+    attempt and last success (day/month hour:minute), upcoming events; the reasons are then
+    printed below it (:func:`reason_lines`), the rest in the details of one source
+    (:func:`details_text`). Ids keep their line up to 26 characters; counts are never cut.
+    """
+    from rich import box
     from rich.table import Table
 
-    table = Table(title="État des sources", show_lines=False)
-    for column in ("source", "santé", "raison", "dernière tentative", "dernier succès",
-                   "échecs", "éléments (récents)", "à venir / événements"):
-        table.add_column(column, overflow="fold")
+    table = Table(title="État des sources", box=box.SIMPLE_HEAD, show_edge=False,
+                  pad_edge=False, collapse_padding=True)
+    # the ids keep their line up to 26 characters (80 columns); a longer one folds
+    longest = max((len(h.source_id) for h in healths), default=6)
+    table.add_column("source", overflow="fold", min_width=min(longest, 26))
+    table.add_column("santé", no_wrap=True)
+    if with_reasons:
+        table.add_column("raison", overflow="fold", ratio=1)
+    table.add_column("tentative", no_wrap=True)
+    table.add_column("succès", no_wrap=True)
+    if with_reasons:
+        table.add_column("échecs", justify="right", no_wrap=True)
+        table.add_column("éléments (récents)")
+    table.add_column("à venir / total" if with_reasons else "à venir", justify="right",
+                     no_wrap=True)
     for h in healths:
-        table.add_row(
-            h.source_id,
-            f"[{_COLOURS[h.status]}]{LABELS[h.status]}[/]",
-            h.reason,
-            _local(h.last_attempt_at),
-            _local(h.last_success_at),
-            str(h.consecutive_failures),
-            " ← ".join(str(n) for n in h.recent_items) or "—",
-            f"{h.events_upcoming} / {h.events_total}",
-        )
+        cells = [_escape(h.source_id), f"[{_COLOURS[h.status]}]{LABELS[h.status]}[/]"]
+        if with_reasons:
+            cells.append(_escape(h.reason))
+        cells += [_local(h.last_attempt_at, with_reasons), _local(h.last_success_at, with_reasons)]
+        if with_reasons:
+            cells += [str(h.consecutive_failures),
+                      " ← ".join(str(n) for n in h.recent_items) or "—"]
+        cells.append(f"{h.events_upcoming} / {h.events_total}" if with_reasons
+                     else str(h.events_upcoming))
+        table.add_row(*cells)
     return table
+
+
+def reason_lines(healths: list[Health]) -> list[str]:
+    """The reasons of the sources not ``ok``, one line each, for below the compact table.
+
+    « <source> (<santé>) : <raison> ; <raison> » (plain text, no markup), worst first as
+    ``healths`` are ordered.
+    """
+    return [f"{h.source_id} ({LABELS[h.status]}) : {h.reason}" for h in healths
+            if h.status != "ok"]
+
+
+@dataclass
+class LastRead:
+    """The most recent read of a source (a run of status ``ok`` or ``partial``).
+
+    ``warnings`` and ``errors``: every message of that read, in order, without the
+    « <source> : » prefix. ``started_at`` is aware UTC.
+    """
+
+    started_at: dt.datetime | None
+    status: str
+    records: int
+    warnings: list[str]
+    errors: list[str]
+
+
+def _messages(stored: str | None, source_id: str) -> list[str]:
+    try:
+        values = json.loads(stored or "[]")
+    except ValueError:
+        return []
+    if not isinstance(values, list):
+        return []
+    return [_strip_source(str(v), source_id) or "" for v in values if v]
+
+
+def last_read(session: Session, source_id: str) -> LastRead | None:
+    """The last read of ``source_id`` with all its warnings and errors, or None (never read).
+
+    The health's reason quotes only the first warning; ``tissu sources status SOURCE`` lists
+    them all from here. Unreadable JSON counts as no message.
+    """
+    run = session.exec(
+        select(HarvestRun)
+        .where(col(HarvestRun.source_id) == source_id,
+               col(HarvestRun.status).in_(READ_STATUSES))
+        .order_by(col(HarvestRun.started_at).desc(), col(HarvestRun.id).desc())
+        .limit(1)).first()
+    if run is None:
+        return None
+    return LastRead(run.started_at, run.status, run.records,
+                    _messages(run.warnings, source_id), _messages(run.errors, source_id))
+
+
+def source_details(engine: Engine, source_id: str, now: dt.datetime,
+                   stale_after_days: int = 30) -> tuple[Health, LastRead | None] | None:
+    """:func:`source_health` and :func:`last_read` of one source, or None when it is unknown."""
+    with Session(engine) as session:
+        source = session.get(Source, source_id)
+        if source is None:
+            return None
+        health = source_health(session, source, now, dt.timedelta(days=stale_after_days))
+        return health, last_read(session, source_id)
+
+
+def details_text(health: Health, read: LastRead | None) -> list[str]:
+    """The lines of ``tissu sources status SOURCE`` (plain French text, times Europe/Paris).
+
+    Health and every reason, dates, counts, then every warning and error of the last read.
+    """
+    lines = [f"Source {health.source_id} : {LABELS[health.status]}"]
+    lines += [f"  - {reason}" for reason in health.reasons] or ["  - collecte normale"]
+    lines += [
+        f"dernière tentative : {_local(health.last_attempt_at)}",
+        f"dernier succès : {_local(health.last_success_at)}",
+        f"échecs d'affilée : {health.consecutive_failures}",
+    ]
+    if health.last_error:
+        lines.append(f"dernière erreur : {health.last_error}")
+    lines.append("éléments lus (récents) : "
+                 + (" ← ".join(str(n) for n in health.recent_items) or "—"))
+    lines.append(f"événements : {health.events_upcoming} à venir sur {health.events_total}")
+    if read is None:
+        lines.append("Aucune lecture encore : rien à détailler.")
+        return lines
+    kind = "partielle" if read.status == "partial" else "complète"
+    lines.append(f"Dernière lecture ({kind}) : {_local(read.started_at)}, {read.records} "
+                 "élément(s)")
+    for none, title, messages in (("aucun avertissement", "avertissement", read.warnings),
+                                  ("aucune erreur", "erreur", read.errors)):
+        if not messages:
+            lines.append(f"  {none}")
+            continue
+        lines.append(f"  {len(messages)} {title}{'s' if len(messages) > 1 else ''} :")
+        lines += [f"    - {message}" for message in messages]
+    return lines
+
+
+def _escape(text: str) -> str:
+    """``text`` with rich markup escaped (a reason may contain « [ »)."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)

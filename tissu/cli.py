@@ -462,18 +462,69 @@ def check(url: str, db: DbOpt = None, now: NowOpt = None,
     raise typer.Exit(0 if diagnosis.usable else 1)
 
 
+def _print_hanging(lines: list[str]) -> None:
+    """Print plain-text ``lines``; an item « - … » (indented or not) folds under its own text
+    (hanging indent) instead of under the dash, so a long warning stays readable at 80 columns.
+    """
+    import re
+
+    from rich.table import Table
+    from rich.text import Text
+
+    for line in lines:
+        item = re.match(r"^( *- )(.*)$", line)
+        if item is None:
+            console.print(Text(line), highlight=False)
+            continue
+        grid = Table.grid()
+        grid.add_column(no_wrap=True)
+        grid.add_column(overflow="fold")
+        grid.add_row(Text(item.group(1)), Text(item.group(2)))
+        console.print(grid, highlight=False)
+
+
 @sources_app.command("status")
-def sources_status(registry: RegistryOpt = None, db: DbOpt = None, out: OutOpt = None) -> None:
-    """Santé de chaque source : ok, à surveiller ou en panne, avec la raison en clair."""
-    from connectors.health import health_report, status_table
+def sources_status(
+    source: Annotated[str | None, typer.Argument(
+        metavar="[SOURCE]", help="Une source : tout son détail, dont chaque avertissement de "
+                                 "sa dernière lecture")] = None,
+    registry: RegistryOpt = None, db: DbOpt = None, out: OutOpt = None) -> None:
+    """Santé de chaque source : ok, à surveiller ou en panne, avec la raison en clair.
+
+    Sur un écran étroit (moins de 140 colonnes, ou la sortie redirigée), les raisons sont
+    écrites sous le tableau. « tissu sources status SOURCE » détaille une source.
+    """
+    from connectors.health import (
+        WIDE_STATUS_TABLE,
+        details_text,
+        health_report,
+        reason_lines,
+        source_details,
+        status_table,
+    )
 
     settings = _settings(registry, db, out)
-    healths = health_report(make_engine(settings.database_url), utcnow(),
-                            settings.stale_after_days)
+    engine = make_engine(settings.database_url)
+    if source is not None:
+        found = source_details(engine, source, utcnow(), settings.stale_after_days)
+        if found is None:
+            console.print(f"[red]Source inconnue[/red] : « {_escape(source)} » (« tissu "
+                          "sources status » les liste toutes).", soft_wrap=True)
+            raise typer.Exit(2)
+        _print_hanging(details_text(*found))
+        raise typer.Exit(0)
+    healths = health_report(engine, utcnow(), settings.stale_after_days)
     if not healths:
         console.print("Aucune source : lancez d'abord « tissu harvest ».")
         raise typer.Exit(0)
-    console.print(status_table(healths))
+    wide = console.width >= WIDE_STATUS_TABLE
+    console.print(status_table(healths, with_reasons=wide))
+    reasons = [] if wide else reason_lines(healths)
+    if reasons:
+        _print_hanging(["Raisons :", *(f"- {line}" for line in reasons)])
+    if any(h.status != "ok" for h in healths):
+        console.print("Détail d'une source (chaque avertissement de sa dernière lecture) : "
+                      "« tissu sources status SOURCE ».", highlight=False)
     raise typer.Exit(0)
 
 
