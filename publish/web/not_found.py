@@ -59,9 +59,7 @@ def not_found_response(datasette: Any, request: Any, exception: BaseException) -
     from publish.web import resident  # here: resident imports the whole page machinery
 
     page = resident.Page(datasette, request)
-    response = resident.not_found(page, page._(
-        "Cette adresse ne correspond à aucune page de Tissu. Vérifiez le lien, ou repartez "
-        "de l'agenda."))
+    response = resident.unknown_address(page)
     response.headers["Cache-Control"] = "no-store"
     return response
 

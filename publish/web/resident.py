@@ -645,6 +645,12 @@ def not_found(page: Page, message: str | None = None) -> Response:
     return page.render("not_found.html", page.context("", message=message), status=404)
 
 
+def unknown_address(page: Page) -> Response:
+    """The 404 page of an address that is no page of Tissu (publish/web/not_found.py)."""
+    return not_found(page, page._("Cette adresse ne correspond à aucune page de Tissu. "
+                                  "Vérifiez le lien, ou repartez de l'agenda."))
+
+
 def _first_end(sessions: list[data.Occurrence]) -> dt.datetime | None:
     """When the first of the listed sessions ends (aware UTC): the list changes then."""
     ends = [moment for moment in (data.parse_utc(o.end_utc) for o in sessions if o.end_utc)
