@@ -423,7 +423,7 @@ def schedule(registry: RegistryOpt = None, db: DbOpt = None, out: OutOpt = None,
             table.add_column(column)
         now = utcnow()
         for job in stored_jobs(engine):
-            table.add_row(job.id, job.name, next_run_label(job, now), str(job.trigger))
+            table.add_row(job.id, job.name, next_run_label(job, now), trigger_label(job.trigger))
         console.print(table)
         raise typer.Exit(0)
     import logging
@@ -434,6 +434,48 @@ def schedule(registry: RegistryOpt = None, db: DbOpt = None, out: OutOpt = None,
     run_scheduler(engine, settings)
     console.print("Planificateur arrêté.")
     raise typer.Exit(0)
+
+
+def _duration(seconds: int) -> str:
+    """« 15 min », « 1 h 30 min », « 2 j », « 45 s » for a duration in seconds."""
+    parts = []
+    for size, unit in ((86400, "j"), (3600, "h"), (60, "min"), (1, "s")):
+        if seconds >= size:
+            parts.append(f"{seconds // size} {unit}")
+            seconds %= size
+    return " ".join(parts) or "0 s"
+
+
+def _every(seconds: int) -> str:
+    """« toutes les 6 h », « tous les jours », « toutes les 1 h 30 min » for a period in s."""
+    if seconds % 86400 == 0 and seconds:
+        days = seconds // 86400
+        return "tous les jours" if days == 1 else f"tous les {days} jours"
+    if seconds == 3600:
+        return "toutes les heures"
+    if seconds == 60:
+        return "toutes les minutes"
+    return f"toutes les {_duration(seconds)}"
+
+
+def trigger_label(trigger: object) -> str:
+    """The « déclencheur » cell of ``tissu schedule --list``, in French.
+
+    An APScheduler interval trigger: « toutes les 6 h », « tous les jours », « toutes les
+    30 min », followed by « (+ jusqu'à 15 min au hasard) » when it has a jitter; a date
+    trigger: « une fois, le AAAA-MM-JJ HH:MM:SS UTC »; any other trigger: its own text.
+    """
+    interval = getattr(trigger, "interval", None)
+    if isinstance(interval, dt.timedelta):
+        label = _every(int(interval.total_seconds()))
+        jitter = getattr(trigger, "jitter", None)
+        if jitter:
+            label += f" (+ jusqu'à {_duration(int(jitter))} au hasard)"
+        return label
+    run_date = getattr(trigger, "run_date", None)
+    if isinstance(run_date, dt.datetime):
+        return f"une fois, le {run_date.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} UTC"
+    return str(trigger)
 
 
 NowOpt = Annotated[str | None, typer.Option("--now", help="Instant de référence ISO 8601 (tests)")]
