@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import html
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -95,3 +96,16 @@ def test_known_pages_are_unchanged(datasette):
     assert get(datasette, "/tissu-open/events.json?_size=1").status_code == 200
     # Datasette's own redirect of a trailing slash still happens before any 404
     assert get(datasette, "/tissu-open/").status_code == 302
+
+
+def test_a_failing_404_page_falls_back_to_datasettes_answer_and_is_logged(datasette, monkeypatch,
+                                                                          caplog):
+    def broken(page):
+        raise RuntimeError("template manquant")
+
+    monkeypatch.setattr(resident, "unknown_address", broken)
+    with caplog.at_level(logging.ERROR, logger="tissu.web"):
+        response = get(datasette, "/foo")
+    assert response.status_code == 404
+    assert "Database not found" in response.text  # Datasette's own page
+    assert any(r.exc_info and "template manquant" in str(r.exc_info[1]) for r in caplog.records)

@@ -15,7 +15,8 @@ Tissu's own page, the resident layout's « Page introuvable » in the visitor's 
 (``?lang=``, the ``tissu_lang`` cookie, French) with a link home; an address ending in
 ``.json`` gets Datasette's JSON error body (``{"ok": false, "error", "status", "title"}``)
 instead. One line goes to the ``tissu.web`` logger at ``INFO``. Every other exception (a 500,
-a 400 such as a bad ``_sort``) is left to Datasette as before, traceback included.
+a 400 such as a bad ``_sort``) is left to Datasette as before, traceback included, and so is a
+404 whose Tissu page could not be rendered (logged with its traceback).
 """
 
 from __future__ import annotations
@@ -73,4 +74,8 @@ def handle_exception(datasette: Any, request: Any,
     if not is_not_found(exception):
         return answers
     LOG.info("404 %s %s", request.method, request.path)
-    return [not_found_response(datasette, request, exception)]
+    try:
+        return [not_found_response(datasette, request, exception)]
+    except Exception:  # our page failed: say so, and let Datasette answer as before
+        LOG.exception("page 404 de Tissu impossible pour %s", request.path)
+        return answers
