@@ -87,3 +87,18 @@ def test_a_working_store_still_opens(tmp_path, registry):
                     tmp_path)
     assert result.exit_code == 0, result.output
     assert "Aucune source" in result.output
+
+
+@pytest.mark.parametrize(("refresh", "problem"), [
+    ("0m", ("0m est trop court : au moins 5 minutes entre deux collectes (par exemple 30m ou "
+           "6h)")),
+    ("souvent", "doit être une durée comme 30m, 6h ou 1d"),
+])
+def test_approving_with_a_refresh_out_of_bounds_is_refused_before_the_store(refresh, problem,
+                                                                            tmp_path):
+    # the registry refuses « refresh: 0m » (every second for the scheduler); so does approval
+    result = CliRunner().invoke(app, ["sources", "approve", "1", "--refresh", refresh, "--db",
+                                      f"sqlite:///{tmp_path / 'tissu.db'}"])
+    assert result.exit_code == 2, result.output
+    assert f"Impossible : fréquence '{refresh}' refusée : {problem}." in result.output
+    assert not (tmp_path / "tissu.db").exists()

@@ -626,9 +626,17 @@ def _moderate(action: str, target: str, db: str | None, **kwargs: object) -> Non
 
 @sources_app.command("approve")
 def sources_approve(registration: RegistrationArg, db: DbOpt = None,
-                    refresh: Annotated[str, typer.Option(help="Fréquence : 30m, 6h, 1d…")] = "6h"
+                    refresh: Annotated[str, typer.Option(
+                        help="Fréquence : 30m, 6h, 1d… (de 5 minutes à 366 jours)")] = "6h"
                     ) -> None:
     """Accepte une inscription : la source entre au registre et sa collecte est planifiée."""
+    from schemas.registry import refresh_problem
+
+    problem = refresh_problem(refresh)  # the registry's bounds: 5 minutes to 366 days
+    if problem:
+        console.print(f"[red]Impossible[/red] : fréquence {_escape(refresh)!r} refusée : "
+                      f"{_escape(problem)}.", soft_wrap=True)
+        raise typer.Exit(2)
     _moderate("approve", str(registration), db, refresh=refresh)
 
 
