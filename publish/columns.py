@@ -180,7 +180,7 @@ PUBLIC_TABLES: dict[str, dict[str, object]] = {
             "themes": "Thèmes par défaut (liste JSON)",
             "quartier": "Quartier par défaut",
             "refresh": "Fréquence de collecte (ex. 6h)",
-            "status": "active | paused",
+            "status": "active | paused | retired (retirée du registre : plus collectée)",
             "last_attempt_at": f"Dernière tentative, {UTC_NOTE}",
             "last_success_at": f"Dernière collecte réussie, {UTC_NOTE}",
             "consecutive_failures": "Échecs consécutifs",

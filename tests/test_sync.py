@@ -224,3 +224,33 @@ def test_a_source_past_its_budget_of_sessions_keeps_its_events_without_more(
             Occurrence.event_id == e.id)).all()) for e in session.exec(select(Event)).all()}
     # three events of 2000 (each capped), then the budget is spent: two events, no sessions
     assert sorted(counts.values()) == [0, 0, 2000, 2000, 2000]
+
+
+def test_a_source_taken_out_of_the_registry_is_retired_then_back(http_server, tmp_settings):
+    """The fresh-user trial replaced the registry, as the README says: the six sample sources
+    went on being harvested. A seed source no longer listed is retired (not harvested, said
+    once, its stored events kept); listed again, it is read in full."""
+    from schemas.models import Source
+
+    engine, specs = setup(http_server, tmp_settings)
+    http_server.routes["/other.json"] = Route(body=json.dumps(ALBI[:3]).encode())
+    other = {"id": "autre", "name": "Autre agenda", "format": "openagenda",
+             "url": http_server.url("/other.json"), "licence": "Licence Ouverte 2.0",
+             "publisher": {"name": "Autre", "type": "association"}}
+    _engine, only_other = one_source(tmp_settings, other)
+    hits = http_server.hits.get("/albi.json")
+    summaries = harvest_all(engine, only_other, tmp_settings, now=T2)
+    assert [(s.source_id, s.status) for s in summaries] == [("autre", "ok"), ("albi", "retired")]
+    assert "albi : n'est plus dans le registre : elle n'est plus collectée" in \
+        summaries[1].warnings[0]
+    assert http_server.hits.get("/albi.json") == hits  # not fetched
+    with Session(engine) as session:
+        assert session.get(Source, "albi").status == "retired"
+        assert len(session.exec(select(Event).where(Event.source_id == "albi")).all()) == 20
+    # said once: the next harvest does not repeat it
+    again = harvest_all(engine, only_other, tmp_settings, now=T3)
+    assert [s.source_id for s in again] == ["autre"]
+    # listed again: active, and read in full (not « unchanged » from an old hash)
+    back = harvest_all(engine, [*specs, *only_other], tmp_settings, now=T3)
+    assert {(s.source_id, s.status) for s in back} == {("albi", "ok"), ("autre", "unchanged")}
+    assert http_server.hits.get("/albi.json") == hits + 1

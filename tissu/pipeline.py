@@ -91,17 +91,37 @@ def needs_normalisation(source: Source, harvested: HarvestOutcome, key: str,
     return done is None or not (now - RENORMALISE_AFTER < done <= now)
 
 
-def sync_registry(session: Session, specs: Iterable[SourceSpec]) -> list[Source]:
-    """Create or update Source rows from registry entries; health fields are kept."""
+#: Source.status of a source of the seed registry that is no longer listed in it.
+RETIRED = "retired"
+
+
+def sync_registry(session: Session, specs: Iterable[SourceSpec],
+                  retired: list[str] | None = None) -> list[Source]:
+    """Create or update Source rows from registry entries; health fields are kept.
+
+    A source that came from the registry (``origin == "registry"``) and is no longer listed
+    gets status :data:`RETIRED`: it is not harvested any more (its stored events stay, and stay
+    published, until the store is rebuilt); listed again, it takes the registry's status and is
+    read in full. Sources registered on ``/inscription`` are not in the file and are left
+    alone. The ids retired by this call are appended to ``retired``.
+    """
     sources: list[Source] = []
     known = {row.id: row for row in session.exec(select(Source))}  # one query, not one per id
+    specs = list(specs)
+    listed = {spec.id for spec in specs}
+    for row in known.values():
+        if row.id not in listed and row.origin == "registry" and row.status != RETIRED:
+            row.status = RETIRED
+            session.add(row)
+            if retired is not None:
+                retired.append(row.id)
     for spec in specs:
         row = known.get(spec.id) or Source(
             id=spec.id, name=spec.name, publisher_name=spec.publisher.name,
             publisher_type=spec.publisher.type, format=spec.format, url=spec.url,
             licence=spec.licence,
         )
-        if row.url != spec.url or row.format != spec.format:
+        if row.url != spec.url or row.format != spec.format or row.status == RETIRED:
             row.content_hash = row.etag = row.last_modified = None  # force a full read
             row.crawl_pages = None
         row.name, row.format, row.url, row.licence = spec.name, spec.format, spec.url, spec.licence
@@ -228,8 +248,9 @@ def harvest_all(engine: Engine, specs: list[SourceSpec], settings: Settings,
 
     now = now or utcnow()
     processes = parse_processes(settings) if processes is None else processes
+    retired: list[str] = []
     with Session(engine) as session:
-        sync_registry(session, specs)
+        sync_registry(session, specs, retired)
         active_sources = session.exec(select(Source).where(Source.status == "active")).all()
         active = [s.id for s in active_sources]
         if jobs <= 1 and processes > 0 and len(active) >= POOL_MIN_SOURCES and (
@@ -265,6 +286,11 @@ def harvest_all(engine: Engine, specs: list[SourceSpec], settings: Settings,
 
     forget_prefetched()
     deduplicate_if_needed(engine, now, force=force)  # once, after every source is normalised
+    for source_id in retired:
+        summaries.append(SourceSummary(source_id, RETIRED, warnings=[
+            (f"{source_id} : n'est plus dans le registre : elle n'est plus collectée ; ses "
+            "derniers événements restent publiés tant que la base de travail n'est pas "
+            "refaite (remettez-la dans le registre pour la collecter de nouveau)")]))
     return summaries
 
 
