@@ -110,7 +110,7 @@ def _do_harvest(settings: Settings, jobs: int = 1, per_host: int = 2, worker: bo
     try:
         specs = load_registry(settings.registry)
     except RegistryError as exc:
-        console.print(f"[red]Registre refusé[/red] : {exc}")
+        console.print(f"[red]Registre refusé[/red] : {_escape(str(exc))}")
         return 2
     from rich.progress import Progress
 
@@ -412,7 +412,7 @@ def schedule(registry: RegistryOpt = None, db: DbOpt = None, out: OutOpt = None,
         try:
             load_registry(settings.registry)
         except RegistryError as exc:
-            console.print(f"[red]Registre refusé[/red] : {exc}")
+            console.print(f"[red]Registre refusé[/red] : {_escape(str(exc))}")
             raise typer.Exit(2) from exc
     engine = make_engine(settings.database_url)
     if list_jobs:
