@@ -14,6 +14,7 @@ from sqlmodel import Session, select
 
 from schemas.models import Registration
 from tests.conftest import FIXTURES, NOW, SAMPLES, Route
+from tissu import registrations
 
 # a real Google Calendar export with a weekly meeting that still recurs (data/samples)
 LISBON = SAMPLES / "issue_48_daylight_aware_repeats.ics"
@@ -329,7 +330,10 @@ def test_web_checks_use_the_check_limits(site, http_server):
         assert "calendrier iCalendar (.ics)" in body(response)
     response = post_form(site, {**FORM, "url": http_server.url("/agenda.ics"), "action": "check"})
     assert response.status_code == 429
-    assert "Trop d'envois depuis cette connexion" in body(response)
+    # the trial: « Trop d'envois … Réessayez dans une heure » for the 3-a-minute check limit
+    assert ("Trop de vérifications cette minute depuis cette connexion : réessayez dans une "
+            "minute.") in body(response)
+    assert "Trop d'envois" not in body(response)
     # an address that is not http(s) is refused before it counts as a check
     from publish.web import registration
 
@@ -339,3 +343,51 @@ def test_web_checks_use_the_check_limits(site, http_server):
         assert response.status_code == 400
     response = post_form(site, {**FORM, "url": http_server.url("/agenda.ics"), "action": "check"})
     assert response.status_code == 200
+
+
+def test_a_refused_check_names_the_limit_it_hit_in_each_language(site, http_server,
+                                                                  monkeypatch):
+    monkeypatch.setenv("TISSU_CHECK_RATE_LIMIT", "1")  # one check an hour
+    url = http_server.url("/agenda.ics")
+    assert post_form(site, {**FORM, "url": url, "action": "check"}).status_code == 200
+    refused = {lang: post_form(site, {**FORM, "url": url, "action": "check", "lang": lang})
+               for lang in ("fr", "en", "ar")}
+    assert {response.status_code for response in refused.values()} == {429}
+    assert ("Trop de vérifications cette heure depuis cette connexion : réessayez dans une "
+            "heure.") in body(refused["fr"])
+    assert ("Too many checks from this connection this hour: please try again in an hour."
+            in body(refused["en"]))
+    assert "عدد كبير من عمليات التحقق من هذا الاتصال خلال هذه الساعة" in body(refused["ar"])
+
+
+def test_check_refusals_have_their_own_words():
+    from publish.web.registration import check_refusal
+    from tissu.registrations import CheckLimiter
+
+    limiter = CheckLimiter(10, 3600)
+    assert limiter.acquire("client", now=0.0) is None
+    reason = limiter.acquire("client", now=1.0)  # the first one still runs
+    assert reason == "running"
+    assert check_refusal("fr", reason) == ("Une vérification est déjà en cours depuis cette "
+                                           "connexion : attendez son résultat, puis réessayez.")
+    assert check_refusal("en", reason) == ("A check from this connection is already running: "
+                                           "wait for its result, then try again.")
+    assert check_refusal("en", "burst") == ("Too many checks from this connection this "
+                                            "minute: please try again in a minute.")
+    assert check_refusal("ar", "running").startswith("هناك عملية تحقق جارية")
+
+
+def test_a_webcal_address_is_checked_and_registered_as_https(site, http_server):
+    # the doctor's advice says webcal:// is https://; the form refused it (« doit commencer
+    # par http:// ou https:// »). The local server speaks HTTP only: the https fetch fails,
+    # but the address is read, and the page says how
+    address = http_server.url("/agenda.ics").replace("http://", "webcal://")
+    response = post_form(site, {**FORM, "url": address, "action": "check"})
+    assert response.status_code == 200, response.text
+    text = body(response)
+    assert "adresse webcal:// lue comme https://" in text
+    assert "doit commencer par http" not in text
+    assert f'value="{address.replace("webcal://", "https://")}"' in text
+    form, errors = registrations.validate_form({**FORM, "url": "WEBCALS://example.org/a.ics",
+                                                "language": "fr"})
+    assert errors == {} and form is not None and form.url == "https://example.org/a.ics"

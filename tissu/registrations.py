@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, func, select
 
+from connectors.http import webcal_as_https
 from normalize.pipeline import slugify
 from normalize.text import one_line
 from schemas.models import Registration, Source
@@ -50,6 +51,7 @@ class RegistrationForm(BaseModel):
 
     ``licence_choice``: ``licence-ouverte`` (the source agrees to Licence Ouverte 2.0) or
     ``own`` (``own_licence`` then names the source's own licence). ``themes`` are theme codes.
+    ``url`` is an http(s) address; ``webcal://`` and ``webcals://`` are taken as ``https://``.
     """
 
     model_config = ConfigDict(str_strip_whitespace=True, extra="ignore")
@@ -84,6 +86,12 @@ class RegistrationForm(BaseModel):
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _webcal(cls, value: object) -> object:
+        # a calendar app's subscription link: the same file over https (connectors.http)
+        return webcal_as_https(value) if isinstance(value, str) else value
 
     @field_validator("website", "url")
     @classmethod

@@ -6,12 +6,13 @@ will be published and what to fix; ``action=submit`` validates the form
 (:func:`tissu.registrations.validate_form`), checks the anti-spam defences — a honeypot field that
 people never see, a per-IP rate limit counted in the working store, a per-IP limit on checks
 (:class:`tissu.registrations.CheckLimiter`: 10 an hour, 3 a minute, one at a time, shared by
-« Vérifier » and submissions) — runs the doctor again (parsing in a sandboxed child:
+« Vérifier » and submissions; a refused check says which, :func:`check_refusal`) — runs the doctor again (parsing in a sandboxed child:
 :mod:`connectors.sandbox`), and stores the registration as pending (:func:`tissu.registrations.submit`).
 Nothing is published before a moderator approves it.
 
 Status codes: 200 form or thanks, 400 invalid form, 409 URL already registered, 422 URL not usable
-as a feed, 429 too many submissions or checks. POSTs need Datasette's CSRF token.
+as a feed, 429 too many submissions or checks. A ``webcal://`` (``webcals://``) address is read
+as ``https://``. POSTs need Datasette's CSRF token.
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ from datasette.utils.asgi import Response
 from sqlmodel import Session
 
 from connectors.doctor import diagnose
+from connectors.http import webcal_as_https
 from normalize.themes import load_vocabulary
 from publish.web import pages
+from publish.web.resident_i18n import translations
 from schemas.models import utcnow
 from tissu import registrations
 
@@ -38,6 +41,31 @@ TYPES = ("association", "service-municipal", "etablissement-public", "autre")
 QUARTIERS_FILE = Path(__file__).resolve().parents[2] / "data" / "quartiers.yaml"
 _LIMITERS: dict[tuple[int, float], registrations.CheckLimiter] = {}
 _WARM = threading.Event()
+
+#: Why :class:`tissu.registrations.CheckLimiter` refused a check → (message key, French text).
+#: English and Arabic live in the Babel catalogues (msgctxt = the key), like :data:`pages.MESSAGES`.
+CHECK_REFUSALS: dict[str, tuple[str, str]] = {
+    "burst": ("error.check-burst", pages._mark.pgettext(
+        "error.check-burst",
+        "Trop de vérifications cette minute depuis cette connexion : réessayez dans une "
+        "minute.")),
+    "rate": ("error.check-rate", pages._mark.pgettext(
+        "error.check-rate",
+        "Trop de vérifications cette heure depuis cette connexion : réessayez dans une heure.")),
+    "running": ("error.check-running", pages._mark.pgettext(
+        "error.check-running",
+        "Une vérification est déjà en cours depuis cette connexion : attendez son résultat, "
+        "puis réessayez.")),
+}
+
+
+def check_refusal(lang: str, reason: str) -> str:
+    """The page's message for a check refused by the limiter, ``reason`` being what
+    :meth:`tissu.registrations.CheckLimiter.acquire` returned (``burst``, ``rate``,
+    ``running``), in ``lang`` (French when untranslated). It names the limit that was hit:
+    a check is not a submission (``error.rate``)."""
+    key, french = CHECK_REFUSALS.get(reason, CHECK_REFUSALS["rate"])
+    return french if lang == "fr" else str(translations(lang).pgettext(key, french))
 
 
 def check_limiter(settings: Any) -> registrations.CheckLimiter:
@@ -73,8 +101,9 @@ async def _checked(request: Any, lang: str, values: dict[str, Any], settings: An
     """Run the doctor on ``url`` under the client's check limits; a 429 page when refused."""
     limiter = check_limiter(settings)
     client = registrations.client_hash(ip, settings.moderation_secret)
-    if limiter.acquire(client) is not None:
-        return _page(request, lang, values, message=pages.t(lang, "error.rate"), status=429)
+    refused = limiter.acquire(client)
+    if refused is not None:
+        return _page(request, lang, values, message=check_refusal(lang, refused), status=429)
     try:
         return await pages.in_thread(diagnose, url, settings=settings, engine=pages.engine())
     finally:
@@ -130,9 +159,11 @@ async def registration_page(datasette: Any, request: Any) -> Response:
     action = (form.get("action") or ["check"])[0]
     if action == "submit":
         return await _submit(request, lang, values, settings, ip)
+    typed = values["url"]
+    values["url"] = webcal_as_https(typed)  # the doctor reads it so, and says it in its notes
     if not values["url"].lower().startswith(("http://", "https://")):
         return _page(request, lang, values, errors={"url": "http-url"}, status=400)
-    diagnosis = await _checked(request, lang, values, settings, ip, values["url"])
+    diagnosis = await _checked(request, lang, values, settings, ip, typed)
     if isinstance(diagnosis, Response):
         return diagnosis
     return _page(request, lang, values, diagnosis=diagnosis)
