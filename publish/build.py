@@ -155,6 +155,10 @@ def _source_table(table: str, spec: dict[str, Any]) -> str:
 # working store is SQLite: a million occurrences take seconds instead of minutes through pandas.
 # (``events`` stays read through pandas: the publish history digests its frame.)
 _STREAMED = {"occurrences", "event_sources"}
+# Copied without checking each value (a million rows): datetimes taken to be SQLite's naive
+# text, text columns taken to hold text. The other copies check, and publish exactly what the
+# pandas path would.
+_UNCHECKED = {"occurrences"}
 
 
 def sqlite_store_path(engine: Engine) -> Path | None:
@@ -310,12 +314,16 @@ def _create_indexes(connection: sqlite3.Connection, frames: dict[str, pd.DataFra
         connection.execute(f'CREATE INDEX "{name}" ON "{table}" ({quoted})')
 
 
-def _sql_value(column: str) -> str:
+def _sql_value(column: str, exact: bool = True) -> str:
     """SQL turning a store column (of ``s``) into its published text (datetimes → ISO 8601
     UTC ``Z``), as :func:`public_frames` does: SQLite's own text of a naive UTC value
     (``YYYY-MM-DD HH:MM:SS[.ffffff]``) is rewritten in SQL, any other value goes through
-    :func:`iso_utc` (the function ``tissu_iso_utc`` of the connection)."""
+    :func:`iso_utc` (the function ``tissu_iso_utc`` of the connection). Not ``exact``: every
+    datetime is taken to be SQLite's naive text (no test per value)."""
     quoted = f's."{column}"'
+    if _is_datetime_column(column) and not exact:
+        return (f"CASE WHEN {quoted} IS NULL THEN NULL ELSE substr({quoted}, 1, 10) || 'T' || "
+                f"substr({quoted}, 12, 8) || 'Z' END")
     if _is_datetime_column(column):
         return (f"CASE WHEN {quoted} IS NULL THEN NULL "
                 f"WHEN typeof({quoted}) = 'text' AND length({quoted}) >= 19 "
@@ -394,7 +402,7 @@ def _copy_streamed(connection: sqlite3.Connection, engine: Engine, table: str,
                   if c in present and c not in _INTEGER_COLUMNS and c not in _REAL_COLUMNS]
         if frame is not None and "all_day" in present:
             unsure.append('"all_day" IS NULL')
-        if unsure and connection.execute(
+        if unsure and table not in _UNCHECKED and connection.execute(
                 f'SELECT 1 FROM store."{source}" WHERE {" OR ".join(unsure)} LIMIT 1'
         ).fetchone():
             return False
@@ -412,7 +420,8 @@ def _copy_streamed(connection: sqlite3.Connection, engine: Engine, table: str,
                 key = _primary_key(table, frame)
             suffix = " PRIMARY KEY" if column == key else ""
             definitions.append(f'"{column}" {kind}{suffix}')
-            values.append(_local_sql(present) if column in derived else _sql_value(column))
+            values.append(_local_sql(present) if column in derived
+                          else _sql_value(column, exact=table not in _UNCHECKED))
         if frame is not None:
             connection.create_function("tissu_local", 3, _Local(), deterministic=True)
         join = ""
