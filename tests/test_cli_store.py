@@ -14,6 +14,8 @@ from tissu.cli import app
 COMMANDS = [
     ["harvest"],
     ["publish", "--force"],
+    ["publish"],  # the fingerprint is read first, by the driver itself
+    ["check", "https://example.org/agenda.ics"],
     ["sources", "status"],
     ["sources", "pending"],
     ["sources", "pause", "albi"],
