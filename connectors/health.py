@@ -14,7 +14,8 @@ Bureau's status badge does (red on error, warning on zero items):
 A *read* is a run whose payload changed and was parsed (status ``ok`` or ``partial``); ``unchanged``
 runs (HTTP 304 or same bytes) are attempts, not reads. Every reason is a short French sentence.
 :func:`source_health` is the one function the CLI (``tissu sources status``), the published
-``sources`` table and the public status page all use.
+``sources`` table and the public status page all use. :func:`last_read` gives every warning
+and error of a source's last read (``tissu sources status SOURCE``, :func:`details_text`).
 """
 
 from __future__ import annotations
