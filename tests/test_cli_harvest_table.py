@@ -48,6 +48,10 @@ def test_the_state_is_in_french():
         "b-failed", "")
     assert "partielle" in rows["c-partial"]
     assert "inchangée" in rows["d-unchanged"]
+    # a seed source no longer in the registry (tissu.pipeline.RETIRED)
+    retired = drawn([SourceSummary("e-retired", "retired", warnings=["e-retired : retirée"])])
+    assert next(line for line in retired.splitlines() if line.startswith("e-retired")).split()[
+        1] == "retirée"
     assert "unchanged" not in drawn(summaries).replace("d-unchanged", "")
 
 

@@ -181,7 +181,7 @@ RegistrationArg = Annotated[int, typer.Argument(parser=_registration_value, meta
 
 # The « état » of a source's run as a reader reads it; the machine values (JSON, database) stay.
 STATUS_LABELS = {"ok": "ok", "failed": "en échec", "partial": "partielle",
-                 "unchanged": "inchangée"}
+                 "unchanged": "inchangée", "retired": "retirée"}
 
 
 def harvest_table(summaries: list) -> Table:  # type: ignore[type-arg]
@@ -204,7 +204,8 @@ def harvest_table(summaries: list) -> Table:  # type: ignore[type-arg]
     table.add_column("état", no_wrap=True, min_width=9)
     for column in ("fiches", "évén.", "séances", "avert.", "erreurs"):
         table.add_column(column, justify="right", no_wrap=True, min_width=len(column))
-    colours = {"ok": "green", "unchanged": "green", "partial": "yellow", "failed": "red"}
+    colours = {"ok": "green", "unchanged": "green", "partial": "yellow", "failed": "red",
+               "retired": "yellow"}
 
     def state(status: str) -> str:
         return f"[{colours.get(status, 'white')}]{STATUS_LABELS.get(status, status)}[/]"
