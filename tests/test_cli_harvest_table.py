@@ -82,3 +82,20 @@ def test_a_narrow_screen_folds_the_id_and_never_cuts_a_count():
     assert "".join(line.split()[0] for line in text.splitlines()
                    if line and not line.startswith((" ", "─", "source"))
                    and line.split()[0] not in ("ok",)).startswith("vacances-scolaires-zone-b")
+
+
+def test_long_warnings_fold_under_their_own_text_at_80_columns(monkeypatch):
+    from tissu import cli
+
+    console = Console(file=io.StringIO(), width=80, color_system=None)
+    monkeypatch.setattr(cli, "console", console)
+    url = "http://agenda.aquitaine.fr/Printemps-des-vins-de-Blaye-Cotes-de-Bordeaux,7649.html"
+    cli._print_harvest_warnings([SourceSummary("aquitaine", "ok", warnings=[
+        f"aquitaine : {url} : heure sans fuseau, lue à l'heure de Paris"])])
+    lines = console.file.getvalue().splitlines()  # type: ignore[attr-defined]
+    assert lines[0] == "Avertissements de aquitaine (1) :"
+    assert lines[1].startswith("  - http://agenda.aquitaine.fr/")  # not a dash alone
+    assert all(line.startswith("    ") for line in lines[2:])  # folded under the text
+    assert all(len(line) <= 80 for line in lines)
+    assert "".join(line.strip() for line in lines[1:]).replace(" ", "") == (
+        f"-{url}:heuresansfuseau,lueàl'heuredeParis")

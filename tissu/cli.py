@@ -236,6 +236,7 @@ def _print_harvest_warnings(summaries: list) -> None:  # type: ignore[type-arg]
     """Print each source's warnings after the harvest table (French, at most 5 per source).
 
     ``summaries`` are tissu.pipeline.SourceSummary; their warnings are « <source> : texte ».
+    A long warning folds under its own text (:func:`_print_hanging`).
     """
     from rich.markup import escape
 
@@ -244,8 +245,8 @@ def _print_harvest_warnings(summaries: list) -> None:  # type: ignore[type-arg]
             continue
         console.print(f"[yellow]Avertissements de {escape(s.source_id)}[/yellow] "
                       f"({len(s.warnings)}) :")
-        for warning in s.warnings[:HARVEST_WARNINGS_SHOWN]:
-            console.print(f"  - {escape(warning.removeprefix(f'{s.source_id} : '))}")
+        _print_hanging([f"  - {warning.removeprefix(f'{s.source_id} : ')}"
+                        for warning in s.warnings[:HARVEST_WARNINGS_SHOWN]])
         if len(s.warnings) > HARVEST_WARNINGS_SHOWN:
             console.print(f"  … et {len(s.warnings) - HARVEST_WARNINGS_SHOWN} autres")
 
