@@ -898,9 +898,9 @@ def _heavy_fix(fmt: str, content: bytes) -> str:
         if repeated:
             return _HEAVY_FIX
         size = (f"Ce calendrier contient {events} événements, sans répétition : c'est plus "
-                "que Tissu ne peut lire d'un coup. " if events >= MANY_EVENTS else
-                "Ce calendrier ne contient pas de répétition ; ")
-        return (size + "Retirez les anciens événements de votre agenda (ou partagez un agenda "
+                "que Tissu ne peut lire d'un coup. Retirez" if events >= MANY_EVENTS else
+                "Ce calendrier ne contient pas de répétition : retirez")
+        return (size + " les anciens événements de votre agenda (ou partagez un agenda "
                 "qui ne contient que les événements à venir), puis vérifiez à nouveau. Si le "
                 "problème persiste, signalez-le à l'équipe de Tissu en donnant l'adresse "
                 "vérifiée.")

@@ -150,11 +150,14 @@ def test_a_stopped_reading_is_advised_from_what_the_file_holds(tmp_settings):
     diagnosis = diagnose_content(content, "https://example.org/big.ics", now=NOW,
                                  settings=tmp_settings, limits=Limits(seconds=0.3))
     problem = only(diagnosis, "time-limit")
-    assert problem.fix.startswith("Ce calendrier contient 3000 événements, sans répétition")
+    assert problem.fix.startswith("Ce calendrier contient 3000 événements, sans répétition : "
+                                  "c'est plus que Tissu ne peut lire d'un coup. Retirez les "
+                                  "anciens événements")
     assert "répétition sans fin" not in problem.fix
     # a calendar with RRULE keeps the advice about endless series
     assert "répétition sans fin" in _heavy_fix("ical", content.replace(
         b"END:VEVENT", b"RRULE:FREQ=HOURLY\r\nEND:VEVENT", 1))
     small = _heavy_fix("ical", plain_calendar(10))
-    assert small.startswith("Ce calendrier ne contient pas de répétition")
+    assert small.startswith("Ce calendrier ne contient pas de répétition : retirez les "
+                            "anciens événements de votre agenda")
     assert "répétition sans fin" not in _heavy_fix("rss", b"<rss>")
