@@ -472,7 +472,9 @@ def build_database(engine: Engine, out_dir: Path,
         connection.execute("PRAGMA journal_mode=OFF")
         connection.execute("PRAGMA synchronous=OFF")
         # events are read through pandas (the history digests them) but written by SQLite
-        # from the store: the same columns, types and values, without a row crossing Python
+        # from the store: the same columns, types and values, without a row crossing Python.
+        # (Like occurrences, they are read again here: a store written meanwhile publishes
+        # its newer rows, and the next publication records them as updated.)
         framed = {table for table in ("events",)
                   if table in frames and _copy_streamed(connection, engine, table, frames[table])}
         with connection:
