@@ -248,11 +248,12 @@ class _Local:
     day of an all-day event; start times events share are converted once."""
 
     def __init__(self) -> None:
+        from normalize.times import local_iso  # imported once, not at each of 50k calls
+
+        self._local_iso = local_iso
         self._seen: dict[str, str] = {}
 
     def __call__(self, all_day: object, start_date: object, start_utc: object) -> str | None:
-        from normalize.times import local_iso
-
         if all_day:
             return str(start_date) if start_date else None
         if not start_utc:
@@ -260,7 +261,7 @@ class _Local:
         text = str(start_utc)
         found = self._seen.get(text)
         if found is None:
-            found = self._seen[text] = local_iso(dt.datetime.fromisoformat(text))
+            found = self._seen[text] = self._local_iso(dt.datetime.fromisoformat(text))
         return found
 
 
