@@ -7,6 +7,7 @@ import logging
 import sqlite3
 from dataclasses import replace
 
+import pytest
 import yaml
 from sqlmodel import Session, select
 from typer.testing import CliRunner
@@ -363,3 +364,18 @@ def test_moderation_messages_are_codes_never_free_text(tmp_settings, monkeypatch
     assert "Impossible : cette inscription a déjà été traitée." in answers["again"][1]
     assert "evil.example" not in forged and 'role="status"' not in forged
     assert "hello" not in forged_source and 'role="status"' not in forged_source
+
+
+def test_approve_refuses_a_refresh_the_registry_refuses(http_server, tmp_settings):
+    """`tissu sources approve --refresh` checked the bounds (5 minutes to 366 days) but the
+    function and the moderation page took « 0m », which would run a harvest every second."""
+    http_server.routes["/epicerie.ics"] = Route((SAMPLES / "ical_google.ics").read_bytes())
+    engine = make_engine(tmp_settings.database_url)
+    registration_id = submit(engine, tmp_settings, http_server.url("/epicerie.ics"))
+    for refresh in ("0m", "4m", "400d", "souvent"):
+        with pytest.raises(registrations.ModerationError, match=f"fréquence '{refresh}' refusée"):
+            registrations.approve(engine, registration_id, now=NOW, settings=tmp_settings,
+                                  refresh=refresh)
+    decision = registrations.approve(engine, registration_id, now=NOW, settings=tmp_settings,
+                                     refresh=" 5m ")
+    assert decision.source.refresh == "5m"

@@ -33,7 +33,7 @@ from connectors.http import webcal_as_https
 from normalize.pipeline import slugify
 from normalize.text import one_line
 from schemas.models import Registration, Source
-from schemas.registry import REFRESH_RE, PublisherType, canonical_url
+from schemas.registry import PublisherType, canonical_url, refresh_problem
 from tissu.french import de
 from tissu.mail import send_mail
 from tissu.settings import Settings
@@ -346,10 +346,13 @@ def approve(engine: Engine, registration_id: int, *, now: dt.datetime, settings:
     scheduler's job store (first run at ``now``); the publisher gets an e-mail.
 
     Raises:
-        ModerationError: unknown or already decided registration.
+        ModerationError: unknown or already decided registration, or a ``refresh`` the registry
+            would refuse (:func:`schemas.registry.refresh_problem`: 5 minutes to 366 days).
     """
-    if not REFRESH_RE.match(refresh.strip()):
-        raise ModerationError(f"fréquence {refresh!r} invalide : écrivez par exemple 30m, 6h ou 1d")
+    problem = refresh_problem(refresh)
+    if problem is not None:
+        raise ModerationError(f"fréquence {refresh.strip()!r} refusée : {problem}")
+    refresh = refresh.strip()
     with Session(engine) as session:
         registration = _pending_registration(session, registration_id)
         source = Source(

@@ -20,7 +20,7 @@ from sqlmodel import Session, select
 
 from publish.web import pages
 from schemas.models import Registration, Source, utcnow
-from schemas.registry import REFRESH_RE
+from schemas.registry import refresh_problem
 from tissu import registrations
 
 COOKIE = "tissu_moderation"
@@ -64,7 +64,8 @@ MESSAGES = {
     "registration-invalid": "Impossible : numéro d'inscription invalide.",
     "registration-unknown": "Impossible : cette inscription est introuvable.",
     "registration-decided": "Impossible : cette inscription a déjà été traitée.",
-    "refresh-invalid": "Impossible : fréquence invalide ; écrivez par exemple 30m, 6h ou 1d.",
+    "refresh-invalid": ("Impossible : fréquence invalide ; écrivez par exemple 30m, 6h ou 1d "
+                        "(de 5 minutes à 366 jours)."),
     "reason-missing": "Impossible : indiquez la raison du refus ; elle est envoyée à "
                       "l'association.",
     "source-unknown": "Impossible : cette source est introuvable.",
@@ -91,7 +92,7 @@ def _act(action: str, form: dict[str, list[str]]) -> dict[str, str]:
         if not (raw.isascii() and raw.isdigit() and 0 < int(raw) < 2**63):
             return {"message": "registration-invalid"}
         number = int(raw)
-        if action == "approve" and not REFRESH_RE.match(field("refresh") or "6h"):
+        if action == "approve" and refresh_problem(field("refresh") or "6h") is not None:
             return {"message": "refresh-invalid"}
         if action == "reject" and not field("reason"):
             return {"message": "reason-missing"}
