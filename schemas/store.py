@@ -88,6 +88,10 @@ def make_engine(database_url: str) -> Engine:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
+            # Statement journals in memory: with the change counter's triggers
+            # (tissu.fingerprint), each row of an executemany INSERT into an indexed table opened
+            # one in a temporary file (100 000 events: +1.2–2.3 s; in memory: +0.3 s).
+            cursor.execute("PRAGMA temp_store=MEMORY")
             cursor.close()
 
         for attempt in range(5):

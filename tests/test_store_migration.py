@@ -57,3 +57,13 @@ def test_old_store_gets_new_indexes(tmp_path):
     assert "ix_harvestrun_source_started" in plan and "TEMP B-TREE" not in plan
     connection.close()
     make_engine(f"sqlite:///{path}")  # idempotent
+
+
+def test_sqlite_connections_keep_statement_journals_in_memory(tmp_path):
+    """Every connection of a SQLite store keeps temporary files, statement journals included,
+    in memory (PRAGMA temp_store = 2): the change counter's triggers made each inserted row of
+    an indexed table open a statement journal on disk."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA temp_store").scalar() == 2
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
