@@ -60,6 +60,8 @@ FORMAT_LABELS = {
 PREVIEW_SIZE = 5
 #: Findings of a check whose reading did not finish (see :attr:`Diagnosis.stopped`).
 STOPPED_CODES = frozenset({"time-limit", "memory-limit", "busy", "internal"})
+#: Findings of a check that got no file to read (nothing can be said of its format).
+UNREAD_CODES = frozenset({"fetch", "unsafe-url", "too-large", "too-slow", "busy"})
 _CHECK_ID = "verification"
 _XML_ENCODING_RE = re.compile(rb"^\s*<\?xml[^>]*encoding=[\"']([A-Za-z0-9._-]+)[\"']", re.IGNORECASE)
 _UTF8_NAMES = {"utf-8", "utf8"}
@@ -228,6 +230,12 @@ class Diagnosis:
         return FORMAT_LABELS.get(self.format, self.format)
 
     @property
+    def fetched(self) -> bool:
+        """False when the check got no file to read (the address was refused, the download
+        failed or the check was turned away): then no format is reported."""
+        return not any(p.code in UNREAD_CODES for p in self.problems)
+
+    @property
     def usable(self) -> bool:
         """True when the URL can be registered as a source (a feed with no blocking problem)."""
         return self.format in {"ical", "rss", "atom"} and not any(
@@ -258,7 +266,8 @@ class Diagnosis:
         lines.extend(f"Remarque : {note}" for note in self.notes)
         if self.final_url and self.final_url != self.url:
             lines.append(f"Après redirection : {self.final_url}")
-        lines.append(f"Format trouvé : {self.format_label}")
+        if self.fetched:
+            lines.append(f"Format trouvé : {self.format_label}")
         if self.format in {"ical", "rss", "atom"} and not self.stopped:
             lines.append(f"Événements : {self.events} ; séances à venir : {self.upcoming}")
             if self.news:

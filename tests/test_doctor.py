@@ -173,6 +173,14 @@ def test_unreachable_url_and_wrong_scheme(http_server, tmp_settings):
         f"{http_server.url('/missing.ics')}")
     ftp = diagnose("ftp://example.org/a.ics", now=NOW, settings=tmp_settings)
     assert "webcal://" in only(ftp, "fetch").fix
+    # nothing was read: no « Format trouvé : format inconnu » before the real problem
+    for failed in (missing, ftp):
+        assert not failed.fetched
+        assert "Format trouvé" not in failed.to_text()
+    http_server.routes["/read.ics"] = Route((SAMPLES / "ical_google.ics").read_bytes())
+    found = diagnose(http_server.url("/read.ics"), now=NOW, settings=tmp_settings)
+    assert found.fetched
+    assert "Format trouvé : calendrier iCalendar (.ics)" in found.to_text()
 
 
 def test_french_when_all_day_is_exclusive_end():
