@@ -614,6 +614,20 @@ def _attempts(http: requests.Session, url: str, headers: dict[str, str], etag: s
             time.sleep(delay)
 
 
+def _connection_reason(exc: requests.RequestException) -> str:
+    """Why a connection failed, in French words (not the exception's class name)."""
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "échec de la connexion chiffrée HTTPS : certificat refusé ou serveur sans HTTPS"
+    if isinstance(exc, requests.exceptions.ProxyError):
+        return "le mandataire (proxy) a refusé la connexion"
+    if isinstance(exc, requests.ConnectionError):
+        return "le serveur refuse la connexion ou ne répond pas"
+    if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.InvalidSchema
+                  | requests.exceptions.MissingSchema):
+        return "adresse mal formée"
+    return f"erreur du client HTTP : {type(exc).__name__}"
+
+
 def _once(http: requests.Session, url: str, headers: dict[str, str], etag: str | None,
           last_modified: str | None, max_bytes: int, timeout: tuple[float, float], end: float,
           limit: float, host_delay: float) -> tuple[FetchResult | None, str | None]:
@@ -635,9 +649,9 @@ def _once(http: requests.Session, url: str, headers: dict[str, str], etag: str |
             cause = cause.__context__
         if isinstance(cause, FetchError):
             raise cause from exc
-        raise FetchError(f"connexion impossible à {url} ({type(exc).__name__})") from exc
+        raise FetchError(f"connexion impossible à {url} ({_connection_reason(exc)})") from exc
     except requests.RequestException as exc:
-        raise FetchError(f"connexion impossible à {url} ({type(exc).__name__})") from exc
+        raise FetchError(f"connexion impossible à {url} ({_connection_reason(exc)})") from exc
     finally:
         with _HOST_LOCK:
             parts = urlsplit(url)

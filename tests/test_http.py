@@ -378,3 +378,20 @@ def test_chunked_gzip_body():
 
     with raw_server(handler) as url:
         assert fetch(url, **FAST).content == ICS * 20
+
+
+def test_connection_failures_are_said_in_french(http_server):
+    """The trial saw « connexion impossible à https://… (SSLError) »: the class name of the
+    exception. An https:// address served in plain HTTP, and a port where nobody listens."""
+    plain = http_server.url("/a.ics").replace("http://", "https://")
+    http_server.routes["/a.ics"] = Route(b"BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n")
+    with pytest.raises(FetchError) as tls:
+        fetch(plain, **FAST)
+    assert "échec de la connexion chiffrée HTTPS" in str(tls.value)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}/a.ics"
+    with pytest.raises(FetchError) as refused:
+        fetch(closed, **FAST)
+    assert "le serveur refuse la connexion ou ne répond pas" in str(refused.value)
+    assert "Error" not in str(tls.value) + str(refused.value)
