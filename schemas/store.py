@@ -124,6 +124,13 @@ def make_engine(database_url: str) -> Engine:
     return engine
 
 
+def _existing_tables(inspector: Any) -> list[Any]:
+    """The models' tables (``sqlalchemy.Table``, in dependency order) that already exist in the
+    database ``inspector`` looks at."""
+    existing = set(inspector.get_table_names())
+    return [table for table in SQLModel.metadata.sorted_tables if table.name in existing]
+
+
 def add_missing_indexes(connection: object) -> list[str]:
     """Create the indexes the models gained since an existing table was created.
 
@@ -133,11 +140,8 @@ def add_missing_indexes(connection: object) -> list[str]:
     from sqlalchemy import inspect
 
     inspector = inspect(connection)
-    existing_tables = set(inspector.get_table_names())
     created: list[str] = []
-    for table in SQLModel.metadata.sorted_tables:
-        if table.name not in existing_tables:
-            continue
+    for table in _existing_tables(inspector):
         present = {i["name"] for i in inspector.get_indexes(table.name)}
         for index in table.indexes:
             if index.name and index.name not in present:
@@ -179,11 +183,8 @@ def add_missing_columns(connection: object) -> list[str]:
 
     inspector = inspect(connection)
     dialect = connection.dialect  # type: ignore[attr-defined]
-    existing_tables = set(inspector.get_table_names())
     added: list[str] = []
-    for table in SQLModel.metadata.sorted_tables:
-        if table.name not in existing_tables:
-            continue
+    for table in _existing_tables(inspector):
         present = {c["name"] for c in inspector.get_columns(table.name)}
         for column in table.columns:
             if column.name in present:
