@@ -94,12 +94,7 @@ def _read_warnings(run: HarvestRun | _Read, source_id: str) -> list[str]:
     dernière lecture : ligne 13 : propriété RRULE illisible (…) ». The deletion guard's warning
     is left out (it has its own reason). Unreadable JSON counts as no warning.
     """
-    try:
-        stored = json.loads(run.warnings or "[]")
-    except ValueError:
-        return []
-    texts = [_strip_source(str(w), source_id) or "" for w in stored if w]
-    texts = [t for t in texts if not t.startswith("garde-fou : ")]
+    texts = without_guard(_messages(run.warnings, source_id))
     if not texts:
         return []
     count = (f"{len(texts)} avertissements" if len(texts) > 1 else "1 avertissement")
@@ -324,6 +319,12 @@ class LastRead:
     records: int
     warnings: list[str]
     errors: list[str]
+
+
+def without_guard(warnings: list[str]) -> list[str]:
+    """``warnings`` of a read without the deletion guard's (it has a reason of its own) and
+    without empty ones."""
+    return [w for w in warnings if w and not w.startswith("garde-fou : ")]
 
 
 def _messages(stored: str | None, source_id: str) -> list[str]:

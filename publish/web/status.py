@@ -10,14 +10,13 @@ incidents (:func:`tissu.alerts.all_incidents`) as Atom (RFC 4287, written by fee
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Any
 
 from datasette.utils.asgi import Response
 from feedgen.feed import FeedGenerator
 from sqlmodel import Session, col, select
 
-from connectors.health import health_report
+from connectors.health import health_report, last_read, without_guard
 from normalize.times import PARIS
 from publish.web import pages
 from schemas.models import HarvestRun, Source, utcnow
@@ -45,18 +44,8 @@ def last_read_warnings(session: Session, source_id: str) -> list[str]:
     The ``<source id> : `` prefix is dropped and the deletion guard's warning left out (it has
     its own reason), as in :func:`connectors.health.source_health`; unreadable JSON gives [].
     """
-    stored = session.exec(
-        select(HarvestRun.warnings).where(HarvestRun.source_id == source_id,
-                                          col(HarvestRun.status).in_(READS))
-        .order_by(col(HarvestRun.started_at).desc(), col(HarvestRun.id).desc()).limit(1)).first()
-    try:
-        values = json.loads(stored or "[]")
-    except ValueError:
-        return []
-    if not isinstance(values, list):
-        return []
-    texts = [str(w).removeprefix(f"{source_id} : ") for w in values if w]
-    return [t for t in texts if t and not t.startswith("garde-fou : ")]
+    read = last_read(session, source_id)
+    return without_guard(read.warnings) if read is not None else []
 
 
 def reason_items(reasons: list[str], warnings: list[str]) -> list[dict[str, Any]]:
