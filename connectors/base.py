@@ -445,6 +445,11 @@ class ParsePool:
         does that work itself). A parser exception gives the error "erreur interne du lecteur",
         as :func:`parse_with_time_limit`.
         """
+        def failed(message: str, code: str) -> ParseResult:
+            if isinstance(data, ParseResult):  # only preparing: the caller does it
+                return data
+            return ParseResult(errors=[Problem(message, code=code)])
+
         child: _Child | None = self._take()
         assert child is not None
         try:
@@ -452,11 +457,8 @@ class ParsePool:
             if not child.connection.poll(seconds):
                 self._replace(child)
                 child = None
-                if isinstance(data, ParseResult):  # only preparing: the caller does it
-                    return data
-                return ParseResult(errors=[Problem(
-                    f"lecture interrompue : le fichier demande plus de {seconds:g} s de "
-                    "traitement (lecture arrêtée)", code="time-limit")])
+                return failed(f"lecture interrompue : le fichier demande plus de {seconds:g} s "
+                              "de traitement (lecture arrêtée)", "time-limit")
             kind, result = child.connection.recv()
             if isinstance(data, ParseResult) and kind == "parsed":
                 result = data
@@ -477,11 +479,8 @@ class ParsePool:
             if child is not None:
                 self._replace(child)
                 child = None
-            if isinstance(data, ParseResult):  # only preparing: the caller does it
-                return data
-            return ParseResult(errors=[Problem(
-                f"erreur interne du lecteur (processus de lecture arrêté : "
-                f"{code if code is not None else exc!r})", code="internal")])
+            return failed("erreur interne du lecteur (processus de lecture arrêté : "
+                          f"{code if code is not None else exc!r})", "internal")
         finally:
             if child is not None:
                 self._idle.put(child)
