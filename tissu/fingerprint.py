@@ -250,6 +250,10 @@ END
 # changed table's schema, bumped once per transaction and schema (a transaction-local setting).
 # The row of slot 0 holds the store's identity (and, on SQLite, the one counter: SQLite has a
 # single writer at a time).
+# The source of the installed counter function, compared with _PG_FUNCTION_BODY.
+_PG_FUNCTION_SOURCE = ("SELECT p.prosrc FROM pg_proc p JOIN pg_namespace n "
+                       "ON n.oid = p.pronamespace WHERE n.nspname = current_schema() "
+                       f"AND p.proname = '{_PG_FUNCTION}'")
 
 
 def _trigger_names(dialect: str, table: str, columns: list[str]) -> dict[str, str]:
@@ -288,6 +292,20 @@ def _trigger_sql(dialect: str, table: str, columns: list[str]) -> dict[str, str]
         names["u"]: f"CREATE TRIGGER {names['u']} AFTER UPDATE ON {quoted} FOR EACH ROW "
                     f"WHEN ((ROW({old})) IS DISTINCT FROM (ROW({new}))) {run}",
     }
+
+
+def _trigger_current(dialect: str, found: tuple[str, str] | None, table: str, sql: str) -> bool:
+    """True when ``found`` (``(table, detail)`` from :func:`_tables_and_triggers`, or None) is
+    the trigger ``sql`` of ``table``: the same statement on SQLite, enabled on PostgreSQL
+    (not disabled, nor replica-only)."""
+    return found is not None and found[0] == table and (
+        found[1] == sql if dialect == "sqlite" else found[1] in ("O", "A"))
+
+
+def _drop_trigger_sql(dialect: str, name: str, table: str) -> str:
+    """``DROP TRIGGER IF EXISTS`` for trigger ``name`` of ``table`` (PostgreSQL names the table)."""
+    return f"DROP TRIGGER IF EXISTS {name}" + (f" ON {_quoted(table)}"
+                                               if dialect == "postgresql" else "")
 
 
 def _tables_and_triggers(cursor: Any, dialect: str) -> tuple[
@@ -331,17 +349,10 @@ def _counter_digest(cursor: Any, dialect: str) -> str | None:
             continue
         digest.update(f"\x1e{table}\x1f{identity}\x1f{','.join(columns)}".encode())
         for name, sql in _trigger_sql(dialect, table, columns).items():
-            found = triggers.get(name)
-            if found is None or found[0] != table:
-                return None
-            if dialect == "sqlite" and found[1] != sql:
-                return None
-            if dialect == "postgresql" and found[1] not in ("O", "A"):  # disabled, or replica
+            if not _trigger_current(dialect, triggers.get(name), table, sql):
                 return None
     if dialect == "postgresql":
-        cursor.execute("SELECT p.prosrc FROM pg_proc p JOIN pg_namespace n "
-                       "ON n.oid = p.pronamespace WHERE n.nspname = current_schema() "
-                       f"AND p.proname = '{_PG_FUNCTION}'")
+        cursor.execute(_PG_FUNCTION_SOURCE)
         function = cursor.fetchone()
         if function is None or function[0] != _PG_FUNCTION_BODY:
             return None
@@ -379,9 +390,7 @@ def install_change_triggers(connection: Any) -> list[str]:
         raw(f"INSERT INTO {CHANGE_TABLE} (slot, changes, store) VALUES "
             f"(0, 0, '{uuid.uuid4().hex}')")
     if dialect == "postgresql":
-        current = raw("SELECT p.prosrc FROM pg_proc p JOIN pg_namespace n "
-                      "ON n.oid = p.pronamespace WHERE n.nspname = current_schema() "
-                      f"AND p.proname = '{_PG_FUNCTION}'").first()
+        current = raw(_PG_FUNCTION_SOURCE).first()
         if current is None or current[0] != _PG_FUNCTION_BODY:
             body = _PG_FUNCTION_BODY.replace("%", "%%")  # the driver reads % as a placeholder
             raw(f"CREATE OR REPLACE FUNCTION {_PG_FUNCTION}() RETURNS trigger "
@@ -396,28 +405,23 @@ def install_change_triggers(connection: Any) -> list[str]:
     cursor = _SQLAlchemyCursor(connection)
     tables, triggers = _tables_and_triggers(cursor, dialect)
     wanted: dict[str, tuple[str, str]] = {}
+    current_names: set[str] = set()
     for table, _identity, columns in tables:
         if _skipped(table):
             continue
         for name, sql in _trigger_sql(dialect, table, columns).items():
-            found = triggers.get(name)
-            ok = found is not None and found[0] == table and (
-                found[1] == sql if dialect == "sqlite" else found[1] in ("O", "A"))
-            if not ok:
+            current_names.add(name)
+            if not _trigger_current(dialect, triggers.get(name), table, sql):
                 wanted[name] = (table, sql)
-    current_names = {name for t, _, c in tables if not _skipped(t)
-                     for name in _trigger_sql(dialect, t, c)}
     stale = [(name, table) for name, (table, _) in triggers.items()
              if name.startswith("tissu_chg_") and name not in current_names]
     if not wanted and not stale:
         return []
     raw(f"UPDATE {CHANGE_TABLE} SET changes = changes + 1 WHERE slot = 0")
     for name, table in stale:
-        raw(f"DROP TRIGGER IF EXISTS {name}" + (f" ON {_quoted(table)}"
-                                                 if dialect == "postgresql" else ""))
+        raw(_drop_trigger_sql(dialect, name, table))
     for name, (table, sql) in wanted.items():
-        raw(f"DROP TRIGGER IF EXISTS {name}" + (f" ON {_quoted(table)}"
-                                                 if dialect == "postgresql" else ""))
+        raw(_drop_trigger_sql(dialect, name, table))
         raw(sql)
     return sorted(wanted)
 
