@@ -355,13 +355,8 @@ class Sandbox:
                 raise self._crash(process, limits) from None
             answered = True
         finally:
-            conn.close()
-            if answered:  # it exits right after answering
-                process.join(1.0)
-            if process.is_alive():
-                process.kill()
-                process.join()
-            process.close()
+            # it exits right after answering; otherwise it is killed at once
+            _discard((process, conn), wait=1.0 if answered else 0.0)
             if method != "fork" and self.keep_spare:
                 self._refill()
         if kind == "ok":
@@ -441,10 +436,12 @@ class Sandbox:
             _discard(spare)
 
 
-def _discard(spare: tuple[BaseProcess, Connection]) -> None:
+def _discard(spare: tuple[BaseProcess, Connection], wait: float = 1.0) -> None:
+    """Close the pipe, give the child ``wait`` seconds to end, kill it if it has not."""
     process, conn = spare
     conn.close()  # a waiting spare reads EOF and exits
-    process.join(1.0)
+    if wait:
+        process.join(wait)
     if process.is_alive():
         process.kill()
         process.join()
