@@ -32,6 +32,8 @@ MAX_REFRESH_SECONDS = 366 * 86400
 _REFRESH_UNITS = {"m": 60, "h": 3600, "d": 86400}
 
 
+# libyaml's safe loader when PyYAML has it (same documents, ~6 × faster on 500 sources).
+_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")
 _ESCAPE_RE = re.compile(r"%([0-9A-Fa-f]{2})")
@@ -316,8 +318,7 @@ def load_registry(path: Path | str) -> list[SourceSpec]:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
-        # libyaml's safe loader when PyYAML has it (same documents, ~6 × faster on 500 sources)
-        document = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        document = yaml.load(text, Loader=_LOADER)
     except FileNotFoundError as exc:
         raise RegistryError(f"{path} : fichier introuvable") from exc
     except UnicodeDecodeError as exc:
@@ -390,7 +391,7 @@ def _entry_lines(text: str) -> list[int]:
     Only called to word an error: the fast load has no line numbers.
     """
     try:
-        root = yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        root = yaml.compose(text, Loader=_LOADER)
     except yaml.YAMLError:
         return []
     if not isinstance(root, yaml.MappingNode):
