@@ -210,11 +210,13 @@ def harvest_table(summaries: list) -> Table:  # type: ignore[type-arg]
     def state(status: str) -> str:
         return f"[{colours.get(status, 'white')}]{STATUS_LABELS.get(status, status)}[/]"
 
-    quiet = [s for s in summaries if s.status == "unchanged" and not s.warnings
-             and not s.errors]
+    def is_quiet(s) -> bool:
+        return s.status == "unchanged" and not s.warnings and not s.errors
+
+    quiet = [s for s in summaries if is_quiet(s)]
     grouped = len(quiet) > UNCHANGED_LISTED
     for s in summaries:
-        if grouped and s.status == "unchanged" and not s.warnings and not s.errors:
+        if grouped and is_quiet(s):
             continue
         table.add_row(_escape(s.source_id), state(s.status),
                       str(s.records), str(s.events), str(s.occurrences), str(len(s.warnings)),
@@ -238,12 +240,10 @@ def _print_harvest_warnings(summaries: list) -> None:  # type: ignore[type-arg]
     ``summaries`` are tissu.pipeline.SourceSummary; their warnings are « <source> : texte ».
     A long warning folds under its own text (:func:`_print_hanging`).
     """
-    from rich.markup import escape
-
     for s in summaries:
         if not s.warnings:
             continue
-        console.print(f"[yellow]Avertissements de {escape(s.source_id)}[/yellow] "
+        console.print(f"[yellow]Avertissements de {_escape(s.source_id)}[/yellow] "
                       f"({len(s.warnings)}) :")
         _print_hanging([f"  - {warning.removeprefix(f'{s.source_id} : ')}"
                         for warning in s.warnings[:HARVEST_WARNINGS_SHOWN]])
