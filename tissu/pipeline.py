@@ -178,8 +178,9 @@ def run_source(engine: Engine, source_id: str, settings: Settings,
             # and so are the warnings of that normalisation (e.g. an unknown TZID): a read whose
             # bytes changed (a DTSTAMP rewritten at each fetch) keeps them on its run row.
             kept = json.loads(source.normalized_warnings or "[]")
-            run = session.get(HarvestRun, harvested.run_id) if harvested.run_id else None
-            if kept and run is not None:
+            run = session.get(HarvestRun, harvested.run_id) if kept and harvested.run_id \
+                else None
+            if run is not None:
                 summary.warnings.extend(w for w in kept if w not in summary.warnings)
                 run.warnings = json.dumps(summary.warnings, ensure_ascii=False)
                 session.add(run)
@@ -217,8 +218,9 @@ def run_source(engine: Engine, source_id: str, settings: Settings,
         summary.normalised = True
         # The run row was written before normalisation: keep its warnings (e.g. an unknown
         # TZID) with the parser's, for health, « tissu sources status » and the status page.
-        run = session.get(HarvestRun, harvested.run_id) if harvested.run_id else None
-        if run is not None and normalized.warnings:
+        run = session.get(HarvestRun, harvested.run_id) \
+            if normalized.warnings and harvested.run_id else None
+        if run is not None:
             run.warnings = json.dumps(summary.warnings, ensure_ascii=False)
             session.add(run)
         # a record that failed (no key stored) is tried again at the next run
