@@ -790,8 +790,7 @@ def search_upcoming(connection: sqlite3.Connection, text: str, now: dt.datetime,
     picked: list[str] = []  # occurrence ids, one per event, in time order
     more = False
     if how_many <= _FEW_MATCHES:
-        matches = [row[0] for row in connection.execute(
-            "SELECT rowid FROM events_fts WHERE events_fts MATCH ?", (query,))]
+        matches = _match_rowids(connection, query)
         picked, more = _next_by_event(connection, matches, where, params, limit)
     else:
         picked, more = _walk_coming(connection, query, where, params, facts, limit)
@@ -810,6 +809,12 @@ def _count_matches(connection: sqlite3.Connection, query: str, cap: int) -> int:
     return int(connection.execute(
         "SELECT count(*) FROM (SELECT rowid FROM events_fts WHERE events_fts MATCH ? LIMIT ?)",
         (query, cap + 1)).fetchone()[0])
+
+
+def _match_rowids(connection: sqlite3.Connection, query: str) -> list[int]:
+    """The ``events`` rowids of every event matching the FTS5 ``query``, in the index's order."""
+    return [row[0] for row in connection.execute(
+        "SELECT rowid FROM events_fts WHERE events_fts MATCH ?", (query,))]
 
 
 def _next_by_event(connection: sqlite3.Connection, matches: list[int], where: list[str],
@@ -870,8 +875,7 @@ def _walk_coming(connection: sqlite3.Connection, query: str, where: list[str],
             if many is None:  # counted once, when first needed
                 many = _count_matches(connection, query, _MANY_MATCHES) > _MANY_MATCHES
             if not many:
-                wanted = {row[0] for row in connection.execute(
-                    "SELECT rowid FROM events_fts WHERE events_fts MATCH ?", (query,))}
+                wanted = set(_match_rowids(connection, query))
         if wanted is None and fresh:
             rowids = sorted({row[2] for row in fresh})
             hits = {row[0] for row in connection.execute(
