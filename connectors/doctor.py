@@ -900,12 +900,11 @@ MANY_EVENTS = 2000
 def _heavy_fix(fmt: str, content: bytes) -> str:
     """Advice for a reading stopped by a limit, from what the bytes hold (counted here, in the
     caller's process, without parsing: RRULE lines, BEGIN:VEVENT lines, items of a feed)."""
-    upper = content.upper()
     if fmt == "ical":
-        repeated = b"RRULE" in upper
-        events = upper.count(b"BEGIN:VEVENT")
-        if repeated:
+        upper = content.upper()
+        if b"RRULE" in upper:
             return _HEAVY_FIX
+        events = upper.count(b"BEGIN:VEVENT")
         size = (f"Ce calendrier contient {events} événements, sans répétition : c'est plus "
                 "que Tissu ne peut lire d'un coup. Retirez" if events >= MANY_EVENTS else
                 "Ce calendrier ne contient pas de répétition : retirez")
