@@ -164,11 +164,9 @@ def _install_change_triggers(connection: Any) -> None:
                 install_change_triggers(connection)
         else:  # pysqlite's SAVEPOINTs do not nest in its implicit transactions
             install_change_triggers(connection)
-    except OperationalError as exc:
-        if "already exists" in str(exc):
+    except Exception as exc:  # never stop a command for a speed-up
+        if isinstance(exc, OperationalError) and "already exists" in str(exc):
             raise
-        logging.getLogger("tissu.store").warning("compteur de changements non installé : %s", exc)
-    except Exception as exc:  # noqa: BLE001 - never stop a command for a speed-up
         logging.getLogger("tissu.store").warning("compteur de changements non installé : %s", exc)
 
 
