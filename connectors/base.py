@@ -439,10 +439,10 @@ class ParsePool:
         ``data`` is a :class:`ParseResult` already (a crawl's): only ``prepare`` runs, and
         ``data`` is returned with its :attr:`~ParseResult.prepared` set.
 
-        ``seconds`` bounds the parse itself (not the wait for a free child, nor ``prepare``);
+        ``seconds`` bounds the parse, then ``prepare`` alike (not the wait for a free child);
         ``prepare`` runs in the child after the parse and its value is returned as
-        :attr:`ParseResult.prepared` (None when it failed or the child died: the caller then
-        does that work itself). A parser exception gives the error "erreur interne du lecteur",
+        :attr:`ParseResult.prepared` (None when it failed, overran or the child died: the
+        caller then does that work itself). A parser exception gives the error "erreur interne du lecteur",
         as :func:`parse_with_time_limit`.
         """
         def failed(message: str, code: str) -> ParseResult:
