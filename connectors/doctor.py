@@ -435,6 +435,7 @@ def _duplicates(upcoming: list[tuple[str, str, dt.datetime | None]], engine: Eng
     token_sort_ratio on accent-folded text) or whose event has the same UID. One line per event.
     """
     found: dict[str, str] = {}
+    skipped = {exclude_source, *(same_feed or set())} - {None}
     with Session(engine) as session:
         for uid, title, start in upcoming:
             if uid in found:
@@ -442,7 +443,6 @@ def _duplicates(upcoming: list[tuple[str, str, dt.datetime | None]], engine: Eng
             query = select(Occurrence, Event).where(
                 Occurrence.event_id == Event.id, Occurrence.start_utc == start,
                 Event.removed_at_source.is_(None))  # type: ignore[union-attr]
-            skipped = {exclude_source, *(same_feed or set())} - {None}
             if skipped:  # the source being re-checked, and sources of the very same feed
                 query = query.where(col(Event.source_id).not_in(skipped))
             for occurrence, other in session.exec(query.limit(50)):
