@@ -291,12 +291,21 @@ def _sql_type(series: pd.Series) -> str:
     return "REAL" if isinstance(value, float) else "TEXT"
 
 
+def _column_type(column: str, frame: pd.DataFrame | None = None) -> str:
+    """SQLite type of a published column: INTEGER or REAL by its name, else that of its first
+    value in ``frame`` (:func:`_sql_type`), TEXT without a frame."""
+    if column in _INTEGER_COLUMNS:
+        return "INTEGER"
+    if column in _REAL_COLUMNS:
+        return "REAL"
+    return _sql_type(frame[column]) if frame is not None else "TEXT"
+
+
 def _create_table(connection: sqlite3.Connection, table: str, frame: pd.DataFrame) -> None:
     columns = []
     primary_key = _primary_key(table, frame)
     for column in frame.columns:
-        kind = ("INTEGER" if column in _INTEGER_COLUMNS
-                else "REAL" if column in _REAL_COLUMNS else _sql_type(frame[column]))
+        kind = _column_type(column, frame)
         suffix = " PRIMARY KEY" if column == primary_key else ""
         columns.append(f'"{column}" {kind}{suffix}')
     connection.execute(f'CREATE TABLE "{table}" ({", ".join(columns)})')
@@ -410,17 +419,10 @@ def _copy_streamed(connection: sqlite3.Connection, engine: Engine, table: str,
         connection.create_function("tissu_iso_utc", 1, iso_utc, deterministic=True)
         definitions = []
         values = []
+        key = spec.get("primary_key", "id") if frame is None else _primary_key(table, frame)
         for column in columns:
-            if frame is None:
-                kind = ("INTEGER" if column in _INTEGER_COLUMNS
-                        else "REAL" if column in _REAL_COLUMNS else "TEXT")
-                key = spec.get("primary_key", "id")
-            else:
-                kind = ("INTEGER" if column in _INTEGER_COLUMNS
-                        else "REAL" if column in _REAL_COLUMNS else _sql_type(frame[column]))
-                key = _primary_key(table, frame)
             suffix = " PRIMARY KEY" if column == key else ""
-            definitions.append(f'"{column}" {kind}{suffix}')
+            definitions.append(f'"{column}" {_column_type(column, frame)}{suffix}')
             values.append(_local_sql(present) if column in derived
                           else _sql_value(column, exact=table not in _UNCHECKED))
         if frame is not None:
