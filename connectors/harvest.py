@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, insert, update
+from sqlalchemy import bindparam, update
 from sqlalchemy import select as core_select
 from sqlmodel import Session, select
 
@@ -24,6 +24,7 @@ from connectors.base import ParsedRecord, ParseResult, Problem, parse_with_time_
 from connectors.html import harvest_crawl, is_crawl_format
 from connectors.http import FetchError, FetchResult, fetch
 from schemas.models import Event, HarvestRun, Occurrence, Source, SourceRecord
+from schemas.store import bulk_insert
 from tissu.settings import Settings
 
 _EXTENSIONS = {"ical": "ics", "rss": "xml", "atom": "xml", "openagenda": "json",
@@ -313,8 +314,7 @@ def sync_records(session: Session, source_id: str, parsed: ParseResult, now: dt.
             report.changed = True
         else:
             seen_rows.append({"_id": rid, "v_line": parsed_record.line, "v_now": now})
-    if inserts:
-        session.execute(insert(table), inserts)
+    bulk_insert(session, table, inserts)
     if changed_rows:
         session.execute(update(table).where(table.c.id == bindparam("_id")).values(
             payload=bindparam("v_payload"), content_hash=bindparam("v_content_hash"),

@@ -13,7 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlmodel import Session
 
 from normalize.enrich import enrich_event
@@ -25,6 +25,7 @@ from normalize.events import (
     normalize_json_record,
 )
 from schemas.models import Event, Occurrence, Organisation, Source, SourceRecord
+from schemas.store import bulk_insert
 
 if TYPE_CHECKING:
     from connectors.base import ParseResult
@@ -92,35 +93,6 @@ _REBUILT_COLUMNS = ("organisation_id", "themes", "quartier", "source_url", "upda
                     "registration_required", "registration_url", "registration_phone",
                     "accessibility", "language", "place_id", "postal_code", "city", "latitude",
                     "longitude")
-
-
-def _bulk_insert(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
-    """INSERT ``rows`` (dicts with the same keys) into ``table`` in the session's transaction.
-
-    On SQLite, one DB-API ``executemany`` of tuples whose values went through each column
-    type's own bind processor — what SQLAlchemy's ``insert`` does, without its per-row and
-    per-key bookkeeping (10 000 events of 45 columns: 0.85 → 0.57 s); elsewhere, or when
-    SQLAlchemy's processors cannot be read, SQLAlchemy's ``insert``.
-    """
-    if not rows:
-        return
-    connection = session.connection()
-    dialect = connection.dialect
-    keys = list(rows[0])
-    try:
-        if dialect.name != "sqlite" or dialect.paramstyle != "qmark":
-            raise NotImplementedError(dialect.name)
-        processors = [table.c[key].type._cached_bind_processor(dialect) for key in keys]
-    except (AttributeError, KeyError, NotImplementedError):
-        session.execute(insert(table), rows)
-        return
-    quote = dialect.identifier_preparer.quote
-    sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(k) for k in keys)}) "
-           f"VALUES ({', '.join('?' for _ in keys)})")
-    pairs = list(zip(keys, processors, strict=True))
-    connection.exec_driver_sql(sql, [
-        tuple(row[key] if process is None else process(row[key]) for key, process in pairs)
-        for row in rows])
 
 
 def _preparsed(parsed: ParseResult | None) -> dict[tuple[str, str], tuple[str, Any]]:
@@ -364,12 +336,12 @@ def normalize_source(session: Session, source: Source, horizon: Horizon,
     for chunk_start in range(0, len(rebuilt), 500):  # events seen before: occurrences rebuilt
         chunk = rebuilt[chunk_start : chunk_start + 500]
         session.execute(delete(_OCCURRENCE_TABLE).where(_OCCURRENCE_TABLE.c.event_id.in_(chunk)))
-    _bulk_insert(session, _EVENT_TABLE, inserts)
+    bulk_insert(session, _EVENT_TABLE, inserts)
     for columns, rows in updates.items():
         session.execute(
             update(_EVENT_TABLE).where(_EVENT_TABLE.c.id == bindparam("_id"))
             .values({c: bindparam(f"v_{c}") for c in columns}), rows)
-    _bulk_insert(session, _OCCURRENCE_TABLE, new_occurrences)
+    bulk_insert(session, _OCCURRENCE_TABLE, new_occurrences)
     outcome.occurrences = len(new_occurrences)
     session.commit()
     return outcome

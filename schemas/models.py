@@ -21,6 +21,10 @@ from sqlalchemy import Column, DateTime, Index, Text
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
+# SQLAlchemy's default text form of a DATETIME on SQLite (sqlalchemy.dialects.sqlite.DATETIME)
+_SQLITE_DATETIME = ("%(year)04d-%(month)02d-%(day)02d "
+                    "%(hour)02d:%(minute)02d:%(second)02d.%(microsecond)06d")
+
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
     """A DateTime column that stores UTC and always returns aware UTC datetimes.
@@ -38,6 +42,25 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         if value.tzinfo is None:
             raise ValueError(f"naive datetime refused: {value!r}")
         return value.astimezone(dt.UTC).replace(tzinfo=None)
+
+    def bind_processor(self, dialect: Any) -> Any:
+        """On SQLite, one function doing :meth:`process_bind_param` then SQLite's ``DATETIME``
+        formatting (``YYYY-MM-DD HH:MM:SS.ffffff``, UTC): the same text, about 1 µs less per
+        value than the two steps chained (a harvest binds hundreds of thousands of them).
+        Elsewhere, or with another storage format, SQLAlchemy's chain."""
+        impl = self.impl_instance.dialect_impl(dialect)
+        if dialect.name != "sqlite" or getattr(impl, "_storage_format", None) != _SQLITE_DATETIME:
+            return super().bind_processor(dialect)
+        utc = dt.UTC
+
+        def process(value: Any) -> str | None:
+            if value is None:
+                return None
+            if value.tzinfo is None:
+                raise ValueError(f"naive datetime refused: {value!r}")
+            return value.astimezone(utc).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+        return process
 
     def process_result_value(self, value: Any, dialect: Any) -> dt.datetime | None:
         if value is None:

