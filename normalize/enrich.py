@@ -3,12 +3,15 @@ language, place and quartier. Called by normalize.pipeline for every event it (r
 
 Values a source gave in structured form (postal code, city, coordinates, registration URL,
 accessibility codes) are kept; text extraction only fills what is missing, except list columns
-(accessibility) which are merged.
+(accessibility) which are merged. The place columns derived from LOCATION
+(:data:`PLACE_DERIVED`) of a stored event being rebuilt are derived again from its current
+LOCATION (``given``): a value an earlier LOCATION gave never outlives it.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from functools import lru_cache
 from typing import Any
 
@@ -65,7 +68,31 @@ ENRICH_WRITES = ("themes", "publics", "gratuit", "price", "registration_required
                  "place_id", "postal_code", "city", "latitude", "longitude", "quartier")
 
 
-def enrich_event(event: Any, source: Any) -> Any:
+#: Event columns enrichment derives from LOCATION when the source did not give them (the
+#: place's id and quartier are derived again at every enrichment anyway).
+PLACE_DERIVED = ("postal_code", "city", "latitude", "longitude")
+
+
+def forget_derived_places(event: Any, given: Collection[str]) -> Any:
+    """Set to None, in place, each column of :data:`PLACE_DERIVED` that is not in ``given``
+    (the columns the source itself set on ``event`` in this normalisation, such as the keys of
+    normalize.events' event dict); returns ``event``.
+
+    A stored event being rebuilt still holds the postal code, city and coordinates enrichment
+    derived from its previous LOCATION: forgotten, they are derived again from the current one
+    (a venue that moved to another town takes that town's postal code), while a postal code or
+    a position the source gives (JSON-LD ``geo``, OpenAgenda ``location``) is kept. The
+    coordinates go as a pair: one of them not given forgets both.
+    """
+    for column in ("postal_code", "city"):
+        if column not in given:
+            setattr(event, column, None)
+    if "latitude" not in given or "longitude" not in given:
+        event.latitude = event.longitude = None
+    return event
+
+
+def enrich_event(event: Any, source: Any, given: Collection[str] | None = None) -> Any:
     """Fill the enrichment columns of ``event`` in place and return it.
 
     ``event`` is an :class:`~schemas.models.Event` or any object with the same attributes
@@ -82,7 +109,14 @@ def enrich_event(event: Any, source: Any) -> Any:
       ``quartier`` is used when no place or street gives one. A LOCATION naming no known
       venue is geocoded by :func:`normalize.geocode.geocode_unknown_location` (BAN, only with
       ``TISSU_GEOCODER=ban``).
+
+    ``given``: the columns the source itself set in this normalisation; when given, the
+    place columns it does not name are derived again from the current LOCATION
+    (:func:`forget_derived_places`). None (a new row: everything on it comes from the source)
+    keeps every value present and only fills what is missing.
     """
+    if given is not None:
+        forget_derived_places(event, given)
     categories = _json_list(event.categories)
     themes = _themes(event.title, event.description, tuple(categories),
                      _mapping_name(source.id), tuple(_json_list(source.themes)))
