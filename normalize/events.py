@@ -11,8 +11,11 @@ import bisect
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 from zoneinfo import ZoneInfo
 
 import icalendar
@@ -31,6 +34,93 @@ MAX_OCCURRENCES = 2000
 _VERY_DENSE_FREQS = frozenset({"SECONDLY", "MINUTELY"})
 TOO_DENSE = ("{uid} : série trop dense : seules {n} séances sont gardées, les premières à "
              "partir d'aujourd'hui")
+
+# Codes of normalisation warnings (:class:`NormalizeWarning`): stable, for programs; the text
+# is for people and may be reworded.
+#: A series has more sessions in the horizon than :data:`MAX_OCCURRENCES`: the first are kept.
+TOO_DENSE_CODE = "too-dense"
+#: A COUNT series repeating by the second, minute or hour from long ago: not expanded at all.
+TOO_LONG_CODE = "too-long"
+#: DTEND before DTSTART (RFC 5545 §3.8.2.2): the end is ignored.
+END_BEFORE_START_CODE = "end-before-start"
+#: A TZID that is no known zone and that no VTIMEZONE of the file defines: read at Paris time;
+#: the warning's :attr:`NormalizeWarning.tzid` is that TZID.
+UNKNOWN_TIMEZONE_CODE = "unknown-timezone"
+#: A floating time (RFC 5545 §3.3.5 form 1, or a naive JSON time): read at Paris time.
+FLOATING_TIME_CODE = "floating-time"
+#: A TZID that is no known zone but that a VTIMEZONE of the file defines: converted with it;
+#: :attr:`NormalizeWarning.tzid` is that TZID.
+CUSTOM_TIMEZONE_CODE = "custom-timezone"
+#: Several RRULE properties in one VEVENT (deprecated by RFC 5545): all are expanded.
+SEVERAL_RRULES_CODE = "several-rrules"
+#: The recurrence could not be expanded: the event keeps no session.
+BAD_RECURRENCE_CODE = "bad-recurrence"
+#: A JSON ``timings`` item without a readable start: skipped.
+BAD_TIMING_CODE = "bad-timing"
+
+
+class NormalizeWarning(str):
+    """One normalisation warning: the plain-French text (the string itself, « uid : … »), its
+    stable :attr:`code` (one of the ``*_CODE`` constants of this module), the event's
+    :attr:`uid` and, for zone warnings, the :attr:`tzid` the file gave.
+
+    A ``str``, so that formatting (``f"{source_id} : {w}"``), comparing, slicing and JSON give
+    exactly the text; such derived strings are plain ``str`` and lose the code (keep it with
+    :meth:`prefixed`). Pickling keeps the code and data (the warnings of events normalised in a
+    parsing child come back to the parent pickled).
+    """
+
+    code: str
+    uid: str
+    tzid: str | None
+
+    def __new__(cls, text: str, code: str, uid: str = "",
+                tzid: str | None = None) -> Self:
+        warning = super().__new__(cls, text)
+        warning.code, warning.uid, warning.tzid = code, uid, tzid
+        return warning
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.code, self.uid, self.tzid))
+
+    def prefixed(self, source_id: str) -> NormalizeWarning:
+        """The text ``f"{source_id} : {self}"`` (how a source's outcome lists its warnings)
+        with the same code and data."""
+        return NormalizeWarning(f"{source_id} : {self}", self.code, self.uid, self.tzid)
+
+
+def _warning(code: str, uid: str, text: str, tzid: str | None = None) -> NormalizeWarning:
+    """The warning « ``uid`` : ``text`` » with its code."""
+    return NormalizeWarning(f"{uid} : {text}", code, uid, tzid)
+
+
+_RECORDERS: ContextVar[tuple[list[NormalizeWarning], ...]] = ContextVar(
+    "normalize_warning_recorders", default=())
+
+
+@contextmanager
+def recorded_warnings() -> Iterator[list[NormalizeWarning]]:
+    """Within the block, every warning of the events :func:`normalize_ical_group` and
+    :func:`normalize_json_record` return in this context (thread), in order, with its code.
+
+    For a caller of a whole stage whose report keeps only text (e.g.
+    ``normalize.pipeline.normalize_source``, whose outcome lists ``f"{source} : {warning}"``);
+    events normalised elsewhere (a parsing child) are not seen. Blocks may nest; each gets
+    every warning of its own extent.
+    """
+    found: list[NormalizeWarning] = []
+    token = _RECORDERS.set((*_RECORDERS.get(), found))
+    try:
+        yield found
+    finally:
+        _RECORDERS.reset(token)
+
+
+def _recorded(result: NormalizedEvent) -> NormalizedEvent:
+    """``result``, after giving its warnings to the active :func:`recorded_warnings` blocks."""
+    for recorder in _RECORDERS.get():
+        recorder.extend(w for w in result.warnings if isinstance(w, NormalizeWarning))
+    return result
 
 
 @dataclass(frozen=True)
@@ -60,7 +150,8 @@ class Horizon:
 
 @dataclass
 class NormalizedEvent:
-    """The columns of one Event and of its occurrences, plus warnings (French)."""
+    """The columns of one Event and of its occurrences, plus warnings (French text, each a
+    :class:`NormalizeWarning` with its code)."""
 
     event: dict[str, Any]
     occurrences: list[dict[str, Any]] = field(default_factory=list)
@@ -250,8 +341,9 @@ def normalize_ical_group(
     location = one_line(_text(base, "LOCATION"))
     rrule = base.get("RRULE")
     if isinstance(rrule, list):  # several RRULEs (deprecated by RFC 5545): all are expanded
-        warnings.append(f"{uid} : {len(rrule)} règles RRULE ; la première est publiée comme règle "
-                        "de la série, les séances de toutes sont calculées")
+        warnings.append(_warning(SEVERAL_RRULES_CODE, uid,
+                                 f"{len(rrule)} règles RRULE ; la première est publiée comme "
+                                 "règle de la série, les séances de toutes sont calculées"))
         rrule = rrule[0]
     event = {
         "id": event_id,
@@ -287,7 +379,8 @@ def normalize_ical_group(
             instances = expand_in_horizon(calendar, horizon, uid, result.warnings,
                                           skip_bad_series=True)
         except Exception as exc:  # noqa: BLE001 - a broken series costs its occurrences only
-            result.warnings.append(f"{uid} : récurrence impossible à calculer ({exc})")
+            result.warnings.append(_warning(BAD_RECURRENCE_CODE, uid,
+                                            f"récurrence impossible à calculer ({exc})"))
             instances = []
     seen: set[str] = set()
     for instance in instances:
@@ -320,7 +413,7 @@ def normalize_ical_group(
             )
         )
     result.occurrences.sort(key=lambda row: row["start_utc"])
-    return result
+    return _recorded(result)
 
 
 def _without_backward_end(vevent: icalendar.Component, uid: str,
@@ -346,7 +439,8 @@ def _without_backward_end(vevent: icalendar.Component, uid: str,
         return vevent
     fixed = vevent.copy()
     del fixed["DTEND"]
-    warnings.append(f"{uid} : DTEND ({last}) avant DTSTART ({first}) : fin ignorée")
+    warnings.append(_warning(END_BEFORE_START_CODE, uid,
+                             f"DTEND ({last}) avant DTSTART ({first}) : fin ignorée"))
     return fixed
 
 
@@ -415,7 +509,7 @@ def expand_in_horizon(calendar: icalendar.Calendar, horizon: Horizon, uid: str,
         keys = sorted(_sort_key(c.get("DTSTART")) for c in whole)
         whole.sort(key=lambda c: _sort_key(c.get("DTSTART")))
         first = min(bisect.bisect_left(keys, horizon.keep_from), len(whole) - MAX_OCCURRENCES)
-        warnings.append(TOO_DENSE.format(uid=uid, n=MAX_OCCURRENCES))
+        warnings.append(_too_dense(uid))
         return whole[first:first + MAX_OCCURRENCES]
     earliest = _earliest_start(calendar)
     cursor = max(horizon.keep_from, earliest) if earliest is not None else horizon.keep_from
@@ -431,7 +525,7 @@ def expand_in_horizon(calendar: icalendar.Calendar, horizon: Horizon, uid: str,
             if key in seen:  # an occurrence spanning two windows
                 continue
             if len(found) == MAX_OCCURRENCES:
-                warnings.append(TOO_DENSE.format(uid=uid, n=MAX_OCCURRENCES))
+                warnings.append(_too_dense(uid))
                 return found
             seen.add(key)
             found.append(instance)
@@ -439,6 +533,10 @@ def expand_in_horizon(calendar: icalendar.Calendar, horizon: Horizon, uid: str,
             window = min(window * 2, dt.timedelta(days=1))
         cursor = stop
     return found
+
+
+def _too_dense(uid: str) -> NormalizeWarning:
+    return NormalizeWarning(TOO_DENSE.format(uid=uid, n=MAX_OCCURRENCES), TOO_DENSE_CODE, uid)
 
 
 _UNITS = {"SECONDLY": dt.timedelta(seconds=1), "MINUTELY": dt.timedelta(minutes=1),
@@ -477,9 +575,10 @@ def _started_near(calendar: icalendar.Calendar, horizon: Horizon, uid: str,
                 # would mean counting millions of past sessions — it is not expanded
                 component = component.copy()
                 del component["RRULE"]
-                warnings.append(f"{uid} : série trop longue à calculer (une séance chaque "
-                                f"{_UNIT_NAMES[freq]} depuis le {value:%d/%m/%Y}) : ses séances "
-                                "ne sont pas publiées")
+                warnings.append(_warning(TOO_LONG_CODE, uid,
+                                         "série trop longue à calculer (une séance chaque "
+                                         f"{_UNIT_NAMES[freq]} depuis le {value:%d/%m/%Y}) : "
+                                         "ses séances ne sont pas publiées"))
                 changed = True
             elif not rule.get("COUNT") and gap > step:
                 shift = step * (gap // step)
@@ -534,19 +633,23 @@ def _single_in_horizon(base: icalendar.Component, master: icalendar.Component | 
         return None
 
 
-def _zone_warnings(uid: str, tzid: str | None, columns: dict[str, Any]) -> list[str]:
-    """Plain-French warnings about how a start time's zone was read (RFC 5545 §3.2.19)."""
+def _zone_warnings(uid: str, tzid: str | None,
+                   columns: dict[str, Any]) -> list[NormalizeWarning]:
+    """Plain-French warnings about how a start time's zone was read (RFC 5545 §3.2.19):
+    :data:`UNKNOWN_TIMEZONE_CODE` and :data:`CUSTOM_TIMEZONE_CODE` carry the TZID."""
     if columns["all_day"]:
         return []
     if columns["floating"]:
         if tzid:
-            return [(f"{uid} : fuseau « {tzid} » inconnu et non défini dans le fichier : "
-                     "heure lue à l'heure de Paris")]
-        return [f"{uid} : heure sans fuseau, lue à l'heure de Paris"]
+            return [_warning(UNKNOWN_TIMEZONE_CODE, uid,
+                             f"fuseau « {tzid} » inconnu et non défini dans le fichier : "
+                             "heure lue à l'heure de Paris", tzid=str(tzid))]
+        return [_warning(FLOATING_TIME_CODE, uid, "heure sans fuseau, lue à l'heure de Paris")]
     if tzid and resolve_tzid(tzid) is None:
         label = columns["tzid"] or "aucun nom IANA"
-        return [(f"{uid} : fuseau « {tzid} » défini par le fichier (VTIMEZONE) : heures "
-                 f"converties avec cette définition ({label})")]
+        return [_warning(CUSTOM_TIMEZONE_CODE, uid,
+                         f"fuseau « {tzid} » défini par le fichier (VTIMEZONE) : heures "
+                         f"converties avec cette définition ({label})", tzid=str(tzid))]
     return []
 
 
@@ -643,7 +746,8 @@ def normalize_json_record(source_id: str, record: RecordView, horizon: Horizon) 
         event["accessibility"] = json.dumps(data["accessibility"], ensure_ascii=False)
     result = NormalizedEvent(event=event)
     if columns["floating"]:
-        result.warnings.append(f"{record.uid} : heure sans fuseau, lue à l'heure de Paris")
+        result.warnings.append(_warning(FLOATING_TIME_CODE, record.uid,
+                                        "heure sans fuseau, lue à l'heure de Paris"))
     # ``timings`` (OpenAgenda): each {dtstart, dtend} pair is one occurrence of the series.
     instances = [columns]
     if isinstance(data.get("timings"), list) and data["timings"]:
@@ -652,7 +756,8 @@ def normalize_json_record(source_id: str, record: RecordView, horizon: Horizon) 
             t_start = _parse_iso(timing.get("dtstart"))
             t_end = _parse_iso(timing.get("dtend"))
             if t_start is None:
-                result.warnings.append(f"{record.uid} : horaire illisible {timing!r}")
+                result.warnings.append(_warning(BAD_TIMING_CODE, record.uid,
+                                                f"horaire illisible {timing!r}"))
                 continue
             if isinstance(t_start, dt.datetime) != isinstance(t_end, dt.datetime):
                 t_end = None
@@ -670,7 +775,7 @@ def normalize_json_record(source_id: str, record: RecordView, horizon: Horizon) 
             _occurrence_row(event_id, instance, key, event["status"], None, None)
         )
     result.occurrences.sort(key=lambda row: row["start_utc"])
-    return result
+    return _recorded(result)
 
 
 def _json_rrule_instances(uid: str, data: dict[str, Any], start: dt.date | dt.datetime,
@@ -704,7 +809,8 @@ def _json_rrule_instances(uid: str, data: dict[str, Any], start: dt.date | dt.da
         calendar.add_component(vevent)
         found = expand_in_horizon(calendar, horizon, uid, warnings)
     except Exception as exc:  # noqa: BLE001 - a broken rule costs its occurrences only
-        warnings.append(f"{uid} : récurrence impossible à calculer ({exc})")
+        warnings.append(_warning(BAD_RECURRENCE_CODE, uid,
+                                 f"récurrence impossible à calculer ({exc})"))
         return []
     instances = []
     for instance in found:
