@@ -84,13 +84,30 @@ class TooSlowError(FetchError):
     """The fetch ran past its overall deadline (a slow server, or one dribbling its bytes)."""
 
 
-_WEBCAL_RE = re.compile(r"^\s*webcals?://", re.IGNORECASE)
+_SCHEME_RE = re.compile(r"^\s*(webcals?|https?)://", re.IGNORECASE)
 
 
-def webcal_as_https(url: str) -> str:
-    """``webcal://`` and ``webcals://`` addresses (the subscription links of calendar apps: the
-    same file over HTTP) as ``https://``; any other text unchanged."""
-    return _WEBCAL_RE.sub("https://", url, count=1)
+def web_url(url: str) -> str:
+    """An address as Tissu fetches and stores it: the one place where schemes are read.
+
+    ``webcal://`` and ``webcals://`` (the subscription links of calendar apps: the same file
+    over the web) become ``https://``; ``HTTP://`` and ``HTTPS://`` become ``http://`` and
+    ``https://`` (a scheme is case-insensitive, RFC 3986 §3.1), spaces before the scheme
+    dropped. Any other text (``ftp://…``, a local path) comes back unchanged; nothing else of
+    the address is touched (see ``schemas.registry.canonical_url`` to compare addresses).
+
+    >>> web_url("WebCal://exemple.fr/agenda.ics"), web_url("HTTPS://exemple.fr/A")
+    ('https://exemple.fr/agenda.ics', 'https://exemple.fr/A')
+    """
+    match = _SCHEME_RE.match(url)
+    if match is None:
+        return url
+    scheme = match.group(1).lower()
+    return ("https" if scheme.startswith("webcal") else scheme) + "://" + url[match.end():]
+
+
+#: Former name of :func:`web_url`, which now also lower-cases http(s) schemes.
+webcal_as_https = web_url
 
 
 def human_size(size: int) -> str:

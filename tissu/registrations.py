@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, func, select
 
-from connectors.http import webcal_as_https
+from connectors.http import web_url
 from normalize.pipeline import slugify
 from normalize.text import one_line
 from schemas.models import Registration, Source
@@ -51,7 +51,8 @@ class RegistrationForm(BaseModel):
 
     ``licence_choice``: ``licence-ouverte`` (the source agrees to Licence Ouverte 2.0) or
     ``own`` (``own_licence`` then names the source's own licence). ``themes`` are theme codes.
-    ``url`` is an http(s) address; ``webcal://`` and ``webcals://`` are taken as ``https://``.
+    ``url`` is an http(s) address; ``webcal://`` and ``webcals://`` are taken as ``https://``
+    and the scheme of ``url`` and ``website`` is lower-cased (:func:`connectors.http.web_url`).
     """
 
     model_config = ConfigDict(str_strip_whitespace=True, extra="ignore")
@@ -87,16 +88,16 @@ class RegistrationForm(BaseModel):
     def _empty_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("url", mode="before")
+    @field_validator("website", "url", mode="before")
     @classmethod
-    def _webcal(cls, value: object) -> object:
-        # a calendar app's subscription link: the same file over https (connectors.http)
-        return webcal_as_https(value) if isinstance(value, str) else value
+    def _scheme(cls, value: object) -> object:
+        # webcal(s):// (a calendar app's subscription link) as https://, HTTPS:// as https://
+        return web_url(value) if isinstance(value, str) else value
 
     @field_validator("website", "url")
     @classmethod
     def _http(cls, value: str | None) -> str | None:
-        if value is not None and not value.lower().startswith(("http://", "https://")):
+        if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("http-url")
         return value
 
