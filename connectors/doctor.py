@@ -42,9 +42,18 @@ from connectors.base import Problem
 from connectors.feeds import looks_like_feed
 from connectors.harvest import store_records
 from connectors.sandbox import Limits, Sandbox, SandboxError, max_running_from_env
-from normalize.events import MAX_OCCURRENCES, Horizon
+from normalize import pipeline as pipeline_module
+from normalize.events import (
+    END_BEFORE_START_CODE,
+    MAX_OCCURRENCES,
+    TOO_DENSE_CODE,
+    TOO_LONG_CODE,
+    UNKNOWN_TIMEZONE_CODE,
+    Horizon,
+    recorded_warnings,
+)
 from normalize.pipeline import normalize_source
-from schemas.models import Event, Occurrence, Source, SourceRecord, utcnow
+from schemas.models import Event, Occurrence, Source, utcnow
 from schemas.registry import canonical_url
 from tissu.french import accord
 from tissu.settings import Settings, get_settings
@@ -581,37 +590,6 @@ def parser_findings(warnings: list[Problem], fmt: str = "ical") -> list[Finding]
     return findings
 
 
-def _unknown_zones(session: Session, floating: list[Event]) -> dict[str, str]:
-    """Source uid → the TZID of floating events whose DTSTART names a zone nobody knows.
-
-    A floating event (RFC 5545 §3.3.5 form 1) has no TZID; one read at Paris time although it
-    carries a TZID names a zone neither IANA nor a VTIMEZONE of the file defines. The TZID is
-    read from the stored VEVENT with icalendar.
-    """
-    import icalendar
-
-    wanted = {e.source_uid for e in floating}
-    found: dict[str, str] = {}
-    if not wanted:
-        return found
-    rows = session.exec(select(SourceRecord).where(SourceRecord.source_id == _CHECK_ID,
-                                                   SourceRecord.payload_format == "ical"))
-    for record in rows:
-        if record.uid not in wanted or record.uid in found:
-            continue
-        try:
-            calendar = icalendar.Calendar.from_ical(record.payload)
-        except Exception:  # noqa: BLE001, S112 - the normaliser read it; a doubt is no zone
-            continue
-        for vevent in calendar.walk("VEVENT"):
-            start = vevent.get("DTSTART")
-            tzid = start.params.get("TZID") if start is not None else None
-            if tzid:
-                found[record.uid] = str(tzid)
-                break
-    return found
-
-
 def _scratch_engine() -> Engine:
     engine = create_engine("sqlite://", poolclass=StaticPool,
                            connect_args={"check_same_thread": False})
@@ -722,7 +700,9 @@ def examine_content(
         session.add(source)
         session.commit()
         store_records(session, _CHECK_ID, parsed, now, complete=True)
-        outcome = normalize_source(session, source, settings_horizon, now)
+        # the normalisation's warnings with their codes (its outcome lists them as text)
+        with recorded_warnings() as warned:
+            outcome = normalize_source(session, source, settings_horizon, now)
         events = list(session.exec(select(Event)))
         diagnosis.events = len(events)
         diagnosis.upcoming, diagnosis.preview = _preview(session, now)
@@ -733,7 +713,6 @@ def examine_content(
                                                 Occurrence.end_utc >= now)  # type: ignore[operator]
                 .order_by(Occurrence.start_utc).limit(500))  # type: ignore[arg-type]
         ]
-        unknown_zones = _unknown_zones(session, [e for e in events if e.floating])
         for event in events:
             session.expunge(event)
     if outcome.errors and not any(p.code == "parse-error" for p in diagnosis.problems):
@@ -743,30 +722,38 @@ def examine_content(
             "Corrigez leurs dates dans votre logiciel d'agenda, puis vérifiez à nouveau.",
             [error.removeprefix(f"{_CHECK_ID} : ") for error in outcome.errors[:5]],
         ))
-    dense = [w for w in outcome.warnings if "série trop" in w]
-    budget = [w for w in outcome.warnings if "séances : les événements suivants" in w]
-    if dense or budget:
+    dense = [w for w in warned if w.code in (TOO_DENSE_CODE, TOO_LONG_CODE)]
+    # the source's budget of sessions (normalize.pipeline): past it, events keep no session
+    cap = pipeline_module.MAX_SOURCE_OCCURRENCES
+    reached = outcome.occurrences >= cap
+    if dense or reached:
+        budget = (f"Tissu publie au plus {cap} séances par agenda : au-delà, les événements "
+                  "sont gardés sans leurs séances")
         diagnosis.problems.append(Finding(
             "too-dense", "warning",
             accord(f"{{n}} série(s) [se répète|se répètent] plus souvent que Tissu ne publie : "
-                   f"au plus {MAX_OCCURRENCES} séances par événement sont gardées", len(dense)),
+                   f"au plus {MAX_OCCURRENCES} séances par événement sont gardées", len(dense))
+            if dense else (f"ce calendrier compte au moins {cap} séances, le plus que Tissu "
+                           "publie pour un agenda : des événements peuvent être gardés sans "
+                           "leurs séances"),
             "Une règle de répétition « chaque seconde », « chaque minute » ou « chaque heure » "
             "sans fin est presque toujours une erreur de saisie : dans votre agenda, choisissez "
             "une répétition hebdomadaire ou quotidienne, avec une date de fin.",
-            [w.removeprefix(f"{_CHECK_ID} : ") for w in budget + dense[:5]],
+            [budget] * reached + [str(w) for w in dense[:5]],
         ))
-    backward = [w for w in outcome.warnings if "avant DTSTART" in w]
-    # « uid : DTEND (…) avant DTSTART (…) » (normalize.events): their end was given, and ignored
-    backward_uids = {w.removeprefix(f"{_CHECK_ID} : ").partition(" : DTEND")[0]
-                     for w in backward}
+    backward = [w for w in warned if w.code == END_BEFORE_START_CODE]
+    backward_uids = {w.uid for w in backward}  # their end was given, and ignored
     if backward:
         diagnosis.problems.append(Finding(
             "end-before-start", "warning",
             accord("{n} événement(s) [finit|finissent] avant d'avoir commencé : la fin est "
                    "ignorée", len(backward)),
             "Dans votre agenda, corrigez la date ou l'heure de fin de ces événements.",
-            [w.removeprefix(f"{_CHECK_ID} : ") for w in backward[:5]],
+            [str(w) for w in backward[:5]],
         ))
+    # source uid → the TZID its start names, known neither to IANA nor to the file's VTIMEZONEs
+    unknown_zones = {w.uid: str(w.tzid) for w in warned
+                     if w.code == UNKNOWN_TIMEZONE_CODE and w.tzid}
     floating = [e for e in events if e.floating and e.source_uid not in unknown_zones]
     if unknown_zones:
         names = sorted(set(unknown_zones.values()))
@@ -1040,7 +1027,8 @@ def diagnose(
         url: an http(s) URL given by a publisher (treated as hostile: fetched with
             :func:`connectors.http.fetch`, which refuses private and loopback addresses);
             ``webcal://`` and ``webcals://`` are read as ``https://`` (said in
-            :attr:`Diagnosis.notes`).
+            :attr:`Diagnosis.notes`), ``HTTPS://`` as ``https://``
+            (:func:`connectors.http.web_url`).
         now: the reference instant (aware UTC); default now.
         settings: limits, timeouts and expansion horizon; default from the environment.
         engine: the working store, to find events already published by other sources; None
@@ -1057,18 +1045,17 @@ def diagnose(
     now = now or utcnow()
     settings = settings or get_settings()
     notes: list[str] = []
-    web_url = http_module.webcal_as_https(url)
-    if web_url != url:
+    if url.strip().partition("://")[0].lower() in ("webcal", "webcals"):
         notes.append("adresse webcal:// lue comme https:// (le même fichier, par le web)")
-        url = web_url
-    scheme, separator, rest = url.partition("://")
-    if separator and scheme.lower() in ("http", "https"):
-        url = f"{scheme.lower()}://{rest}"  # HTTPS:// is https:// (RFC 3986 §3.1)
+    url = http_module.web_url(url)  # webcal(s):// as https://, HTTPS:// as https://
     if not url.startswith(("http://", "https://")):
         diagnosis = Diagnosis(url=url, checked_at=now)
         diagnosis.problems.append(Finding(
-            "fetch", "error", "l'adresse doit commencer par http:// ou https://",
-            "Copiez l'adresse complète du lien d'export (webcal:// se remplace par https://).",
+            "fetch", "error",
+            "l'adresse doit commencer par https://, http:// ou webcal://",
+            "Copiez l'adresse complète du lien d'export de votre agenda, telle que votre "
+            "logiciel la donne : une adresse webcal:// convient aussi, Tissu la lit "
+            "automatiquement comme https://.",
         ))
         return diagnosis
     diagnosis = _checked_with_place(url, now=now, settings=settings, engine=engine,
