@@ -11,6 +11,14 @@ adding an entry to ``PUBLIC_TABLES`` (and, for a non-store source, a loader here
 
 Also built: an FTS5 index ``events_fts`` folding accents (``unicode61 remove_diacritics 2``),
 indexes for the common queries, the view ``upcoming``.
+
+Left out (:class:`Withdrawal`): the events of a source retired from the registry (status
+``retired``), with their occurrences, their provenance rows, and the data.inclusion services
+and structures of such a source; every export is read from this database, so they leave the
+iCalendar, JSON-LD, CSV and Atom files and data.inclusion too. A paused source's events stay
+(``tissu sources pause``: no more harvest, still published). An event another, active source
+also gives (a cross-source duplicate, normalize/dedupe.py) stays, with only the active
+provenance.
 """
 
 from __future__ import annotations
@@ -21,13 +29,15 @@ import os
 import sqlite3
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import yaml
+from sqlalchemy import bindparam, text
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Engine
 
@@ -169,16 +179,157 @@ def sqlite_store_path(engine: Engine) -> Path | None:
     return Path(database) if database and database != ":memory:" else None
 
 
+#: Source.status of a source no longer in the registry (tissu.pipeline.RETIRED, not imported:
+#: that module brings the harvest in): its events leave the publication.
+RETIRED = "retired"
+
+
+@dataclass(frozen=True)
+class Withdrawal:
+    """What a publication leaves out because its source was retired from the registry.
+
+    ``sources``: ids of the retired sources; ``events``: ids of their events (every one, live
+    or not); ``promoted``: withdrawn canonical event id → the member of its cluster, from an
+    active source, published in its place (its own values, ``is_canonical`` set and
+    ``field_sources`` ``{}``; the cluster's provenance rows point to it). Chosen as
+    normalize.dedupe chooses a canonical member: organiser's own source, then municipal
+    aggregate, then third party; then the earliest seen; then the smallest id. Another active
+    member of such a cluster keeps its match score with the withdrawn canonical. (Until
+    deduplication runs again without the retired events, a canonical event of an active
+    source keeps the values it had merged from a retired member.)
+    """
+
+    sources: frozenset[str] = frozenset()
+    events: frozenset[str] = frozenset()
+    promoted: dict[str, str] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.sources)
+
+
+def withdrawal(engine: Engine) -> Withdrawal:
+    """The :class:`Withdrawal` of the working store now: besides the catalogue, three queries
+    when a source is retired, one otherwise. Raises what the database raises."""
+    tables = set(sa_inspect(engine).get_table_names())
+    if not {"source", "event"} <= tables:
+        return Withdrawal()
+    with engine.connect() as connection:
+        sources = frozenset(r[0] for r in connection.execute(
+            text("SELECT id FROM source WHERE status = :retired"), {"retired": RETIRED}))
+        if not sources:
+            return Withdrawal()
+        ids = {"ids": sorted(sources)}
+        events = frozenset(r[0] for r in connection.execute(
+            text("SELECT id FROM event WHERE source_id IN :ids")
+            .bindparams(bindparam("ids", expanding=True)), ids))
+        members = [] if "eventsource" not in tables else connection.execute(text(
+            "SELECT es.canonical_event_id, e.id, e.organizer, s.publisher_name, "
+            "s.publisher_type, e.first_seen_at FROM eventsource es "
+            "JOIN event c ON c.id = es.canonical_event_id "
+            "JOIN event e ON e.id = es.event_id LEFT JOIN source s ON s.id = e.source_id "
+            "WHERE c.source_id IN :ids AND e.source_id NOT IN :ids "
+            "AND e.removed_at_source IS NULL"
+        ).bindparams(bindparam("ids", expanding=True)), ids).all()
+    return Withdrawal(sources, events, _successors(members))
+
+
+def _successors(members: Iterable[Any]) -> dict[str, str]:
+    """Withdrawn canonical id → its best remaining member, from rows (canonical id, member
+    id, organizer, publisher_name, publisher_type, first_seen_at)."""
+    candidates: dict[str, list[tuple[int, str, str]]] = {}
+    rows = list(members)
+    if not rows:
+        return {}
+    from normalize.dedupe import source_priority  # numpy and rapidfuzz: only when needed
+
+    for canonical, member, organizer, publisher, kind, first_seen in rows:
+        priority = source_priority({"organizer": organizer, "publisher_name": publisher,
+                                    "publisher_type": kind})
+        seen = iso_utc(first_seen) or "9999"  # never seen: last, as dedupe's _instant
+        candidates.setdefault(canonical, []).append((priority, seen, member))
+    return {canonical: min(found)[2] for canonical, found in candidates.items()}
+
+
+def _withdraw_frame(table: str, frame: pd.DataFrame, left: Withdrawal) -> pd.DataFrame:
+    """``frame`` (a table as read from the store) without what ``left`` withdraws."""
+    if not left:
+        return frame
+    keep: Any = None
+    if table == "events" and "id" in frame:
+        keep = ~frame["id"].isin(left.events)
+    elif table in ("occurrences", "event_sources") and "event_id" in frame:
+        keep = ~frame["event_id"].isin(left.events)
+    elif table in ("services", "organisations") and "source_id" in frame:
+        keep = ~frame["source_id"].isin(left.sources)
+    if keep is not None:
+        frame = frame[keep].reset_index(drop=True)
+    if not left.promoted:
+        return frame
+    if table == "events" and "is_canonical" in frame:
+        promoted = frame["id"].isin(set(left.promoted.values()))
+        if promoted.any():
+            frame = frame.copy()
+            frame.loc[promoted, "is_canonical"] = 1
+            if "field_sources" in frame:
+                frame.loc[promoted, "field_sources"] = "{}"
+    elif table == "event_sources" and "canonical_event_id" in frame:
+        moved = frame["canonical_event_id"].isin(set(left.promoted))
+        if moved.any():
+            frame = frame.copy()
+            successor = frame.loc[moved, "canonical_event_id"].map(left.promoted)
+            frame.loc[moved, "canonical_event_id"] = successor
+            if "id" in frame:
+                frame.loc[moved, "id"] = successor + "|" + frame.loc[moved, "event_id"]
+            if "confidence" in frame:
+                own = moved & (frame["canonical_event_id"] == frame["event_id"])
+                frame.loc[own, "confidence"] = 1.0
+    return frame
+
+
+def _withdraw_rows(connection: sqlite3.Connection, left: Withdrawal, tables: set[str]) -> None:
+    """Apply ``left`` to the published ``tables`` copied straight from the store (the same
+    rows :func:`_withdraw_frame` leaves out; nothing to do in a table already filtered)."""
+    if not left:
+        return
+    connection.execute("CREATE TEMP TABLE IF NOT EXISTS _withdrawn (id TEXT PRIMARY KEY)")
+    connection.execute("DELETE FROM temp._withdrawn")
+    connection.executemany("INSERT INTO temp._withdrawn VALUES (?)",
+                           ((i,) for i in sorted(left.events)))
+    columns = {table: {r[1] for r in connection.execute(f'PRAGMA main.table_info("{table}")')}
+               for table in tables}
+    if "id" in columns.get("events", ()):
+        connection.execute("DELETE FROM events WHERE id IN (SELECT id FROM temp._withdrawn)")
+        if "is_canonical" in columns["events"]:
+            sets = "is_canonical = 1" + (", field_sources = '{}'"
+                                         if "field_sources" in columns["events"] else "")
+            connection.executemany(f"UPDATE events SET {sets} WHERE id = ?",
+                                   ((i,) for i in sorted(set(left.promoted.values()))))
+    for table in ("occurrences", "event_sources"):
+        if "event_id" in columns.get(table, ()):
+            connection.execute(f"DELETE FROM {table} WHERE event_id IN "
+                               "(SELECT id FROM temp._withdrawn)")
+    provenance = columns.get("event_sources", set())
+    if {"id", "canonical_event_id", "event_id", "confidence"} <= provenance:
+        connection.executemany(
+            "UPDATE event_sources SET canonical_event_id = ?2, id = ?2 || '|' || event_id, "
+            "confidence = CASE WHEN event_id = ?2 THEN 1.0 ELSE confidence END "
+            "WHERE canonical_event_id = ?1", sorted(left.promoted.items()))
+    connection.execute("DROP TABLE temp._withdrawn")
+
+
 def public_frames(engine: Engine, only: set[str] | None = None,
-                  stream: bool = False) -> dict[str, pd.DataFrame]:
+                  stream: bool = False,
+                  left: Withdrawal | None = None) -> dict[str, pd.DataFrame]:
     """Read the public columns of each table from the working store, ready to write.
 
     Datetimes (``*_utc``, ``*_at``) become ISO 8601 UTC text; ``events.dtstart_local`` is added;
     bundled sample paths are shown relative to the project. Tables whose source does not exist
-    are left out; listed columns missing at the source are left out. ``only`` restricts the
-    tables read; with ``stream``, the big tables of a SQLite store are left for
-    :func:`build_database` to copy directly.
+    are left out; listed columns missing at the source are left out; so are the rows ``left``
+    withdraws (:func:`withdrawal` of the store when None). ``only`` restricts the tables read;
+    with ``stream``, the big tables of a SQLite store are left for :func:`build_database` to
+    copy directly.
     """
+    left = withdrawal(engine) if left is None else left
     inspector = sa_inspect(engine)
     store_tables = set(inspector.get_table_names())
     store_path = sqlite_store_path(engine)
@@ -206,6 +357,7 @@ def public_frames(engine: Engine, only: set[str] | None = None,
             frame = frame[[c for c in wanted if c in frame.columns]]
         else:
             continue
+        frame = _withdraw_frame(table, frame, left)
         for column in frame.columns:
             if _is_datetime_column(column):
                 frame[column] = _objects(frame, [iso_utc(v) for v in frame[column]])
@@ -446,11 +598,14 @@ def _copy_streamed(connection: sqlite3.Connection, engine: Engine, table: str,
 def build_database(engine: Engine, out_dir: Path,
                    frames: dict[str, pd.DataFrame] | None = None,
                    timings: dict[str, float] | None = None,
-                   meanwhile: Callable[[], dict[str, pd.DataFrame]] | None = None) -> Path:
+                   meanwhile: Callable[[], dict[str, pd.DataFrame]] | None = None,
+                   left: Withdrawal | None = None) -> Path:
     """Write ``out_dir/tissu-open.db`` atomically and return its path.
 
     ``frames`` come from :func:`public_frames` (read here when None); a big table missing from
-    them is copied straight from a SQLite store, or read through pandas otherwise.
+    them is copied straight from a SQLite store, or read through pandas otherwise. ``left``:
+    what the publication leaves out (:func:`withdrawal` of the store when None), applied to
+    the tables copied from the store as to the frames.
     ``meanwhile``, when given, runs in a thread while SQLite copies and indexes the big tables
     (C code that leaves Python's GIL free, so a second core does that work) and returns more
     frames to write (such as the publish history). ``timings``, when given, receives the
@@ -466,7 +621,9 @@ def build_database(engine: Engine, out_dir: Path,
         clock = time.perf_counter()
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    frames = dict(frames) if frames is not None else public_frames(engine, stream=True)
+    left = withdrawal(engine) if left is None else left
+    frames = dict(frames) if frames is not None else public_frames(engine, stream=True,
+                                                                    left=left)
     handle, temp_name = tempfile.mkstemp(prefix=".tissu-open-", suffix=".db", dir=out_dir)
     os.close(handle)
     running: Future[dict[str, pd.DataFrame]] | None = None
@@ -484,6 +641,8 @@ def build_database(engine: Engine, out_dir: Path,
             for table, frame in frames.items():
                 if table not in framed:
                     _create_table(connection, table, frame)
+            # before the occurrences are copied: their ``live`` is read from the events
+            _withdraw_rows(connection, left, framed)
         lap("tables")
         # started once the frames are written: the executemany above gives up Python's lock at
         # every row, and a second thread then slows both down
@@ -495,11 +654,13 @@ def build_database(engine: Engine, out_dir: Path,
             if _copy_streamed(connection, engine, table):
                 copied.add(table)
             else:
-                extra = public_frames(engine, only={table})
+                extra = public_frames(engine, only={table}, left=left)
                 with connection:
                     for name, frame in extra.items():
                         _create_table(connection, name, frame)
                 frames.update(extra)
+        with connection:
+            _withdraw_rows(connection, left, copied)
         lap("occurrences")
         with connection:
             _add_occurrence_links(connection)

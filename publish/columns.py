@@ -180,7 +180,9 @@ PUBLIC_TABLES: dict[str, dict[str, object]] = {
             "themes": "Thèmes par défaut (liste JSON)",
             "quartier": "Quartier par défaut",
             "refresh": "Fréquence de collecte (ex. 6h)",
-            "status": "active | paused | retired (retirée du registre : plus collectée)",
+            "status": ("active | paused (en pause : plus collectée, ses événements restent "
+                       "publiés) | retired (retirée du registre : plus collectée, ses "
+                       "événements ne sont plus publiés)"),
             "last_attempt_at": f"Dernière tentative, {UTC_NOTE}",
             "last_success_at": f"Dernière collecte réussie, {UTC_NOTE}",
             "consecutive_failures": "Échecs consécutifs",

@@ -11,15 +11,15 @@ from pathlib import Path
 import pandas as pd
 from sqlalchemy import case, func, select
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col
 
-from publish.build import build_database, public_frames
+from publish.build import build_database, public_frames, withdrawal
 from publish.columns import PUBLIC_TABLES
 from publish.exports import build_exports, write_atomic
 from publish.history import RunCounts, finish_run, record_run
 from publish.metadata import build_metadata
 from publish.snapshots import snapshot_name, write_snapshot
-from schemas.models import Occurrence, utcnow
+from schemas.models import Event, Occurrence, utcnow
 
 
 @dataclass
@@ -41,21 +41,29 @@ def publish(engine: Engine, out_dir: Path, now: dt.datetime) -> PublishOutcome:
     Writes ``tissu-open.db``, ``metadata.json``, ``exports/`` and, when due,
     ``snapshots/<date>/`` (see :mod:`publish.snapshots`); records the run and its changes
     (:mod:`publish.history`). ``now`` is aware (UTC); it decides what is upcoming and dates the
-    run. Raises whatever the file system raises (the previous publication then stays in place).
+    run. The events of a source retired from the registry are left out
+    (:class:`publish.build.Withdrawal`): the run records them as removed. Raises whatever the
+    file system raises (the previous publication then stays in place).
     """
     timings: dict[str, float] = {}
     clock = time.perf_counter()
     history_tables = {"publish_runs", "changes"}  # read again once this run is recorded
-    frames = public_frames(engine, only=set(PUBLIC_TABLES) - history_tables, stream=True)
+    left = withdrawal(engine)  # one answer for every table of this publication
+    frames = public_frames(engine, only=set(PUBLIC_TABLES) - history_tables, stream=True,
+                           left=left)
     timings["read"] = time.perf_counter() - clock
     events = frames["events"]
 
     def history() -> tuple[RunCounts, str | None, dict[str, pd.DataFrame]]:
         started = time.perf_counter()
+        counted = select(
+            func.count(), func.sum(case((Occurrence.end_utc >= now, 1), else_=0))  # type: ignore[operator,arg-type]
+        ).select_from(Occurrence)
+        if left:  # the occurrences of withdrawn events are not published
+            counted = counted.where(col(Occurrence.event_id).not_in(
+                select(col(Event.id)).where(col(Event.source_id).in_(sorted(left.sources)))))
         with Session(engine) as session:
-            total, upcoming = session.execute(select(
-                func.count(), func.sum(case((Occurrence.end_utc >= now, 1), else_=0))  # type: ignore[operator,arg-type]
-            ).select_from(Occurrence)).one()
+            total, upcoming = session.execute(counted).one()
         counts = record_run(engine, events, now, int(total or 0), int(upcoming or 0))
         name = snapshot_name(out_dir, now, counts.changed)
         finish_run(engine, counts.run_id, None, f"snapshots/{name}" if name else None)
@@ -73,7 +81,8 @@ def publish(engine: Engine, out_dir: Path, now: dt.datetime) -> PublishOutcome:
     # the history (Python, working store) runs while SQLite copies and indexes the big tables
     # of the published database (C, without the GIL)
     clock = time.perf_counter()
-    database = build_database(engine, out_dir, frames, timings, meanwhile=history_tables_)
+    database = build_database(engine, out_dir, frames, timings, meanwhile=history_tables_,
+                              left=left)
     counts, name = recorded[0]
     timings["database"] = time.perf_counter() - clock
     clock = time.perf_counter()
