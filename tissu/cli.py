@@ -6,7 +6,7 @@ import datetime as dt
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -19,6 +19,11 @@ if TYPE_CHECKING:
 # The working store (SQLAlchemy, SQLModel), the registry, rich's tables and progress bars and
 # subprocess are imported when a command needs them: « tissu publish » with nothing changed
 # answers before loading them (tissu/fingerprint.py).
+
+
+#: Exit code of a command refused as asked (unknown source, bad argument, unreadable file):
+#: the code click gives its own usage errors. 1 means « done, but something failed ».
+USAGE_ERROR = 2
 
 
 def utcnow() -> dt.datetime:
@@ -57,8 +62,28 @@ def make_engine(database_url: str):  # type: ignore[no-untyped-def]  # -> sqlalc
     except OSError as exc:  # the SQLite file's folder cannot be created
         problem = (f"base de travail injoignable : « {_shown_url(database_url)} » : "
                    f"{exc.strerror or exc}")
-    console.print(f"[red]Impossible[/red] : {_escape(problem)}", soft_wrap=True)
-    raise typer.Exit(2)
+    refuse(problem)
+
+
+def refuse(problem: str, code: int = USAGE_ERROR) -> NoReturn:
+    """End the command: « Impossible : <problem> » on stderr, then exit ``code``.
+
+    ``problem`` is plain French text (not rich markup), printed on one line whatever the
+    terminal's width. The code is :data:`USAGE_ERROR` (2, as click's own usage errors) when the
+    command could not be carried out as asked: an unknown source or registration, an argument
+    out of bounds, a file or a store that cannot be read. Nothing was changed.
+    """
+    errors.print(f"[red]Impossible[/red] : {_escape(problem)}", soft_wrap=True,
+                 highlight=False)
+    raise typer.Exit(code)
+
+
+def unknown_source(source_id: str) -> NoReturn:
+    """« Source inconnue : « id » » on stderr and exit :data:`USAGE_ERROR`: the one answer of
+    every ``tissu sources …`` command given a source id that the working store does not hold."""
+    errors.print(f"[red]Source inconnue[/red] : « {_escape(source_id)} » (« tissu sources "
+                 "status » les liste toutes).", soft_wrap=True, highlight=False)
+    raise typer.Exit(USAGE_ERROR)
 
 
 def _escape(text: str) -> str:
@@ -85,6 +110,8 @@ def _one_line(error: object) -> str:
 app = typer.Typer(help="Tissu : agenda solidaire ouvert (collecte, publication, diffusion).",
                   no_args_is_help=True)
 console = Console()
+#: Refusals and errors (:func:`refuse`), apart from the results on stdout.
+errors = Console(stderr=True)
 sources_app = typer.Typer(help="Registre et état des sources.", no_args_is_help=True)
 app.add_typer(sources_app, name="sources")
 
@@ -157,9 +184,7 @@ def _whole_number(text: str, what: str, low: int, high: int | None = None) -> in
             high is None or int(value) <= high):
         return int(value)
     bounds = f"de {low} à {high}" if high is not None else f"à partir de {low}"
-    console.print(f"[red]Impossible[/red] : {what} invalide (« {value[:40]} ») : "
-                  f"un nombre entier {bounds} est attendu.")
-    raise typer.Exit(2)
+    refuse(f"{what} invalide (« {value[:40]} ») : un nombre entier {bounds} est attendu.")
 
 
 def _port_value(text: str) -> int:
@@ -492,16 +517,83 @@ def _parse_now(now: str | None) -> dt.datetime:
     return value.astimezone(dt.UTC)
 
 
+def local_file(argument: str) -> Path | None:
+    """The local file named by ``tissu check``'s argument, or None for a web address.
+
+    An argument with a scheme (``https://``, ``webcal://`` …) is a web address, except
+    ``file://`` (RFC 8089), read as the path it names; any other argument is a path, as the
+    registry accepts for bundled samples (``data/samples/agenda.ics``).
+    """
+    from urllib.parse import unquote, urlsplit
+
+    head = argument.split("?", 1)[0][:16]
+    if "://" not in head:
+        return Path(argument).expanduser()
+    parts = urlsplit(argument)
+    if parts.scheme.lower() == "file" and parts.netloc in ("", "localhost"):
+        return Path(unquote(parts.path))
+    return None
+
+
+def read_local_file(path: Path, max_bytes: int) -> bytes:
+    """The bytes of ``path``, at most ``max_bytes`` (the harvest's own limit).
+
+    A file that does not exist, a folder, a file that cannot be read (permissions) or one
+    larger than ``max_bytes`` ends the command with a French line on stderr and exit code
+    :data:`USAGE_ERROR` (:func:`refuse`); a missing file that looks like a web address
+    (``example.org/agenda.ics``) is told to begin with https://.
+    """
+    from connectors.http import human_size
+
+    shown = str(path)
+    try:
+        if path.is_dir():
+            refuse(f"« {shown} » est un dossier : donnez le chemin d'un fichier (.ics, RSS ou "
+                   "Atom) ou une adresse https://.")
+        with path.open("rb") as file:
+            content = file.read(max_bytes + 1)
+    except FileNotFoundError:
+        hint = ("une adresse web commence par https://" if "." in shown.split("/", 1)[0]
+                and not path.parent.exists() else "vérifiez le chemin, ou donnez une adresse "
+                "https://")
+        refuse(f"fichier introuvable : « {shown} » ({hint}).")
+    except PermissionError:
+        refuse(f"fichier illisible : « {shown} » (droits de lecture refusés à cet utilisateur).")
+    except OSError as exc:
+        refuse(f"fichier illisible : « {shown} » ({exc.strerror or exc}).")
+    if len(content) > max_bytes:
+        refuse(f"fichier trop volumineux : « {shown} » (plus de {human_size(max_bytes)}, la "
+               "limite de la collecte) : retirez-en les anciens événements.")
+    return content
+
+
 @app.command()
-def check(url: str, db: DbOpt = None, now: NowOpt = None,
+def check(url: Annotated[str, typer.Argument(
+              metavar="ADRESSE", help="Adresse https:// (ou webcal://) du calendrier ou du "
+                                      "flux, ou chemin d'un fichier local")],
+          db: DbOpt = None, now: NowOpt = None,
           as_json: Annotated[bool, typer.Option("--json", help="Résultat en JSON")] = False
           ) -> None:
-    """Vérifie un calendrier ou un flux (le « docteur ») : ce qui sera publié, et quoi corriger."""
-    from connectors.doctor import diagnose, diagnosis_json
+    """Vérifie un calendrier ou un flux (le « docteur ») : ce qui sera publié, et quoi corriger.
+
+    ADRESSE est une adresse web ou un fichier local (chemin ou file://), lu comme la collecte
+    le lirait. Code de sortie : 0 utilisable tel quel, 1 à corriger, 2 rien n'a pu être lu
+    (fichier introuvable ou illisible, base de travail injoignable).
+    """
+    from connectors.doctor import diagnose, diagnose_content, diagnosis_json
 
     settings = _settings(None, db, None)
-    diagnosis = diagnose(url, now=_parse_now(now), settings=settings,
-                         engine=make_engine(settings.database_url))
+    moment = _parse_now(now)
+    path = local_file(url)
+    if path is None:
+        diagnosis = diagnose(url, now=moment, settings=settings,
+                             engine=make_engine(settings.database_url))
+    else:
+        content = read_local_file(path, settings.max_body_bytes)
+        # the absolute path, as the registry keeps a local source's url: « déjà inscrit » works
+        diagnosis = diagnose_content(content, str(path.resolve()), now=moment,
+                                     settings=settings,
+                                     engine=make_engine(settings.database_url))
     typer.echo(diagnosis_json(diagnosis) if as_json else diagnosis.to_text())
     raise typer.Exit(0 if diagnosis.usable else 1)
 
@@ -552,9 +644,7 @@ def sources_status(
     if source is not None:
         found = source_details(engine, source, utcnow(), settings.stale_after_days)
         if found is None:
-            console.print(f"[red]Source inconnue[/red] : « {_escape(source)} » (« tissu "
-                          "sources status » les liste toutes).", soft_wrap=True)
-            raise typer.Exit(2)
+            unknown_source(source)
         _print_hanging(details_text(*found))
         raise typer.Exit(0)
     healths = health_report(engine, utcnow(), settings.stale_after_days)
@@ -598,10 +688,28 @@ def sources_pending(db: DbOpt = None) -> None:
 
 
 def _moderate(action: str, target: str, db: str | None, **kwargs: object) -> None:
+    """Approve, reject, pause or resume, after checking that the target exists.
+
+    An unknown registration number or source id, or an empty reason of refusal, is refused
+    with exit code :data:`USAGE_ERROR` (2) before anything changes (:func:`refuse`,
+    :func:`unknown_source`); a registration already decided exits 1.
+    """
+    from sqlmodel import Session
+
+    from schemas.models import Registration, Source
     from tissu import registrations
 
+    if action == "reject" and not str(kwargs.get("reason") or "").strip():
+        refuse("indiquez la raison du refus (--reason) : elle est envoyée à l'association.")
     settings = _settings(None, db, None)
     engine = make_engine(settings.database_url)
+    with Session(engine) as session:
+        if action in ("approve", "reject"):
+            if session.get(Registration, int(target)) is None:
+                refuse(f"inscription n°{target} introuvable (« tissu sources pending » liste "
+                       "celles en attente).")
+        elif session.get(Source, target) is None:
+            unknown_source(target)
     try:
         if action == "approve":
             decision = registrations.approve(engine, int(target), now=utcnow(), settings=settings,
@@ -619,8 +727,9 @@ def _moderate(action: str, target: str, db: str | None, **kwargs: object) -> Non
             console.print(f"Source « {target} » " + ("mise en pause." if action == "pause"
                                                      else "réactivée."))
     except (registrations.ModerationError, ValueError) as exc:
-        console.print(f"[red]Impossible[/red] : {exc}")
-        raise typer.Exit(1) from exc
+        # e.g. « inscription n°3 déjà traitée (approved) »: the command was right, the state
+        # forbids it
+        refuse(str(exc), code=1)
     console.print("Éditeur prévenu par e-mail." if decision.mailed
                   else "SMTP non configuré ou injoignable : le message a été journalisé.")
     raise typer.Exit(0)
@@ -636,9 +745,7 @@ def sources_approve(registration: RegistrationArg, db: DbOpt = None,
 
     problem = refresh_problem(refresh)  # the registry's bounds: 5 minutes to 366 days
     if problem:
-        console.print(f"[red]Impossible[/red] : fréquence {_escape(refresh)!r} refusée : "
-                      f"{_escape(problem)}.", soft_wrap=True)
-        raise typer.Exit(2)
+        refuse(f"fréquence {refresh!r} refusée : {problem}.")
     _moderate("approve", str(registration), db, refresh=refresh)
 
 
