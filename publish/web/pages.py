@@ -28,9 +28,7 @@ from sqlalchemy.engine import Engine
 
 from publish.web.resident_i18n import (
     LANG_COOKIE,
-    LANGUAGE_NAMES,
     pick_language,
-    text_direction,
     translations,
 )
 from schemas.store import make_engine
@@ -173,12 +171,18 @@ def t(lang: str, key: str, **values: object) -> str:
     return text.format(**values) if values else text
 
 
-@lru_cache(maxsize=1)
-def environment() -> jinja2.Environment:
-    """The Jinja environment of these pages (autoescaped HTML)."""
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
-                              autoescape=jinja2.select_autoescape(["html", "xml"]),
-                              trim_blocks=True, lstrip_blocks=True)
+@lru_cache(maxsize=8)
+def environment(lang: str = "fr") -> jinja2.Environment:
+    """The Jinja environment of these pages in ``lang`` (autoescaped HTML), over the whole
+    ``templates`` folder, with the resident catalogues' gettext installed: the registration and
+    status pages extend the resident layout (``resident/base.html``), whose header and footer
+    say ``_("…")``. One environment per language keeps concurrent requests apart."""
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+                             autoescape=jinja2.select_autoescape(["html", "xml"]),
+                             extensions=["jinja2.ext.i18n"], trim_blocks=True,
+                             lstrip_blocks=True)
+    env.install_gettext_translations(translations(lang), newstyle=True)  # type: ignore[attr-defined]
+    return env
 
 
 def language(request: Any, form: dict[str, list[str]] | None = None) -> str:
@@ -188,16 +192,28 @@ def language(request: Any, form: dict[str, list[str]] | None = None) -> str:
 
 
 def render(request: Any, template: str, context: dict[str, Any], lang: str = "fr",
-           status: int = 200) -> Response:
-    """Render ``template`` with the language helpers and the CSRF token, as an HTML response."""
+           status: int = 200, datasette: Any = None) -> Response:
+    """Render ``template`` with the language helpers and the CSRF token, as an HTML response.
+
+    The context holds what the resident layout needs (:meth:`publish.web.resident.Page.context`:
+    language and large-print switches that keep the current address, the menu, kiosk mode), in
+    ``lang`` (which may come from a posted form), plus ``t(key)`` (:data:`MESSAGES`), ``path``
+    and ``csrftoken``. The language and size chosen by ``?lang=`` or ``?taille=`` are remembered
+    in the same cookies as on the resident pages. ``datasette`` is needed only by templates that
+    build absolute addresses (none yet). The answer is never cached (``no-store``).
+    """
+    from publish.web.resident import Page  # here: resident imports the whole page machinery
+
+    page = Page(datasette, request)
+    page.lang = lang
     token = request.scope.get("csrftoken")
     base = {
-        "lang": lang, "dir": text_direction(lang), "t": lambda key, **kw: t(lang, key, **kw),
-        "languages": list(LANGUAGE_NAMES.items()), "path": request.path,
+        **page.context(""),
+        "t": lambda key, **kw: t(lang, key, **kw), "path": request.path,
         "csrftoken": token() if callable(token) else "",
     }
-    html = environment().get_template(template).render({**base, **context})
-    response = Response.html(html, status=status)
+    html = environment(lang).get_template(template).render({**base, **context})
+    response = page.finish(Response.html(html, status=status))
     response.headers["Content-Language"] = lang
     response.headers["Cache-Control"] = "no-store"
     return response
