@@ -46,13 +46,16 @@ def test_an_unknown_address_writes_no_traceback(datasette, path, capfd):
     assert "DatasetteError" not in out + err
 
 
-def test_a_real_error_still_goes_to_datasette_with_its_traceback(datasette, capfd):
-    # Datasette 0.65 answers an unknown sort column with an error (500): not a 404, left alone
-    response = get(datasette, "/tissu-open/events?_sort=nope")
-    assert response.status_code != 404
+def test_another_error_still_goes_to_datasette_with_its_traceback(datasette, capfd):
+    # a page size that is no number: Datasette's own 400 (BadRequest), neither a 404 nor a
+    # refused sort (tests/test_web_client_errors.py), left alone
+    response = get(datasette, "/tissu-open/events?_size=abc")
+    assert response.status_code == 400
+    assert "_size must be a positive integer" in response.text
     out, err = capfd.readouterr()
     assert "Traceback" in out + err
     assert not not_found.is_not_found(RuntimeError("boom"))
+    assert not not_found.is_bad_sort(RuntimeError("Cannot sort table by x"))
 
 
 @pytest.mark.parametrize("path", UNKNOWN)

@@ -12,7 +12,7 @@ from typing import Any
 
 from datasette import hookimpl
 
-from publish.web import not_found, reload, serving, table_cache
+from publish.web import not_found, reload, resident_paging, serving, table_cache
 
 FEATURE_MODULES: list[str] = ["publish.web.resident", "publish.web.registration",
                               "publish.web.exports", "publish.web.embed",
@@ -41,9 +41,10 @@ handle_exception = not_found.handle_exception
 
 @hookimpl
 def register_routes() -> list[tuple[str, Any]]:
-    """Collect the routes of every feature module."""
+    """Collect the routes of every feature module; the home page's ``?page=`` is checked first
+    (publish/web/resident_paging.py: 400 for a value that is no page number)."""
     routes: list[tuple[str, Any]] = []
     for name in FEATURE_MODULES:
         module = importlib.import_module(name)
         routes.extend(getattr(module, "ROUTES", []))
-    return routes
+    return resident_paging.check_pages(routes)
