@@ -309,11 +309,17 @@ def _withdraw_rows(connection: sqlite3.Connection, left: Withdrawal, tables: set
             connection.execute(f"DELETE FROM {table} WHERE event_id IN "
                                "(SELECT id FROM temp._withdrawn)")
     provenance = columns.get("event_sources", set())
-    if {"id", "canonical_event_id", "event_id", "confidence"} <= provenance:
-        connection.executemany(
-            "UPDATE event_sources SET canonical_event_id = ?2, id = ?2 || '|' || event_id, "
-            "confidence = CASE WHEN event_id = ?2 THEN 1.0 ELSE confidence END "
-            "WHERE canonical_event_id = ?1", sorted(left.promoted.items()))
+    if left.promoted and {"id", "canonical_event_id", "event_id", "confidence"} <= provenance:
+        # one statement (the table has no index on canonical_event_id yet)
+        connection.execute("CREATE TEMP TABLE _promoted (old TEXT PRIMARY KEY, new TEXT)")
+        connection.executemany("INSERT INTO temp._promoted VALUES (?, ?)",
+                               sorted(left.promoted.items()))
+        connection.execute(
+            "UPDATE event_sources SET canonical_event_id = p.new, "
+            "id = p.new || '|' || event_sources.event_id, confidence = CASE "
+            "WHEN event_sources.event_id = p.new THEN 1.0 ELSE event_sources.confidence END "
+            "FROM temp._promoted p WHERE event_sources.canonical_event_id = p.old")
+        connection.execute("DROP TABLE temp._promoted")
     connection.execute("DROP TABLE temp._withdrawn")
 
 
