@@ -5,6 +5,7 @@ Every setting is an environment variable prefixed ``TISSU_``; nothing else confi
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,39 @@ def _float(name: str, default: float) -> float:
         return float(raw)
     except ValueError as exc:
         raise ValueError(f"{name} doit être un nombre (reçu {raw!r})") from exc
+
+
+def _positive(name: str, value: float, raw: str, *, zero: bool) -> None:
+    """Refuse a negative value (and 0 unless ``zero``) or one that is not finite."""
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+        raise ValueError(f"{name} doit être un nombre positif (reçu {raw!r})")
+
+
+def _positive_int(name: str, default: int) -> int:
+    """:func:`_int`, refusing a negative value (0 is allowed: it means « none » or « no limit »)."""
+    value = _int(name, default)
+    _positive(name, value, os.environ.get(name, "").strip(), zero=True)
+    return value
+
+
+def _positive_float(name: str, default: float) -> float:
+    """:func:`_float`, refusing 0, a negative value, ``nan`` and ``inf``."""
+    value = _float(name, default)
+    _positive(name, value, os.environ.get(name, "").strip(), zero=False)
+    return value
+
+
+def _parse_processes() -> int:
+    """``TISSU_PARSE_PROCESSES`` (negative counts as 0); when unset or not a whole number, the
+    number of CPUs this process may use, at most 4, and 0 on one CPU."""
+    raw = os.environ.get("TISSU_PARSE_PROCESSES", "").strip()
+    if raw:
+        try:
+            return max(0, int(raw))
+        except ValueError:
+            pass  # as before this setting moved here: a bad value means « automatic »
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return 0 if (cpus or 1) < 2 else min(cpus or 1, 4)
 
 
 @dataclass(frozen=True)
@@ -83,6 +117,17 @@ class Settings:
             (``TISSU_HOST_DELAY``, 1.0).
         parse_time_limit: longest time one source's parser may run, in seconds
             (``TISSU_PARSE_TIME_LIMIT``, 120).
+        parse_processes: child processes that parse a harvest of at least 4 sources
+            (``TISSU_PARSE_PROCESSES``; 0: everything in the main process). Default: the
+            number of CPUs this process may use, at most 4, and 0 on one CPU; a value that is
+            not a whole number also means that default, a negative one 0.
+        check_time_limit: longest reading of a file checked by the feed doctor (``tissu
+            check``, « Vérifier »), in seconds, also the bound of its download
+            (``TISSU_CHECK_TIME_LIMIT``, 20; more than 0).
+        check_memory_mb: address space of the child process that reads a checked file, in
+            MiB (``TISSU_CHECK_MEMORY_MB``, 1024; 0: no limit).
+        check_max_running: checks at once in one process; a further one is told to come
+            back (``TISSU_CHECK_MAX_RUNNING``, 2; 0 counts as 1).
         crawl_depth / crawl_max_pages: website crawls (``format: html`` / ``scrapy:<spider>``)
             follow links at most this deep (``TISSU_CRAWL_DEPTH``, 2) and read at most this many
             pages (``TISSU_CRAWL_MAX_PAGES``, 50); ``host_delay`` is their delay per request.
@@ -166,6 +211,16 @@ class Settings:
     host_delay: float = field(default_factory=lambda: _float("TISSU_HOST_DELAY", 1.0))
     parse_time_limit: float = field(
         default_factory=lambda: _float("TISSU_PARSE_TIME_LIMIT", 120.0)
+    )
+    parse_processes: int = field(default_factory=_parse_processes)
+    check_time_limit: float = field(
+        default_factory=lambda: _positive_float("TISSU_CHECK_TIME_LIMIT", 20.0)
+    )
+    check_memory_mb: int = field(
+        default_factory=lambda: _positive_int("TISSU_CHECK_MEMORY_MB", 1024)
+    )
+    check_max_running: int = field(
+        default_factory=lambda: _positive_int("TISSU_CHECK_MAX_RUNNING", 2)
     )
     crawl_depth: int = field(default_factory=lambda: _int("TISSU_CRAWL_DEPTH", 2))
     crawl_max_pages: int = field(default_factory=lambda: _int("TISSU_CRAWL_MAX_PAGES", 50))
