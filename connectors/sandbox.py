@@ -11,6 +11,9 @@ parse_with_time_limit``). :class:`Sandbox` runs a picklable function in a child 
 * every failure is a :class:`SandboxError` whose message is plain French and names the limit,
   in seconds or megabytes.
 
+How many runs go at once is the caller's to bound: the doctor gives at most
+``TISSU_CHECK_MAX_RUNNING`` checks a place and tells the next one to come back (« busy »).
+
 How the child starts (standard library :mod:`multiprocessing`, no other package):
 
 * from a process with other threads (Datasette/uvicorn serving the form, pytest with its local
@@ -30,10 +33,11 @@ on top. That is why a big parent does not fork: its child would start near the l
 forced from a big parent (``start_method="fork"``) gets half the limit above what it inherited
 (:func:`fork_limit`), never a limit it already exceeds.
 
-Settings of the doctor's runs: ``TISSU_CHECK_TIME_LIMIT`` (seconds, default 20),
-``TISSU_CHECK_MEMORY_MB`` (default 1024), ``TISSU_CHECK_MAX_RUNNING`` (runs at once in one
-process, default 2); see :meth:`Limits.from_env`. The ``TISSU_*`` environment of the caller at the
-time of the run is applied in the child (the forkserver keeps the one of its start).
+Settings of the doctor's runs (:class:`tissu.settings.Settings`): ``check_time_limit``
+(``TISSU_CHECK_TIME_LIMIT``, seconds, default 20) and ``check_memory_mb``
+(``TISSU_CHECK_MEMORY_MB``, default 1024); see :meth:`Limits.from_settings`. The ``TISSU_*``
+environment of the caller at the time of the run is applied in the child (the forkserver keeps
+the one of its start).
 """
 
 from __future__ import annotations
@@ -49,13 +53,15 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from multiprocessing.reduction import ForkingPickler
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from tissu.settings import Settings
 
 T = TypeVar("T")
 
 DEFAULT_SECONDS = 20.0
 DEFAULT_MEMORY_MB = 1024
-DEFAULT_MAX_RUNNING = 2
 #: Longest wait for a child to be ready (interpreter start, imports, warm-up). Not counted in
 #: ``Limits.seconds``, which bounds the work on the file only.
 STARTUP_SECONDS = 60.0
@@ -85,43 +91,45 @@ class Limits:
         return self.memory_mb * 1024 * 1024
 
     @classmethod
-    def from_env(cls, prefix: str = "TISSU_CHECK") -> Limits:
-        """Limits from ``{prefix}_TIME_LIMIT`` (seconds) and ``{prefix}_MEMORY_MB``.
+    def from_settings(cls, settings: Settings) -> Limits:
+        """The doctor's limits: ``settings.check_time_limit`` (``TISSU_CHECK_TIME_LIMIT``) and
+        ``settings.check_memory_mb`` (``TISSU_CHECK_MEMORY_MB``)."""
+        return cls(seconds=settings.check_time_limit, memory_mb=settings.check_memory_mb)
 
-        Unset or empty variables keep the defaults (20 s, 1024 Mo).
+    @classmethod
+    def from_env(cls) -> Limits:
+        """:meth:`from_settings` of the settings the environment gives now (20 s and 1024 Mo
+        when unset).
 
         Raises:
-            ValueError: a value that is not a positive number (message in French).
+            ValueError: a ``TISSU_*`` setting with a bad value, e.g. a ``TISSU_CHECK_TIME_LIMIT``
+                that is not a positive number (message in French, naming the variable).
         """
-        seconds = _env_number(f"{prefix}_TIME_LIMIT", DEFAULT_SECONDS, float)
-        memory = _env_number(f"{prefix}_MEMORY_MB", DEFAULT_MEMORY_MB, int)
-        return cls(seconds=float(seconds), memory_mb=int(memory))
+        from tissu.settings import get_settings
+
+        return cls.from_settings(get_settings())
 
 
-def max_running_from_env(prefix: str = "TISSU_CHECK") -> int:
-    """``{prefix}_MAX_RUNNING``: sandboxed runs at once in one process (default 2)."""
-    return int(_env_number(f"{prefix}_MAX_RUNNING", DEFAULT_MAX_RUNNING, int))
+def max_running_from_env() -> int:
+    """``Settings.check_max_running`` (``TISSU_CHECK_MAX_RUNNING``, default 2) of the settings
+    the environment gives now.
 
+    Kept for :mod:`connectors.doctor`, which sizes its places of checks with it; the sandbox
+    itself no longer bounds its runs.
 
-def _env_number(name: str, default: float, kind: Callable[[str], float]) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = kind(raw)
-    except ValueError as exc:
-        raise ValueError(f"{name} doit être un nombre (reçu {raw!r})") from exc
-    if value < 0 or (kind is float and value == 0):
-        raise ValueError(f"{name} doit être un nombre positif (reçu {raw!r})")
-    return value
+    Raises:
+        ValueError: a ``TISSU_*`` setting with a bad value (French message naming it).
+    """
+    from tissu.settings import get_settings
+
+    return get_settings().check_max_running
 
 
 class SandboxError(Exception):
     """A sandboxed run gave no result. ``str(error)`` is plain French; ``kind`` says why.
 
     ``kind``: ``time`` (time limit), ``memory`` (memory limit), ``crash`` (the child died
-    without answering), ``error`` (the function raised in the child), ``busy`` (too many runs
-    at once).
+    without answering), ``error`` (the function raised in the child).
     """
 
     kind = "error"
@@ -159,12 +167,6 @@ class ChildError(SandboxError):
     """The function raised in the child; the message names the exception."""
 
     kind = "error"
-
-
-class SandboxBusy(SandboxError):
-    """Every slot stayed taken for as long as the run's own time limit."""
-
-    kind = "busy"
 
 
 def single_threaded() -> bool:
@@ -281,27 +283,29 @@ def _signal_name(number: int) -> str:
 class Sandbox:
     """Runs functions in child processes, one fresh child per run (see the module).
 
+    Runs at once are not bounded here (the caller does it: :mod:`connectors.doctor`).
+
     Args:
         preload: modules the forkserver imports once (e.g. ``["connectors.doctor"]``); only the
             first sandbox to start the forkserver of this process sets them.
         warm_up: a picklable function without arguments that a spare child runs before its job
             (fills caches); its errors are ignored.
-        max_running: runs at once; a further run waits for a slot at most its own time limit.
+        max_running: ignored, kept for callers that still pass it (see above).
         start_method: ``fork`` or ``forkserver``; None chooses per run (``fork`` only when the
             process has a single thread and uses under half the memory limit).
         keep_spare: keep one warmed child waiting (forkserver only).
     """
 
     def __init__(self, *, preload: Sequence[str] = (), warm_up: Callable[[], object] | None = None,
-                 max_running: int = DEFAULT_MAX_RUNNING, start_method: str | None = None,
+                 max_running: int | None = None, start_method: str | None = None,
                  keep_spare: bool = True) -> None:
+        del max_running  # see the docstring
         if start_method not in {None, "fork", "forkserver"}:
             raise ValueError(f"méthode de démarrage inconnue : {start_method!r}")
         self.preload = list(preload)
         self.warm_up = warm_up
         self.start_method = start_method
         self.keep_spare = keep_spare
-        self._slots = threading.BoundedSemaphore(max(1, max_running))
         self._lock = threading.Lock()
         self._spare: tuple[BaseProcess, Connection] | None = None
 
@@ -316,16 +320,9 @@ class Sandbox:
             MemoryLimitExceeded: an allocation failed past ``limits.memory_mb``.
             ChildError: ``fn`` raised (the message names the exception).
             ChildCrashed: the child died without an answer, or could not start.
-            SandboxBusy: no slot freed within ``limits.seconds``.
         """
         limits = limits or Limits()
-        if not self._slots.acquire(timeout=limits.seconds):
-            raise SandboxBusy(f"trop de vérifications en cours : aucune place libérée en "
-                              f"{limits.seconds:g} s, réessayez dans une minute")
-        try:
-            return self._run(fn, args, kwargs, limits)  # type: ignore[no-any-return]
-        finally:
-            self._slots.release()
+        return self._run(fn, args, kwargs, limits)  # type: ignore[no-any-return]
 
     def _run(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
              limits: Limits) -> Any:

@@ -24,9 +24,9 @@ from connectors.sandbox import (
     Limits,
     MemoryLimitExceeded,
     Sandbox,
-    SandboxBusy,
     TimeLimitExceeded,
     fork_limit,
+    max_running_from_env,
 )
 from tests.conftest import FIXTURES, NOW, SAMPLES, Route
 
@@ -63,6 +63,17 @@ def pause(seconds: float) -> str:
 
 def environment(name: str) -> str | None:
     return os.environ.get(name)
+
+
+def meet(mine: str, other: str) -> bool:
+    """Leave ``mine``, then wait up to 30 s for ``other``: True when both ran at once."""
+    Path(mine).touch()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if Path(other).exists():
+            return True
+        time.sleep(0.02)
+    return False
 
 
 def hourly_calendar(series: int) -> bytes:
@@ -182,19 +193,20 @@ def test_a_child_killed_by_a_signal_is_reported(sandbox):
         sandbox.run(die, signal.SIGTERM)
 
 
-def test_runs_beyond_the_slots_wait_then_are_refused():
+def test_the_sandbox_leaves_the_number_of_runs_at_once_to_its_caller(tmp_path):
+    # the doctor bounds its checks (TISSU_CHECK_MAX_RUNNING places, then « busy »); a second
+    # bound here, of the same size, was never reached
     box = Sandbox(start_method="forkserver", max_running=1)
-    results: list[str] = []
-    first = threading.Thread(target=lambda: results.append(box.run(pause, 2.0)))
-    first.start()
-    time.sleep(0.3)
+    first, second = str(tmp_path / "premier"), str(tmp_path / "second")
+    results: list[bool] = []
+    other = threading.Thread(target=lambda: results.append(box.run(meet, first, second)))
+    other.start()
     try:
-        with pytest.raises(SandboxBusy, match="trop de vérifications en cours"):
-            box.run(pause, 0, limits=Limits(seconds=0.3))
+        results.append(box.run(meet, second, first, limits=Limits(seconds=30)))
     finally:
-        first.join()
+        other.join()
         box.close()
-    assert results == ["fini"]
+    assert results == [True, True]
 
 
 def test_the_child_sees_the_callers_tissu_environment(monkeypatch):
@@ -220,6 +232,19 @@ def test_limits_from_the_environment(monkeypatch):
     with pytest.raises(ValueError, match=r"TISSU_CHECK_TIME_LIMIT doit être un nombre \(reçu "
                                          r"'vingt'\)"):
         Limits.from_env()
+
+
+def test_limits_and_places_come_from_the_settings(tmp_settings, monkeypatch):
+    from dataclasses import replace
+
+    assert Limits.from_settings(replace(tmp_settings, check_time_limit=2.5,
+                                        check_memory_mb=300)) == Limits(seconds=2.5,
+                                                                        memory_mb=300)
+    monkeypatch.setenv("TISSU_CHECK_MAX_RUNNING", "5")
+    assert max_running_from_env() == 5
+    monkeypatch.setenv("TISSU_CHECK_MAX_RUNNING", "-1")
+    with pytest.raises(ValueError, match=r"TISSU_CHECK_MAX_RUNNING doit être un nombre positif"):
+        max_running_from_env()
 
 
 # --- the doctor through the sandbox ----------------------------------------------------------
