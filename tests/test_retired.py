@@ -188,3 +188,44 @@ def test_retiring_a_source_changes_the_store_fingerprint(tmp_path: Path) -> None
     assert retired == ["lisbonne"]
     assert not publication_is_current(settings.publish_dir, store_fingerprint(engine), NOW)
     assert json.loads((settings.publish_dir / "metadata.json").read_text("utf-8"))
+
+
+def test_a_cluster_of_three_keeps_its_best_active_member(tmp_path: Path) -> None:
+    """The FabLab calendar from the association, a second association and the municipal
+    aggregate; the canonical association retired: the other association's record (an
+    organiser's own source ranks before an aggregate, normalize.dedupe) is published, the
+    aggregate's stays its duplicate; both copies of the tables agree."""
+    settings = _settings(tmp_path)
+    ENTRIES["relais"] = {**ENTRIES["fablab-cottbus"], "name": "Relais",
+                         "publisher": {"name": "Relais numérique", "type": "association"}}
+    try:
+        engine = make_engine(settings.database_url)
+        harvest_all(engine, _register(settings, **{"fablab-cottbus": "active", "relais": "active",
+                                                   "agenda-ville": "active"}),
+                    settings, now=NOW)
+        with Session(engine) as session:
+            sync_registry(session, _register(settings, relais="active",
+                                             **{"agenda-ville": "active"}))
+    finally:
+        del ENTRIES["relais"]
+    left = withdrawal(engine)
+    assert len(left.promoted) >= 10
+    assert all(new.startswith("relais--") for new in left.promoted.values())
+    db = publish(engine, settings.publish_dir, NOW).database
+    canonical = dict(_rows(db, "SELECT id, source_id FROM events WHERE is_canonical = 1"))
+    assert set(left.promoted.values()) <= set(canonical)
+    assert _rows(db, "SELECT count(*) FROM events WHERE source_id = 'agenda-ville' AND "
+                     "is_canonical = 1 AND cluster_id IN (SELECT cluster_id FROM events "
+                     "WHERE id IN (SELECT event_id FROM event_sources WHERE source_id = "
+                     "'relais'))") == [(0,)]
+    provenance = _rows(db, "SELECT id, canonical_event_id, event_id, source_id, confidence "
+                           "FROM event_sources ORDER BY id")
+    promoted = set(left.promoted.values())
+    rows = [p for p in provenance if p[1] in promoted]
+    assert {p[3] for p in rows} == {"relais", "agenda-ville"}
+    assert all(ident == f"{head}|{member}" for ident, head, member, _s, _c in rows)
+    assert {(head, confidence) for _i, head, member, _s, confidence in rows
+            if member == head} == {(head, 1.0) for head in promoted}
+    frames = public_frames(engine, only={"event_sources"})["event_sources"]
+    assert sorted(zip(frames["id"], frames["canonical_event_id"], strict=True)) == [
+        (p[0], p[1]) for p in provenance]
