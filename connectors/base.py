@@ -308,30 +308,22 @@ class _Child:
     """One parsing child process and the parent's end of its pipe."""
 
     def __init__(self, context: Any) -> None:
-        self.connection, child_end = context.Pipe()
-        self.process = context.Process(target=_child_loop, args=(child_end,),
-                                       name="tissu-parse", daemon=True)
-        self.process.start()
-        child_end.close()
+        from connectors.processes import start_child
+
+        self.process, self.connection = start_child(context, _child_loop, (), "tissu-parse")
 
     def stop(self, wait: float = 2.0) -> None:
-        """Ask the child to finish, then kill it if it has not after ``wait`` seconds."""
-        import contextlib
+        """Let the child finish (its pipe is closed), then kill it if it has not after ``wait``
+        seconds."""
+        from connectors.processes import stop_child
 
-        with contextlib.suppress(Exception):
-            self.connection.send(None)
-        self.process.join(wait)
-        self.kill()
+        stop_child(self.process, self.connection, wait)
 
     def kill(self) -> None:
         """Kill the child now (no-op when it has ended) and close the pipe."""
-        import contextlib
+        from connectors.processes import stop_child
 
-        if self.process.is_alive():
-            self.process.kill()
-        self.process.join(5)
-        with contextlib.suppress(Exception):
-            self.connection.close()
+        stop_child(self.process, self.connection)
 
 
 class ParsePool:
@@ -340,12 +332,10 @@ class ParsePool:
     :meth:`parse` is called from the parent's threads (one per child is enough) and blocks
     until a child is free and has answered. A parse longer than ``seconds`` gets its child
     killed (and replaced): the result is the error "lecture interrompue" naming the limit. The
-    children are started when first needed (by the calling thread), with the ``forkserver``
-    method, the parsing libraries preloaded once; use the pool as a context manager, or call
-    :meth:`close`.
+    children are started when first needed (by the calling thread), from the process's fork
+    server (:mod:`connectors.processes`: the parsing libraries preloaded once, shared with the
+    feed doctor's checks); use the pool as a context manager, or call :meth:`close`.
     """
-
-    PRELOAD = ("connectors.ical", "connectors.feeds", "normalize.pipeline")
 
     def __init__(self, processes: int) -> None:
         import queue
@@ -358,31 +348,21 @@ class ParsePool:
         self.processes = max(1, processes)
         self._started = 0
 
-    @classmethod
-    def context(cls) -> Any:
-        """The multiprocessing context of the children: ``forkserver`` preloading
-        :data:`PRELOAD` where available, else ``spawn``."""
-        import multiprocessing
+    @staticmethod
+    def context() -> Any:
+        """The multiprocessing context of the children: :func:`connectors.processes.context`
+        (``forkserver`` preloading the parsers, shared with the feed doctor's checks)."""
+        from connectors import processes
 
-        if "forkserver" not in multiprocessing.get_all_start_methods():
-            return multiprocessing.get_context("spawn")
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(list(cls.PRELOAD))
-        return context
+        return processes.context()
 
-    @classmethod
-    def warm_up(cls) -> None:
+    @staticmethod
+    def warm_up() -> None:
         """Start the fork server now, on a side thread, so that its imports (~1 s) overlap
         with the caller's work before the first :meth:`parse`. Never raises."""
-        import contextlib
-        from multiprocessing import forkserver
+        from connectors import processes
 
-        def start() -> None:
-            with contextlib.suppress(Exception):
-                forkserver.ensure_running()
-
-        if cls.context().get_start_method() == "forkserver":
-            threading.Thread(target=start, name="tissu-forkserver", daemon=True).start()
+        processes.start_server_soon()
 
     def _start(self) -> _Child:
         child = _Child(self._context)
@@ -421,15 +401,18 @@ class ParsePool:
         next :meth:`parse` starts one)."""
         import contextlib
 
-        child.kill()
-        with self._lock:
-            if child in self._children:
-                self._children.remove(child)
-            closed = self._closed
-        if closed:
-            return
-        with contextlib.suppress(Exception):
-            self._idle.put(self._start_counted())
+        from connectors.processes import in_use
+
+        with in_use():  # the fork server stays up until the replacement has started
+            child.kill()
+            with self._lock:
+                if child in self._children:
+                    self._children.remove(child)
+                closed = self._closed
+            if closed:
+                return
+            with contextlib.suppress(Exception):
+                self._idle.put(self._start_counted())
 
     def parse(self, parser: tuple[str, str] | None, data: bytes | ParseResult, source_id: str,
               seconds: float, prepare: Prepare | None = None) -> ParseResult:
@@ -486,12 +469,17 @@ class ParsePool:
                 self._idle.put(child)
 
     def close(self) -> None:
-        """Stop every child (those busy are killed). Idempotent."""
+        """Stop every child (those busy are killed), then the fork server when no other child
+        of it runs (:func:`connectors.processes.stop_server_if_idle`: a long-lived process such
+        as ``tissu run`` does not keep it after its harvest). Idempotent."""
+        from connectors.processes import stop_server_if_idle
+
         with self._lock:
             self._closed = True
             children, self._children = list(self._children), []
         for child in children:
             child.stop()
+        stop_server_if_idle()
 
     def __enter__(self) -> ParsePool:  # noqa: PYI034
         return self

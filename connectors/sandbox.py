@@ -18,7 +18,8 @@ How the child starts (standard library :mod:`multiprocessing`, no other package)
 
 * from a process with other threads (Datasette/uvicorn serving the form, pytest with its local
   HTTP server), never by ``fork`` — a thread may hold a lock at the moment of the fork — but from
-  the ``forkserver``: a clean interpreter started once, which imports ``preload`` and then forks
+  the ``forkserver``: a clean interpreter started once, which imports the modules of
+  :data:`connectors.processes.PRELOAD` (shared with a harvest's parsing children) and then forks
   one child per run. A *spare* child is kept ready: it has already run ``warm_up`` (the first
   reading of the vocabularies, places and language models: ~0.5 s) and waits for its one job; a
   new spare is started after each run. Each run still gets a fresh process: nothing read from one
@@ -54,6 +55,8 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from multiprocessing.reduction import ForkingPickler
 from typing import TYPE_CHECKING, Any, TypeVar
+
+from connectors import processes
 
 if TYPE_CHECKING:
     from tissu.settings import Settings
@@ -286,8 +289,8 @@ class Sandbox:
     Runs at once are not bounded here (the caller does it: :mod:`connectors.doctor`).
 
     Args:
-        preload: modules the forkserver imports once (e.g. ``["connectors.doctor"]``); only the
-            first sandbox to start the forkserver of this process sets them.
+        preload: ignored, kept for callers that still pass it: the forkserver's modules are
+            :data:`connectors.processes.PRELOAD`, whoever starts it.
         warm_up: a picklable function without arguments that a spare child runs before its job
             (fills caches); its errors are ignored.
         max_running: ignored, kept for callers that still pass it (see above).
@@ -299,10 +302,9 @@ class Sandbox:
     def __init__(self, *, preload: Sequence[str] = (), warm_up: Callable[[], object] | None = None,
                  max_running: int | None = None, start_method: str | None = None,
                  keep_spare: bool = True) -> None:
-        del max_running  # see the docstring
+        del preload, max_running  # see the docstring
         if start_method not in {None, "fork", "forkserver"}:
             raise ValueError(f"méthode de démarrage inconnue : {start_method!r}")
-        self.preload = list(preload)
         self.warm_up = warm_up
         self.start_method = start_method
         self.keep_spare = keep_spare
@@ -322,7 +324,9 @@ class Sandbox:
             ChildCrashed: the child died without an answer, or could not start.
         """
         limits = limits or Limits()
-        return self._run(fn, args, kwargs, limits)  # type: ignore[no-any-return]
+        # the fork server stays up from the job's child to the spare that replaces it
+        with processes.in_use():
+            return self._run(fn, args, kwargs, limits)  # type: ignore[no-any-return]
 
     def _run(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
              limits: Limits) -> Any:
@@ -331,12 +335,8 @@ class Sandbox:
             not limits.memory_bytes or _vm_size() < limits.memory_bytes // 2) else "forkserver")
         process: BaseProcess
         if method == "fork":
-            context = multiprocessing.get_context("fork")
-            conn, child_conn = context.Pipe()
-            process = context.Process(target=_child_main, args=(child_conn, None, job),
-                                      name="tissu-sandbox", daemon=True)
-            process.start()
-            child_conn.close()
+            process, conn = processes.start_child(multiprocessing.get_context("fork"),
+                                                  _child_main, (None, job), "tissu-sandbox")
         else:
             process, conn = self._take_spare()
         answered = False
@@ -388,20 +388,9 @@ class Sandbox:
                                 f"{_signal_name(-code)}){memory}")
         return ChildCrashed(f"le traitement s'est arrêté sans répondre (code de sortie {code})")
 
-    def _context(self) -> Any:
-        context = multiprocessing.get_context("forkserver")
-        if self.preload:
-            context.set_forkserver_preload(self.preload)  # ignored once the server runs
-        return context
-
     def _start_spare(self) -> tuple[BaseProcess, Connection]:
-        context = self._context()
-        conn, child_conn = context.Pipe()
-        process = context.Process(target=_child_main, args=(child_conn, self.warm_up, None),
-                                  name="tissu-sandbox", daemon=True)
-        process.start()
-        child_conn.close()
-        return process, conn
+        return processes.start_child(processes.context(), _child_main, (self.warm_up, None),
+                                     "tissu-sandbox")
 
     def _take_spare(self) -> tuple[BaseProcess, Connection]:
         with self._lock:
@@ -434,12 +423,8 @@ class Sandbox:
 
 
 def _discard(spare: tuple[BaseProcess, Connection], wait: float = 1.0) -> None:
-    """Close the pipe, give the child ``wait`` seconds to end, kill it if it has not."""
+    """Close the pipe (a waiting spare reads EOF and exits), give the child ``wait`` seconds to
+    end, kill it if it has not (:func:`connectors.processes.stop_child`)."""
     process, conn = spare
-    conn.close()  # a waiting spare reads EOF and exits
-    if wait:
-        process.join(wait)
-    if process.is_alive():
-        process.kill()
-        process.join()
-    process.close()
+    if processes.stop_child(process, conn, wait) is not None:
+        process.close()  # its pipe to the fork server now, not when collected
