@@ -144,7 +144,8 @@ def harvest_source(session: Session, source: Source, settings: Settings,
     """
     run = HarvestRun(source_id=source.id, started_at=now, forced=force)
     session.add(run)
-    session.commit()
+    if prefetched is None:  # a run still fetching or parsing shows as « running » meanwhile;
+        session.commit()    # a prefetched one is stored in one transaction (_finish commits)
     outcome = HarvestOutcome(source_id=source.id, status="ok")
     if is_crawl_format(source.format):  # websites: a Scrapy crawl stands for fetch + parse
         return harvest_crawl(session, source, run, outcome, settings, now, force,
@@ -206,8 +207,9 @@ def record_parsed(session: Session, source: Source, run: HarvestRun, outcome: Ha
     # paginated API is a normal read that removes nothing either
     cut = any(problem.code == "truncated" for problem in parsed.warnings)
     outcome.status = "partial" if parsed.errors or cut else "ok"
-    sync = sync_records(session, source.id, parsed, now,
-                        complete=not parsed.errors and parsed.complete, force=force)
+    sync = sync_records(session, source.id, parsed, now,  # committed by _finish, with the run
+                        complete=not parsed.errors and parsed.complete, force=force,
+                        commit=False)
     outcome.changed = sync.changed
     if sync.changed:  # as sync_records wrote it, for a session that does not expire it
         source.normalized_key = None
@@ -265,7 +267,7 @@ def _unit(kind: str, uid: str, rid: str) -> tuple[str, str]:
 
 
 def sync_records(session: Session, source_id: str, parsed: ParseResult, now: dt.datetime,
-                 complete: bool, force: bool = False) -> SyncReport:
+                 complete: bool, force: bool = False, commit: bool = True) -> SyncReport:
     """Upsert parsed records; when ``complete``, mark the unseen ones ``removed_at_source``.
 
     A record seen again is updated in place (``last_seen_at``; payload and ``last_changed_at``
@@ -273,7 +275,8 @@ def sync_records(session: Session, source_id: str, parsed: ParseResult, now: dt.
     deleted. Deletion guard (as Linked Events' importer sync): when more than half of the
     source's future events (or, for data.inclusion, of its structures and services) are absent,
     those are kept and flagged with ``missing_since`` instead, unless ``force``. Past events
-    vanish without the guard. News items are not guarded.
+    vanish without the guard. News items are not guarded. Committed, unless ``commit`` is
+    False (the caller commits: :func:`record_parsed`'s records go with their run row).
     """
     report = SyncReport()
     table: Any = SourceRecord.__table__  # type: ignore[attr-defined]
@@ -353,7 +356,8 @@ def sync_records(session: Session, source_id: str, parsed: ParseResult, now: dt.
         session.execute(update(Source.__table__)  # type: ignore[attr-defined]
                         .where(Source.__table__.c.id == source_id)  # type: ignore[attr-defined]
                         .values(normalized_key=None))
-    session.commit()
+    if commit:  # else the caller commits (connectors.harvest.record_parsed: with the run row)
+        session.commit()
     return report
 
 

@@ -212,8 +212,14 @@ def source_health(session: Session, source: Source, now: dt.datetime,
 
 
 def update_health(session: Session, source: Source, now: dt.datetime,
-                  stale_after: dt.timedelta = DEFAULT_STALE_AFTER) -> Health:
-    """Compute :func:`source_health` and store it in the source's public health columns."""
+                  stale_after: dt.timedelta = DEFAULT_STALE_AFTER,
+                  commit: bool = True) -> Health:
+    """Compute :func:`source_health` and store it in the source's public health columns.
+
+    Committed, unless ``commit`` is False: the columns are then set in the session's
+    transaction for the caller to commit. Raises what reading the store raises, before any
+    column is set.
+    """
     health = source_health(session, source, now, stale_after)
     source.health, source.health_reason = health.status, health.reason
     source.health_checked_at = now
@@ -222,7 +228,8 @@ def update_health(session: Session, source: Source, now: dt.datetime,
     source.items_recent = json.dumps(health.recent_items)
     source.events_total, source.events_upcoming = health.events_total, health.events_upcoming
     session.add(source)
-    session.commit()
+    if commit:
+        session.commit()
     return health
 
 

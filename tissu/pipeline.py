@@ -13,6 +13,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -22,6 +23,9 @@ from connectors.harvest import HarvestOutcome, Prefetched, harvest_source
 from schemas.models import HarvestRun, Source, utcnow
 from schemas.registry import SourceSpec
 from tissu.settings import Settings
+
+if TYPE_CHECKING:
+    from normalize.pipeline import NormalizeOutcome
 
 
 @dataclass
@@ -138,14 +142,26 @@ def sync_registry(session: Session, specs: Iterable[SourceSpec],
 
 
 def _refresh_health(session: Session, source: Source, settings: Settings,
-                    now: dt.datetime) -> None:
-    """Store the source's health after its run (connectors.health); never raises."""
+                    now: dt.datetime, commit: bool = True) -> None:
+    """Set the source's health after its run (connectors.health) and, when ``commit``,
+    commit it with whatever the run left uncommitted in ``session``.
+
+    A health that cannot be computed is left as it was (nothing is set then) without failing
+    the run: never raises for it. With ``commit``, never raises at all (a failed commit is
+    rolled back); without, the caller's commit raises what the database raises.
+    """
     from connectors.health import update_health
 
     try:
-        update_health(session, source, now, dt.timedelta(days=settings.stale_after_days))
-    except Exception:  # noqa: BLE001 - health is a report; it must not fail the run
-        session.rollback()
+        update_health(session, source, now, dt.timedelta(days=settings.stale_after_days),
+                      commit=False)
+    except Exception:  # noqa: BLE001, S110 - health is a report; it must not fail the run
+        pass  # update_health reads the store before it sets any column
+    if commit:
+        try:
+            session.commit()
+        except Exception:  # noqa: BLE001 - as above
+            session.rollback()
 
 
 def run_source(engine: Engine, source_id: str, settings: Settings,
@@ -184,24 +200,44 @@ def run_source(engine: Engine, source_id: str, settings: Settings,
                 summary.warnings.extend(w for w in kept if w not in summary.warnings)
                 run.warnings = json.dumps(summary.warnings, ensure_ascii=False)
                 session.add(run)
-                session.commit()
-            _refresh_health(session, source, settings, now)
+            _refresh_health(session, source, settings, now)  # commits the run's warnings too
             return summary
         # imported here: a run where nothing changed never loads the normalisation libraries
         from normalize.events import Horizon
         from normalize.pipeline import normalize_source
 
         horizon = Horizon.around(now, settings.horizon_past_days, settings.horizon_future_days)
+
+        def normalise_and_store() -> NormalizeOutcome:
+            # the events, the source's normalisation columns, the run's warnings and the
+            # source's health: one transaction (one commit instead of three per source)
+            normalized = normalize_source(session, source, horizon, now,
+                                          parsed=harvested.parsed, commit=False)
+            warnings = summary.warnings + normalized.warnings  # as the summary will say
+            # The run row was written before normalisation: keep its warnings (e.g. an unknown
+            # TZID) with the parser's, for health, « tissu sources status » and the status page.
+            run = session.get(HarvestRun, harvested.run_id) \
+                if normalized.warnings and harvested.run_id else None
+            if run is not None:
+                run.warnings = json.dumps(warnings, ensure_ascii=False)
+                session.add(run)
+            # a record that failed (no key stored) is tried again at the next run
+            source.normalized_at = now
+            source.normalized_key = None if normalized.errors else key
+            source.normalized_warnings = json.dumps(normalized.warnings, ensure_ascii=False)
+            session.add(source)
+            _refresh_health(session, source, settings, now, commit=False)
+            session.commit()
+            return normalized
+
         try:
             try:
-                normalized = normalize_source(session, source, horizon, now,
-                                              parsed=harvested.parsed)
+                normalized = normalise_and_store()
             except IntegrityError:
                 # Another worker inserted a shared row (e.g. the publisher's Organisation) at
                 # the same time: the second attempt finds it and updates it.
                 session.rollback()
-                normalized = normalize_source(session, source, horizon, now,
-                                              parsed=harvested.parsed)
+                normalized = normalise_and_store()
         except Exception as exc:  # noqa: BLE001
             session.rollback()
             summary.errors.append(f"{source_id} : normalisation impossible ({exc!r})")
@@ -216,20 +252,6 @@ def run_source(engine: Engine, source_id: str, settings: Settings,
         summary.warnings.extend(normalized.warnings)
         summary.errors.extend(normalized.errors)
         summary.normalised = True
-        # The run row was written before normalisation: keep its warnings (e.g. an unknown
-        # TZID) with the parser's, for health, « tissu sources status » and the status page.
-        run = session.get(HarvestRun, harvested.run_id) \
-            if normalized.warnings and harvested.run_id else None
-        if run is not None:
-            run.warnings = json.dumps(summary.warnings, ensure_ascii=False)
-            session.add(run)
-        # a record that failed (no key stored) is tried again at the next run
-        source.normalized_at = now
-        source.normalized_key = None if normalized.errors else key
-        source.normalized_warnings = json.dumps(normalized.warnings, ensure_ascii=False)
-        session.add(source)
-        session.commit()
-        _refresh_health(session, source, settings, now)
         return summary
 
 
