@@ -469,17 +469,17 @@ class ParsePool:
                 self._idle.put(child)
 
     def close(self) -> None:
-        """Stop every child (those busy are killed), then the fork server when no other child
-        of it runs (:func:`connectors.processes.stop_server_if_idle`: a long-lived process such
-        as ``tissu run`` does not keep it after its harvest). Idempotent."""
-        from connectors.processes import stop_server_if_idle
+        """Stop every child (those busy are killed), then, on a side thread, the fork server
+        when no other child runs (:func:`connectors.processes.stop_server_soon`: a long-lived
+        process such as ``tissu run`` does not keep it after its harvest). Idempotent."""
+        from connectors.processes import stop_server_soon
 
         with self._lock:
             self._closed = True
             children, self._children = list(self._children), []
         for child in children:
             child.stop()
-        stop_server_if_idle()
+        stop_server_soon()
 
     def __enter__(self) -> ParsePool:  # noqa: PYI034
         return self

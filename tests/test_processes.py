@@ -98,6 +98,8 @@ def test_a_harvests_pool_stops_the_fork_server_it_leaves_idle():
         from connectors.base import ParsePool
         from connectors.sandbox import Sandbox
 
+        import time
+
         def alive(pid):
             try:
                 os.kill(pid, 0)
@@ -105,16 +107,23 @@ def test_a_harvests_pool_stops_the_fork_server_it_leaves_idle():
                 return False
             return True
 
+        def stopped():  # the pool stops it on a side thread
+            deadline = time.monotonic() + 30
+            while processes.server_pid() is not None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            return processes.server_pid()
+
         with ParsePool(1) as pool:
             assert not pool.parse(("connectors.feeds", "parse_feed"), b"<rss/>", "a", 60).records
             server = processes.server_pid()
             print("pendant", server is not None and alive(server))
-        print("après", processes.server_pid(), alive(server))
+        print("après", stopped(), alive(server))
         # a check's spare child keeps it: the pool leaves it running
         box = Sandbox(start_method="forkserver")
         box.prepare()
         with ParsePool(1) as pool:
             pool.parse(("connectors.feeds", "parse_feed"), b"<rss/>", "b", 60)
+        time.sleep(1)  # time for the pool's side thread to (not) stop it
         server = processes.server_pid()
         print("vérification prête", server is not None and alive(server))
         print("vérification", box.run(os.getpid) != os.getpid())
@@ -135,7 +144,8 @@ def test_a_stopped_fork_server_starts_again_for_the_next_harvest():
 
     with ParsePool(1) as pool:
         assert pool.parse(("tests.test_processes", "preloaded_parser"), b"", "a", 60).title
-    processes.stop_server_if_idle()  # stopped unless a check's child of this process runs
+    # stopped by the pool's side thread unless another child of this process runs; the next
+    # pool starts it again, possibly while it is being stopped
     with ParsePool(1) as pool:
         result = pool.parse(("tests.test_processes", "preloaded_parser"), b"", "b", 60)
     assert result.title.split() == list(processes.PRELOAD)
