@@ -41,16 +41,17 @@ from connectors import parser_for
 from connectors.base import Problem
 from connectors.feeds import looks_like_feed
 from connectors.harvest import store_records
-from connectors.sandbox import Limits, Sandbox, SandboxError, max_running_from_env
+from connectors.sandbox import Limits, Sandbox, SandboxError
 from normalize import pipeline as pipeline_module
 from normalize.events import (
     END_BEFORE_START_CODE,
     MAX_OCCURRENCES,
+    SOURCE_BUDGET_CODE,
     TOO_DENSE_CODE,
     TOO_LONG_CODE,
     UNKNOWN_TIMEZONE_CODE,
     Horizon,
-    recorded_warnings,
+    NormalizeWarning,
 )
 from normalize.pipeline import normalize_source
 from schemas.models import Event, Occurrence, Source, utcnow
@@ -700,9 +701,12 @@ def examine_content(
         session.add(source)
         session.commit()
         store_records(session, _CHECK_ID, parsed, now, complete=True)
-        # the normalisation's warnings with their codes (its outcome lists them as text)
-        with recorded_warnings() as warned:
-            outcome = normalize_source(session, source, settings_horizon, now)
+        outcome = normalize_source(session, source, settings_horizon, now)
+        # its warnings with their codes (normalize.events), each « uid : … » as the
+        # association knows its events, without the scratch source's name
+        warned = [NormalizeWarning(str(w).removeprefix(f"{_CHECK_ID} : "), w.code, w.uid,
+                                   w.tzid)
+                  for w in outcome.warnings if isinstance(w, NormalizeWarning)]
         events = list(session.exec(select(Event)))
         diagnosis.events = len(events)
         diagnosis.upcoming, diagnosis.preview = _preview(session, now)
@@ -725,7 +729,7 @@ def examine_content(
     dense = [w for w in warned if w.code in (TOO_DENSE_CODE, TOO_LONG_CODE)]
     # the source's budget of sessions (normalize.pipeline): past it, events keep no session
     cap = pipeline_module.MAX_SOURCE_OCCURRENCES
-    reached = outcome.occurrences >= cap
+    reached = any(w.code == SOURCE_BUDGET_CODE for w in warned)
     if dense or reached:
         budget = (f"Tissu publie au plus {cap} séances par agenda : au-delà, les événements "
                   "sont gardés sans leurs séances")
@@ -733,9 +737,9 @@ def examine_content(
             "too-dense", "warning",
             accord(f"{{n}} série(s) [se répète|se répètent] plus souvent que Tissu ne publie : "
                    f"au plus {MAX_OCCURRENCES} séances par événement sont gardées", len(dense))
-            if dense else (f"ce calendrier compte au moins {cap} séances, le plus que Tissu "
-                           "publie pour un agenda : des événements peuvent être gardés sans "
-                           "leurs séances"),
+            if dense else (f"ce calendrier dépasse les {cap} séances que Tissu publie au "
+                           "plus pour un agenda : des événements sont gardés sans leurs "
+                           "séances"),
             "Une règle de répétition « chaque seconde », « chaque minute » ou « chaque heure » "
             "sans fin est presque toujours une erreur de saisie : dans votre agenda, choisissez "
             "une répétition hebdomadaire ou quotidienne, avec une date de fin.",
@@ -822,8 +826,8 @@ def diagnose_content(
 
     The bytes are read by :func:`examine_content` in a child process bounded by ``limits``
     (default :meth:`connectors.sandbox.Limits.from_env`: 20 s, 1024 Mo); a child that overruns
-    is killed and the diagnosis holds one error finding (``time-limit``, ``memory-limit``,
-    ``busy`` or ``internal``) that says which limit, in French. The comparison with the working
+    is killed and the diagnosis holds one error finding (``time-limit``, ``memory-limit`` or
+    ``internal``) that says which limit, in French. The comparison with the working
     store (``engine``) runs here, in the caller's process.
     """
     limits = limits or Limits.from_env()
@@ -920,8 +924,6 @@ def _sandbox_finding(exc: SandboxError, fmt: str, content: bytes = b"") -> Findi
     if exc.kind == "memory":
         return Finding("memory-limit", "error", f"la lecture de {what} demande trop de "
                        f"mémoire : {exc}", _heavy_fix(fmt, content))
-    if exc.kind == "busy":
-        return Finding("busy", "error", str(exc), "Réessayez dans une minute.")
     return Finding("internal", "error", f"la vérification de {what} a échoué : {exc}",
                    "Réessayez ; si le problème persiste, signalez-le à l'équipe de Tissu en "
                    "donnant l'adresse vérifiée.")
@@ -972,10 +974,10 @@ def _sandbox() -> Sandbox:
     global _SANDBOX
     with _SANDBOX_LOCK:
         if _SANDBOX is None:
-            _SANDBOX = Sandbox(
-                preload=["connectors.doctor", "connectors.ical", "connectors.feeds", "lingua",
-                         "sqlite3", "sqlalchemy.dialects.sqlite"],
-                warm_up=warm_up, max_running=max_running_from_env())
+            # its fork server preloads connectors.processes.PRELOAD (the doctor's modules
+            # included), whoever starts it; the number of checks at once is bounded by
+            # _running(), not by the sandbox
+            _SANDBOX = Sandbox(warm_up=warm_up)
         return _SANDBOX
 
 
@@ -983,7 +985,7 @@ def _running() -> threading.BoundedSemaphore:
     global _RUNNING
     with _SANDBOX_LOCK:
         if _RUNNING is None:
-            _RUNNING = threading.BoundedSemaphore(max(1, max_running_from_env()))
+            _RUNNING = threading.BoundedSemaphore(max(1, get_settings().check_max_running))
         return _RUNNING
 
 

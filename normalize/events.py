@@ -11,9 +11,6 @@ import bisect
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Self
 from zoneinfo import ZoneInfo
@@ -57,6 +54,9 @@ SEVERAL_RRULES_CODE = "several-rrules"
 BAD_RECURRENCE_CODE = "bad-recurrence"
 #: A JSON ``timings`` item without a readable start: skipped.
 BAD_TIMING_CODE = "bad-timing"
+#: The source has more sessions than ``normalize.pipeline.MAX_SOURCE_OCCURRENCES``: the
+#: events after that keep no session (a warning of the source, not of one event).
+SOURCE_BUDGET_CODE = "source-budget"
 
 
 class NormalizeWarning(str):
@@ -92,35 +92,6 @@ class NormalizeWarning(str):
 def _warning(code: str, uid: str, text: str, tzid: str | None = None) -> NormalizeWarning:
     """The warning « ``uid`` : ``text`` » with its code."""
     return NormalizeWarning(f"{uid} : {text}", code, uid, tzid)
-
-
-_RECORDERS: ContextVar[tuple[list[NormalizeWarning], ...]] = ContextVar(
-    "normalize_warning_recorders", default=())
-
-
-@contextmanager
-def recorded_warnings() -> Iterator[list[NormalizeWarning]]:
-    """Within the block, every warning of the events :func:`normalize_ical_group` and
-    :func:`normalize_json_record` return in this context (thread), in order, with its code.
-
-    For a caller of a whole stage whose report keeps only text (e.g.
-    ``normalize.pipeline.normalize_source``, whose outcome lists ``f"{source} : {warning}"``);
-    events normalised elsewhere (a parsing child) are not seen. Blocks may nest; each gets
-    every warning of its own extent.
-    """
-    found: list[NormalizeWarning] = []
-    token = _RECORDERS.set((*_RECORDERS.get(), found))
-    try:
-        yield found
-    finally:
-        _RECORDERS.reset(token)
-
-
-def _recorded(result: NormalizedEvent) -> NormalizedEvent:
-    """``result``, after giving its warnings to the active :func:`recorded_warnings` blocks."""
-    for recorder in _RECORDERS.get():
-        recorder.extend(w for w in result.warnings if isinstance(w, NormalizeWarning))
-    return result
 
 
 @dataclass(frozen=True)
@@ -413,7 +384,7 @@ def normalize_ical_group(
             )
         )
     result.occurrences.sort(key=lambda row: row["start_utc"])
-    return _recorded(result)
+    return result
 
 
 def _without_backward_end(vevent: icalendar.Component, uid: str,
@@ -775,7 +746,7 @@ def normalize_json_record(source_id: str, record: RecordView, horizon: Horizon) 
             _occurrence_row(event_id, instance, key, event["status"], None, None)
         )
     result.occurrences.sort(key=lambda row: row["start_utc"])
-    return _recorded(result)
+    return result
 
 
 def _json_rrule_instances(uid: str, data: dict[str, Any], start: dt.date | dt.datetime,

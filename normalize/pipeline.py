@@ -16,10 +16,12 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import bindparam, delete, select, update
 from sqlmodel import Session
 
-from normalize.enrich import enrich_event
+from normalize.enrich import enrich_event, forget_derived_places
 from normalize.events import (
+    SOURCE_BUDGET_CODE,
     Horizon,
     NormalizedEvent,
+    NormalizeWarning,
     RecordView,
     normalize_ical_group,
     normalize_json_record,
@@ -33,7 +35,9 @@ if TYPE_CHECKING:
 
 @dataclass
 class NormalizeOutcome:
-    """Counts for the CLI summary."""
+    """Counts for the CLI summary, and the warnings and errors of one source's normalisation:
+    « source : uid : … » texts; a warning of an event or of the source's session budget is a
+    normalize.events.NormalizeWarning keeping its code (the doctor reads them by code)."""
 
     source_id: str
     events: int = 0
@@ -284,9 +288,9 @@ def normalize_source(session: Session, source: Source, horizon: Horizon,
         window = horizon if len(new_occurrences) < MAX_SOURCE_OCCURRENCES else spent
         if window is spent and not budget_warned:
             budget_warned = True
-            outcome.warnings.append(
+            outcome.warnings.append(NormalizeWarning(
                 f"{source.id} : plus de {MAX_SOURCE_OCCURRENCES} séances : les événements "
-                "suivants sont gardés sans leurs séances")
+                "suivants sont gardés sans leurs séances", SOURCE_BUDGET_CODE))
         prepared = ahead.events.get(uid) if ahead is not None and window is horizon else None
         if prepared is not None and prepared.key != _group_key(live):
             prepared = None
@@ -299,7 +303,8 @@ def normalize_source(session: Session, source: Source, horizon: Horizon,
             except Exception as exc:  # noqa: BLE001 - one bad record costs only itself
                 outcome.errors.append(f"{source.id} : {uid} : {exc}")
                 continue
-        outcome.warnings.extend(f"{source.id} : {w}" for w in normalized.warnings)
+        outcome.warnings.extend(w.prefixed(source.id) if isinstance(w, NormalizeWarning)
+                                else f"{source.id} : {w}" for w in normalized.warnings)
         data = normalized.event
         old = existing.get(event_id)
         row: Any
@@ -312,6 +317,7 @@ def normalize_source(session: Session, source: Source, horizon: Horizon,
                 row.revision = (old["revision"] or 0) + 1  # published SEQUENCE moves with it
             row.__dict__.update(data)
             row.removed_at_source = None
+            forget_derived_places(row, data)  # derived again from the current LOCATION
         row.organisation_id = organisation_id
         row.themes = default_themes
         row.quartier = source.quartier

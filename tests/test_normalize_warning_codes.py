@@ -103,9 +103,10 @@ def test_warnings_prepared_in_a_parsing_child_come_back_with_their_codes():
     assert got == {"s1": [("too-dense", "s1", None)], "s2": [("end-before-start", "s2", None)]}
 
 
-def test_recorded_warnings_are_those_the_source_outcome_lists(tmp_settings):
+def test_a_sources_outcome_keeps_the_codes_of_its_warnings(tmp_settings, monkeypatch):
     from sqlmodel import Session, SQLModel, create_engine
 
+    import normalize.pipeline
     from connectors.harvest import store_records
     from normalize.pipeline import normalize_source
     from schemas.models import Source
@@ -120,15 +121,17 @@ def test_recorded_warnings_are_those_the_source_outcome_lists(tmp_settings):
         content = REPAIR_CAFE + DENSE_AND_BACKWARD
         store_records(session, "belleville", parser_for("ical")(content, "belleville"), NOW,
                       complete=True)
-        with events.recorded_warnings() as outer:
-            with events.recorded_warnings() as inner:
-                outcome = normalize_source(session, source, HORIZON, NOW)
-            assert inner == outer  # nested blocks each see every warning of their extent
-        assert sorted(outcome.warnings) == sorted(f"belleville : {w}" for w in outer)
-        assert sorted(w.code for w in outer) == ["end-before-start", "too-dense",
-                                                 "unknown-timezone"]
-    # outside a block nothing is recorded, and normalising still works
-    assert warnings_of(REPAIR_CAFE)
+        outcome = normalize_source(session, source, HORIZON, NOW)
+        assert all(isinstance(w, NormalizeWarning) for w in outcome.warnings)
+        assert sorted(w.code for w in outcome.warnings) == ["end-before-start", "too-dense",
+                                                            "unknown-timezone"]
+        assert all(w.startswith(f"belleville : {w.uid} : ") for w in outcome.warnings)
+        # the source's budget of sessions is a coded warning of the source too
+        monkeypatch.setattr(normalize.pipeline, "MAX_SOURCE_OCCURRENCES", 3)
+        outcome = normalize_source(session, source, HORIZON, NOW)
+        [budget] = [w for w in outcome.warnings if w.code == "source-budget"]
+        assert budget == ("belleville : plus de 3 séances : les événements suivants sont gardés "
+                          "sans leurs séances")
 
 
 @pytest.fixture
@@ -179,7 +182,7 @@ def test_the_doctor_sees_no_timezone_problem_when_the_code_says_otherwise(monkey
 def test_the_doctor_says_when_a_calendar_reaches_the_sessions_of_a_source(monkeypatch,
                                                                           tmp_settings):
     # normalize.pipeline keeps at most MAX_SOURCE_OCCURRENCES sessions per source; the doctor
-    # tells it from the count of sessions, not from the text of the pipeline's warning
+    # tells it from the code of the pipeline's warning (source-budget), not from its text
     import normalize.pipeline
     from tests.conftest import SAMPLES
 
@@ -191,8 +194,7 @@ def test_the_doctor_says_when_a_calendar_reaches_the_sessions_of_a_source(monkey
     diagnosis, _upcoming = examine_content(content, "https://example.org/c.ics", now=NOW,
                                            settings=tmp_settings)
     [problem] = [p for p in diagnosis.problems if p.code == "too-dense"]
-    assert problem.message == ("ce calendrier compte au moins 5 séances, le plus que Tissu "
-                               "publie pour un agenda : des événements peuvent être gardés "
-                               "sans leurs séances")
+    assert problem.message == ("ce calendrier dépasse les 5 séances que Tissu publie au plus "
+                               "pour un agenda : des événements sont gardés sans leurs séances")
     assert problem.examples == [("Tissu publie au plus 5 séances par agenda : au-delà, les "
                                 "événements sont gardés sans leurs séances")]
