@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-import pytest
 import yaml
 from sqlmodel import Session
 
@@ -114,9 +113,6 @@ END:VCALENDAR
 T1 = dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.UTC)
 
 
-@pytest.mark.xfail(strict=True, reason="normalize/pipeline.py does not yet forget the derived "
-                   "place columns of a stored event it rebuilds (forget_derived_places(row, "
-                   "data)): remove this mark when it does")
 def test_a_harvest_moves_the_postal_code_with_the_location(http_server, tmp_settings) -> None:
     def serve(location: str) -> None:
         body = CALENDAR.format(location=location).replace("\n", "\r\n").encode("utf-8")
