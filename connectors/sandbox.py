@@ -49,7 +49,7 @@ import resource
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -111,21 +111,6 @@ class Limits:
         from tissu.settings import get_settings
 
         return cls.from_settings(get_settings())
-
-
-def max_running_from_env() -> int:
-    """``Settings.check_max_running`` (``TISSU_CHECK_MAX_RUNNING``, default 2) of the settings
-    the environment gives now.
-
-    Kept for :mod:`connectors.doctor`, which sizes its places of checks with it; the sandbox
-    itself no longer bounds its runs.
-
-    Raises:
-        ValueError: a ``TISSU_*`` setting with a bad value (French message naming it).
-    """
-    from tissu.settings import get_settings
-
-    return get_settings().check_max_running
 
 
 class SandboxError(Exception):
@@ -288,21 +273,18 @@ class Sandbox:
 
     Runs at once are not bounded here (the caller does it: :mod:`connectors.doctor`).
 
+    The forkserver's modules are :data:`connectors.processes.PRELOAD`, whoever starts it.
+
     Args:
-        preload: ignored, kept for callers that still pass it: the forkserver's modules are
-            :data:`connectors.processes.PRELOAD`, whoever starts it.
         warm_up: a picklable function without arguments that a spare child runs before its job
             (fills caches); its errors are ignored.
-        max_running: ignored, kept for callers that still pass it (see above).
         start_method: ``fork`` or ``forkserver``; None chooses per run (``fork`` only when the
             process has a single thread and uses under half the memory limit).
         keep_spare: keep one warmed child waiting (forkserver only).
     """
 
-    def __init__(self, *, preload: Sequence[str] = (), warm_up: Callable[[], object] | None = None,
-                 max_running: int | None = None, start_method: str | None = None,
-                 keep_spare: bool = True) -> None:
-        del preload, max_running  # see the docstring
+    def __init__(self, *, warm_up: Callable[[], object] | None = None,
+                 start_method: str | None = None, keep_spare: bool = True) -> None:
         if start_method not in {None, "fork", "forkserver"}:
             raise ValueError(f"méthode de démarrage inconnue : {start_method!r}")
         self.warm_up = warm_up

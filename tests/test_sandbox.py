@@ -26,7 +26,6 @@ from connectors.sandbox import (
     Sandbox,
     TimeLimitExceeded,
     fork_limit,
-    max_running_from_env,
 )
 from tests.conftest import FIXTURES, NOW, SAMPLES, Route
 
@@ -196,7 +195,7 @@ def test_a_child_killed_by_a_signal_is_reported(sandbox):
 def test_the_sandbox_leaves_the_number_of_runs_at_once_to_its_caller(tmp_path):
     # the doctor bounds its checks (TISSU_CHECK_MAX_RUNNING places, then « busy »); a second
     # bound here, of the same size, was never reached
-    box = Sandbox(start_method="forkserver", max_running=1)
+    box = Sandbox(start_method="forkserver")
     first, second = str(tmp_path / "premier"), str(tmp_path / "second")
     results: list[bool] = []
     other = threading.Thread(target=lambda: results.append(box.run(meet, first, second)))
@@ -234,17 +233,22 @@ def test_limits_from_the_environment(monkeypatch):
         Limits.from_env()
 
 
-def test_limits_and_places_come_from_the_settings(tmp_settings, monkeypatch):
+def test_limits_come_from_the_settings(tmp_settings):
     from dataclasses import replace
 
     assert Limits.from_settings(replace(tmp_settings, check_time_limit=2.5,
                                         check_memory_mb=300)) == Limits(seconds=2.5,
                                                                         memory_mb=300)
-    monkeypatch.setenv("TISSU_CHECK_MAX_RUNNING", "5")
-    assert max_running_from_env() == 5
-    monkeypatch.setenv("TISSU_CHECK_MAX_RUNNING", "-1")
-    with pytest.raises(ValueError, match=r"TISSU_CHECK_MAX_RUNNING doit être un nombre positif"):
-        max_running_from_env()
+
+
+def test_the_doctors_places_come_from_the_settings(monkeypatch):
+    from connectors import doctor
+
+    monkeypatch.setattr(doctor, "_RUNNING", None)
+    monkeypatch.setenv("TISSU_CHECK_MAX_RUNNING", "3")
+    places = doctor._running()
+    assert all(places.acquire(blocking=False) for _ in range(3))
+    assert not places.acquire(blocking=False)
 
 
 # --- the doctor through the sandbox ----------------------------------------------------------

@@ -104,9 +104,9 @@ def sync_registry(session: Session, specs: Iterable[SourceSpec],
     """Create or update Source rows from registry entries; health fields are kept.
 
     A source that came from the registry (``origin == "registry"``) and is no longer listed
-    gets status :data:`RETIRED`: it is not harvested any more (its stored events stay, and stay
-    published, until the store is rebuilt); listed again, it takes the registry's status and is
-    read in full. Sources registered on ``/inscription`` are not in the file and are left
+    gets status :data:`RETIRED`: it is not harvested any more and its events leave the next
+    publication (publish.build; they stay in the store); listed again, it takes the registry's
+    status and is read in full. Sources registered on ``/inscription`` are not in the file and are left
     alone. The ids retired by this call are appended to ``retired``.
     """
     sources: list[Source] = []
@@ -309,12 +309,13 @@ def harvest_all(engine: Engine, specs: list[SourceSpec], settings: Settings,
     from connectors.html import forget_prefetched
 
     forget_prefetched()
-    deduplicate_if_needed(engine, now, force=force)  # once, after every source is normalised
+    # once, after every source is normalised; a source just retired leaves its clusters
+    deduplicate_if_needed(engine, now, force=force or bool(retired))
     for source_id in retired:
         summaries.append(SourceSummary(source_id, RETIRED, warnings=[
-            (f"{source_id} : n'est plus dans le registre : elle n'est plus collectée ; ses "
-            "derniers événements restent publiés tant que la base de travail n'est pas "
-            "refaite (remettez-la dans le registre pour la collecter de nouveau)")]))
+            (f"{source_id} : n'est plus dans le registre : elle n'est plus collectée et ses "
+            "événements quittent la prochaine publication (remettez-la dans le registre pour "
+            "la collecter et la publier de nouveau)")]))
     return summaries
 
 
@@ -329,18 +330,10 @@ POOL_MIN_SOURCES = 4
 
 
 def parse_processes(settings: Settings) -> int:
-    """How many parsing children a harvest starts: ``TISSU_PARSE_PROCESSES`` when set (0 = none,
-    everything in the main process), else the number of CPUs (at most 4), none on one CPU."""
-    import os
-
-    raw = os.environ.get("TISSU_PARSE_PROCESSES", "").strip()
-    if raw:
-        try:
-            return max(0, int(raw))
-        except ValueError:
-            pass
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return 0 if (cpus or 1) < 2 else min(cpus or 1, 4)
+    """How many parsing children a harvest starts: ``settings.parse_processes``
+    (``TISSU_PARSE_PROCESSES``; 0: none, everything in the main process; by default the number
+    of CPUs, at most 4, none on one CPU)."""
+    return settings.parse_processes
 
 
 def harvest_pooled(engine: Engine, source_ids: list[str], settings: Settings,
