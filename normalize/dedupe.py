@@ -578,7 +578,10 @@ def _select_events() -> str:
     columns = ", ".join([f"e.{c}" for c in _EVENT_COLUMNS] + [f"s.{c}" for c in _SOURCE_COLUMNS]
                         + [f"e.{c}" for c in _OUTPUTS])
     return (f"SELECT {columns} FROM event e LEFT JOIN source s ON s.id = e.source_id "
-            "WHERE e.removed_at_source IS NULL ORDER BY e.id")
+            # a retired source's events leave the publication (publish.build): they leave
+            # their clusters too, with what was merged from them
+            "WHERE e.removed_at_source IS NULL AND (s.status IS NULL OR s.status != 'retired') "
+            "ORDER BY e.id")
 
 
 def _row_digest(row: Sequence[Any]) -> str:
@@ -1154,6 +1157,7 @@ def _write_clusters(connection: Any, rows: Sequence[Sequence[Any]], clusters: li
             "e.url, e.source_url, s.publisher_type, 1.0, e.first_seen_at, e.updated_at "
             "FROM event e LEFT JOIN source s ON s.id = e.source_id "
             "WHERE e.removed_at_source IS NULL AND e.cluster_id IS NOT NULL "
+            "AND (s.status IS NULL OR s.status != 'retired') "
             "AND e.is_canonical AND e.field_sources = '{}'"))
         for index in indexes:
             index.create(connection)
