@@ -205,7 +205,7 @@ def test_pause_wins_over_the_seed_registry_and_removes_the_job(tmp_settings, mon
         assert session.get(Source, "mairie").status == "active"
     assert [job.id for job in stored_jobs(engine)] == ["harvest:mairie"]
     result = CliRunner().invoke(app, ["sources", "pause", "inconnue"])
-    assert result.exit_code == 1 and "introuvable" in result.output
+    assert result.exit_code == 2 and "Source inconnue : « inconnue »" in result.output
 
 
 # --- the moderation page (Datasette plugin) ---------------------------------------------------

@@ -91,8 +91,6 @@ def test_requested_page_reads_digits_only():
             resident_paging.requested_page(bad)
 
 
-@pytest.mark.xfail(strict=True, reason="needs publish/web/resident.py to render a page past the "
-                                       "end with status 404 (diff in the report of 2026-12-05)")
 def test_a_page_past_the_end_is_a_404_with_its_message(ds):
     response = get(ds, "/?page=999999999999")
     assert "Page 999999999999 : il n'y a qu'une page de rendez-vous pour cette semaine." in text(

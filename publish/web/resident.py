@@ -380,7 +380,8 @@ def _selection_label(page: Page, filters: data.Filters,
 
 @cached(lambda: HOME_PAGE_ROWS)
 async def home(datasette: Any, request: Any, page: Page) -> Response:
-    """This week's agenda with its filters."""
+    """This week's agenda with its filters; a ``page`` past the last one answers 404 with its
+    message (a ``page`` that is no number was refused before, publish/web/resident_paging.py)."""
     filters = data.Filters.from_args(request.args)
     first = filters.start or page.today
     try:
@@ -427,7 +428,9 @@ async def home(datasette: Any, request: Any, page: Page) -> Response:
         poster_url=page.url("/agenda/affiche", filters.params()),
         selection=_selection_label(page, filters, choices),
     )
-    return page.render("home.html", context)
+    # a page past the last one does not exist: 404, with the message and a link to the last
+    # page (publish/web/resident_paging.py says why not a redirect)
+    return page.render("home.html", context, status=404 if past_end else 200)
 
 
 @cached()
