@@ -68,7 +68,9 @@ def save_raw(raw_dir: Path, source: Source, content: bytes, now: dt.datetime,
 
 
 def _finish(session: Session, source: Source, run: HarvestRun, outcome: HarvestOutcome,
-            now: dt.datetime) -> HarvestOutcome:
+            now: dt.datetime, commit: bool = True) -> HarvestOutcome:
+    """Write the run's outcome on ``run`` and ``source``; commit unless ``commit`` is False
+    (then flushed: ``outcome.run_id`` is known, the caller commits)."""
     run.finished_at = now
     run.status = outcome.status
     run.warnings = json.dumps(outcome.warnings, ensure_ascii=False)
@@ -84,7 +86,10 @@ def _finish(session: Session, source: Source, run: HarvestRun, outcome: HarvestO
         source.last_error = outcome.errors[0] if outcome.errors else None
     session.add(run)
     session.add(source)
-    session.commit()
+    if commit:
+        session.commit()
+    else:
+        session.flush()
     outcome.run_id = run.id
     return outcome
 
@@ -132,7 +137,7 @@ def needs_parse(source: Source, fetched: FetchResult, force: bool = False) -> bo
 
 def harvest_source(session: Session, source: Source, settings: Settings,
                    now: dt.datetime, force: bool = False,
-                   prefetched: Prefetched | None = None) -> HarvestOutcome:
+                   prefetched: Prefetched | None = None, commit: bool = True) -> HarvestOutcome:
     """Fetch, snapshot, parse and store one source's records.
 
     Never raises for a problem of the source: the outcome's ``status`` is ``ok``, ``partial``,
@@ -141,6 +146,9 @@ def harvest_source(session: Session, source: Source, settings: Settings,
     how many). ``force`` lifts that guard and re-reads the source even when it is unchanged
     (no conditional GET, no content-hash skip). ``prefetched``: the fetch (and parse) already
     done for this source in this run (:class:`Prefetched`), used instead of fetching again.
+    With ``commit`` False, the run row and the records are left in the session's transaction
+    for the caller to commit (tissu.pipeline.run_source: an unchanged source's run and health
+    in one commit).
     """
     run = HarvestRun(source_id=source.id, started_at=now, forced=force)
     session.add(run)
@@ -149,7 +157,7 @@ def harvest_source(session: Session, source: Source, settings: Settings,
     outcome = HarvestOutcome(source_id=source.id, status="ok")
     if is_crawl_format(source.format):  # websites: a Scrapy crawl stands for fetch + parse
         return harvest_crawl(session, source, run, outcome, settings, now, force,
-                             prefetched=prefetched)
+                             prefetched=prefetched, commit=commit)
     try:
         if prefetched is None:
             fetched = fetch_source(source, settings, force)
@@ -161,17 +169,17 @@ def harvest_source(session: Session, source: Source, settings: Settings,
     except FetchError as exc:
         outcome.status = "failed"
         outcome.errors.append(f"{source.id} : {exc}")
-        return _finish(session, source, run, outcome, now)
+        return _finish(session, source, run, outcome, now, commit)
     run.http_status = fetched.status
     if fetched.not_modified:
         outcome.status = "unchanged"
-        return _finish(session, source, run, outcome, now)
+        return _finish(session, source, run, outcome, now, commit)
     digest = hashlib.sha256(fetched.content).hexdigest()
     run.bytes, run.content_hash = len(fetched.content), digest
     if digest == source.content_hash and not force:
         outcome.status = "unchanged"
         source.etag, source.last_modified = fetched.etag, fetched.last_modified
-        return _finish(session, source, run, outcome, now)
+        return _finish(session, source, run, outcome, now, commit)
     save_raw(settings.raw_dir, source, fetched.content, now, settings.raw_retention)
     if prefetched is not None and prefetched.parsed is not None:
         parsed = prefetched.parsed
@@ -184,7 +192,7 @@ def harvest_source(session: Session, source: Source, settings: Settings,
     if record_parsed(session, source, run, outcome, parsed, now, force):
         source.content_hash = digest
         source.etag, source.last_modified = fetched.etag, fetched.last_modified
-    return _finish(session, source, run, outcome, now)
+    return _finish(session, source, run, outcome, now, commit)
 
 
 def record_parsed(session: Session, source: Source, run: HarvestRun, outcome: HarvestOutcome,

@@ -452,7 +452,7 @@ def read_crawl_lines(lines: list[str], start_url: str, max_pages: int,
 
 def harvest_crawl(session: Session, source: Source, run: HarvestRun, outcome: HarvestOutcome,
                   settings: Settings, now: dt.datetime, force: bool = False,
-                  prefetched: Prefetched | None = None) -> HarvestOutcome:
+                  prefetched: Prefetched | None = None, commit: bool = True) -> HarvestOutcome:
     """``connectors.harvest.harvest_source`` for a website: crawl, then store the records.
 
     Same outcome rules as a fetched source: ``failed`` when nothing could be read, ``partial``
@@ -476,14 +476,14 @@ def harvest_crawl(session: Session, source: Source, run: HarvestRun, outcome: Ha
     if unchanged:
         # every page of the last complete crawl answered 304 or the same bytes: same crawl
         outcome.status = "unchanged"
-        return _finish(session, source, run, outcome, now)
+        return _finish(session, source, run, outcome, now, commit)
     if parsed is None:
         parsed = crawl_source(source.id, source.url, source.format, settings, now)
     stored = record_parsed(session, source, run, outcome, parsed, now, force)
     complete = stored and not parsed.errors and bool(parsed.pages) and all(
         page.get("method") == "GET" for page in parsed.pages)
     source.crawl_pages = json.dumps(parsed.pages) if complete else None
-    return _finish(session, source, run, outcome, now)
+    return _finish(session, source, run, outcome, now, commit)
 
 
 def pages_unchanged(crawl_pages: str, settings: Settings, start_url: str | None = None) -> bool:

@@ -180,16 +180,23 @@ def run_source(engine: Engine, source_id: str, settings: Settings,
         source = session.get(Source, source_id)
         if source is None:
             return SourceSummary(source_id, "failed", errors=[f"{source_id} : source inconnue"])
+        key = normalisation_key(source, settings)
         try:
+            # the run row and the records stay uncommitted: committed alone before the events
+            # are rebuilt, or with the health when there is nothing to rebuild (one commit
+            # for an unchanged source)
             harvested: HarvestOutcome = harvest_source(session, source, settings, now,
-                                                       force=force, prefetched=prefetched)
+                                                       force=force, prefetched=prefetched,
+                                                       commit=False)
+            normalise = needs_normalisation(source, harvested, key, now, force)
+            if normalise:
+                session.commit()
         except Exception as exc:  # noqa: BLE001 - isolation: report, never stop the others
             session.rollback()
             return SourceSummary(source_id, "failed", errors=[f"{source_id} : {exc!r}"])
         summary = SourceSummary(source_id, harvested.status, harvested.records, harvested.events,
                                 warnings=harvested.warnings, errors=harvested.errors)
-        key = normalisation_key(source, settings)
-        if not needs_normalisation(source, harvested, key, now, force):
+        if not normalise:
             # Same records, same inputs, normalised recently: its events are already right,
             # and so are the warnings of that normalisation (e.g. an unknown TZID): a read whose
             # bytes changed (a DTSTAMP rewritten at each fetch) keeps them on its run row.
@@ -200,7 +207,12 @@ def run_source(engine: Engine, source_id: str, settings: Settings,
                 summary.warnings.extend(w for w in kept if w not in summary.warnings)
                 run.warnings = json.dumps(summary.warnings, ensure_ascii=False)
                 session.add(run)
-            _refresh_health(session, source, settings, now)  # commits the run's warnings too
+            _refresh_health(session, source, settings, now, commit=False)
+            try:
+                session.commit()  # the run, its warnings and the source's health
+            except Exception as exc:  # noqa: BLE001 - isolation, as above
+                session.rollback()
+                return SourceSummary(source_id, "failed", errors=[f"{source_id} : {exc!r}"])
             return summary
         # imported here: a run where nothing changed never loads the normalisation libraries
         from normalize.events import Horizon
