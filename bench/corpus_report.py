@@ -29,6 +29,7 @@ LABELS = {
     "fallback": "lecture VEVENT par VEVENT",
     "bad-vtimezone": "VTIMEZONE illisible ignoré",
     "bad-property": "propriété illisible retirée",
+    "bad-rrule": "RRULE illisible retirée",
     "bad-line": "ligne illisible",
     "bad-folding": "pliage de ligne réparé",
     "empty-parameter": "paramètre vide retiré",

@@ -572,9 +572,7 @@ def parser_findings(warnings: list[Problem], fmt: str = "ical") -> list[Finding]
         code = warning.code or "other"
         if code in {"encoding", "empty"}:
             continue
-        if code == "bad-property" and "RRULE" in warning.message:
-            code = "bad-rrule"
-        elif code == "duplicate":  # « duplicate » is an event another source publishes
+        if code == "duplicate":  # « duplicate » is an event another source publishes
             code = "duplicate-uid"
         groups.setdefault(code, []).append(warning)
     if "truncated" in groups:

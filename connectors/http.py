@@ -106,10 +106,6 @@ def web_url(url: str) -> str:
     return ("https" if scheme.startswith("webcal") else scheme) + "://" + url[match.end():]
 
 
-#: Former name of :func:`web_url`, which now also lower-cases http(s) schemes.
-webcal_as_https = web_url
-
-
 def human_size(size: int) -> str:
     """A size in bytes in French words with binary units: ``864 octets``, ``1,5 Mo``, ``20 Mo``,
     ``3 Go`` (1 Ko = 1024 octets, 1 Mo = 1 048 576 octets; at most one decimal, comma)."""

@@ -450,7 +450,9 @@ def _record(
             return None
         if name:
             result.warnings.append(
-                Problem(f"propriété {name} illisible ({message}) : ignorée", line, "bad-property")
+                Problem(f"propriété {name} illisible ({message}) : ignorée", line,
+                        # the series keeps its first session only: its own code
+                        "bad-rrule" if name == "RRULE" else "bad-property")
             )
             if name in vevent:
                 del vevent[name]

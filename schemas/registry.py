@@ -18,6 +18,8 @@ from urllib.parse import urlsplit, urlunsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from connectors.http import web_url
+
 SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 REFRESH_RE = re.compile(r"^(\d+)\s*([mhd])$")
 PublisherType = Literal["association", "service-municipal", "etablissement-public", "autre"]
@@ -171,13 +173,14 @@ class SourceSpec(BaseModel):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        scheme, found, rest = value.partition("://")
-        if found and scheme.lower() in ("webcal", "webcals"):
-            scheme = "https"  # webcal:// is a link for calendar apps; the feed is served by HTTP(S)
-        if found and scheme.lower() not in ("http", "https"):
+        # webcal:// is a link for calendar apps, the feed is served by HTTP(S); HTTPS:// is
+        # https:// (RFC 3986): connectors.http.web_url reads schemes for every caller
+        value = web_url(value)
+        scheme, found, _ = value.partition("://")
+        if found and scheme not in ("http", "https"):
             raise ValueError("seules les adresses http(s), webcal:// ou les chemins de fichiers "
                              "sont acceptés")
-        return f"{scheme.lower()}://{rest}" if found else value  # HTTPS:// is https:// (RFC 3986)
+        return value
 
     @property
     def refresh_seconds(self) -> int:

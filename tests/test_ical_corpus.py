@@ -74,7 +74,7 @@ CORPUS = [
     ("ical_z.ics", 1, 1, 0, ["no-uid"]),
     ("invalid_duration.ics", 1, 1, 0, ["bad-property"]),
     ("issue_101_icalendar_chokes_on_umlauts_in_organizer.ics", 1, 1, 0, ["no-vcalendar"]),
-    ("issue_1081_invalid_rrule_freq.ics", 1, 1, 0, ["bad-property"]),
+    ("issue_1081_invalid_rrule_freq.ics", 1, 1, 0, ["bad-rrule"]),
     ("issue_164_duplicated_event.ics", 2, 1, 0, ["duplicate"]),
     ("issue_18_cancel_status.ics", 2, 1, 0, []),
     ("issue_20_exdate_ignored.ics", 1, 1, 0, []),

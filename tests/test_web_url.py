@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from connectors.doctor import diagnose
-from connectors.http import web_url, webcal_as_https
+from connectors.http import web_url
 from tests.conftest import NOW, SAMPLES, Route
 
 
@@ -24,7 +24,6 @@ from tests.conftest import NOW, SAMPLES, Route
 ])
 def test_web_url_reads_only_the_scheme(typed, read):
     assert web_url(typed) == read
-    assert webcal_as_https(typed) == read  # the former name, for callers not yet moved
 
 
 def test_the_registration_form_reads_schemes_with_web_url():

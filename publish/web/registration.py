@@ -27,7 +27,7 @@ from datasette.utils.asgi import Response
 from sqlmodel import Session
 
 from connectors.doctor import diagnose
-from connectors.http import webcal_as_https
+from connectors.http import web_url
 from normalize.themes import load_vocabulary
 from publish.web import pages
 from publish.web.resident_i18n import translations
@@ -160,7 +160,7 @@ async def registration_page(datasette: Any, request: Any) -> Response:
     if action == "submit":
         return await _submit(request, lang, values, settings, ip)
     typed = values["url"]
-    values["url"] = webcal_as_https(typed)  # the doctor reads it so, and says it in its notes
+    values["url"] = web_url(typed)  # the doctor reads it so, and says it in its notes
     if not values["url"].lower().startswith(("http://", "https://")):
         return _page(request, lang, values, errors={"url": "http-url"}, status=400)
     diagnosis = await _checked(request, lang, values, settings, ip, typed)
