@@ -70,3 +70,45 @@ def test_a_new_source_is_stored_in_two_transactions_and_an_unchanged_one_in_one(
                              ).fetchone()[0] == 0
     finally:
         store.close()
+
+
+def test_a_snapshot_of_the_source_is_not_read_again_and_keeps_what_others_wrote(
+        tmp_settings, tmp_path):
+    if not tmp_settings.database_url.startswith("sqlite"):
+        pytest.skip("reads one SQLite store")
+    from sqlmodel import Session, select
+
+    from schemas.models import Source
+
+    corpus = generate(sources=1, events_per_source=5, seed=4, formats=("ical",), now=NOW)
+    registry = tmp_path / "sources.yaml"
+    settings = replace(tmp_settings, database_url=f"sqlite:///{tmp_path / 'tissu.db'}",
+                       registry=registry, raw_dir=tmp_path / "raw")
+    engine = make_engine(settings.database_url)
+    with CorpusServer(corpus.served()) as server:
+        registry.write_text(yaml.safe_dump(corpus.registry(server.base_url)), encoding="utf-8")
+        [first] = tissu.pipeline.harvest_all(engine, load_registry(registry), settings, now=NOW,
+                                             processes=0)
+        source_id = first.source_id
+        with Session(engine) as session:
+            snapshot = session.exec(select(Source).where(Source.id == source_id)).one()
+            session.expunge(snapshot)
+        # a moderator pauses it while the harvest runs (another connection)
+        store = sqlite3.connect(tmp_path / "tissu.db")
+        store.execute("UPDATE source SET status = 'paused', paused_by_moderator = 1 "
+                      "WHERE id = ?", (source_id,))
+        store.commit()
+        statements: list[str] = []
+        event.listen(engine, "before_cursor_execute",
+                     lambda conn, cursor, sql, params, context, many: statements.append(sql))
+        summary = tissu.pipeline.run_source(engine, source_id, settings, NOW,
+                                            snapshot=snapshot)
+    engine.dispose()
+    assert summary.status == "unchanged"
+    assert not [s for s in statements if s.lstrip().startswith("SELECT")
+                and "FROM source " in s and "source.id = ?" in s]
+    row = store.execute("SELECT status, paused_by_moderator, health, last_attempt_at "
+                        "FROM source WHERE id = ?", (source_id,)).fetchone()
+    store.close()
+    assert row[:2] == ("paused", 1)  # the run wrote only its own columns
+    assert row[2] is not None and row[3].startswith(NOW.strftime("%Y-%m-%d"))

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InvalidRequestError
 from sqlmodel import Session, select
 
 from connectors.harvest import HarvestOutcome, Prefetched, harvest_source
@@ -166,18 +166,27 @@ def _refresh_health(session: Session, source: Source, settings: Settings,
 
 def run_source(engine: Engine, source_id: str, settings: Settings,
                now: dt.datetime | None = None, force: bool = False,
-               prefetched: Prefetched | None = None) -> SourceSummary:
+               prefetched: Prefetched | None = None,
+               snapshot: Source | None = None) -> SourceSummary:
     """Harvest then normalise one source in its own session, then store its health.
 
     ``force`` lifts the deletion guard (connectors.harvest.sync_records). ``prefetched``: its
-    bytes already fetched (and parsed) in this run (:func:`harvest_pooled`). Never raises.
+    bytes already fetched (and parsed) in this run (:func:`harvest_pooled`). ``snapshot``: the
+    source's row as this run read it (detached, unmodified), taken instead of reading it again
+    (~2 ms a source); only the columns the run sets are written, as with a row read here.
+    Never raises.
     """
     now = now or utcnow()
     # The source's row is written only through this session during its run: its attributes
     # stay as written across commits instead of being read again after each one (a SELECT of
     # the whole row at each access after a commit: ~1 s of a 100-source harvest).
     with Session(engine, expire_on_commit=False) as session:
-        source = session.get(Source, source_id)
+        source = None
+        if snapshot is not None and snapshot.id == source_id:
+            with contextlib.suppress(InvalidRequestError):  # e.g. changed since: read it
+                source = session.merge(snapshot, load=False)
+        if source is None:
+            source = session.get(Source, source_id)
         if source is None:
             return SourceSummary(source_id, "failed", errors=[f"{source_id} : source inconnue"])
         key = normalisation_key(source, settings)
@@ -436,7 +445,7 @@ def harvest_pooled(engine: Engine, source_ids: list[str], settings: Settings,
                 except Exception:  # noqa: BLE001 - fetched again, in this thread
                     prefetched = None
             summary = run_source(engine, source_id, settings, now, force=force,
-                                 prefetched=prefetched)
+                                 prefetched=prefetched, snapshot=snapshots.get(source_id))
             summaries.append(summary)
             if progress:
                 progress(summary)
