@@ -799,7 +799,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.results is None and path.exists() and wanted != {"W1", "W2", "W3", "W4", "W5", "W6"}:
         # a partial run completes the day's report instead of replacing it
         previous = json.loads(path.read_text(encoding="utf-8"))
-        previous["workloads"].update(report["workloads"])
+        done = previous["workloads"]
+        # a database reused from the same --work (TISSU_BENCH_REUSE=1) keeps the figures of
+        # the run that built it
+        if report["workloads"].get("publication", {}).get("reused") and "publication" in done:
+            report["workloads"]["publication"] = done["publication"]
+        rerun = report["workloads"].get("W3", {})
+        if rerun.get("database", {}).get("reused") and "database" in done.get("W3", {}):
+            rerun["database"] = done["W3"]["database"]
+        done.update(report["workloads"])
         previous.setdefault("runs", []).append(
             {k: report[k] for k in ("started_utc", "finished_utc", "command", "git", "machine")})
         report = previous
