@@ -17,7 +17,6 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-import os
 import re
 import threading
 import time
@@ -218,17 +217,11 @@ class CheckLimiter:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CheckLimiter:
-        """The limiter for ``settings`` (see the class); ``TISSU_CHECK_RATE_LIMIT`` overrides.
-
-        Raises:
-            ValueError: ``TISSU_CHECK_RATE_LIMIT`` is not a whole number (French message).
-        """
-        raw = os.environ.get("TISSU_CHECK_RATE_LIMIT", "").strip()
-        try:
-            limit = int(raw) if raw else CHECKS_PER_REGISTRATION * settings.registration_rate_limit
-        except ValueError as exc:
-            raise ValueError(f"TISSU_CHECK_RATE_LIMIT doit être un nombre entier (reçu {raw!r})"
-                             ) from exc
+        """The limiter for ``settings`` (see the class): ``settings.check_rate_limit``
+        (``TISSU_CHECK_RATE_LIMIT``) checks per window, else :data:`CHECKS_PER_REGISTRATION`
+        times the registrations allowed."""
+        limit = settings.check_rate_limit or \
+            CHECKS_PER_REGISTRATION * settings.registration_rate_limit
         return cls(limit, settings.registration_rate_window)
 
     def acquire(self, client: str, now: float | None = None) -> str | None:

@@ -96,6 +96,9 @@ class Settings:
         registration_rate_limit / registration_rate_window: at most this many registrations per
             client IP address per window in seconds (``TISSU_REGISTRATION_RATE_LIMIT`` 5,
             ``TISSU_REGISTRATION_RATE_WINDOW`` 3600).
+        check_rate_limit: feed checks (« Vérifier ») per client in that window
+            (``TISSU_CHECK_RATE_LIMIT``; None, the default: twice the registrations, see
+            tissu.registrations.CheckLimiter).
         publish_debounce: seconds to wait after a harvest that changed data before publishing,
             restarted by each further change (``TISSU_PUBLISH_DEBOUNCE``, 60).
         retry_base / max_backoff: first retry delay after a failed harvest and its ceiling, in
@@ -221,6 +224,9 @@ class Settings:
     )
     check_max_running: int = field(
         default_factory=lambda: _positive_int("TISSU_CHECK_MAX_RUNNING", 2)
+    )
+    check_rate_limit: int | None = field(
+        default_factory=lambda: _positive_int("TISSU_CHECK_RATE_LIMIT", 0) or None
     )
     crawl_depth: int = field(default_factory=lambda: _int("TISSU_CRAWL_DEPTH", 2))
     crawl_max_pages: int = field(default_factory=lambda: _int("TISSU_CRAWL_MAX_PAGES", 50))

@@ -71,9 +71,6 @@ def check_refusal(lang: str, reason: str) -> str:
 def check_limiter(settings: Any) -> registrations.CheckLimiter:
     """This process's :class:`tissu.registrations.CheckLimiter` for ``settings`` (one per
     limit and window, kept between requests): checks of « Vérifier » and of submissions.
-
-    Raises:
-        ValueError: ``TISSU_CHECK_RATE_LIMIT`` is not a whole number (French message).
     """
     limiter = registrations.CheckLimiter.from_settings(settings)
     return _LIMITERS.setdefault((limiter.limit, limiter.window), limiter)
