@@ -23,6 +23,7 @@ it to know, in a few milliseconds, that nothing changed since the last publicati
 from __future__ import annotations
 
 import datetime as dt
+import operator
 import os
 import socket
 from collections.abc import Callable, Sequence
@@ -234,10 +235,20 @@ def bulk_insert(session: Session, table: Any, rows: list[dict[str, Any]]) -> Non
     quote = dialect.identifier_preparer.quote
     sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(k) for k in keys)}) "
            f"VALUES ({', '.join('?' for _ in keys)})")
-    pairs = list(zip(keys, processors, strict=True))
-    connection.exec_driver_sql(sql, [
-        tuple(row[key] if process is None else process(row[key]) for key, process in pairs)
-        for row in rows])
+    # the values in key order (C code), then only the columns that have a processor (dates,
+    # booleans: a few of ~45) go through it
+    values = operator.itemgetter(*keys) if len(keys) > 1 else (lambda row: (row[keys[0]],))
+    processed = [(i, process) for i, process in enumerate(processors) if process is not None]
+    params: list[Any] = []
+    for row in rows:
+        if processed:
+            bound = list(values(row))
+            for i, process in processed:
+                bound[i] = process(bound[i])
+            params.append(tuple(bound))
+        else:
+            params.append(values(row))
+    connection.exec_driver_sql(sql, params)
 
 
 def dispose_engines() -> None:
