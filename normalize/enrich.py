@@ -92,7 +92,7 @@ def forget_derived_places(event: Any, given: Collection[str]) -> Any:
     return event
 
 
-def enrich_event(event: Any, source: Any, given: Collection[str] | None = None) -> Any:
+def enrich_event(event: Any, source: Any) -> Any:
     """Fill the enrichment columns of ``event`` in place and return it.
 
     ``event`` is an :class:`~schemas.models.Event` or any object with the same attributes
@@ -110,13 +110,10 @@ def enrich_event(event: Any, source: Any, given: Collection[str] | None = None) 
       venue is geocoded by :func:`normalize.geocode.geocode_unknown_location` (BAN, only with
       ``TISSU_GEOCODER=ban``).
 
-    ``given``: the columns the source itself set in this normalisation; when given, the
-    place columns it does not name are derived again from the current LOCATION
-    (:func:`forget_derived_places`). None (a new row: everything on it comes from the source)
-    keeps every value present and only fills what is missing.
+    Keeps every value present and fills only what is missing: a stored row being rebuilt goes
+    through :func:`forget_derived_places` first (normalize.pipeline), so that its place columns
+    follow its current LOCATION.
     """
-    if given is not None:
-        forget_derived_places(event, given)
     categories = _json_list(event.categories)
     themes = _themes(event.title, event.description, tuple(categories),
                      _mapping_name(source.id), tuple(_json_list(source.themes)))

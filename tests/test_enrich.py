@@ -18,7 +18,13 @@ from sqlmodel import Session
 
 from connectors.ical import parse_ical
 from connectors.openagenda import parse_openagenda
-from normalize.enrich import ENRICH_READS, ENRICH_WRITES, PLACE_DERIVED, enrich_event
+from normalize.enrich import (
+    ENRICH_READS,
+    ENRICH_WRITES,
+    PLACE_DERIVED,
+    enrich_event,
+    forget_derived_places,
+)
 from normalize.events import Horizon, RecordView, normalize_ical_group, normalize_json_record
 from schemas.models import Event, Source
 from schemas.registry import load_registry
@@ -61,7 +67,7 @@ def test_a_location_moved_to_another_town_takes_that_town() -> None:
     # normalize.pipeline: the stored row, the columns just read written over it
     for column, value in data.items():
         setattr(before, column, value)
-    enrich_event(before, SOURCE, given=data)
+    enrich_event(forget_derived_places(before, data), SOURCE)
     assert (before.place_id, before.postal_code, before.city, before.latitude,
             before.longitude) == (None, "91757", "Treuchtlingen", None, None)
     assert before.quartier == "Centre"  # the registry's, no longer the church's street
@@ -76,7 +82,7 @@ def test_the_postal_code_and_position_a_source_gives_are_kept() -> None:
     stored = _stored(CHURCH)  # the same event stored when it was at the church
     for column, value in data.items():
         setattr(stored, column, value)
-    enrich_event(stored, SOURCE, given=data)
+    enrich_event(forget_derived_places(stored, data), SOURCE)
     assert (stored.place_id, stored.postal_code, stored.city, stored.latitude,
             stored.longitude) == (None, "33130", "Bègles", 44.807543, -0.547802)
 
@@ -87,7 +93,8 @@ def test_a_position_given_alone_keeps_the_derived_postal_code() -> None:
     stored = _stored(CHURCH)
     stored.location = "Treuchtlingen, 91757 Treuchtlingen, Deutschland"
     stored.latitude, stored.longitude = 48.9556, 10.9086
-    enrich_event(stored, SOURCE, given={"location", "latitude", "longitude"})
+    forget_derived_places(stored, {"location", "latitude", "longitude"})
+    enrich_event(stored, SOURCE)
     assert (stored.postal_code, stored.city, stored.latitude, stored.longitude) == (
         "91757", "Treuchtlingen", 48.9556, 10.9086)
 
