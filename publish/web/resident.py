@@ -33,7 +33,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode
 import segno
 from datasette.utils.asgi import Response
 
-from publish.web import page_cache, reload
+from publish.web import page_cache, reload, resident_paging
 from publish.web import resident_data as data
 from publish.web import resident_i18n as i18n
 from publish.web.resident_hours import week_schedule
@@ -384,10 +384,9 @@ async def home(datasette: Any, request: Any, page: Page) -> Response:
     message (a ``page`` that is no number was refused before, publish/web/resident_paging.py)."""
     filters = data.Filters.from_args(request.args)
     first = filters.start or page.today
-    try:
-        requested = max(1, int(request.args.get("page") or 1))
-    except ValueError:
-        requested = 1
+    # checked before this view (resident_paging.checked: outside its page cache, whose
+    # headers an error page must not get), so read here the same way
+    requested = resident_paging.requested_page(request.args.get("page"))
     # the OFFSET stays small enough for SQLite (which stops at the last row found anyway)
     number = min(requested, MAX_HOME_PAGE)
     facts = await _facts(datasette, page.now)
