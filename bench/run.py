@@ -65,7 +65,9 @@ W1_FORMATS = ("ical", "rss", "ical", "rss", "ical", "rss", "ical", "rss", "ical"
 
 def run_timed(command: list[str], env: dict[str, str], cwd: Path = ROOT,
               timeout: float = 3600) -> dict[str, Any]:
-    """Run ``command``; return seconds, peak RSS (MB, from wait4) and the output's tail."""
+    """Run ``command``; return seconds, peak RSS (MB, from wait4), CPU seconds (user +
+    system of the command and of the children it waited for: a harvest's parsing children
+    count when it stopped their fork server, connectors.processes) and the output's tail."""
     start = time.perf_counter()
     process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT)
@@ -75,6 +77,7 @@ def run_timed(command: list[str], env: dict[str, str], cwd: Path = ROOT,
     process.returncode = os.waitstatus_to_exitcode(status)
     process.stdout.close()
     return {"seconds": time.perf_counter() - start, "peak_rss_mb": usage.ru_maxrss / 1024,
+            "cpu_seconds": usage.ru_utime + usage.ru_stime,
             "returncode": process.returncode,
             "tail": output.decode("utf-8", "replace")[-1500:]}
 
