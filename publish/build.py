@@ -42,6 +42,7 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Engine
 
 from publish.columns import PUBLIC_TABLES
+from schemas.models import RETIRED
 from tissu.settings import DATA_DIR, PROJECT_ROOT
 
 DB_NAME = "tissu-open.db"
@@ -179,9 +180,6 @@ def sqlite_store_path(engine: Engine) -> Path | None:
     return Path(database) if database and database != ":memory:" else None
 
 
-#: Source.status of a source no longer in the registry (tissu.pipeline.RETIRED, not imported:
-#: that module brings the harvest in): its events leave the publication.
-RETIRED = "retired"
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,11 @@ def text_field(default: str | None = None) -> Any:
     return Field(default=default, sa_column=Column(Text, nullable=True))
 
 
+#: Source.status of a seed-registry source no longer listed in data/sources.yaml: not harvested,
+#: its events left out of the publication (tissu.pipeline.sync_registry, publish.build).
+RETIRED = "retired"
+
+
 def utcnow() -> dt.datetime:
     """Now, aware, in UTC."""
     return dt.datetime.now(dt.UTC)
@@ -104,7 +109,7 @@ class Source(SQLModel, table=True):
     themes: str = Field(default="[]", description="JSON list of default theme codes")
     quartier: str | None = None
     refresh: str = "6h"
-    status: str = "active"
+    status: str = Field(default="active", description="active | paused | retired (RETIRED)")
     paused_by_moderator: bool = Field(
         default=False, description="Paused with `tissu sources pause`: wins over the seed registry"
     )

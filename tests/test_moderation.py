@@ -13,7 +13,7 @@ from sqlmodel import Session, select
 from typer.testing import CliRunner
 
 from publish.run import publish
-from schemas.models import Registration, Source
+from schemas.models import RETIRED, Registration, Source
 from schemas.registry import load_registry
 from schemas.store import make_engine
 from tests.conftest import NOW, SAMPLES, Route
@@ -206,6 +206,39 @@ def test_pause_wins_over_the_seed_registry_and_removes_the_job(tmp_settings, mon
     assert [job.id for job in stored_jobs(engine)] == ["harvest:mairie"]
     result = CliRunner().invoke(app, ["sources", "pause", "inconnue"])
     assert result.exit_code == 2 and "Source inconnue : « inconnue »" in result.output
+
+
+def test_a_retired_source_cannot_be_resumed_and_a_repeated_pause_changes_nothing(
+        tmp_settings, monkeypatch):
+    # the trial: « tissu sources resume » of a source removed from the registry made it active
+    # (its events published again) and mailed its publisher; a second pause mailed again
+    monkeypatch.setenv("TISSU_DATABASE_URL", tmp_settings.database_url)
+    specs = seed(tmp_settings, "https://mairie.example.org/agenda.ics")
+    engine = make_engine(tmp_settings.database_url)
+    with Session(engine) as session:
+        sync_registry(session, specs)
+        session.get(Source, "mairie").contact_email = "agenda@mairie.example.org"
+        session.commit()
+    sent: list[str] = []
+    monkeypatch.setattr(registrations, "send_mail",
+                        lambda settings, to, subject, body: sent.append(subject) or True)
+    assert CliRunner().invoke(app, ["sources", "pause", "mairie"]).exit_code == 0
+    again = CliRunner().invoke(app, ["sources", "pause", "mairie"])
+    assert again.exit_code == 1
+    assert "source « mairie » déjà en pause : rien n'est changé" in again.output
+    assert CliRunner().invoke(app, ["sources", "resume", "mairie"]).exit_code == 0
+    again = CliRunner().invoke(app, ["sources", "resume", "mairie"])
+    assert again.exit_code == 1 and "déjà active : rien n'est changé" in again.output
+    assert sent == ["Tissu : votre source est mise en pause", "Tissu : votre source est réactivée"]
+    with Session(engine) as session:
+        sync_registry(session, [])  # removed from data/sources.yaml: retired
+    for action in ("resume", "pause"):
+        result = CliRunner().invoke(app, ["sources", action, "mairie"])
+        assert result.exit_code == 1, result.output
+        assert "retirée du registre : rien n'est changé" in result.output
+    with Session(engine) as session:
+        assert session.get(Source, "mairie").status == RETIRED
+    assert len(sent) == 2
 
 
 # --- the moderation page (Datasette plugin) ---------------------------------------------------

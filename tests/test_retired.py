@@ -20,13 +20,13 @@ from pathlib import Path
 import yaml
 from sqlmodel import Session
 
-from publish.build import RETIRED, public_frames, withdrawal
+from publish.build import public_frames, withdrawal
 from publish.run import publish
+from schemas.models import RETIRED
 from schemas.registry import load_registry
 from schemas.store import make_engine
 from tests.conftest import NOW, SAMPLES
 from tissu.fingerprint import publication_is_current, remember_publication, store_fingerprint
-from tissu.pipeline import RETIRED as PIPELINE_RETIRED
 from tissu.pipeline import harvest_all, sync_registry
 from tissu.settings import Settings, get_settings
 
@@ -66,10 +66,6 @@ def _rows(db: Path, sql: str) -> list[tuple]:
         return connection.execute(sql).fetchall()
     finally:
         connection.close()
-
-
-def test_the_retired_status_is_the_pipelines() -> None:
-    assert RETIRED == PIPELINE_RETIRED
 
 
 def test_a_retired_source_leaves_the_publication_its_duplicates_stay(tmp_path: Path,

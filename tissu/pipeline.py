@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError, InvalidRequestError
 from sqlmodel import Session, select
 
 from connectors.harvest import HarvestOutcome, Prefetched, harvest_source
-from schemas.models import HarvestRun, Source, utcnow
+from schemas.models import RETIRED, HarvestRun, Source, utcnow
 from schemas.registry import SourceSpec
 from tissu.settings import Settings
 
@@ -95,8 +95,6 @@ def needs_normalisation(source: Source, harvested: HarvestOutcome, key: str,
     return done is None or not (now - RENORMALISE_AFTER < done <= now)
 
 
-#: Source.status of a source of the seed registry that is no longer listed in it.
-RETIRED = "retired"
 
 
 def sync_registry(session: Session, specs: Iterable[SourceSpec],

@@ -31,7 +31,7 @@ from sqlmodel import Session, func, select
 from connectors.http import web_url
 from normalize.pipeline import slugify
 from normalize.text import one_line
-from schemas.models import Registration, Source
+from schemas.models import RETIRED, Registration, Source
 from schemas.registry import PublisherType, canonical_url, refresh_problem
 from tissu.french import de
 from tissu.mail import send_mail
@@ -416,12 +416,23 @@ def set_paused(engine: Engine, source_id: str, paused: bool, *, now: dt.datetime
     Its job is removed from (or put back in) the scheduler. The publisher, when known, is told.
 
     Raises:
-        ModerationError: unknown source.
+        ModerationError: unknown source; a source retired from the registry (it is brought
+            back by listing it again in ``data/sources.yaml``, not by resuming it: its events
+            would be published again without it being listed); a source already paused (or
+            already active): nothing is changed and nobody is told again.
     """
     with Session(engine) as session:
         source = session.get(Source, source_id)
         if source is None:
             raise ModerationError(f"source « {source_id} » introuvable")
+        if source.status == RETIRED:
+            raise ModerationError(
+                f"source « {source_id} » retirée du registre : rien n'est changé ; pour la "
+                "collecter et la publier de nouveau, remettez-la dans data/sources.yaml")
+        if paused == (source.status == "paused"):
+            raise ModerationError(f"source « {source_id} » déjà "
+                                  + ("en pause" if paused else "active")
+                                  + " : rien n'est changé")
         source.paused_by_moderator = paused
         source.status = "paused" if paused else "active"
         session.add(source)
