@@ -28,6 +28,7 @@ import ipaddress
 import os
 import re
 import socket
+import stat
 import threading
 import time
 import zlib
@@ -566,14 +567,34 @@ def fetch(
 
 
 def _fetch_file(path: Path, max_bytes: int) -> FetchResult:
+    """The bytes of a local file of the seed registry, as a fetch gives them.
+
+    Raises:
+        FetchError: missing, not a regular file (a folder, a named pipe, a device: reading one
+            could block the harvest), or unreadable (French message naming the path).
+        TooLargeError: larger than ``max_bytes``.
+    """
     try:
-        size = path.stat().st_size
+        status = path.stat()
     except OSError as exc:
         raise FetchError(f"fichier introuvable : {path}") from exc
-    if size > max_bytes:
-        raise TooLargeError(f"fichier trop volumineux ({human_size(size)}, limite "
+    if stat.S_ISDIR(status.st_mode):
+        raise FetchError(f"« {path} » est un dossier, pas un fichier")
+    if not stat.S_ISREG(status.st_mode):
+        raise FetchError(f"« {path} » n'est pas un fichier ordinaire (tube ou périphérique)")
+    if status.st_size > max_bytes:
+        raise TooLargeError(f"fichier trop volumineux ({human_size(status.st_size)}, limite "
                             f"{human_size(max_bytes)})")
-    return FetchResult(url=str(path), content=path.read_bytes(), status=200)
+    try:
+        with path.open("rb") as file:
+            content = file.read(max_bytes + 1)
+    except PermissionError as exc:
+        raise FetchError(f"fichier illisible : {path} (droits d'accès)") from exc
+    except OSError as exc:
+        raise FetchError(f"fichier illisible : {path} (erreur {exc.errno})") from exc
+    if len(content) > max_bytes:  # it grew since stat()
+        raise TooLargeError(f"fichier trop volumineux (plus de {human_size(max_bytes)})")
+    return FetchResult(url=str(path), content=content, status=200)
 
 
 def _follow(http: requests.Session, url: str, headers: dict[str, str], etag: str | None,

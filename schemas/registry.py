@@ -312,7 +312,8 @@ def load_registry(path: Path | str) -> list[SourceSpec]:
         The entries in file order; a relative ``url`` is resolved against the file's folder.
 
     Raises:
-        RegistryError: a file that is not UTF-8 text (byte offset and line named), unreadable
+        RegistryError: a missing file, a folder, a file that cannot be read, a file that
+            is not UTF-8 text (byte offset and line named), unreadable
             YAML, no ``sources`` list, an invalid entry (message:
             ``entrée n°K (id=…) : champ 'publisher.type' : …``), a duplicate ``id`` (both lines
             named), or an
@@ -324,6 +325,11 @@ def load_registry(path: Path | str) -> list[SourceSpec]:
         document = yaml.load(text, Loader=_LOADER)
     except FileNotFoundError as exc:
         raise RegistryError(f"{path} : fichier introuvable") from exc
+    except IsADirectoryError as exc:
+        raise RegistryError(f"{path} : c'est un dossier ; donnez le fichier du registre "
+                            "(par exemple data/sources.yaml)") from exc
+    except PermissionError as exc:
+        raise RegistryError(f"{path} : fichier illisible (droits d'accès)") from exc
     except UnicodeDecodeError as exc:
         raise RegistryError(_not_utf8(path, exc)) from exc
     except yaml.YAMLError as exc:

@@ -139,6 +139,23 @@ def sync_registry(session: Session, specs: Iterable[SourceSpec],
     return sources
 
 
+def _record_failed_run(session: Session, source_id: str, now: dt.datetime, error: str) -> None:
+    """Store that the run of ``source_id`` started at ``now`` failed with ``error``: its row
+    left « running » (committed before an unexpected error) is closed, or a failed row added,
+    so that health and « tissu sources status » see the failure. Never raises."""
+    try:
+        run = session.exec(select(HarvestRun).where(
+            HarvestRun.source_id == source_id, HarvestRun.started_at == now,
+            HarvestRun.status == "running")).first() or HarvestRun(source_id=source_id,
+                                                                   started_at=now)
+        run.status, run.finished_at = "failed", now
+        run.errors = json.dumps([error], ensure_ascii=False)
+        session.add(run)
+        session.commit()
+    except Exception:  # noqa: BLE001 - the failure is still reported by the caller
+        session.rollback()
+
+
 def _refresh_health(session: Session, source: Source, settings: Settings,
                     now: dt.datetime, commit: bool = True) -> None:
     """Set the source's health after its run (connectors.health) and, when ``commit``,
@@ -200,7 +217,10 @@ def run_source(engine: Engine, source_id: str, settings: Settings,
                 session.commit()
         except Exception as exc:  # noqa: BLE001 - isolation: report, never stop the others
             session.rollback()
-            return SourceSummary(source_id, "failed", errors=[f"{source_id} : {exc!r}"])
+            error = (f"{source_id} : erreur interne de la collecte ({type(exc).__name__} : "
+                     f"{exc})")
+            _record_failed_run(session, source_id, now, error)
+            return SourceSummary(source_id, "failed", errors=[error])
         summary = SourceSummary(source_id, harvested.status, harvested.records, harvested.events,
                                 warnings=harvested.warnings, errors=harvested.errors)
         if not normalise:
