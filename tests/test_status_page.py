@@ -257,3 +257,25 @@ def test_shorten_keeps_the_first_warnings_and_counts_the_rest():
     assert shorten(items, 10) == [
         {"text": "r", "details": [str(n) for n in range(10)], "more": 2},
         {"text": "s", "details": [], "more": 0}]
+
+
+def test_a_paused_source_says_so_and_a_retired_one_is_not_listed(history, tmp_settings):
+    # the trial: a paused source showed « En forme / collecte normale », a source removed from
+    # the registry was still listed « En forme »
+    from tissu.pipeline import sync_registry
+
+    with Session(history) as session:
+        lisbonne = session.get(Source, "lisbonne")
+        lisbonne.status, lisbonne.paused_by_moderator = "paused", True
+        session.add(lisbonne)
+        session.commit()
+        kept = [s for s in load_registry(tmp_settings.registry) if s.id == "lisbonne"]
+        sync_registry(session, kept)  # « cassee » and « videe » removed from the registry
+        assert [session.get(Source, i).status for i in ("lisbonne", "cassee", "videe")] == [
+            "paused", "retired", "retired"]
+    text = html.unescape(get("/etat-des-sources").text)
+    assert 'id="source-cassee"' not in text and 'id="source-videe"' not in text
+    assert "Collecte en pause : ses derniers événements restent publiés" in row_of(text,
+                                                                                   "lisbonne")
+    english = html.unescape(get("/etat-des-sources?lang=en").text)
+    assert "Harvest paused: its latest events stay published" in row_of(english, "lisbonne")

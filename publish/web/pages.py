@@ -145,6 +145,8 @@ MESSAGES: dict[str, str] = {
     "status.reason": _mark.pgettext("status.reason", "Détail"),
     "status.never": _mark.pgettext("status.never", "jamais"),
     "status.ok": _mark.pgettext("status.ok", "En forme"),
+    "status.paused": _mark.pgettext(
+        "status.paused", "Collecte en pause : ses derniers événements restent publiés"),
     "status.warning": _mark.pgettext("status.warning", "À surveiller"),
     "status.failing": _mark.pgettext("status.failing", "En panne"),
     "status.none": _mark.pgettext("status.none", "Aucune source pour l'instant."),

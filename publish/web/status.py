@@ -19,7 +19,7 @@ from sqlmodel import Session, col, select
 from connectors.health import health_report, last_read, without_guard
 from normalize.times import PARIS
 from publish.web import pages
-from schemas.models import HarvestRun, Source, utcnow
+from schemas.models import RETIRED, HarvestRun, Source, utcnow
 from tissu.alerts import READS, all_incidents
 
 MARKS = {"ok": "●", "warning": "▲", "failing": "■"}
@@ -91,8 +91,9 @@ def local(value: dt.datetime | None) -> str | None:
 def status_rows(now: dt.datetime, only: str | None = None) -> dict[str, Any]:
     """Everything the page shows: one row per source, worst first, and counts per status.
 
-    Each source lists at most :data:`SHOWN_WARNINGS` warnings (``reasons[i]["more"]`` counts
-    the others). With ``only`` (a source id) the rows are that source's alone (none when no
+    A source retired from the registry is not listed (neither harvested nor published any
+    more); a paused one says so (``paused``). Each source lists at most
+    :data:`SHOWN_WARNINGS` warnings (``reasons[i]["more"]`` counts the others). With ``only`` (a source id) the rows are that source's alone (none when no
     source has that id), with every warning; the counts stay those of every source.
     """
     settings = pages.settings()
@@ -102,7 +103,7 @@ def status_rows(now: dt.datetime, only: str | None = None) -> dict[str, Any]:
     with Session(engine) as session:
         for health in healths:
             source = session.get(Source, health.source_id)
-            if source is None:
+            if source is None or source.status == RETIRED:  # no longer harvested nor published
                 continue
             values = trend(session, source.id)
             warnings = last_read_warnings(session, source.id) if health.reasons else []
