@@ -13,8 +13,8 @@ Also built: an FTS5 index ``events_fts`` folding accents (``unicode61 remove_dia
 indexes for the common queries, the view ``upcoming``.
 
 Left out (:class:`Withdrawal`): the events of a source retired from the registry (status
-``retired``), with their occurrences, their provenance rows, and the data.inclusion services
-and structures of such a source; every export is read from this database, so they leave the
+``retired``), with their occurrences, their provenance rows, the data.inclusion services
+and structures of such a source, and its publisher when no other source publishes as it; every export is read from this database, so they leave the
 iCalendar, JSON-LD, CSV and Atom files and data.inclusion too. A paused source's events stay
 (``tissu sources pause``: no more harvest, still published). An event another, active source
 also gives (a cross-source duplicate, normalize/dedupe.py) stays, with only the active
@@ -187,7 +187,8 @@ class Withdrawal:
     """What a publication leaves out because its source was retired from the registry.
 
     ``sources``: ids of the retired sources; ``events``: ids of their events (every one, live
-    or not); ``promoted``: withdrawn canonical event id → the member of its cluster, from an
+    or not); ``organisations``: ids of the publishers (normalize.pipeline.upsert_organisation)
+    of retired sources that no other source publishes as; ``promoted``: withdrawn canonical event id → the member of its cluster, from an
     active source, published in its place (its own values, ``is_canonical`` set and
     ``field_sources`` ``{}``; the cluster's provenance rows point to it). Chosen as
     normalize.dedupe chooses a canonical member: organiser's own source, then municipal
@@ -200,6 +201,7 @@ class Withdrawal:
     sources: frozenset[str] = frozenset()
     events: frozenset[str] = frozenset()
     promoted: dict[str, str] = field(default_factory=dict)
+    organisations: frozenset[str] = frozenset()
 
     def __bool__(self) -> bool:
         return bool(self.sources)
@@ -220,6 +222,12 @@ def withdrawal(engine: Engine) -> Withdrawal:
         events = frozenset(r[0] for r in connection.execute(
             text("SELECT id FROM event WHERE source_id IN :ids")
             .bindparams(bindparam("ids", expanding=True)), ids))
+        publishers = frozenset() if "organisation" not in tables else frozenset(
+            r[0] for r in connection.execute(text(
+                "SELECT o.id FROM organisation o WHERE o.source_id IS NULL "
+                "AND o.name IN (SELECT publisher_name FROM source WHERE id IN :ids) "
+                "AND o.name NOT IN (SELECT publisher_name FROM source WHERE id NOT IN :ids)"
+            ).bindparams(bindparam("ids", expanding=True)), ids))
         members = [] if "eventsource" not in tables else connection.execute(text(
             "SELECT es.canonical_event_id, e.id, e.organizer, s.publisher_name, "
             "s.publisher_type, e.first_seen_at FROM eventsource es "
@@ -228,7 +236,7 @@ def withdrawal(engine: Engine) -> Withdrawal:
             "WHERE c.source_id IN :ids AND e.source_id NOT IN :ids "
             "AND e.removed_at_source IS NULL"
         ).bindparams(bindparam("ids", expanding=True)), ids).all()
-    return Withdrawal(sources, events, _successors(members))
+    return Withdrawal(sources, events, _successors(members), publishers)
 
 
 def _successors(members: Iterable[Any]) -> dict[str, str]:
@@ -257,8 +265,10 @@ def _withdraw_frame(table: str, frame: pd.DataFrame, left: Withdrawal) -> pd.Dat
         keep = ~frame["id"].isin(left.events)
     elif table in ("occurrences", "event_sources") and "event_id" in frame:
         keep = ~frame["event_id"].isin(left.events)
-    elif table in ("services", "organisations") and "source_id" in frame:
+    elif table == "services" and "source_id" in frame:
         keep = ~frame["source_id"].isin(left.sources)
+    elif table == "organisations" and "source_id" in frame:
+        keep = ~(frame["source_id"].isin(left.sources) | frame["id"].isin(left.organisations))
     if keep is not None:
         frame = frame[keep].reset_index(drop=True)
     if not left.promoted:

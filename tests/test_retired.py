@@ -80,6 +80,8 @@ def test_a_retired_source_leaves_the_publication_its_duplicates_stay(tmp_path: P
     db = first.database
     lisbon = {r[0] for r in _rows(db, "SELECT id FROM events WHERE source_id = 'lisbonne'")}
     assert lisbon == {"lisbonne--EVENT2"}  # EVENT1 ended before the horizon
+    assert {r[0] for r in _rows(db, "SELECT name FROM organisations")} == {
+        "FabLab Cottbus e.V.", "Ville", "Association Lisbonne"}
     # every FabLab event is published once, the association's record canonical
     before = dict(_rows(db, "SELECT e.cluster_id, e.source_id FROM events e WHERE "
                             "e.is_canonical = 1 AND e.source_id != 'lisbonne'"))
@@ -99,6 +101,9 @@ def test_a_retired_source_leaves_the_publication_its_duplicates_stay(tmp_path: P
     sources = dict(_rows(db, "SELECT id, status FROM sources"))
     assert sources == {"agenda-ville": "active", "fablab-cottbus": RETIRED, "lisbonne": RETIRED}
     assert _rows(db, "SELECT DISTINCT source_id FROM events") == [("agenda-ville",)]
+    # their publishers, as no other source publishes as them, leave with them (the trial:
+    # « Association Lisbonne » stayed in organisations, /annuaire and structures.json)
+    assert {r[0] for r in _rows(db, "SELECT name FROM organisations")} == {"Ville"}
     assert _rows(db, "SELECT count(*) FROM occurrences WHERE event_id NOT LIKE "
                      "'agenda-ville--%'") == [(0,)]
     assert _rows(db, "SELECT DISTINCT source_id FROM event_sources") == [("agenda-ville",)]
