@@ -326,8 +326,6 @@ def _do_publish(settings: Settings, force: bool = False) -> int:
 
 
 def _do_serve(settings: Settings, host: str, port: int, with_scheduler: bool = False) -> int:
-    import subprocess
-
     database = settings.publish_dir / "tissu-open.db"
     if not database.exists():
         console.print("[red]Aucune base publiée[/red] : lancez d'abord « tissu publish ».")
@@ -354,10 +352,11 @@ def _do_serve(settings: Settings, host: str, port: int, with_scheduler: bool = F
 
         console.print("Le planificateur collecte chaque source à son rythme et republie.")
         return serve_with_scheduler(make_engine(settings.database_url), settings, command, env)
-    try:
-        return subprocess.call(command, env=env)
-    except KeyboardInterrupt:
-        return 0
+    # SIGTERM or Ctrl+C stop Datasette's whole process group, then tissu (not subprocess.call:
+    # SIGTERM ended tissu alone and left Datasette holding the port)
+    from tissu.supervise import run_until_stopped
+
+    return run_until_stopped(command, env)
 
 
 @app.command()
@@ -400,7 +399,11 @@ def publish(registry: RegistryOpt = None, db: DbOpt = None, out: OutOpt = None,
 @app.command()
 def serve(registry: RegistryOpt = None, db: DbOpt = None, out: OutOpt = None,
           host: str = "127.0.0.1", port: PortOpt = 8001) -> None:
-    """Sert la base publiée avec Datasette (et les exports sous /exports/)."""
+    """Sert la base publiée avec Datasette (et les exports sous /exports/).
+
+    Ctrl+C ou SIGTERM arrêtent Datasette (et tout ce qu'il a lancé), puis tissu : le port est
+    libéré.
+    """
     raise typer.Exit(_do_serve(_settings(registry, db, out), host, port))
 
 
