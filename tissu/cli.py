@@ -16,6 +16,8 @@ from tissu.settings import Settings, get_settings
 if TYPE_CHECKING:
     from rich.table import Table
 
+    from connectors.doctor import Diagnosis
+
 # The working store (SQLAlchemy, SQLModel), the registry, rich's tables and progress bars and
 # subprocess are imported when a command needs them: « tissu publish » with nothing changed
 # answers before loading them (tissu/fingerprint.py).
@@ -512,12 +514,62 @@ NowOpt = Annotated[str | None, typer.Option("--now", help="Instant de référenc
 
 
 def _parse_now(now: str | None) -> dt.datetime:
+    """The ``--now`` option as an aware UTC datetime (ISO 8601 with its offset); now if None.
+
+    A text that is not an ISO 8601 instant, or one without an offset, ends the command with one
+    French line and exit code :data:`USAGE_ERROR` (:func:`refuse`), not a traceback.
+    """
     if not now:
         return utcnow()
-    value = dt.datetime.fromisoformat(now)
+    try:
+        value = dt.datetime.fromisoformat(now.strip())
+    except ValueError:
+        refuse(f"--now illisible (« {now[:40]} ») : un instant ISO 8601 avec son fuseau est "
+               "attendu, par exemple 2026-11-29T12:00Z.")
     if value.tzinfo is None:
-        raise typer.BadParameter("--now doit porter un fuseau, par exemple 2026-11-29T12:00Z")
+        refuse(f"--now sans fuseau (« {now[:40]} ») : ajoutez-le, par exemple "
+               "2026-11-29T12:00Z ou 2026-11-29T13:00+01:00.")
     return value.astimezone(dt.UTC)
+
+
+#: ``tissu check``'s exit codes, one rule (:func:`check_exit_code`; --help and README say it).
+CHECK_USABLE = 0
+CHECK_TO_FIX = 1
+CHECK_UNREAD = USAGE_ERROR  # 2
+
+
+def check_exit_code(diagnosis: Diagnosis) -> int:
+    """The exit code of ``tissu check`` for a connectors.doctor.Diagnosis.
+
+    - :data:`CHECK_UNREAD` (2): nothing could be read (the address was refused, the download
+      failed: HTTP error, connection refused, TLS failure, address not public; or the checks
+      were busy). A local file that cannot be read, a bad ``--now`` and a working store that
+      cannot be opened are refused with the same code before any diagnosis (:func:`refuse`).
+    - :data:`CHECK_TO_FIX` (1): read, but at least one finding is shown (« Problème » or
+      « À corriger », whatever its severity), or what was read is not a calendar or a feed.
+    - :data:`CHECK_USABLE` (0): a calendar or feed with nothing to correct
+      (« Aucun problème trouvé »).
+    """
+    if not diagnosis.fetched:
+        return CHECK_UNREAD
+    if diagnosis.problems or not diagnosis.usable:
+        return CHECK_TO_FIX
+    return CHECK_USABLE
+
+
+def _check_engine(database_url: str, given: bool):  # type: ignore[no-untyped-def]  # -> Engine
+    """The working store ``tissu check`` compares with (« déjà inscrit », doublons).
+
+    A SQLite store named by ``--db`` (``given``) must exist: a path with a typo would otherwise
+    be created empty and the comparison would find nothing, silently. Refused with one French
+    line and exit code 2 (:func:`refuse`), as a store that cannot be opened (:func:`make_engine`).
+    """
+    if given and database_url.startswith("sqlite:///"):
+        path = Path(database_url.removeprefix("sqlite:///"))
+        if not path.is_file():
+            refuse(f"base de travail introuvable : « {path} » (aucun fichier à cet endroit : "
+                   "vérifiez --db ; sans --db, la base de travail habituelle est lue).")
+    return make_engine(database_url)
 
 
 def local_file(argument: str) -> Path | None:
@@ -580,25 +632,29 @@ def check(url: Annotated[str, typer.Argument(
     """Vérifie un calendrier ou un flux (le « docteur ») : ce qui sera publié, et quoi corriger.
 
     ADRESSE est une adresse web ou un fichier local (chemin ou file://), lu comme la collecte
-    le lirait. Code de sortie : 0 utilisable tel quel, 1 à corriger, 2 rien n'a pu être lu
-    (fichier introuvable ou illisible, base de travail injoignable).
+    le lirait.
+
+    Code de sortie : 0 utilisable tel quel, rien à corriger ; 1 lu, mais au moins un point
+    « Problème » ou « À corriger » (ou ce n'est ni un calendrier ni un flux) ; 2 rien n'a pu
+    être lu (fichier introuvable ou illisible, adresse refusée, erreur HTTP, serveur
+    injoignable) ou commande mal formée (--now illisible, --db introuvable ou injoignable).
     """
     from connectors.doctor import diagnose, diagnose_content, diagnosis_json
 
     settings = _settings(None, db, None)
     moment = _parse_now(now)
     path = local_file(url)
-    if path is None:
-        diagnosis = diagnose(url, now=moment, settings=settings,
-                             engine=make_engine(settings.database_url))
+    # a local file is read first: one that cannot be read is said before the store is opened
+    content = None if path is None else read_local_file(path, settings.max_body_bytes)
+    engine = _check_engine(settings.database_url, given=db is not None)
+    if path is None or content is None:
+        diagnosis = diagnose(url, now=moment, settings=settings, engine=engine)
     else:
-        content = read_local_file(path, settings.max_body_bytes)
         # the absolute path, as the registry keeps a local source's url: « déjà inscrit » works
         diagnosis = diagnose_content(content, str(path.resolve()), now=moment,
-                                     settings=settings,
-                                     engine=make_engine(settings.database_url))
+                                     settings=settings, engine=engine)
     typer.echo(diagnosis_json(diagnosis) if as_json else diagnosis.to_text())
-    raise typer.Exit(0 if diagnosis.usable else 1)
+    raise typer.Exit(check_exit_code(diagnosis))
 
 
 def _print_hanging(lines: list[str]) -> None:
