@@ -128,6 +128,16 @@ def test_a_bad_sort_in_json_and_both_sorts_at_once(ds):
             in text(both))
 
 
+def test_a_bad_sort_in_csv_is_plain_text(ds):
+    # the trial: a CSV request got the HTML page
+    response = get(ds, "/tissu-open/events.csv?_sort_desc=nope")
+    assert response.status_code == 400
+    assert response.headers["content-type"].startswith("text/plain")
+    assert response.text == ("Tri impossible : Impossible de trier par « nope » : cette colonne "
+                             "n'existe pas dans cette table ou ne peut pas servir au tri. "
+                             "Choisissez une colonne dans l'en-tête du tableau.\n")
+
+
 def test_datasette_pages_still_work(ds):
     sorted_page = get(ds, "/tissu-open/events?_sort=title")
     assert sorted_page.status_code == 200

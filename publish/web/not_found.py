@@ -83,7 +83,8 @@ def bad_request(page: Any, title: str, message: str, back_url: str, back_label: 
 
 def bad_sort_response(datasette: Any, request: Any, exception: BaseException) -> Response:
     """The 400 answer to a refused sort (:func:`is_bad_sort`): JSON for a ``….json`` address
-    (Datasette's error body, ``error`` and ``title`` in the visitor's language), else the
+    (Datasette's error body, ``error`` and ``title`` in the visitor's language), plain text
+    for a ``….csv`` one (a spreadsheet or a script asked for data, not a page), else the
     « Tri impossible » page with a link to the same address without ``_sort``/``_sort_desc``."""
     from publish.web import resident  # here: resident imports the whole page machinery
 
@@ -103,6 +104,9 @@ def bad_sort_response(datasette: Any, request: Any, exception: BaseException) ->
             add_cors_headers(headers)
         return Response.json({"ok": False, "error": message, "status": 400, "title": title},
                              status=400, headers=headers)
+    if request.path.split("?")[0].endswith(".csv"):
+        return Response.text(f"{title} : {message}\n", status=400,
+                             headers={"Cache-Control": "no-store"})
     kept = [(k, v) for k, v in parse_qsl(request.query_string, keep_blank_values=True)
             if k not in ("_sort", "_sort_desc")]
     back = request.path + ("?" + urlencode(kept) if kept else "")
