@@ -220,8 +220,8 @@ def test_a_source_with_many_warnings_lists_ten_and_counts_the_others(history):
     assert row.count("DTSTART illisible</li>") == 10
     assert "<li>ligne 10 : DTSTART illisible</li>" in row
     assert "ligne 11 :" not in row
-    assert ('<a href="/etat-des-sources?source=lisbonne&lang=fr#source-lisbonne">'
-            "et 194 autres avertissements</a>") in row
+    assert ('<a href="/etat-des-sources?source=lisbonne#source-lisbonne">'
+            "et 194 autres avertissements</a>") in row  # French, the default: no lang
     assert len(get("/etat-des-sources").content) < 10_000
     # that source's own page lists them all, and only that source
     own = html.unescape(get("/etat-des-sources?source=lisbonne").text)
@@ -229,7 +229,7 @@ def test_a_source_with_many_warnings_lists_ten_and_counts_the_others(history):
     assert "<li>ligne 204 : DTSTART illisible</li>" in own
     assert "autres avertissements" not in own
     assert 'id="source-cassee"' not in own
-    assert '<a href="/etat-des-sources?lang=fr">Toutes les sources</a>' in own
+    assert '<a href="/etat-des-sources">Toutes les sources</a>' in own
     unknown = html.unescape(get("/etat-des-sources?source=nexiste").text)
     assert "Aucune source ne porte ce code." in unknown and "<table>" not in unknown
 
@@ -279,3 +279,13 @@ def test_a_paused_source_says_so_and_a_retired_one_is_not_listed(history, tmp_se
                                                                                    "lisbonne")
     english = html.unescape(get("/etat-des-sources?lang=en").text)
     assert "Harvest paused: its latest events stay published" in row_of(english, "lisbonne")
+
+
+def test_the_pages_links_keep_kiosk_mode_language_and_large_print(history):
+    # the trial: links in the body (to /inscription, to a source's warnings) dropped borne=1
+    # and taille=grand, leaving kiosk mode and large print
+    add_warned_read(history, "lisbonne", 12)
+    text = get("/etat-des-sources?borne=1&taille=grand&lang=en").text
+    assert 'href="/inscription?borne=1&amp;lang=en&amp;taille=grand"' in text
+    assert ('href="/etat-des-sources?source=lisbonne&amp;borne=1&amp;lang=en&amp;taille=grand'
+            '#source-lisbonne"') in text
