@@ -53,6 +53,8 @@ class Health:
         events_upcoming: those with an occurrence ending at or after ``checked_at``.
         last_changed_at: start of the last read (when the content last changed).
         guarded: future events kept by the deletion guard at the last read.
+        source_status: the source's own status (``active`` | ``paused`` | ``retired``): its
+            health describes its last reads, this says whether it is still harvested.
     """
 
     source_id: str
@@ -68,6 +70,13 @@ class Health:
     events_total: int = 0
     events_upcoming: int = 0
     guarded: int = 0
+    source_status: str = "active"
+
+    @property
+    def label(self) -> str:
+        """The health in words, with « en pause » or « retirée du registre » when the source
+        is no longer harvested (a paused source's last reads may be fine)."""
+        return LABELS[self.status] + _SOURCE_STATES.get(self.source_status, "")
 
     @property
     def reason(self) -> str:
@@ -172,6 +181,7 @@ def source_health(session: Session, source: Source, now: dt.datetime,
         last_attempt_at=source.last_attempt_at, last_success_at=source.last_success_at,
         consecutive_failures=source.consecutive_failures or 0,
         last_error=_strip_source(source.last_error, source.id),
+        source_status=source.status,
     )
     row_reads, health.events_total, health.events_upcoming, any_finished = _facts(
         session, source.id, now, window)
@@ -248,6 +258,7 @@ def health_report(engine: Engine, now: dt.datetime, stale_after_days: int = 30) 
 
 
 LABELS = {"ok": "ok", "warning": "à surveiller", "failing": "en panne"}
+_SOURCE_STATES = {"paused": " · en pause", "retired": " · retirée du registre"}
 _COLOURS = {"ok": "green", "warning": "yellow", "failing": "red"}
 # From this width on (terminal columns), the reasons are a column of the table; below it (80
 # columns when the output is piped) they are listed under the table (:func:`reason_lines`).
@@ -290,7 +301,7 @@ def status_table(healths: list[Health], with_reasons: bool = True) -> Table:
     table.add_column("à venir / total" if with_reasons else "à venir", justify="right",
                      no_wrap=True)
     for h in healths:
-        cells = [_escape(h.source_id), f"[{_COLOURS[h.status]}]{LABELS[h.status]}[/]"]
+        cells = [_escape(h.source_id), f"[{_COLOURS[h.status]}]{_escape(h.label)}[/]"]
         if with_reasons:
             cells.append(_escape(h.reason))
         cells += [_local(h.last_attempt_at, with_reasons), _local(h.last_success_at, with_reasons)]
@@ -309,7 +320,7 @@ def reason_lines(healths: list[Health]) -> list[str]:
     « <source> (<santé>) : <raison> ; <raison> » (plain text, no markup), worst first as
     ``healths`` are ordered.
     """
-    return [f"{h.source_id} ({LABELS[h.status]}) : {h.reason}" for h in healths
+    return [f"{h.source_id} ({h.label}) : {h.reason}" for h in healths
             if h.status != "ok"]
 
 
@@ -378,7 +389,7 @@ def details_text(health: Health, read: LastRead | None) -> list[str]:
 
     Health and every reason, dates, counts, then every warning and error of the last read.
     """
-    lines = [f"Source {health.source_id} : {LABELS[health.status]}"]
+    lines = [f"Source {health.source_id} : {health.label}"]
     lines += [f"  - {reason}" for reason in health.reasons] or ["  - collecte normale"]
     lines += [
         f"dernière tentative : {_local(health.last_attempt_at)}",

@@ -126,3 +126,21 @@ def test_an_unknown_source_is_said_in_french(store):
     result = status(["nulle-part"], store, 80)
     assert result.exit_code == 2
     assert "Source inconnue : « nulle-part »" in result.output
+
+
+def test_a_paused_or_retired_source_says_so_beside_its_health(store):
+    # the trial: a paused source read « ok » like any other
+    engine = make_engine(store.database_url)
+    with Session(engine) as session:
+        session.get(Source, "albi").status = "paused"
+        session.get(Source, "vacances-scolaires-zone-b").status = "retired"
+        session.commit()
+    engine.dispose()
+    result = status([], store, 120)
+    assert result.exit_code == 0, result.output
+    albi = next(line for line in result.output.splitlines() if line.startswith("albi "))
+    assert "ok · en pause" in albi
+    text = " ".join(line.strip() for line in result.output.splitlines())
+    assert "- vacances-scolaires-zone-b (en panne · retirée du registre) :" in text
+    one = status(["albi"], store, 80)
+    assert one.output.startswith("Source albi : ok · en pause\n")
