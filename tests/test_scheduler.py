@@ -4,6 +4,7 @@ publish, persistence in the working database, isolation of a crashing harvest, g
 from __future__ import annotations
 
 import datetime as dt
+import os
 import threading
 import time
 from types import SimpleNamespace
@@ -276,3 +277,20 @@ def test_list_marks_runs_already_past(setup):
     assert "au prochain démarrage du planificateur" in listed.output
     assert f"{past:%Y-%m-%d %H:%M:%S}" in listed.output
     scheduler.shutdown(wait=False)
+
+
+def test_tissu_run_stops_its_scheduler_when_datasette_ends(tmp_settings, monkeypatch):
+    # tissu run: Datasette through tissu.supervise (its process group stopped on SIGTERM, as
+    # tissu serve), the scheduler stopped whatever ends Datasette
+    import sys
+
+    import tissu.scheduler as scheduler_module
+
+    seen: list[str] = []
+    monkeypatch.setattr(scheduler_module, "start_scheduler",
+                        lambda engine, settings: seen.append("started") or "scheduler")
+    monkeypatch.setattr(scheduler_module, "stop_scheduler",
+                        lambda scheduler: seen.append(f"stopped {scheduler}"))
+    code = scheduler_module.serve_with_scheduler(
+        None, tmp_settings, [sys.executable, "-c", "raise SystemExit(3)"], dict(os.environ))
+    assert (code, seen) == (3, ["started", "stopped scheduler"])

@@ -455,28 +455,15 @@ def serve_with_scheduler(engine: Engine, settings: Settings, command: list[str],
                          env: dict[str, str]) -> int:
     """``tissu run``: Datasette (``command``, a child process) and the scheduler, together.
 
-    SIGTERM or SIGINT stop Datasette, then the scheduler gracefully (the current harvest ends).
-    If Datasette exits on its own, the scheduler is stopped too. Returns Datasette's exit code.
+    SIGTERM or SIGINT stop Datasette with whatever it started (its process group, as
+    ``tissu serve``: tissu.supervise.run_until_stopped), then the scheduler gracefully (the
+    current harvest ends). If Datasette exits on its own, the scheduler is stopped too.
+    Returns 0 when stopped, else Datasette's exit code.
     """
-    import subprocess
+    from tissu.supervise import run_until_stopped
 
-    stop = threading.Event()
-    previous = {signum: signal.signal(signum, lambda *_: stop.set())
-                for signum in (signal.SIGTERM, signal.SIGINT)}
     scheduler = start_scheduler(engine, settings)
-    child = subprocess.Popen(command, env=env)
     try:
-        while child.poll() is None and not stop.wait(0.5):
-            pass
+        return run_until_stopped(command, env)
     finally:
-        if child.poll() is None:
-            child.terminate()
-            try:
-                child.wait(10)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
         stop_scheduler(scheduler)
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-    return 0 if stop.is_set() else int(child.returncode or 0)
