@@ -7,6 +7,7 @@ http:// ou https:// » (exit 1), while the registry accepts a path for a source.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -83,6 +84,16 @@ def test_a_folder_is_refused(check, tmp_path):
     result = check(str(tmp_path))
     assert result.exit_code == 2
     assert result.stderr.startswith(f"Impossible : « {tmp_path} » est un dossier")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes")
+def test_a_named_pipe_is_refused_without_waiting_for_a_writer(check, tmp_path):
+    # the trial: « tissu check .trial/fifo » waited until killed 60 s later
+    pipe = tmp_path / "agenda.ics"
+    os.mkfifo(pipe)
+    result = check(str(pipe))
+    assert result.exit_code == 2
+    assert "n'est pas un fichier ordinaire (tube ou périphérique)" in result.stderr
 
 
 def test_an_unreadable_file_is_said(tmp_path, monkeypatch, capsys):

@@ -593,7 +593,8 @@ def local_file(argument: str) -> Path | None:
 def read_local_file(path: Path, max_bytes: int) -> bytes:
     """The bytes of ``path``, at most ``max_bytes`` (the harvest's own limit).
 
-    A file that does not exist, a folder, a file that cannot be read (permissions) or one
+    A file that does not exist, a folder, a named pipe or a device (reading one could wait
+    for ever), a file that cannot be read (permissions) or one
     larger than ``max_bytes`` ends the command with a French line on stderr and exit code
     :data:`USAGE_ERROR` (:func:`refuse`); a missing file that looks like a web address
     (``example.org/agenda.ics``) is told to begin with https://.
@@ -605,6 +606,9 @@ def read_local_file(path: Path, max_bytes: int) -> bytes:
         if path.is_dir():
             refuse(f"« {shown} » est un dossier : donnez le chemin d'un fichier (.ics, RSS ou "
                    "Atom) ou une adresse https://.")
+        if path.exists() and not path.is_file():  # a named pipe would wait for a writer
+            refuse(f"« {shown} » n'est pas un fichier ordinaire (tube ou périphérique) : "
+                   "enregistrez d'abord le calendrier dans un fichier.")
         with path.open("rb") as file:
             content = file.read(max_bytes + 1)
     except FileNotFoundError:
