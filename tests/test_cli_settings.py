@@ -22,8 +22,11 @@ def test_port_in_use_is_explained_in_french():
         busy.listen()
         port = busy.getsockname()[1]
         message = port_problem("127.0.0.1", port)
+        served = port_problem("127.0.0.1", port, "serve")
     assert message is not None and f"le port {port} est déjà utilisé" in message
-    assert f"--port {port + 1}" in message
+    assert f"« tissu run --port {port + 1} » ou « make run PORT={port + 1} »" in message
+    # the trial: « tissu serve » on a busy port was told to use « tissu run »
+    assert served is not None and served.endswith(f"« tissu serve --port {port + 1} »")
 
 
 def test_port_and_registration_number_are_checked_in_french():

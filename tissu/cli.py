@@ -278,8 +278,9 @@ def _print_harvest_warnings(summaries: list) -> None:  # type: ignore[type-arg]
             console.print(f"  … et {len(s.warnings) - HARVEST_WARNINGS_SHOWN} autres")
 
 
-def port_problem(host: str, port: int) -> str | None:
-    """A French message when ``host:port`` cannot be listened on (already in use), else None."""
+def port_problem(host: str, port: int, command: str = "run") -> str | None:
+    """A French message when ``host:port`` cannot be listened on (already in use), else None;
+    it suggests ``tissu <command> --port`` with the next port (and ``make run`` for ``run``)."""
     import socket
 
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
@@ -288,8 +289,9 @@ def port_problem(host: str, port: int) -> str | None:
         try:
             probe.bind((host, port))
         except OSError:
+            also = f" ou « make run PORT={port + 1} »" if command == "run" else ""
             return (f"le port {port} est déjà utilisé sur {host} : choisissez-en un autre, "
-                    f"par exemple « tissu run --port {port + 1} » ou « make run PORT={port + 1} »")
+                    f"par exemple « tissu {command} --port {port + 1} »{also}")
     return None
 
 
@@ -332,7 +334,7 @@ def _do_serve(settings: Settings, host: str, port: int, with_scheduler: bool = F
     if not database.exists():
         console.print("[red]Aucune base publiée[/red] : lancez d'abord « tissu publish ».")
         return 2
-    problem = port_problem(host, port)
+    problem = port_problem(host, port, "run" if with_scheduler else "serve")
     if problem:
         console.print(f"[red]Impossible de servir[/red] : {problem}")
         return 2
