@@ -241,6 +241,32 @@ def test_a_retired_source_cannot_be_resumed_and_a_repeated_pause_changes_nothing
     assert len(sent) == 2
 
 
+def test_a_source_the_registry_pauses_is_not_resumed_from_the_command_line(tmp_settings,
+                                                                        monkeypatch):
+    # the second trial: « resume » said « réactivée » and mailed, then the next harvest paused
+    # it again from the registry file, at each resume
+    monkeypatch.setenv("TISSU_DATABASE_URL", tmp_settings.database_url)
+    monkeypatch.setenv("TISSU_REGISTRY", str(tmp_settings.registry))
+    seed(tmp_settings, "https://mairie.example.org/agenda.ics")
+    text = tmp_settings.registry.read_text(encoding="utf-8")
+    tmp_settings.registry.write_text(text + "  status: paused\n", encoding="utf-8")
+    engine = make_engine(tmp_settings.database_url)
+    with Session(engine) as session:
+        sync_registry(session, load_registry(tmp_settings.registry))
+        assert session.get(Source, "mairie").status == "paused"
+    sent: list[str] = []
+    monkeypatch.setattr(registrations, "send_mail",
+                        lambda settings, to, subject, body: sent.append(subject) or True)
+    result = CliRunner().invoke(app, ["sources", "resume", "mairie"])
+    assert result.exit_code == 1, result.output
+    assert "source « mairie » en pause dans le registre : rien n'est changé" in result.output
+    assert "status: paused" in result.output and str(tmp_settings.registry) in \
+        result.output.replace("\n", "")
+    with Session(engine) as session:
+        assert session.get(Source, "mairie").status == "paused"
+    assert sent == []
+
+
 # --- the moderation page (Datasette plugin) ---------------------------------------------------
 
 def _client(tmp_settings, monkeypatch, secret="s3cret-de-test"):

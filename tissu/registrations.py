@@ -417,9 +417,11 @@ def set_paused(engine: Engine, source_id: str, paused: bool, *, now: dt.datetime
 
     Raises:
         ModerationError: unknown source; a source retired from the registry (it is brought
-            back by listing it again in ``data/sources.yaml``, not by resuming it: its events
-            would be published again without it being listed); a source already paused (or
-            already active): nothing is changed and nobody is told again.
+            back by listing it again in the registry file, not by resuming it: its events
+            would be published again without it being listed); a resume of a source the
+            registry file itself pauses (the next harvest would pause it again); a source
+            already paused (or already active): nothing is changed and nobody is told again.
+            The registry's state is the one the last harvest read from the file.
     """
     with Session(engine) as session:
         source = session.get(Source, source_id)
@@ -428,7 +430,14 @@ def set_paused(engine: Engine, source_id: str, paused: bool, *, now: dt.datetime
         if source.status == RETIRED:
             raise ModerationError(
                 f"source « {source_id} » retirée du registre : rien n'est changé ; pour la "
-                "collecter et la publier de nouveau, remettez-la dans data/sources.yaml")
+                f"collecter et la publier de nouveau, remettez-la dans {settings.registry} "
+                "(la prochaine collecte la reprend)")
+        if (not paused and source.status == "paused" and not source.paused_by_moderator
+                and source.origin == "registry"):
+            # the registry's pause: a resume here would last until the next harvest
+            raise ModerationError(
+                f"source « {source_id} » en pause dans le registre : rien n'est changé ; pour "
+                f"la reprendre, retirez « status: paused » de son entrée dans {settings.registry}")
         if paused == (source.status == "paused"):
             raise ModerationError(f"source « {source_id} » déjà "
                                   + ("en pause" if paused else "active")
