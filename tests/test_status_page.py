@@ -287,5 +287,8 @@ def test_the_pages_links_keep_kiosk_mode_language_and_large_print(history):
     add_warned_read(history, "lisbonne", 12)
     text = get("/etat-des-sources?borne=1&taille=grand&lang=en").text
     assert 'href="/inscription?borne=1&amp;lang=en&amp;taille=grand"' in text
+    # the second trial: the incidents' Atom feed, raw XML, was a dead end on a kiosk
+    assert "etat-des-sources.atom" not in text
+    assert 'href="/etat-des-sources.atom"' in get("/etat-des-sources").text
     assert ('href="/etat-des-sources?source=lisbonne&amp;borne=1&amp;lang=en&amp;taille=grand'
             '#source-lisbonne"') in text
